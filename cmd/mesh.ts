@@ -1,0 +1,92 @@
+/**
+ * Composition roots: the embedded mesh (every service and the gateway in one process on one
+ * engine), one service alone, or the gateway alone. Nothing below reaches for globals: config,
+ * logger, engine and metrics are built here and passed down.
+ */
+import type { Logger } from "pino";
+import type { Config, ServiceName } from "../platform/config.js";
+import { openEngine, type Engine } from "../platform/engine.js";
+import type { RunningGrpcServer } from "../platform/grpc/server.js";
+import { createMetrics } from "../platform/metrics.js";
+import { startEdge, type Edge } from "../gateway/edge.js";
+import { SERVICE_MODULES } from "../services/index.js";
+import { serveService } from "../services/serve.js";
+
+export interface Running {
+  readonly gatewayPort?: number;
+  readonly grpcPorts: Partial<Record<ServiceName, number>>;
+  /** The engine this process runs on (absent for the gateway alone). */
+  readonly engine?: Engine;
+  close(): Promise<void>;
+}
+
+/** Every service on loopback gRPC plus the gateway, sharing one engine (memory by default). */
+export async function runEmbedded(config: Config, log: Logger): Promise<Running> {
+  const engine = await openEngine(config, log);
+  const metrics = createMetrics();
+  const servers: { name: ServiceName; server: RunningGrpcServer }[] = [];
+  try {
+    for (const module of Object.values(SERVICE_MODULES)) {
+      const server = await serveService(module, { config, log, engine }, { host: "127.0.0.1", port: 0, metrics });
+      servers.push({ name: module.name, server });
+    }
+    const edge = await startEdge({
+      host: config.gateway.host,
+      port: config.gateway.port,
+      corsOrigins: config.gateway.corsOrigins,
+      log: log.child({ component: "gateway" }),
+      metrics,
+      upstreams: servers.map(({ name, server }) => ({
+        module: SERVICE_MODULES[name],
+        address: `127.0.0.1:${server.port}`,
+      })),
+    });
+    return {
+      gatewayPort: edge.port,
+      grpcPorts: Object.fromEntries(servers.map(({ name, server }) => [name, server.port])),
+      engine,
+      close: () => closeAll(config, edge, servers, engine),
+    };
+  } catch (e) {
+    await closeAll(config, undefined, servers, engine);
+    throw e;
+  }
+}
+
+/** One service in its own process (cluster engine in deployments). */
+export async function runService(name: ServiceName, config: Config, log: Logger): Promise<Running> {
+  const engine = await openEngine(config, log);
+  const metrics = createMetrics({ labels: { service: name } });
+  const port = config.grpc.port || config.upstreams[name].port;
+  const server = await serveService(SERVICE_MODULES[name], { config, log, engine }, { host: config.grpc.host, port, metrics });
+  server.onClose("engine", () => engine.close());
+  return { grpcPorts: { [name]: server.port }, engine, close: () => server.shutdown(config.shutdownGraceMs) };
+}
+
+/** The gateway alone, forwarding to the services at their configured addresses. */
+export async function runGateway(config: Config, log: Logger): Promise<Running> {
+  const edge = await startEdge({
+    host: config.gateway.host,
+    port: config.gateway.port,
+    corsOrigins: config.gateway.corsOrigins,
+    log,
+    metrics: createMetrics({ labels: { service: "gateway" } }),
+    upstreams: Object.values(SERVICE_MODULES).map((module) => {
+      const { host, port } = config.upstreams[module.name];
+      return { module, address: `${host.includes(":") ? `[${host}]` : host}:${port}` };
+    }),
+  });
+  return { gatewayPort: edge.port, grpcPorts: {}, close: () => edge.close(config.shutdownGraceMs) };
+}
+
+async function closeAll(
+  config: Config,
+  edge: Edge | undefined,
+  servers: readonly { server: RunningGrpcServer }[],
+  engine: Engine,
+): Promise<void> {
+  // Edge first so no new calls arrive, then the services drain, then the shared engine.
+  await edge?.close(config.shutdownGraceMs);
+  await Promise.all(servers.map(({ server }) => server.shutdown(config.shutdownGraceMs)));
+  await engine.close();
+}

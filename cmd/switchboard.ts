@@ -1,0 +1,93 @@
+/**
+ * switchboard [all | gateway | <service> | probe [host]]
+ *   all       every service and the gateway in one process (default; memory engine by default)
+ *   gateway   the public edge alone (cluster deployments)
+ *   <service> tokenrange, shortener, redirect, chat, presence or push alone
+ *   probe     exit 0 when the gRPC server at host:SWITCHBOARD_GRPC_PORT reports SERVING
+ */
+import { create } from "@bufbuild/protobuf";
+import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { ConfigError, loadConfig, SERVICE_NAMES, type Config, type ServiceName } from "../platform/config.js";
+import { createGrpcClient } from "../platform/grpc/client.js";
+import { createLogger } from "../platform/logging.js";
+import { onShutdownSignals } from "../platform/shutdown.js";
+import { runEmbedded, runGateway, runService, type Running } from "./mesh.js";
+
+const USAGE = `usage: switchboard [all | gateway | ${SERVICE_NAMES.join(" | ")} | probe [host]]`;
+
+async function main(argv: readonly string[]): Promise<void> {
+  const role = argv[0] ?? "all";
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`switchboard: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  if (role === "probe") return probe(config, argv[1] ?? "127.0.0.1");
+  if (role === "help" || role === "--help" || role === "-h") {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const log = createLogger({ level: config.logLevel, name: role === "all" ? "switchboard" : role });
+  let running: Running;
+  if (role === "all") {
+    running = await runEmbedded(config, log);
+    printBanner(config, running);
+  } else if (role === "gateway") {
+    running = await runGateway(config, log);
+    log.info({ port: running.gatewayPort }, "gateway listening");
+  } else if ((SERVICE_NAMES as readonly string[]).includes(role)) {
+    running = await runService(role as ServiceName, config, log);
+  } else {
+    process.stderr.write(`switchboard: unknown role "${role}"\n${USAGE}\n`);
+    process.exit(2);
+  }
+  onShutdownSignals(() => running.close(), { log });
+}
+
+function printBanner(config: Config, running: Running): void {
+  const host = config.gateway.host === "0.0.0.0" ? "127.0.0.1" : config.gateway.host;
+  const url = `http://${host}:${running.gatewayPort}`;
+  const lines = [
+    "",
+    `Switchboard is running on the ${config.engine} engine`,
+    `  gateway   ${url}   (Connect + gRPC-web over HTTP/1.1, gRPC over h2c, one port)`,
+    `  health    ${url}/healthz   ${url}/readyz   ${url}/metrics`,
+    `  services  ${Object.entries(running.grpcPorts).map(([n, p]) => `${n}=127.0.0.1:${p}`).join("  ")}  (internal gRPC)`,
+    "",
+    "  Try:",
+    `    npx buf curl --protocol grpc --http2-prior-knowledge ${url} --list-services`,
+    `    curl -s -H 'content-type: application/json' -d '{"code":"abc1234"}' ${url}/switchboard.redirect.v1.RedirectService/Resolve`,
+    "",
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function probe(config: Config, host: string): Promise<void> {
+  const port = config.grpc.port;
+  if (port === 0) {
+    process.stderr.write("switchboard probe: set SWITCHBOARD_GRPC_PORT to the port to probe\n");
+    process.exit(2);
+  }
+  const client = createGrpcClient(Health, `${host}:${port}`, { defaultTimeoutMs: 3_000 });
+  try {
+    const res = await client.check(create(HealthCheckRequestSchema, {}));
+    const status = HealthCheckResponse_ServingStatus[res.status];
+    process.stdout.write(`${host}:${port} ${status}\n`);
+    process.exit(res.status === HealthCheckResponse_ServingStatus.SERVING ? 0 : 1);
+  } catch (e) {
+    process.stdout.write(`${host}:${port} unreachable: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  } finally {
+    client.close();
+  }
+}
+
+main(process.argv.slice(2)).catch((e: unknown) => {
+  process.stderr.write(`switchboard: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,106 @@
+/**
+ * Assembles the gateway: for each public service a forwarding impl over a grpc-js client to
+ * its internal address, reflection over the public contracts, the gateway's own health, and
+ * readiness from the upstreams' gRPC health.
+ */
+import { create, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { createGrpcClient, type GrpcClient } from "../platform/grpc/client.js";
+import { HealthService } from "../platform/grpc/health.js";
+import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "../platform/grpc/reflection.js";
+import type { Metrics } from "../platform/metrics.js";
+import type { ServiceModule } from "../services/module.js";
+import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
+import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
+import { combineProbes, type ReadinessProbe } from "./readiness.js";
+
+export interface EdgeOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly corsOrigins: readonly string[];
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  /** Every service module with the address ("host:port") of its internal gRPC server. */
+  readonly upstreams: readonly { module: ServiceModule; address: string }[];
+  readonly doors?: readonly HttpDoor[];
+}
+
+export interface Edge extends Gateway {
+  readonly publicServices: readonly string[];
+}
+
+const UPSTREAM_HEALTH_TIMEOUT_MS = 1_500;
+
+export async function startEdge(opts: EdgeOptions): Promise<Edge> {
+  const clients: GrpcClient<DescService>[] = [];
+  const mounted: MountedService[] = [];
+  const probes: ReadinessProbe[] = [];
+  for (const { module, address } of opts.upstreams) {
+    const health = createGrpcClient(Health, address, { defaultTimeoutMs: UPSTREAM_HEALTH_TIMEOUT_MS });
+    clients.push(health as unknown as GrpcClient<DescService>);
+    probes.push(upstreamProbe(module.name, module.desc.typeName, address, health));
+    if (!module.public) continue;
+    const client = createGrpcClient(module.desc, address);
+    clients.push(client);
+    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient);
+    for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
+    mounted.push({ desc: module.desc, impl });
+  }
+  const publicDescs = mounted.map((m) => m.desc);
+  const reflection = createReflection(publicDescs);
+  const ownHealth = new HealthService(publicDescs.map((d) => d.typeName));
+  const services: MountedService[] = [
+    ...mounted,
+    { desc: ServerReflectionV1, impl: reflection.v1 as ServiceImpl<DescService> },
+    { desc: ServerReflectionV1Alpha, impl: reflection.v1alpha as ServiceImpl<DescService> },
+    { desc: Health, impl: ownHealth as unknown as ServiceImpl<DescService> },
+  ];
+  const gateway = await startGateway({
+    host: opts.host,
+    port: opts.port,
+    corsOrigins: opts.corsOrigins,
+    log: opts.log,
+    registry: opts.metrics.registry,
+    services,
+    readiness: combineProbes(probes),
+    ...(opts.doors ? { doors: opts.doors } : {}),
+  });
+  return {
+    ...gateway,
+    publicServices: publicDescs.map((d) => d.typeName),
+    async close(graceMs) {
+      ownHealth.shutdown();
+      await gateway.close(graceMs);
+      for (const c of clients) c.close();
+    },
+  };
+}
+
+function blockMethod(impl: ServiceImpl<DescService>, desc: DescService, name: string): void {
+  const method = desc.methods.find((m) => m.name === name);
+  if (!method) throw new Error(`${desc.typeName} has no method ${name} to keep internal`);
+  (impl as Record<string, unknown>)[method.localName] = () => {
+    throw new ConnectError(`${desc.typeName}/${name} is internal and not served by the gateway`, Code.Unimplemented);
+  };
+}
+
+function upstreamProbe(
+  name: string,
+  typeName: string,
+  address: string,
+  health: GrpcClient<typeof Health>,
+): ReadinessProbe {
+  return async () => {
+    try {
+      const res = await health.check(create(HealthCheckRequestSchema, { service: typeName }));
+      const ok = res.status === HealthCheckResponse_ServingStatus.SERVING;
+      const detail = `${address}: ${HealthCheckResponse_ServingStatus[res.status]}`;
+      return { ready: ok, checks: [{ name, ok, detail }] };
+    } catch (e) {
+      const detail = `${address}: ${e instanceof Error ? e.message : String(e)}`;
+      return { ready: false, checks: [{ name, ok: false, detail }] };
+    }
+  };
+}

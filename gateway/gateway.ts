@@ -1,0 +1,141 @@
+/**
+ * The public edge: one port, HTTP/1.1 and h2c; Connect, gRPC and gRPC-web for the public
+ * services (forwarded to internal gRPC servers); gRPC reflection for operators; health,
+ * readiness and Prometheus metrics; CORS for browsers. Plain-HTTP doors (REST shorten,
+ * redirects) are matched before the Connect router because they are the hot path.
+ */
+import { randomUUID } from "node:crypto";
+import type http from "node:http";
+import type http2 from "node:http2";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { Counter, Histogram, type Registry } from "prom-client";
+import { createCors } from "./cors.js";
+import { createOnePortServer, type OnePortServer } from "./one-port.js";
+import type { ReadinessProbe } from "./readiness.js";
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+export interface MountedService {
+  readonly desc: DescService;
+  readonly impl: ServiceImpl<DescService>;
+}
+
+/** A plain-HTTP door tried before the Connect router; returns false when the request is not its. */
+export type HttpDoor = (req: Req, res: Res, log: Logger) => boolean | Promise<boolean>;
+
+export interface GatewayOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly corsOrigins: readonly string[];
+  readonly log: Logger;
+  readonly registry: Registry;
+  /** Public services and the edge's own (reflection, health). */
+  readonly services: readonly MountedService[];
+  readonly readiness: ReadinessProbe;
+  readonly doors?: readonly HttpDoor[];
+  /** Largest request body the Connect router accepts. */
+  readonly readMaxBytes?: number;
+}
+
+export interface Gateway {
+  readonly port: number;
+  readonly server: OnePortServer;
+  close(graceMs: number): Promise<void>;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const { log, registry } = opts;
+  const requests = new Counter({
+    name: "gateway_http_requests_total",
+    help: "Requests answered by the gateway, by route kind, protocol and status",
+    labelNames: ["route", "protocol", "status"] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "gateway_http_request_duration_seconds",
+    help: "Time to answer a request (for streams: until the stream ends)",
+    labelNames: ["route"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+    registers: [registry],
+  });
+
+  const cors = createCors(opts.corsOrigins);
+  const connect = connectNodeAdapter({
+    routes(router: ConnectRouter) {
+      for (const s of opts.services) router.service(s.desc, s.impl);
+    },
+    readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
+    fallback(_req, res) {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ code: "not_found", message: "no such route" }));
+    },
+  });
+
+  const routeOf = (req: Req): string => {
+    const url = req.url ?? "/";
+    if (url === "/healthz" || url === "/readyz" || url === "/metrics") return url.slice(1);
+    const ct = String(req.headers["content-type"] ?? "");
+    if (ct.startsWith("application/grpc-web")) return "grpc-web";
+    if (ct.startsWith("application/grpc")) return "grpc";
+    if (req.method === "POST" || ct.startsWith("application/connect")) return "connect";
+    return "http";
+  };
+
+  const handle = async (req: Req, res: Res, reqLog: Logger): Promise<void> => {
+    if (cors.handle(req, res)) return;
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" || req.method === "HEAD") {
+      if (path === "/healthz") return sendJson(res, 200, { status: "ok" });
+      if (path === "/readyz") {
+        const report = await opts.readiness();
+        return sendJson(res, report.ready ? 200 : 503, report);
+      }
+      if (path === "/metrics") {
+        res.writeHead(200, { "content-type": registry.contentType });
+        res.end(await registry.metrics());
+        return;
+      }
+    }
+    for (const door of opts.doors ?? []) {
+      if (await door(req, res, reqLog)) return;
+    }
+    connect(req as http.IncomingMessage, res as http.ServerResponse);
+  };
+
+  const server = createOnePortServer((req, res) => {
+    const started = process.hrtime.bigint();
+    const given = req.headers["x-request-id"];
+    const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    if (typeof given !== "string") req.headers["x-request-id"] = requestId;
+    const reqLog = log.child({ requestId });
+    const route = routeOf(req);
+    res.setHeader("x-request-id", requestId);
+    res.once("finish", () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      requests.inc({ route, protocol: `http/${req.httpVersion}`, status: String(res.statusCode) });
+      latency.observe({ route }, seconds);
+      if (route !== "metrics" && route !== "healthz" && route !== "readyz") {
+        reqLog.debug({ method: req.method, url: req.url, status: res.statusCode, ms: seconds * 1e3 }, "request");
+      }
+    });
+    handle(req, res, reqLog).catch((e: unknown) => {
+      reqLog.error({ err: e }, "unhandled gateway error");
+      if (!res.headersSent) sendJson(res, 500, { code: "internal", message: `internal error (request id ${requestId})` });
+      else res.end();
+    });
+  });
+  const port = await server.listen(opts.port, opts.host);
+  return { port, server, close: (graceMs) => server.close(graceMs) };
+}
+
+function sendJson(res: Res, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(text);
+}

@@ -1,0 +1,91 @@
+import http2 from "node:http2";
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createOnePortServer, detectProtocol, type OnePortServer } from "./one-port.js";
+
+describe("detectProtocol", () => {
+  const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  it("recognises the HTTP/2 preface, also when it arrives in pieces", () => {
+    expect(detectProtocol(preface)).toBe("h2");
+    expect(detectProtocol(Buffer.concat([preface, Buffer.from([0, 0, 0])]))).toBe("h2");
+    expect(detectProtocol(preface.subarray(0, 5))).toBe("more");
+  });
+  it("sends everything else to HTTP/1.1", () => {
+    expect(detectProtocol(Buffer.from("GET / HTTP/1.1\r\n"))).toBe("http1");
+    expect(detectProtocol(Buffer.from("PRIX"))).toBe("http1");
+    expect(detectProtocol(Buffer.from("P"))).toBe("more");
+  });
+});
+
+describe("one port for HTTP/1.1 and h2c", () => {
+  let server: OnePortServer;
+  let port: number;
+  beforeAll(async () => {
+    server = createOnePortServer((req, res) => {
+      res.setHeader("content-type", "text/plain");
+      res.end(`${req.httpVersion} ${req.method} ${req.url}`);
+    });
+    port = await server.listen(0, "127.0.0.1");
+  });
+  afterAll(() => server.close(100));
+
+  it("answers HTTP/1.1", async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/one`);
+    expect(await res.text()).toBe("1.1 GET /one");
+  });
+
+  it("answers several h2c requests on one connection", async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const bodies = await Promise.all(
+        [1, 2, 3].map(
+          (i) =>
+            new Promise<string>((resolve, reject) => {
+              const req = session.request({ ":path": `/h2/${i}` });
+              let body = "";
+              req.on("data", (d: Buffer) => (body += d.toString()));
+              req.on("end", () => resolve(body));
+              req.on("error", reject);
+              req.end();
+            }),
+        ),
+      );
+      expect(bodies).toEqual(["2.0 GET /h2/1", "2.0 GET /h2/2", "2.0 GET /h2/3"]);
+    } finally {
+      session.close();
+    }
+  });
+
+  it("handles a preface split across TCP writes", async () => {
+    const body = await new Promise<string>((resolve, reject) => {
+      const session = http2.connect(`http://127.0.0.1:${port}`, {
+        createConnection: () => {
+          const socket = net.connect(port, "127.0.0.1");
+          const write = socket.write.bind(socket);
+          let first = true;
+          // Split the very first write (the preface) into two TCP segments.
+          socket.write = ((chunk: Buffer, ...rest: never[]) => {
+            if (first && Buffer.isBuffer(chunk) && chunk.length > 4) {
+              first = false;
+              write(chunk.subarray(0, 4));
+              socket.setNoDelay(true);
+              return write(chunk.subarray(4), ...rest);
+            }
+            return write(chunk, ...rest);
+          }) as typeof socket.write;
+          return socket;
+        },
+      });
+      const req = session.request({ ":path": "/split" });
+      let text = "";
+      req.on("data", (d: Buffer) => (text += d.toString()));
+      req.on("end", () => {
+        session.close();
+        resolve(text);
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(body).toBe("2.0 GET /split");
+  });
+});

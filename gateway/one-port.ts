@@ -1,0 +1,138 @@
+/**
+ * One TCP port for HTTP/1.1 and cleartext HTTP/2. Browsers (Connect, gRPC-web, redirects)
+ * speak HTTP/1.1; grpcurl, buf curl and gRPC clients speak h2c with prior knowledge. Node
+ * cannot serve both from one http server without TLS/ALPN, so we look at the first bytes of
+ * each connection: the HTTP/2 client preface is fixed, and no HTTP/1.1 request starts with it.
+ */
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { Duplex } from "node:stream";
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+/** Longest time a client may take to send its first bytes before we drop the connection. */
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
+
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface OnePortServer {
+  readonly tcp: net.Server;
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  listen(port: number, host: string): Promise<number>;
+  /** Stop accepting, let in-flight requests finish for up to graceMs, then destroy what is left. */
+  close(graceMs: number): Promise<void>;
+}
+
+type Protocol = "h2" | "http1" | "more";
+
+export function detectProtocol(head: Buffer): Protocol {
+  const n = Math.min(head.length, H2_PREFACE.length);
+  if (head.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) {
+    return n === H2_PREFACE.length ? "h2" : "more";
+  }
+  return "http1";
+}
+
+export function createOnePortServer(handler: RequestHandler): OnePortServer {
+  const http1 = http.createServer({ keepAliveTimeout: 65_000 }, handler as http.RequestListener);
+  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const sockets = new Set<net.Socket>();
+  const h2Sessions = new Set<http2.Http2Session>();
+  h2.on("session", (s) => {
+    h2Sessions.add(s);
+    s.once("close", () => h2Sessions.delete(s));
+  });
+
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    let head: Buffer = Buffer.alloc(0);
+    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
+    const onData = (chunk: Buffer): void => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const protocol = detectProtocol(head);
+      if (protocol === "more") return;
+      socket.off("data", onData);
+      socket.setTimeout(0);
+      if (protocol === "h2") {
+        h2.emit("connection", replayingStream(socket, head));
+      } else {
+        socket.pause();
+        socket.unshift(head);
+        http1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+
+  return {
+    tcp,
+    http1,
+    http2: h2,
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(port, host, () => {
+          tcp.off("error", reject);
+          resolve((tcp.address() as net.AddressInfo).port);
+        });
+      });
+    },
+    async close(graceMs) {
+      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      http1.closeIdleConnections();
+      for (const s of h2Sessions) s.close();
+      const timer = setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, graceMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * Node's HTTP/2 session reads straight from the socket's native handle, so bytes we already
+ * read (and would unshift) never reach it. Hand it a stream that replays them first; Node
+ * wraps such a stream itself. The socket's address is copied so request logs and per-IP
+ * limits still see the peer.
+ */
+function replayingStream(socket: net.Socket, head: Buffer): Duplex {
+  const stream = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end(cb);
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  Object.assign(stream, {
+    remoteAddress: socket.remoteAddress,
+    remotePort: socket.remotePort,
+    remoteFamily: socket.remoteFamily,
+    localAddress: socket.localAddress,
+    localPort: socket.localPort,
+  });
+  stream.push(head);
+  socket.on("data", (d: Buffer) => {
+    if (!stream.push(d)) socket.pause();
+  });
+  socket.on("end", () => stream.push(null));
+  socket.on("close", () => stream.destroy());
+  socket.on("error", (e) => stream.destroy(e));
+  return stream;
+}

@@ -1,0 +1,49 @@
+// The gateway smoke suite on the cluster engine: real Cassandra, ZooKeeper, NATS and Redis.
+import cassandra from "cassandra-driver";
+import pino from "pino";
+import { afterAll, beforeAll } from "vitest";
+import { runEmbedded, type Running } from "../cmd/mesh.js";
+import { loadConfig } from "../platform/config.js";
+import { createLinkStore } from "../services/links/store.js";
+import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infraEnv } from "../testkit/servers/index.js";
+import { waitFor } from "../testkit/processes.js";
+import { gatewaySmokeSuite } from "./smoke.suite.js";
+
+let running: Running;
+const keyspace = uniqueKeyspaceName("smoke");
+
+beforeAll(async () => {
+  const info = infra();
+  console.log(
+    `[smoke] cassandra ${info.cassandra.version}, zookeeper ${info.zookeeper.version}, nats ${info.nats.version}, redis ${info.redis.version}`,
+  );
+  const config = loadConfig({
+    ...infraEnv(info),
+    SWITCHBOARD_CASSANDRA_KEYSPACE: keyspace,
+    SWITCHBOARD_GATEWAY_PORT: "0",
+    SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
+  });
+  running = await runEmbedded(config, pino({ level: "warn" }));
+  await waitFor("the cluster mesh to be ready", async () => {
+    const res = await fetch(`http://127.0.0.1:${running.gatewayPort}/readyz`);
+    return res.status === 200 ? true : undefined;
+  });
+});
+
+afterAll(async () => {
+  await running?.close();
+  const admin = new cassandra.Client(cassandraClientOptions());
+  try {
+    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+  } finally {
+    await admin.shutdown();
+  }
+});
+
+gatewaySmokeSuite("cluster", () => ({
+  baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  insertLink: async (link) => {
+    await (await createLinkStore(running.engine!)).insertIfAbsent(link);
+  },
+}));

@@ -1,0 +1,21 @@
+import { afterAll, beforeAll } from "vitest";
+import pino from "pino";
+import { runEmbedded, type Running } from "../cmd/mesh.js";
+import { loadConfig } from "../platform/config.js";
+import { createLinkStore } from "../services/links/store.js";
+import { gatewaySmokeSuite } from "./smoke.suite.js";
+
+let running: Running;
+
+beforeAll(async () => {
+  const config = loadConfig({ SWITCHBOARD_ENGINE: "memory", SWITCHBOARD_GATEWAY_PORT: "0", SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000" });
+  running = await runEmbedded(config, pino({ level: "silent" }));
+});
+afterAll(() => running.close());
+
+gatewaySmokeSuite("memory", () => ({
+  baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  insertLink: async (link) => {
+    await (await createLinkStore(running.engine!)).insertIfAbsent(link);
+  },
+}));

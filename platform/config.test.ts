@@ -1,0 +1,54 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./config.js";
+
+describe("loadConfig", () => {
+  it("gives working defaults for the embedded engine", () => {
+    const c = loadConfig({});
+    expect(c.engine).toBe("memory");
+    expect(c.gateway.port).toBe(8080);
+    expect(c.cassandra.contactPoints).toEqual([{ host: "127.0.0.1", port: 9042 }]);
+    expect(c.upstreams.shortener).toEqual({ host: "127.0.0.1", port: 50052 });
+  });
+
+  it("parses cluster settings", () => {
+    const c = loadConfig({
+      SWITCHBOARD_ENGINE: "cluster",
+      SWITCHBOARD_CASSANDRA_CONTACT_POINTS: "db1:9043, [::1]:9044,db3",
+      SWITCHBOARD_ZOOKEEPER_CONNECT: "zk1:2182,zk2",
+      SWITCHBOARD_NATS_URL: "nats://n1:4222,nats://n2:4222",
+      SWITCHBOARD_UPSTREAM_REDIRECT: "redirect:7000",
+    });
+    expect(c.cassandra.contactPoints).toEqual([
+      { host: "db1", port: 9043 },
+      { host: "::1", port: 9044 },
+      { host: "db3", port: 9042 },
+    ]);
+    expect(c.zookeeper.connectString).toBe("zk1:2182,zk2:2181");
+    expect(c.nats.servers).toEqual(["nats://n1:4222", "nats://n2:4222"]);
+    expect(c.upstreams.redirect).toEqual({ host: "redirect", port: 7000 });
+  });
+
+  it.each([
+    ["SWITCHBOARD_CASSANDRA_CONTACT_POINTS", "db1:90x2"],
+    ["SWITCHBOARD_CASSANDRA_CONTACT_POINTS", "db1:9042,,db2"],
+    ["SWITCHBOARD_CASSANDRA_CONTACT_POINTS", "db1:70000"],
+    ["SWITCHBOARD_ENGINE", "postgres"],
+    ["SWITCHBOARD_GATEWAY_PORT", "eighty"],
+    ["SWITCHBOARD_GATEWAY_PORT", "65536"],
+    ["SWITCHBOARD_NATS_URL", "http://n1:4222"],
+    ["SWITCHBOARD_REDIS_URL", "localhost:6379"],
+    ["SWITCHBOARD_CASSANDRA_KEYSPACE", "Bad-Name"],
+    ["SWITCHBOARD_UPSTREAM_CHAT", "chat"],
+  ])("rejects %s=%s with one line naming the variable", (variable, value) => {
+    let error: unknown;
+    try {
+      loadConfig({ [variable]: value });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).variable).toBe(variable);
+    expect((error as ConfigError).message).toContain(variable);
+    expect((error as ConfigError).message).not.toContain("\n");
+  });
+});

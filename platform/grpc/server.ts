@@ -1,0 +1,181 @@
+/**
+ * Internal gRPC server bootstrap on @grpc/grpc-js.
+ *
+ * `startGrpcServer` mounts the given transport-neutral services (via toGrpcHandlers) plus
+ * grpc.health.v1 and reflection v1/v1alpha, adds a metrics interceptor when `metrics` is
+ * given, binds h2c on host:port (0 = a free port) and returns a handle whose `shutdown(graceMs)`
+ * marks health NOT_SERVING, drains in-flight calls (tryShutdown), forces the rest after
+ * graceMs, then runs the registered closers in reverse registration order.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  Server,
+  ServerCredentials,
+  ServerInterceptingCall,
+  type ServerInterceptor,
+  type ServerOptions,
+} from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { Metrics } from "../metrics.js";
+import { HealthService, Health } from "./health.js";
+import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "./reflection.js";
+import { grpcServiceDefinition, toGrpcHandlers, type GrpcHandlerOptions } from "./service-definition.js";
+import { grpcCodeName } from "./status.js";
+
+/** One service to mount. Build it with `grpcService(desc, impl)` to have `impl` type-checked. */
+export interface GrpcServiceRegistration {
+  readonly desc: DescService;
+  readonly impl: object;
+}
+
+/** A registration whose impl is checked against the descriptor. */
+export function grpcService<S extends DescService>(desc: S, impl: Partial<ServiceImpl<S>>): GrpcServiceRegistration {
+  return { desc, impl };
+}
+
+export interface StartGrpcServerOptions {
+  readonly services: readonly GrpcServiceRegistration[];
+  /** Default 127.0.0.1. Use 0.0.0.0 in containers. */
+  readonly host?: string;
+  /** 0 = any free port (see the returned `port`). */
+  readonly port: number;
+  readonly log: Logger;
+  /** When given, every call is counted and timed on this registry. */
+  readonly metrics?: Metrics;
+  /** Seeds ctx.values per call (e.g. caller identity from metadata). */
+  readonly contextValues?: GrpcHandlerOptions["contextValues"];
+  /** grpc-js server options, merged over DEFAULT_SERVER_OPTIONS. */
+  readonly serverOptions?: ServerOptions;
+}
+
+export interface RunningGrpcServer {
+  readonly port: number;
+  readonly health: HealthService;
+  readonly server: Server;
+  /** Registers a closer run after the server stopped (reverse registration order). */
+  onClose(name: string, close: () => Promise<void> | void): void;
+  /** Graceful stop; idempotent (later calls return the same promise). */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+/** Keep-alive pings every 60 s (timeout 20 s); 8 MiB messages. */
+export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
+  "grpc.keepalive_time_ms": 60_000,
+  "grpc.keepalive_timeout_ms": 20_000,
+  "grpc.max_receive_message_length": 8 * 1024 * 1024,
+  "grpc.max_send_message_length": 8 * 1024 * 1024,
+};
+
+export async function startGrpcServer(options: StartGrpcServerOptions): Promise<RunningGrpcServer> {
+  const { log } = options;
+  const host = options.host ?? "127.0.0.1";
+  const interceptors: ServerInterceptor[] = [...(options.serverOptions?.interceptors ?? [])];
+  if (options.metrics) interceptors.unshift(metricsInterceptor(options.metrics));
+  const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options.serverOptions, interceptors });
+
+  const hardStop = new AbortController();
+  const handlerOptions: GrpcHandlerOptions = {
+    log,
+    shutdownSignal: hardStop.signal,
+    ...(options.contextValues ? { contextValues: options.contextValues } : {}),
+  };
+  const health = new HealthService(options.services.map((s) => s.desc.typeName));
+  const reflection = createReflection(options.services.map((s) => s.desc));
+  const all: GrpcServiceRegistration[] = [
+    ...options.services,
+    grpcService(Health, health),
+    grpcService(ServerReflectionV1, reflection.v1),
+    grpcService(ServerReflectionV1Alpha, reflection.v1alpha),
+  ];
+  const mounted = new Set<string>();
+  for (const { desc, impl } of all) {
+    if (mounted.has(desc.typeName)) continue;
+    mounted.add(desc.typeName);
+    server.addService(grpcServiceDefinition(desc), toGrpcHandlers(desc, impl as Partial<ServiceImpl<DescService>>, handlerOptions));
+  }
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${options.port}` : `${host}:${options.port}`;
+    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+  log.info({ host, port, services: [...mounted] }, "grpc server listening");
+
+  const closers: { name: string; close: () => Promise<void> | void }[] = [];
+  let stopping: Promise<void> | undefined;
+
+  const shutdown = async (graceMs: number): Promise<void> => {
+    health.shutdown();
+    log.info({ graceMs }, "grpc server draining");
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        log.warn({ graceMs }, "grpc server grace period over; cancelling remaining calls");
+        hardStop.abort();
+        server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    for (const { name, close } of closers.reverse()) {
+      try {
+        await close();
+        log.info({ closer: name }, "closed");
+      } catch (err) {
+        log.error({ err, closer: name }, "closer failed");
+      }
+    }
+    log.info("grpc server stopped");
+  };
+
+  return {
+    port,
+    health,
+    server,
+    onClose(name, close) {
+      closers.push({ name, close });
+    },
+    shutdown(graceMs) {
+      stopping ??= shutdown(graceMs);
+      return stopping;
+    },
+  };
+}
+
+/** Counts and times every call: started, handled by code, latency histogram. */
+export function metricsInterceptor(metrics: Metrics): ServerInterceptor {
+  return (descriptor, call) => {
+    const slash = descriptor.path.lastIndexOf("/");
+    const labels = {
+      grpc_service: descriptor.path.slice(1, slash),
+      grpc_method: descriptor.path.slice(slash + 1),
+      grpc_type: descriptor.requestStream
+        ? descriptor.responseStream
+          ? "bidi_stream"
+          : "client_stream"
+        : descriptor.responseStream
+          ? "server_stream"
+          : "unary",
+    };
+    metrics.rpcStarted.inc(labels);
+    const started = performance.now();
+    let finished = false;
+    const finish = (code: number): void => {
+      if (finished) return;
+      finished = true;
+      const withCode = { ...labels, grpc_code: grpcCodeName(code) };
+      metrics.rpcHandled.inc(withCode);
+      metrics.rpcLatency.observe(withCode, (performance.now() - started) / 1000);
+    };
+    return new ServerInterceptingCall(call, {
+      start: (next) => next({ onCancel: () => finish(1) }),
+      sendStatus: (status, next) => {
+        finish(status.code ?? 0);
+        next(status);
+      },
+    });
+  };
+}

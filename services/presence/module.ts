@@ -1,0 +1,10 @@
+import { PresenceService } from "../../gen/switchboard/presence/v1/presence_pb.js";
+import type { ServiceModule } from "../module.js";
+import { notYetImplemented } from "../not-yet.js";
+
+export const presenceModule: ServiceModule = {
+  name: "presence",
+  desc: PresenceService,
+  public: true,
+  create: async () => notYetImplemented(PresenceService, "planned for a later release"),
+};
