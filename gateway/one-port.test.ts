@@ -89,3 +89,28 @@ describe("one port for HTTP/1.1 and h2c", () => {
     expect(body).toBe("2.0 GET /split");
   });
 });
+
+describe("graceful close", () => {
+  it("lets an in-flight request finish and does not wait for idle keep-alive connections", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const server = createOnePortServer((req, res) => {
+      if (req.url === "/slow") void gate.then(() => res.end("slow done"));
+      else res.end("fast");
+    });
+    const port = await server.listen(0, "127.0.0.1");
+    // An idle keep-alive connection (fetch keeps its socket open) ...
+    expect(await (await fetch(`http://127.0.0.1:${port}/fast`)).text()).toBe("fast");
+    // ... and one request still being answered.
+    const slow = fetch(`http://127.0.0.1:${port}/slow`).then((r) => r.text());
+    await new Promise((r) => setTimeout(r, 100));
+    const closed = server.close(60_000);
+    release();
+    expect(await slow).toBe("slow done");
+    const outcome = await Promise.race([
+      closed.then(() => "closed"),
+      new Promise((r) => setTimeout(() => r("still waiting for the grace period"), 5_000)),
+    ]);
+    expect(outcome).toBe("closed");
+  });
+});

@@ -41,6 +41,21 @@ export function createOnePortServer(handler: RequestHandler): OnePortServer {
   const http1 = http.createServer({ keepAliveTimeout: 65_000 }, handler as http.RequestListener);
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sockets = new Set<net.Socket>();
+  // http.Server tracks idle keep-alive connections only for sockets it accepted itself, so
+  // we count in-flight HTTP/1.1 requests per socket to close idle ones promptly on shutdown.
+  const inFlight = new Map<net.Socket, number>();
+  const h2Sockets = new WeakSet<net.Socket>();
+  let closing = false;
+  http1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket;
+    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+    if (closing) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const left = (inFlight.get(socket) ?? 1) - 1;
+      inFlight.set(socket, left);
+      if (closing && left === 0) socket.end();
+    });
+  });
   const h2Sessions = new Set<http2.Http2Session>();
   h2.on("session", (s) => {
     h2Sessions.add(s);
@@ -49,7 +64,10 @@ export function createOnePortServer(handler: RequestHandler): OnePortServer {
 
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      inFlight.delete(socket);
+    });
     let head: Buffer = Buffer.alloc(0);
     socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
     const onData = (chunk: Buffer): void => {
@@ -59,6 +77,7 @@ export function createOnePortServer(handler: RequestHandler): OnePortServer {
       socket.off("data", onData);
       socket.setTimeout(0);
       if (protocol === "h2") {
+        h2Sockets.add(socket);
         h2.emit("connection", replayingStream(socket, head));
       } else {
         socket.pause();
@@ -85,8 +104,11 @@ export function createOnePortServer(handler: RequestHandler): OnePortServer {
       });
     },
     async close(graceMs) {
+      closing = true;
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-      http1.closeIdleConnections();
+      // HTTP/1.1 sockets with no request under way (or still silent) close now; HTTP/2
+      // sessions close gracefully above, after their open streams end.
+      for (const s of sockets) if (!h2Sockets.has(s) && (inFlight.get(s) ?? 0) === 0) s.end();
       for (const s of h2Sessions) s.close();
       const timer = setTimeout(() => {
         for (const s of sockets) s.destroy();

@@ -240,13 +240,20 @@ export class NatsBus implements EventBus {
         reconnectTimeWait: 500,
         timeout: 2_000,
       });
+      let jsm: JetStreamManager;
+      try {
+        jsm = await nc.jetstreamManager({ timeout: this.timeoutMs, checkAPI: false });
+      } catch (err) {
+        await nc.close().catch(() => {});
+        throw err;
+      }
       if (this.closed) {
         await nc.close();
         return;
       }
       this.nc = nc;
       this.js = nc.jetstream({ timeout: this.timeoutMs });
-      this.jsm = await nc.jetstreamManager({ timeout: this.timeoutMs, checkAPI: false });
+      this.jsm = jsm;
       this.connected = true;
       this.lastError = undefined;
       this.log.info({ server: nc.getServer(), version: nc.info?.version }, "nats connected");

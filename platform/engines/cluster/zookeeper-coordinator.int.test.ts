@@ -4,6 +4,7 @@ import { freePort, startZooKeeper } from "../../../testkit/servers/index.js";
 import { tcpExchange } from "../../../testkit/servers/process.js";
 import { coordinatorConformance } from "../../ports/coordinator.conformance.js";
 import type { Coordinator } from "../../ports/coordinator.js";
+import { TcpProxy } from "./testing/tcp-proxy.js";
 import { ZooKeeperCoordinator } from "./zookeeper-coordinator.js";
 
 const open = async (connectString: string, sessionTimeoutMs = 4_000) => {
@@ -74,5 +75,48 @@ describe("ZooKeeperCoordinator failure behaviour", () => {
     while (c.sessionState === "connected" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(states[0]).toBe("disconnected");
     await expect(c.compareAndSet("/ctr", new TextEncoder().encode("1"), 0)).rejects.toMatchObject({ kind: "Unavailable" });
+  });
+
+  it("connection loss during a write surfaces as Unavailable (outcome unknown)", async () => {
+    const proxy = new TcpProxy(await freePort(), { host: "127.0.0.1", port: infra().zookeeper.port });
+    cleanups.push(() => proxy.down());
+    await proxy.up();
+    const c = await open(`127.0.0.1:${proxy.port}`, 10_000);
+    cleanups.push(() => c.close());
+    const path = `/loss-${Date.now()}`;
+    await c.create(path, new TextEncoder().encode("0"));
+    const write = c.compareAndSet(path, new TextEncoder().encode("1"), 0);
+    await proxy.down();
+    await expect(write).rejects.toMatchObject({ kind: "Unavailable" });
+  });
+
+  it("session expiry: emits expired, drops the ephemerals, opens a new session that can re-register", async () => {
+    const proxy = new TcpProxy(await freePort(), { host: "127.0.0.1", port: infra().zookeeper.port });
+    cleanups.push(() => proxy.down());
+    await proxy.up();
+    const c = await open(`127.0.0.1:${proxy.port}`, 2_000);
+    cleanups.push(() => c.close());
+    const observer = await open(infra().zookeeper.connectString);
+    cleanups.push(() => observer.close());
+    const states: string[] = [];
+    c.onSessionState((s) => states.push(s));
+    const dir = `/expiry-${Date.now()}`;
+    await c.registerEphemeral(`${dir}/me`, new Uint8Array([1]));
+    expect(await observer.children(dir)).toEqual(["me"]);
+
+    await proxy.down(); // partition longer than the session timeout: the server expires the session
+    const gone = Date.now() + 15_000;
+    while ((await observer.children(dir)).length > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 200));
+    expect(await observer.children(dir)).toEqual([]);
+    await proxy.up();
+    const back = Date.now() + 20_000;
+    while (!(states.includes("expired") && c.sessionState === "connected") && Date.now() < back) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log("zookeeper-coordinator.int: session states", states.join(" -> "));
+    expect(states).toContain("expired");
+    expect(c.sessionState).toBe("connected");
+    await c.registerEphemeral(`${dir}/me`, new Uint8Array([2]));
+    expect(await observer.children(dir)).toEqual(["me"]);
   });
 });

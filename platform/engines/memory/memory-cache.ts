@@ -15,6 +15,7 @@ export class MemoryCache implements Cache {
   constructor(private readonly clock: Clock = systemClock) {}
 
   async get(key: string): Promise<string | undefined> {
+    if (key === "") throw invalidArgument("key", "must not be empty");
     return this.live(key)?.value;
   }
 
@@ -31,6 +32,7 @@ export class MemoryCache implements Cache {
   }
 
   async delete(key: string): Promise<void> {
+    if (key === "") throw invalidArgument("key", "must not be empty");
     this.entries.delete(key);
   }
 
