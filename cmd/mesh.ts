@@ -15,7 +15,7 @@ import { serveService } from "../services/serve.js";
 export interface Running {
   readonly gatewayPort?: number;
   readonly grpcPorts: Partial<Record<ServiceName, number>>;
-  /** The engine this process runs on (absent for the gateway alone). */
+  /** The engine this process runs on. */
   readonly engine?: Engine;
   close(): Promise<void>;
 }
@@ -31,9 +31,8 @@ export async function runEmbedded(config: Config, log: Logger): Promise<Running>
       servers.push({ name: module.name, server });
     }
     const edge = await startEdge({
-      host: config.gateway.host,
-      port: config.gateway.port,
-      corsOrigins: config.gateway.corsOrigins,
+      config,
+      engine,
       log: log.child({ component: "gateway" }),
       metrics,
       upstreams: servers.map(({ name, server }) => ({
@@ -65,10 +64,10 @@ export async function runService(name: ServiceName, config: Config, log: Logger)
 
 /** The gateway alone, forwarding to the services at their configured addresses. */
 export async function runGateway(config: Config, log: Logger): Promise<Running> {
+  const engine = await openEngine(config, log);
   const edge = await startEdge({
-    host: config.gateway.host,
-    port: config.gateway.port,
-    corsOrigins: config.gateway.corsOrigins,
+    config,
+    engine,
     log,
     metrics: createMetrics({ labels: { service: "gateway" } }),
     upstreams: Object.values(SERVICE_MODULES).map((module) => {
@@ -76,7 +75,15 @@ export async function runGateway(config: Config, log: Logger): Promise<Running> 
       return { module, address: `${host.includes(":") ? `[${host}]` : host}:${port}` };
     }),
   });
-  return { gatewayPort: edge.port, grpcPorts: {}, close: () => edge.close(config.shutdownGraceMs) };
+  return {
+    gatewayPort: edge.port,
+    grpcPorts: {},
+    engine,
+    close: async () => {
+      await edge.close(config.shutdownGraceMs);
+      await engine.close();
+    },
+  };
 }
 
 async function closeAll(

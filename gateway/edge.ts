@@ -10,6 +10,8 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } f
 import { createGrpcClient, type GrpcClient } from "../platform/grpc/client.js";
 import { HealthService } from "../platform/grpc/health.js";
 import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "../platform/grpc/reflection.js";
+import type { Config } from "../platform/config.js";
+import type { Engine } from "../platform/engine.js";
 import type { Metrics } from "../platform/metrics.js";
 import type { ServiceModule } from "../services/module.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
@@ -17,9 +19,9 @@ import { startGateway, type Gateway, type HttpDoor, type MountedService } from "
 import { combineProbes, type ReadinessProbe } from "./readiness.js";
 
 export interface EdgeOptions {
-  readonly host: string;
-  readonly port: number;
-  readonly corsOrigins: readonly string[];
+  readonly config: Config;
+  /** The gateway's own backends (caches, rate limits, events); shared with the services when embedded. */
+  readonly engine: Engine;
   readonly log: Logger;
   readonly metrics: Metrics;
   /** Every service module with the address ("host:port") of its internal gRPC server. */
@@ -58,9 +60,9 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     { desc: Health, impl: ownHealth as unknown as ServiceImpl<DescService> },
   ];
   const gateway = await startGateway({
-    host: opts.host,
-    port: opts.port,
-    corsOrigins: opts.corsOrigins,
+    host: opts.config.gateway.host,
+    port: opts.config.gateway.port,
+    corsOrigins: opts.config.gateway.corsOrigins,
     log: opts.log,
     registry: opts.metrics.registry,
     services,
