@@ -3,10 +3,13 @@
  *
  *   (a) baseline: raw node:http2 h2c server answering a fixed gRPC frame (HealthCheckResponse
  *       SERVING) with grpc-status 0, no protobuf, no framework;
- *   (b) hop:      startGrpcServer (grpc-js + protobuf-es adapter + metrics interceptor + per-call
- *                 child logger) answering grpc.health.v1.Health/Check.
+ *   (b) hop:      startGrpcServer (grpc-js + protobuf-es adapter + metrics + per-call
+ *                 child logger) answering grpc.health.v1.Health/Check;
+ *   (c) plain grpc-js: a grpc-js Server with grpcServiceDefinition(Health) (protobuf-es codec) and
+ *                 a hand-written raw grpc-js unary handler: no adapter, no interceptor, no metrics.
+ *                 (c) vs (a) is grpc-js's own cost; (b) vs (c) is our adapter's.
  *
- * Both are driven by the same h2load command (unary, same body). Rounds alternate a/b to spread
+ * All are driven by the same h2load command (unary, same body). Rounds alternate a/b/c to spread
  * machine noise. p50/p99 come from h2load's per-request log. If h2load is missing, an in-process
  * grpc-js client loop drives (b) only, and the output says so.
  *
@@ -19,11 +22,20 @@ import http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
+import { create } from "@bufbuild/protobuf";
+import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from "@grpc/grpc-js";
 import { createLogger } from "../platform/logging.js";
 import { createMetrics } from "../platform/metrics.js";
 import { startGrpcServer } from "../platform/grpc/server.js";
+import { grpcServiceDefinition } from "../platform/grpc/service-definition.js";
 import { createGrpcClient } from "../platform/grpc/client.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckResponseSchema,
+  HealthCheckResponse_ServingStatus,
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+} from "../gen/grpc/health/v1/health_pb.js";
 
 const args = new Map<string, string>();
 for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ""), process.argv[i + 1] ?? "");
@@ -64,6 +76,22 @@ function startBaseline(): Promise<{ port: number; close(): Promise<void> }> {
       });
     });
   });
+}
+
+/** (c): plain grpc-js + protobuf-es codec (grpcServiceDefinition), raw handler, no interceptors. */
+async function startPlainGrpc(): Promise<{ port: number; close(): Promise<void> }> {
+  const server = new Server();
+  const serving = create(HealthCheckResponseSchema, { status: HealthCheckResponse_ServingStatus.SERVING });
+  server.addService(grpcServiceDefinition(Health), {
+    check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, cb: sendUnaryData<HealthCheckResponse>) => {
+      if (call.request.service !== "") return cb({ code: 5, details: "unknown service" });
+      cb(null, serving);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { port, close: () => new Promise<void>((r) => server.tryShutdown(() => r())) };
 }
 
 async function h2load(name: string, port: number, dir: string, requests: number): Promise<Result> {
@@ -128,9 +156,12 @@ async function main(): Promise<void> {
   const baseline = await startBaseline();
   const metrics = process.env["BENCH_NO_METRICS"] ? undefined : createMetrics();
   const hop = await startGrpcServer({ services: [], port: 0, log, ...(metrics ? { metrics } : {}) });
-  const check = createGrpcClient(Health, `127.0.0.1:${hop.port}`);
-  if ((await check.check({})).status !== HealthCheckResponse_ServingStatus.SERVING) throw new Error("hop not serving");
-  check.close();
+  const plain = await startPlainGrpc();
+  for (const port of [hop.port, plain.port]) {
+    const check = createGrpcClient(Health, `127.0.0.1:${port}`);
+    if ((await check.check({})).status !== HealthCheckResponse_ServingStatus.SERVING) throw new Error(`${port} not serving`);
+    check.close();
+  }
 
   const dir = mkdtempSync(path.join(os.tmpdir(), "bench-hop-"));
   const results: Result[] = [];
@@ -140,9 +171,16 @@ async function main(): Promise<void> {
       console.log(`driver: h2load -n${REQUESTS} -c${CLIENTS} -m${STREAMS} -t1 (unary ${PATH})`);
       await h2load("warmup-baseline", baseline.port, dir, 5_000);
       await h2load("warmup-hop", hop.port, dir, 5_000);
+      await h2load("warmup-plain", plain.port, dir, 5_000);
       for (let r = 1; r <= ROUNDS; r++) {
+        // Alternate the order of (b) and (c) between rounds so neither always runs right after (a).
+        const bc: [string, number][] = [
+          [`(b) grpc-js + adapter hop #${r}`, hop.port],
+          [`(c) plain grpc-js + protobuf-es #${r}`, plain.port],
+        ];
+        if (r % 2 === 0) bc.reverse();
         results.push(await h2load(`(a) baseline raw node:http2 #${r}`, baseline.port, dir, REQUESTS));
-        results.push(await h2load(`(b) grpc-js + adapter hop #${r}`, hop.port, dir, REQUESTS));
+        for (const [name, port] of bc) results.push(await h2load(name, port, dir, REQUESTS));
       }
     } else {
       console.log("h2load not found: FALLBACK in-process grpc-js client loop, hop only (no baseline)");
@@ -153,6 +191,7 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await hop.shutdown(1_000);
     await baseline.close();
+    await plain.close();
   }
 
   console.log(`\nnode ${process.version}, ${os.cpus().length}x ${os.cpus()[0]?.model ?? "?"}, ${new Date().toISOString()}`);
@@ -163,13 +202,19 @@ async function main(): Promise<void> {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const a = results.filter((r) => r.name.startsWith("(a)"));
   const b = results.filter((r) => r.name.startsWith("(b)"));
-  if (a.length > 0 && b.length > 0) {
+  const c = results.filter((r) => r.name.startsWith("(c)"));
+  const ratio = (label: string, x: Result[], y: Result[]): void => {
+    if (x.length === 0 || y.length === 0) return;
     console.log(
-      `\nhop/baseline: throughput ${(mean(b.map((r) => r.rps)) / mean(a.map((r) => r.rps))).toFixed(2)}x, ` +
-        `p50 ${(mean(b.map((r) => r.p50ms)) / mean(a.map((r) => r.p50ms))).toFixed(2)}x, ` +
-        `p99 ${(mean(b.map((r) => r.p99ms)) / mean(a.map((r) => r.p99ms))).toFixed(2)}x`,
+      `${label}: throughput ${(mean(x.map((r) => r.rps)) / mean(y.map((r) => r.rps))).toFixed(2)}x, ` +
+        `p50 ${(mean(x.map((r) => r.p50ms)) / mean(y.map((r) => r.p50ms))).toFixed(2)}x, ` +
+        `p99 ${(mean(x.map((r) => r.p99ms)) / mean(y.map((r) => r.p99ms))).toFixed(2)}x`,
     );
-  }
+  };
+  console.log("");
+  ratio("hop/baseline (b/a)", b, a);
+  ratio("plain/baseline (c/a)", c, a);
+  ratio("hop/plain (b/c)", b, c);
 }
 
 main().catch((e: unknown) => {

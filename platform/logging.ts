@@ -67,9 +67,15 @@ export const REQUEST_ID_HEADER = "x-request-id";
 
 /** The caller's request id when it is sane (<= 128 visible ASCII chars), else a fresh UUID. */
 export function requestIdFrom(headers: Headers | undefined): string {
-  const v = headers?.get(REQUEST_ID_HEADER);
-  return v !== null && v !== undefined && /^[\x21-\x7e]{1,128}$/.test(v) ? v : randomUUID();
+  return requestIdFromValue(headers?.get(REQUEST_ID_HEADER));
 }
+
+/** `requestIdFrom` for a header value already read (null/undefined when absent). */
+export function requestIdFromValue(v: string | null | undefined): string {
+  return v !== null && v !== undefined && REQUEST_ID_RE.test(v) ? v : randomUUID();
+}
+
+const REQUEST_ID_RE = /^[\x21-\x7e]{1,128}$/;
 
 /** A plain object of the headers fit for a log line: secret values replaced by "[redacted]". */
 export function safeHeaders(headers: Headers): Record<string, string> {

@@ -14,6 +14,29 @@ export function metadataToHeaders(md: Metadata): Headers {
   return headers;
 }
 
+/**
+ * What `metadataToHeaders(md).get(key)` would return for a non-binary key, without building the
+ * Headers: the values with leading/trailing HTTP whitespace removed, joined by ", "; null if absent.
+ */
+export function metadataValue(md: Metadata, key: string): string | null {
+  const values = md.get(key);
+  if (values.length === 0) return null;
+  if (values.length === 1) {
+    const v = values[0]!;
+    return typeof v === "string" ? trimHttpWhitespace(v) : encodeBinaryHeader(v);
+  }
+  return values.map((v) => (typeof v === "string" ? trimHttpWhitespace(v) : encodeBinaryHeader(v))).join(", ");
+}
+
+const HTTP_WHITESPACE_EDGES = /^[\t\n\r ]+|[\t\n\r ]+$/g;
+
+function trimHttpWhitespace(v: string): string {
+  const first = v.charCodeAt(0);
+  const last = v.charCodeAt(v.length - 1);
+  const ws = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+  return v.length > 0 && (ws(first) || ws(last)) ? v.replace(HTTP_WHITESPACE_EDGES, "") : v;
+}
+
 /** Headers -> grpc Metadata. `-bin` values are base64-decoded; headers grpc owns are skipped. */
 export function headersToMetadata(init: HeadersInit | undefined, into: Metadata = new Metadata()): Metadata {
   if (init === undefined) return into;

@@ -35,6 +35,7 @@ function captureLog() {
 
 const observed = { aborted: false, reason: undefined as unknown, requestId: "", hadLogger: false };
 let releaseSlow: (() => void) | undefined;
+let keptCtx: HandlerContext | undefined;
 
 const shortener = {
   async getLink(req: GetLinkRequest, ctx: HandlerContext) {
@@ -58,6 +59,9 @@ const shortener = {
           });
         });
         throw ctx.signal.reason;
+      case "keep":
+        keptCtx = ctx; // ctx.signal is first read after the call completed
+        return { link: { code: "keep" } };
       case "slow":
         await new Promise<void>((resolve) => (releaseSlow = resolve));
         return { link: { code: "slow", shortUrl: "http://s/slow" } };
@@ -230,8 +234,21 @@ describe("grpc server + client through the protobuf-es adapter", () => {
     client.close();
   });
 
+  it("a ctx.signal first read after the call completed is already aborted", async () => {
+    const client = createGrpcClient(ShortenerService, target);
+    keptCtx = undefined;
+    expect((await client.getLink({ code: "keep" })).link?.code).toBe("keep");
+    expect(keptCtx!.signal.aborted).toBe(true);
+    expect((keptCtx!.signal.reason as ConnectError).code).toBe(Code.Canceled);
+    expect(keptCtx!.timeoutMs()).toBeUndefined();
+    client.close();
+  });
+
   it("metrics count calls by method and code", async () => {
     const text = await metrics.registry.metrics();
+    expect(text).toMatch(/grpc_server_handled_total\{grpc_service="switchboard.shortener.v1.ShortenerService",grpc_method="CreateLink",grpc_type="unary",grpc_code="UNIMPLEMENTED"\} 1/);
+    expect(text).toMatch(/grpc_server_handled_total\{grpc_service="switchboard.shortener.v1.ShortenerService",grpc_method="BulkCreateLinks",grpc_type="client_stream",grpc_code="OK"\} 1/);
+    expect(text).toMatch(/grpc_server_started_total\{grpc_service="switchboard.shortener.v1.ShortenerService",grpc_method="CreateLink",grpc_type="unary"\} 1/);
     expect(text).toMatch(/grpc_server_handled_total\{grpc_service="switchboard.shortener.v1.ShortenerService",grpc_method="GetLink",grpc_type="unary",grpc_code="NOT_FOUND"\} 1/);
     expect(text).toContain("grpc_server_handling_seconds_bucket");
   });

@@ -2,8 +2,8 @@
  * Internal gRPC server bootstrap on @grpc/grpc-js.
  *
  * `startGrpcServer` mounts the given transport-neutral services (via toGrpcHandlers) plus
- * grpc.health.v1 and reflection v1/v1alpha, adds a metrics interceptor when `metrics` is
- * given, binds h2c on host:port (0 = a free port) and returns a handle whose `shutdown(graceMs)`
+ * grpc.health.v1 and reflection v1/v1alpha, counts calls in the handlers when `metrics` is
+ * given (no grpc-js interceptor: one per call costs ~20% of a small hop), binds h2c on host:port (0 = a free port) and returns a handle whose `shutdown(graceMs)`
  * marks health NOT_SERVING, drains in-flight calls (tryShutdown), forces the rest after
  * graceMs, then runs the registered closers in reverse registration order.
  */
@@ -21,7 +21,7 @@ import type { Metrics } from "../metrics.js";
 import { HealthService, Health } from "./health.js";
 import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "./reflection.js";
 import { grpcServiceDefinition, toGrpcHandlers, type GrpcHandlerOptions } from "./service-definition.js";
-import { grpcCodeName } from "./status.js";
+import { grpcType, labelledMetrics, type MethodMetrics } from "./call-metrics.js";
 
 /** One service to mount. Build it with `grpcService(desc, impl)` to have `impl` type-checked. */
 export interface GrpcServiceRegistration {
@@ -41,7 +41,11 @@ export interface StartGrpcServerOptions {
   /** 0 = any free port (see the returned `port`). */
   readonly port: number;
   readonly log: Logger;
-  /** When given, every call is counted and timed on this registry. */
+  /**
+   * When given, every call reaching a handler is counted and timed on this registry (calls that
+   * grpc-js rejects before any handler runs, e.g. an undecodable request, are not; add
+   * `metricsInterceptor(metrics)` to serverOptions.interceptors instead if you need those).
+   */
   readonly metrics?: Metrics;
   /** Seeds ctx.values per call (e.g. caller identity from metadata). */
   readonly contextValues?: GrpcHandlerOptions["contextValues"];
@@ -70,14 +74,13 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
 export async function startGrpcServer(options: StartGrpcServerOptions): Promise<RunningGrpcServer> {
   const { log } = options;
   const host = options.host ?? "127.0.0.1";
-  const interceptors: ServerInterceptor[] = [...(options.serverOptions?.interceptors ?? [])];
-  if (options.metrics) interceptors.unshift(metricsInterceptor(options.metrics));
-  const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options.serverOptions, interceptors });
+  const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options.serverOptions });
 
   const hardStop = new AbortController();
   const handlerOptions: GrpcHandlerOptions = {
     log,
     shutdownSignal: hardStop.signal,
+    ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.contextValues ? { contextValues: options.contextValues } : {}),
   };
   const health = new HealthService(options.services.map((s) => s.desc.typeName));
@@ -145,30 +148,32 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
   };
 }
 
-/** Counts and times every call: started, handled by code, latency histogram. */
+/**
+ * Counts and times every call as a grpc-js interceptor: started, handled by code, latency.
+ * Not used by startGrpcServer (which counts in the handlers, much cheaper); it also sees calls
+ * that fail before a handler runs. Do not combine both on one registry (double counting).
+ */
 export function metricsInterceptor(metrics: Metrics): ServerInterceptor {
+  const byPath = new Map<string, MethodMetrics>();
   return (descriptor, call) => {
-    const slash = descriptor.path.lastIndexOf("/");
-    const labels = {
-      grpc_service: descriptor.path.slice(1, slash),
-      grpc_method: descriptor.path.slice(slash + 1),
-      grpc_type: descriptor.requestStream
-        ? descriptor.responseStream
-          ? "bidi_stream"
-          : "client_stream"
-        : descriptor.responseStream
-          ? "server_stream"
-          : "unary",
-    };
-    metrics.rpcStarted.inc(labels);
-    const started = performance.now();
+    let m = byPath.get(descriptor.path);
+    if (!m) {
+      const slash = descriptor.path.lastIndexOf("/");
+      m = labelledMetrics(
+        metrics,
+        descriptor.path.slice(1, slash),
+        descriptor.path.slice(slash + 1),
+        grpcType(descriptor.requestStream, descriptor.responseStream),
+      );
+      byPath.set(descriptor.path, m);
+    }
+    const mm = m;
+    const started = mm.started();
     let finished = false;
     const finish = (code: number): void => {
       if (finished) return;
       finished = true;
-      const withCode = { ...labels, grpc_code: grpcCodeName(code) };
-      metrics.rpcHandled.inc(withCode);
-      metrics.rpcLatency.observe(withCode, (performance.now() - started) / 1000);
+      mm.handled(code, started);
     };
     return new ServerInterceptingCall(call, {
       start: (next) => next({ onCancel: () => finish(1) }),
