@@ -17,5 +17,32 @@ export const linkMigrations: MigrationSet = {
           redirect_type int)`,
       ],
     },
+    {
+      // One statement, so a runner that dies mid-migration cannot leave it half applied.
+      version: 2,
+      name: "links_version_update_custom",
+      statements: [`ALTER TABLE links ADD (updated_at timestamp, version bigint, custom boolean)`],
+    },
+    {
+      version: 3,
+      name: "links_by_owner_and_idempotency",
+      statements: [
+        // The owner's listing index (newest first); the link itself stays in `links`.
+        `CREATE TABLE IF NOT EXISTS links_by_owner (
+          owner_id text,
+          created_at timestamp,
+          code text,
+          PRIMARY KEY ((owner_id), created_at, code))
+          WITH CLUSTERING ORDER BY (created_at DESC, code ASC)`,
+        // Create idempotency keys: (owner, key) -> code for 24 h (rows are written with TTL).
+        `CREATE TABLE IF NOT EXISTS link_idempotency (
+          owner_id text,
+          idem_key text,
+          code text,
+          request_hash text,
+          PRIMARY KEY ((owner_id, idem_key)))
+          WITH default_time_to_live = 86400`,
+      ],
+    },
   ],
 };

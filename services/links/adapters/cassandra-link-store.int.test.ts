@@ -20,9 +20,10 @@ describe("CassandraLinkStore against the run's real Cassandra", () => {
     return { store, cleanup: async () => {} };
   });
 
-  it("migrated the links scope (version 1) in this keyspace", async () => {
+  it("migrated the links scope (versions 1-3) in this keyspace", async () => {
     const recorded = await readRecorded(new DriverCqlSession(ks.client, ks.keyspace), "links");
-    expect([...recorded.keys()]).toEqual([1]);
+    expect([...recorded.keys()]).toEqual([1, 2, 3]);
     expect(recorded.get(1)?.name).toBe("create_links");
+    expect(recorded.get(3)?.name).toBe("links_by_owner_and_idempotency");
   });
 });

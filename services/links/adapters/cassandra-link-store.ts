@@ -3,11 +3,36 @@ import { runMigrations } from "../../../platform/cassandra/migrations.js";
 import type { CqlRow, CqlSession } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { linkMigrations } from "../migrations.js";
-import type { Link, LinkStore, RedirectType } from "../ports.js";
+import { decodePageToken, encodePageToken } from "../page-token.js";
+import {
+  rowTtlSeconds,
+  versionOf,
+  type IdempotencyRecord,
+  type Link,
+  type LinkPage,
+  type LinkStore,
+  type RedirectType,
+  type UpdateResult,
+} from "../ports.js";
+
+const COLUMNS = "code, long_url, owner_id, created_at, expires_at, redirect_type, updated_at, version, custom";
+const INSERT = `INSERT INTO links (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/** Plain writes of generated codes are stamped this far in the past (see insertUnique). */
+const PLAIN_WRITE_SKEW_MICROS = 1_000_000;
 
 /**
- * LinkStore on Cassandra/ScyllaDB: `links` keyed by code. Inserts and deletes are lightweight
- * transactions (no mixing of LWT and plain writes on a partition); reads are LOCAL_QUORUM.
+ * LinkStore on Cassandra/ScyllaDB (portable CQL: no materialized views, no secondary indexes):
+ * - `links` keyed by code; reads LOCAL_QUORUM. Custom aliases are inserted with an LWT
+ *   (`IF NOT EXISTS`); updates (`IF version = ?`) and deletes (`IF owner_id = ?`) are LWTs.
+ *   Generated codes are unique by construction and inserted with a plain write (no Paxos: the
+ *   hot path of link creation). Its write timestamp is set 1 s in the past so later LWT writes
+ *   on that code (ballot timestamps from the server clock) win even with some clock skew
+ *   between this process and the database; nothing else writes that partition concurrently,
+ *   because nobody knows the code before the create returns.
+ * - `links_by_owner` (owner_id partition, created_at DESC, code): the listing index; entries
+ *   whose link is gone are skipped on read (a crash between the two writes leaves at most that).
+ * - `link_idempotency` ((owner_id, idem_key)) -> code, request hash; LWT insert, TTL.
+ * Rows of links with an expiry carry TTL = expiry + 30 days (the 410 window), then vanish.
  * The schema is migrated on first use (and again after a failed attempt).
  */
 export class CassandraLinkStore implements LinkStore {
@@ -32,33 +57,182 @@ export class CassandraLinkStore implements LinkStore {
 
   async insertIfAbsent(link: Link): Promise<boolean> {
     await this.ensureSchema();
-    return this.cql.executeLwt(
-      "INSERT INTO links (code, long_url, owner_id, created_at, expires_at, redirect_type) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
-      [link.code, link.longUrl, link.ownerId, link.createdAt, link.expiresAt ?? null, link.redirectType],
-    );
+    const ttl = rowTtlSeconds(link);
+    const applied = await this.cql.executeLwt(`${INSERT} IF NOT EXISTS USING TTL ?`, [...linkParams(link), ttl]);
+    if (applied) await this.index(link, ttl);
+    return applied;
+  }
+
+  async insertUnique(link: Link): Promise<void> {
+    await this.ensureSchema();
+    const ttl = rowTtlSeconds(link);
+    const ts = BigInt(Date.now()) * 1000n - BigInt(PLAIN_WRITE_SKEW_MICROS);
+    await Promise.all([
+      this.cql.execute(`${INSERT} USING TTL ? AND TIMESTAMP ?`, [...linkParams(link), ttl, Number(ts)], { idempotent: true }),
+      this.index(link, ttl),
+    ]);
   }
 
   async get(code: string): Promise<Link | undefined> {
     await this.ensureSchema();
-    const rows = await this.cql.execute(
-      "SELECT code, long_url, owner_id, created_at, expires_at, redirect_type FROM links WHERE code = ?",
-      [code],
+    return this.read(code, false);
+  }
+
+  async update(next: Link, expectedVersion: number): Promise<UpdateResult> {
+    await this.ensureSchema();
+    const ttl = rowTtlSeconds(next);
+    const set =
+      "UPDATE links USING TTL ? SET long_url = ?, owner_id = ?, created_at = ?, expires_at = ?, redirect_type = ?, updated_at = ?, version = ?, custom = ? WHERE code = ?";
+    const params = [
+      ttl,
+      next.longUrl,
+      next.ownerId,
+      next.createdAt,
+      next.expiresAt ?? null,
+      next.redirectType,
+      next.updatedAt ?? next.createdAt,
+      next.version ?? expectedVersion + 1,
+      next.custom ?? false,
+      next.code,
+    ];
+    let applied = await this.cql.executeLwt(`${set} IF version = ?`, [...params, expectedVersion]);
+    if (!applied) {
+      const cur = await this.read(next.code, true);
+      if (!cur) return { kind: "not_found" };
+      if (versionOf(cur) !== expectedVersion) return { kind: "version_mismatch" };
+      // A row written before versions existed has version null (= 1).
+      if (cur.version === undefined) applied = await this.cql.executeLwt(`${set} IF version = null`, params);
+      if (!applied) return { kind: "version_mismatch" };
+    }
+    await this.index(next, ttl);
+    const stored = await this.read(next.code, false);
+    return stored ? { kind: "updated", link: stored } : { kind: "not_found" };
+  }
+
+  async delete(code: string, ownerId?: string): Promise<boolean> {
+    await this.ensureSchema();
+    const cur = await this.read(code, false);
+    if (!cur || (ownerId !== undefined && cur.ownerId !== ownerId)) return false;
+    const applied =
+      ownerId === undefined
+        ? await this.cql.executeLwt("DELETE FROM links WHERE code = ? IF EXISTS", [code])
+        : await this.cql.executeLwt("DELETE FROM links WHERE code = ? IF owner_id = ?", [code, ownerId]);
+    if (applied) {
+      await this.cql.execute(
+        "DELETE FROM links_by_owner WHERE owner_id = ? AND created_at = ? AND code = ?",
+        [cur.ownerId, cur.createdAt, code],
+        { idempotent: true },
+      );
+    }
+    return applied;
+  }
+
+  async listByOwner(ownerId: string, pageSize: number, pageToken?: string): Promise<LinkPage> {
+    await this.ensureSchema();
+    const state = pageToken ? decodePageToken(ownerId, pageToken) : undefined;
+    let page;
+    try {
+      page = await this.cql.executePage(
+        "SELECT code FROM links_by_owner WHERE owner_id = ?",
+        [ownerId],
+        { fetchSize: pageSize, ...(state ? { pageState: state } : {}) },
+        { idempotent: true },
+      );
+    } catch (e) {
+      // A forged/garbled paging state is refused by the server.
+      if (state && e instanceof DomainError && e.kind === "Internal") {
+        throw new DomainError("InvalidArgument", "page_token: malformed page token", { field: "page_token" });
+      }
+      throw e;
+    }
+    const links = await Promise.all(page.rows.map((r) => this.read(String(r["code"]), false)));
+    return {
+      links: links.filter((l): l is Link => !!l && l.ownerId === ownerId),
+      ...(page.pageState ? { nextPageToken: encodePageToken(ownerId, page.pageState) } : {}),
+    };
+  }
+
+  async reserveIdempotencyKey(
+    ownerId: string,
+    key: string,
+    record: IdempotencyRecord,
+    ttlMs: number,
+  ): Promise<{ reserved: boolean; record: IdempotencyRecord }> {
+    await this.ensureSchema();
+    const ttl = Math.max(1, Math.ceil(ttlMs / 1000));
+    const applied = await this.cql.executeLwt(
+      "INSERT INTO link_idempotency (owner_id, idem_key, code, request_hash) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",
+      [ownerId, key, record.code, record.requestHash, ttl],
+    );
+    if (applied) return { reserved: true, record };
+    const cur = await this.readIdempotency(ownerId, key, true);
+    if (cur) return { reserved: false, record: cur };
+    // Expired between the two statements: try once more.
+    return this.reserveIdempotencyKey(ownerId, key, record, ttlMs);
+  }
+
+  async getIdempotencyKey(ownerId: string, key: string): Promise<IdempotencyRecord | undefined> {
+    await this.ensureSchema();
+    return this.readIdempotency(ownerId, key, false);
+  }
+
+  async releaseIdempotencyKey(ownerId: string, key: string, code: string): Promise<void> {
+    await this.ensureSchema();
+    await this.cql.executeLwt("DELETE FROM link_idempotency WHERE owner_id = ? AND idem_key = ? IF code = ?", [ownerId, key, code]);
+  }
+
+  private async index(link: Link, ttl: number): Promise<void> {
+    await this.cql.execute(
+      "INSERT INTO links_by_owner (owner_id, created_at, code) VALUES (?, ?, ?) USING TTL ?",
+      [link.ownerId, link.createdAt, link.code, ttl],
       { idempotent: true },
     );
+  }
+
+  private async read(code: string, serial: boolean): Promise<Link | undefined> {
+    const rows = await this.cql.execute(`SELECT ${COLUMNS} FROM links WHERE code = ?`, [code], {
+      idempotent: true,
+      ...(serial ? { consistency: "localSerial" as const } : {}),
+    });
     const row = rows[0];
     return row ? toLink(row) : undefined;
   }
 
-  async delete(code: string): Promise<boolean> {
-    await this.ensureSchema();
-    return this.cql.executeLwt("DELETE FROM links WHERE code = ? IF EXISTS", [code]);
+  private async readIdempotency(ownerId: string, key: string, serial: boolean): Promise<IdempotencyRecord | undefined> {
+    const rows = await this.cql.execute(
+      "SELECT code, request_hash FROM link_idempotency WHERE owner_id = ? AND idem_key = ?",
+      [ownerId, key],
+      { idempotent: true, ...(serial ? { consistency: "localSerial" as const } : {}) },
+    );
+    const r = rows[0];
+    return r && r["code"] != null ? { code: String(r["code"]), requestHash: String(r["request_hash"] ?? "") } : undefined;
   }
 }
 
-function toLink(r: CqlRow): Link {
+function linkParams(link: Link): unknown[] {
+  return [
+    link.code,
+    link.longUrl,
+    link.ownerId,
+    link.createdAt,
+    // undefined = unset (no tombstone for an absent optional field)
+    link.expiresAt ?? undefined,
+    link.redirectType,
+    link.updatedAt ?? undefined,
+    link.version ?? undefined,
+    link.custom ?? undefined,
+  ];
+}
+
+function toLink(r: CqlRow): Link | undefined {
+  // A row whose cells expired (TTL) but whose marker did not: treat as absent.
+  if (r["long_url"] == null) return undefined;
   const rt = Number(r["redirect_type"]);
   if (rt !== 301 && rt !== 302) throw new DomainError("Internal", `link ${String(r["code"])} has redirect_type ${rt}`);
   const expires = r["expires_at"];
+  const updated = r["updated_at"];
+  const version = r["version"];
+  const custom = r["custom"];
   return {
     code: String(r["code"]),
     longUrl: String(r["long_url"]),
@@ -66,5 +240,8 @@ function toLink(r: CqlRow): Link {
     createdAt: r["created_at"] as Date,
     ...(expires instanceof Date ? { expiresAt: expires } : {}),
     redirectType: rt as RedirectType,
+    ...(updated instanceof Date ? { updatedAt: updated } : {}),
+    ...(version != null ? { version: Number(String(version)) } : {}),
+    ...(typeof custom === "boolean" ? { custom } : {}),
   };
 }

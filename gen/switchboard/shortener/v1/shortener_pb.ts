@@ -7,7 +7,9 @@
 // authenticated; the gateway forwards it in call metadata. No request carries
 // the caller's user id, and the service never accepts a user id from a request
 // body as identity. Every link is owned by the caller that created it; only the
-// owner can read, list, update, delete or see stats of it.
+// owner can read, list, update, delete or see stats of it. A link owned by
+// someone else answers NOT_FOUND, exactly like a missing one (its existence is
+// not revealed).
 //
 // Errors common to every method:
 //   UNAUTHENTICATED     no or invalid credentials.
@@ -161,8 +163,11 @@ export type CreateLinkRequest = Message<"switchboard.shortener.v1.CreateLinkRequ
 
   /**
    * Optional custom code. 4..32 characters of [A-Za-z0-9_-], not a reserved
-   * word (case-insensitive). Aliases and generated codes share one namespace:
-   * an alias equal to any existing code is ALREADY_EXISTS.
+   * word (case-insensitive: api, healthz, readyz, metrics, admin, static, ...),
+   * and not exactly 7 characters of [A-Za-z0-9]: that shape is reserved for
+   * generated codes, so an alias can never collide with or shadow a generated
+   * code (e.g. "my-link1" or "mylink12" are fine, "mylink1" is refused with
+   * ALIAS_INVALID). An alias equal to an existing alias is ALREADY_EXISTS.
    * Empty = generate a code.
    *
    * @generated from field: string custom_alias = 2;
@@ -806,14 +811,16 @@ export enum LinkErrorReason {
   URL_SELF_REFERENCE = 5,
 
   /**
-   * long_url's host is on the configured blocklist.
+   * long_url's host is on the configured blocklist (a listed domain blocks its
+   * subdomains), or is a loopback/private/link-local IP address or localhost.
    *
    * @generated from enum value: LINK_ERROR_REASON_URL_DOMAIN_BLOCKED = 6;
    */
   URL_DOMAIN_BLOCKED = 6,
 
   /**
-   * custom_alias has characters outside [A-Za-z0-9_-] or a bad length.
+   * custom_alias has characters outside [A-Za-z0-9_-], a bad length, or is
+   * exactly 7 characters of [A-Za-z0-9] (the shape of generated codes).
    *
    * @generated from enum value: LINK_ERROR_REASON_ALIAS_INVALID = 7;
    */
@@ -887,8 +894,8 @@ export const ShortenerService: GenService<{
   /**
    * Gets one of the caller's links. No side effects.
    *
-   * Errors: INVALID_ARGUMENT (malformed code), NOT_FOUND (no such link, or it
-   * was deleted), PERMISSION_DENIED (owned by someone else), UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT (malformed code), NOT_FOUND (no such link, it
+   * was deleted, or it is owned by someone else), UNAUTHENTICATED.
    * Expired links are returned (expire_time in the past), not NOT_FOUND.
    *
    * @generated from rpc switchboard.shortener.v1.ShortenerService.GetLink
@@ -918,7 +925,7 @@ export const ShortenerService: GenService<{
    * (LinkChanged) within milliseconds.
    *
    * Errors: INVALID_ARGUMENT (empty or unknown update_mask path, invalid new
-   * value), NOT_FOUND, PERMISSION_DENIED, FAILED_PRECONDITION (expected_version
+   * value), NOT_FOUND (also for someone else's link), FAILED_PRECONDITION (expected_version
    * set and does not match), UNAUTHENTICATED, UNAVAILABLE.
    *
    * @generated from rpc switchboard.shortener.v1.ShortenerService.UpdateLink
@@ -932,8 +939,8 @@ export const ShortenerService: GenService<{
    * Deletes one of the caller's links. Afterwards the code resolves to
    * NOT_FOUND (HTTP 404). Generated codes are never reissued.
    *
-   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such link or already deleted),
-   * PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE.
+   * Errors: INVALID_ARGUMENT, NOT_FOUND (no such link, already deleted, or
+   * someone else's), UNAUTHENTICATED, UNAVAILABLE.
    *
    * @generated from rpc switchboard.shortener.v1.ShortenerService.DeleteLink
    */
@@ -947,8 +954,8 @@ export const ShortenerService: GenService<{
    * typically seconds behind). Bot and link-preview fetches are counted
    * separately and excluded from human counts. No side effects.
    *
-   * Errors: INVALID_ARGUMENT (days or top_referrers out of range), NOT_FOUND,
-   * PERMISSION_DENIED, UNAUTHENTICATED.
+   * Errors: INVALID_ARGUMENT (days or top_referrers out of range), NOT_FOUND
+   * (also for someone else's link), UNAUTHENTICATED.
    *
    * @generated from rpc switchboard.shortener.v1.ShortenerService.GetLinkStats
    */

@@ -1,0 +1,58 @@
+/**
+ * CodeSource on the token-range leasing client (Leaf-style double-buffered ranges of the
+ * "links" counter, leased by compare-and-set on the engine's Coordinator) and the keyed
+ * Feistel permutation (encodeCode) onto 7 base62 characters. A lease round trip is rare; every
+ * other code is served in-process.
+ *
+ * The permutation key comes from `key()` on first use (SWITCHBOARD_CODE_KEY, see
+ * services/tokenrange/code-key.ts); when it throws (e.g. not set on the cluster engine) every
+ * `next()` fails with FailedPrecondition naming the problem, instead of stopping the process.
+ */
+import type { Coordinator } from "../../../platform/ports/coordinator.js";
+import { DomainError } from "../../../platform/errors.js";
+import type { EngineLog } from "../../../platform/engines/log.js";
+import { createLeaseClient, directRangeSource, encodeCode, type LeaseClientOptions } from "../../tokenrange/index.js";
+import type { CodeSource } from "../ports.js";
+
+export const LINKS_NAMESPACE = "links";
+
+export interface LeasedCodeSourceOptions {
+  readonly coordinator: Coordinator;
+  readonly key: () => string;
+  readonly log?: EngineLog;
+  readonly lease?: Partial<Omit<LeaseClientOptions, "namespace" | "source">>;
+}
+
+export function leasedCodeSource(options: LeasedCodeSourceOptions): CodeSource {
+  let key: string | undefined;
+  let keyError: Error | undefined;
+  const loadKey = (): string => {
+    if (key !== undefined) return key;
+    if (keyError === undefined) {
+      try {
+        key = options.key();
+        return key;
+      } catch (e) {
+        keyError = e as Error;
+        options.log?.error({ err: e }, "short-code key unavailable: generated codes cannot be issued");
+      }
+    }
+    throw new DomainError("FailedPrecondition", `generated codes are unavailable: ${keyError!.message}`);
+  };
+  const client = createLeaseClient({
+    ...options.lease,
+    namespace: LINKS_NAMESPACE,
+    source: directRangeSource(options.coordinator),
+    ...(options.log ? { log: options.log } : {}),
+  });
+  return {
+    async next() {
+      const k = loadKey();
+      const v = client.next() ?? (await client.nextAsync());
+      return encodeCode(v, k);
+    },
+    async close() {
+      await client.close();
+    },
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * URL, alias, expiry and code validation for the shortener. Pure: no I/O (the blocklist and
+ * our own hosts come in as a UrlPolicy). Every refusal is a LinkError (InvalidArgument) naming
+ * the field and the reason.
+ *
+ * long_url: required; at most 2,048 characters (before and after normalisation); no whitespace
+ *   or control characters; absolute; scheme http or https only; no user:password; a host that
+ *   is a DNS name (IDN hosts are normalised to punycode with domainToASCII) or a public IP
+ *   literal (loopback, private, link-local, CGNAT, unspecified and multicast addresses refused);
+ *   not one of our own hosts or their subdomains (redirect loop); not on the blocklist (a listed
+ *   domain blocks its subdomains too). The stored URL is the normalised href.
+ * custom_alias: 4..32 characters of [A-Za-z0-9_-]; not exactly 7 characters of [A-Za-z0-9]
+ *   (that shape is reserved for generated codes, so the two spaces never collide or shadow each
+ *   other); not a reserved word (case-insensitive). The charset rules out path traversal.
+ * expire_time: strictly in the future and at most 10 years ahead.
+ */
+import { domainToASCII } from "node:url";
+import { isIP } from "node:net";
+import { badField, refuse } from "./errors.js";
+
+export const MAX_URL_LENGTH = 2048;
+export const ALIAS_MIN = 4;
+export const ALIAS_MAX = 32;
+export const MAX_EXPIRY_YEARS = 10;
+/** now + 10 calendar years (UTC). */
+export function maxExpiry(now: Date): Date {
+  const d = new Date(now.getTime());
+  d.setUTCFullYear(d.getUTCFullYear() + MAX_EXPIRY_YEARS);
+  return d;
+}
+export const GENERATED_CODE = /^[A-Za-z0-9]{7}$/;
+const ALIAS_CHARS = /^[A-Za-z0-9_-]+$/;
+const CODE = /^[A-Za-z0-9_-]{1,32}$/;
+
+/**
+ * First path segments the gateway serves or may serve, and words that would confuse users.
+ * Compared case-insensitively.
+ */
+export const RESERVED_ALIASES: ReadonlySet<string> = new Set([
+  "api", "apis", "v1", "v2", "healthz", "readyz", "livez", "health", "ready", "metrics", "admin",
+  "administrator", "static", "assets", "public", "favicon", "robots", "sitemap", "grpc", "connect",
+  "reflection", "switchboard", "login", "logout", "signin", "signup", "register", "auth", "oauth",
+  "oauth2", "token", "tokens", "callback", "account", "accounts", "user", "users", "settings",
+  "dashboard", "stats", "analytics", "links", "link", "shorten", "redirect", "docs", "help",
+  "support", "status", "debug", "internal", "root", "system", "www", "mail", "null", "undefined",
+]);
+
+export interface UrlPolicy {
+  /** Our own hosts (lower-case ASCII, no port); their subdomains count too. */
+  readonly ownHosts: readonly string[];
+  /** Blocked domains (lower-case ASCII); their subdomains are blocked too. */
+  readonly blockedDomains: ReadonlySet<string>;
+  /** Refuse IP literals in loopback/private/link-local ranges (default true). */
+  readonly refusePrivateIps?: boolean;
+}
+
+/** Returns the normalised URL (href with punycode host) or throws a LinkError. */
+export function validateLongUrl(raw: string, policy: UrlPolicy, field = "long_url"): string {
+  if (raw === "") throw refuse("URL_INVALID", field, "is required");
+  if (raw.length > MAX_URL_LENGTH) throw refuse("URL_TOO_LONG", field, `is ${raw.length} characters; at most ${MAX_URL_LENGTH} allowed`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0020\u007f-\u009f\u2028\u2029\ufeff]/.test(raw)) {
+    throw refuse("URL_INVALID", field, "must not contain whitespace or control characters");
+  }
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(raw);
+  if (!scheme) throw refuse("URL_INVALID", field, "must be an absolute URL (http:// or https://)");
+  const s = scheme[1]!.toLowerCase();
+  if (s !== "http" && s !== "https") throw refuse("URL_SCHEME_NOT_ALLOWED", field, `scheme "${s}" is not allowed; use http or https`);
+  if (!raw.slice(scheme[0].length).startsWith("//")) throw refuse("URL_INVALID", field, "must be an absolute URL (http:// or https://)");
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw refuse("URL_INVALID", field, "is not a valid URL");
+  }
+  if (url.username !== "" || url.password !== "") throw refuse("URL_HAS_CREDENTIALS", field, "must not contain user:password credentials");
+  if (url.hostname === "") throw refuse("URL_INVALID", field, "has no host");
+  const host = normaliseHost(url.hostname);
+  if (host === "") throw refuse("URL_INVALID", field, "has an invalid host name");
+  if (policy.ownHosts.some((own) => domainMatches(host, own))) {
+    throw refuse("URL_SELF_REFERENCE", field, `points at our own short domain (${host}): that would be a redirect loop`);
+  }
+  const bare = host.startsWith("[") ? host.slice(1, -1) : host;
+  if (isIP(bare) !== 0) {
+    if ((policy.refusePrivateIps ?? true) && isNonPublicIp(bare)) {
+      throw refuse("URL_DOMAIN_BLOCKED", field, `host ${host} is a loopback, private or otherwise non-public address`);
+    }
+  } else {
+    if (!host.includes(".") && host !== "localhost") throw refuse("URL_INVALID", field, `host "${host}" is not a fully qualified domain name`);
+    if (host === "localhost" || host.endsWith(".localhost")) {
+      if (policy.refusePrivateIps ?? true) throw refuse("URL_DOMAIN_BLOCKED", field, "host localhost is not allowed");
+    }
+  }
+  const blocked = blockedBy(host, policy.blockedDomains);
+  if (blocked) throw refuse("URL_DOMAIN_BLOCKED", field, `domain ${blocked} is blocked`);
+  const href = url.href;
+  if (href.length > MAX_URL_LENGTH) throw refuse("URL_TOO_LONG", field, `is ${href.length} characters once normalised; at most ${MAX_URL_LENGTH} allowed`);
+  return href;
+}
+
+/** Lower-case ASCII (punycode) host without a trailing dot; "" when invalid. */
+export function normaliseHost(hostname: string): string {
+  if (hostname.startsWith("[")) return hostname.toLowerCase();
+  const ascii = domainToASCII(hostname.replace(/\.+$/, ""));
+  return ascii.toLowerCase();
+}
+
+/** True when host equals domain or is a subdomain of it. */
+export function domainMatches(host: string, domain: string): boolean {
+  const d = domain.replace(/\.+$/, "").toLowerCase();
+  return d !== "" && (host === d || host.endsWith(`.${d}`));
+}
+
+/** The blocklist entry matching host or one of its parent domains, if any. */
+export function blockedBy(host: string, blocked: ReadonlySet<string>): string | undefined {
+  if (blocked.size === 0) return undefined;
+  const labels = host.split(".");
+  for (let i = 0; i < labels.length; i++) {
+    const d = labels.slice(i).join(".");
+    if (blocked.has(d)) return d;
+  }
+  return undefined;
+}
+
+/** Loopback, private, link-local, CGNAT, unspecified, multicast/reserved (IPv4, IPv6, mapped). */
+export function isNonPublicIp(ip: string): boolean {
+  if (isIP(ip) === 4) {
+    const [a, b] = ip.split(".").map(Number) as [number, number];
+    return (
+      a === 0 || a === 10 || a === 127 || a >= 224 ||
+      (a === 100 && b >= 64 && b <= 127) ||
+      (a === 169 && b === 254) ||
+      (a === 172 && b >= 16 && b <= 31) ||
+      (a === 192 && b === 168) ||
+      (a === 198 && (b === 18 || b === 19))
+    );
+  }
+  const v = ip.toLowerCase();
+  if (v === "::" || v === "::1") return true;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v);
+  if (mapped) return isNonPublicIp(mapped[1]!);
+  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(v)) {
+    const [hi, lo] = v.slice(7).split(":").map((h) => parseInt(h, 16)) as [number, number];
+    return isNonPublicIp(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  return /^f[cd]/.test(v) || /^fe[89ab]/.test(v) || v.startsWith("ff");
+}
+
+/** Validates a custom alias; returns it unchanged. */
+export function validateAlias(alias: string, field = "custom_alias"): string {
+  if (alias.length < ALIAS_MIN || alias.length > ALIAS_MAX) {
+    throw refuse("ALIAS_INVALID", field, `must be ${ALIAS_MIN}-${ALIAS_MAX} characters (got ${alias.length})`);
+  }
+  if (!ALIAS_CHARS.test(alias)) throw refuse("ALIAS_INVALID", field, "may only contain A-Z, a-z, 0-9, '_' and '-'");
+  if (GENERATED_CODE.test(alias)) {
+    throw refuse("ALIAS_INVALID", field, "7 letters/digits is the shape of generated codes; use another length or add '-' or '_'");
+  }
+  if (RESERVED_ALIASES.has(alias.toLowerCase())) throw refuse("ALIAS_RESERVED", field, `"${alias}" is a reserved word`);
+  return alias;
+}
+
+/** Expiry must be strictly after now and at most 10 years ahead. */
+export function validateExpiry(expiresAt: Date, now: Date, field = "expire_time"): Date {
+  const t = expiresAt.getTime();
+  if (!Number.isFinite(t)) throw refuse("EXPIRE_TIME_INVALID", field, "is not a valid time");
+  if (t <= now.getTime()) throw refuse("EXPIRE_TIME_INVALID", field, "must be in the future");
+  if (t > maxExpiry(now).getTime()) throw refuse("EXPIRE_TIME_INVALID", field, "must be at most 10 years ahead");
+  return expiresAt;
+}
+
+/** Link codes in requests: 1..32 characters of [A-Za-z0-9_-]. */
+export function validateCode(code: string, field = "code"): string {
+  if (!CODE.test(code)) throw badField(field, "must be 1-32 characters of A-Z, a-z, 0-9, '_' or '-'");
+  return code;
+}
+
+/** Idempotency keys and bulk item ids: 1..128 printable ASCII characters. */
+export function isPrintableKey(s: string): boolean {
+  return s.length >= 1 && s.length <= 128 && /^[\x20-\x7e]+$/.test(s);
+}
+
+export function validateIdempotencyKey(key: string, field = "idempotency_key"): string {
+  if (!isPrintableKey(key)) throw badField(field, "must be 1-128 printable ASCII characters");
+  return key;
+}
