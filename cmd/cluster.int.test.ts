@@ -16,7 +16,11 @@ let gatewayUrl: string;
 let engine: Engine | undefined;
 
 beforeAll(async () => {
-  const env: Record<string, string> = { ...infraEnv(infra()), SWITCHBOARD_CASSANDRA_KEYSPACE: keyspace };
+  const env: Record<string, string> = {
+    ...infraEnv(infra()),
+    SWITCHBOARD_CASSANDRA_KEYSPACE: keyspace,
+    SWITCHBOARD_JWT_HS256_SECRET: "cluster-test-secret-0123456789abcdef0123456789",
+  };
   for (const name of SERVICE_NAMES) env[upstreamVariable(name)] = `127.0.0.1:${await freePort()}`;
   for (const name of SERVICE_NAMES) {
     procs.push(spawnSwitchboard([name], { ...env, SWITCHBOARD_GRPC_PORT: env[upstreamVariable(name)]!.split(":")[1]! }));

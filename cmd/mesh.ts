@@ -20,8 +20,13 @@ export interface Running {
   close(): Promise<void>;
 }
 
+export interface MeshOptions {
+  /** Environment for the gateway's auth and rate-limit settings (gateway/auth/config.ts); default process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
 /** Every service on loopback gRPC plus the gateway, sharing one engine (memory by default). */
-export async function runEmbedded(config: Config, log: Logger): Promise<Running> {
+export async function runEmbedded(config: Config, log: Logger, options: MeshOptions = {}): Promise<Running> {
   const engine = await openEngine(config, log);
   const metrics = createMetrics();
   const servers: { name: ServiceName; server: RunningGrpcServer }[] = [];
@@ -35,6 +40,7 @@ export async function runEmbedded(config: Config, log: Logger): Promise<Running>
       engine,
       log: log.child({ component: "gateway" }),
       metrics,
+      ...(options.env ? { env: options.env } : {}),
       upstreams: servers.map(({ name, server }) => ({
         module: SERVICE_MODULES[name],
         address: `127.0.0.1:${server.port}`,
@@ -63,13 +69,14 @@ export async function runService(name: ServiceName, config: Config, log: Logger)
 }
 
 /** The gateway alone, forwarding to the services at their configured addresses. */
-export async function runGateway(config: Config, log: Logger): Promise<Running> {
+export async function runGateway(config: Config, log: Logger, options: MeshOptions = {}): Promise<Running> {
   const engine = await openEngine(config, log);
   const edge = await startEdge({
     config,
     engine,
     log,
     metrics: createMetrics({ labels: { service: "gateway" } }),
+    ...(options.env ? { env: options.env } : {}),
     upstreams: Object.values(SERVICE_MODULES).map((module) => {
       const { host, port } = config.upstreams[module.name];
       return { module, address: `${host.includes(":") ? `[${host}]` : host}:${port}` };

@@ -37,6 +37,7 @@ describe("switchboard CLI", () => {
       SWITCHBOARD_ZOOKEEPER_CONNECT: `127.0.0.1:${dead}`,
       SWITCHBOARD_NATS_URL: `nats://127.0.0.1:${dead}`,
       SWITCHBOARD_REDIS_URL: `redis://127.0.0.1:${dead}`,
+      SWITCHBOARD_JWT_HS256_SECRET: "cli-test-secret-0123456789abcdef0123456789",
     };
     const service = start(["redirect"], { ...backends, SWITCHBOARD_GRPC_PORT: String(grpcPort) });
     const gateway = start(["gateway"], {

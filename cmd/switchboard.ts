@@ -4,6 +4,8 @@
  *   gateway   the public edge alone (cluster deployments)
  *   <service> tokenrange, shortener, redirect, chat, presence or push alone
  *   probe     exit 0 when the gRPC server at host:SWITCHBOARD_GRPC_PORT reports SERVING
+ *   dev-token <user>            print a JWT for <user> (see cmd/dev-token.ts)
+ *   apikey create|revoke|list   manage partner API keys (cluster engine)
  */
 import { create } from "@bufbuild/protobuf";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
@@ -11,15 +13,20 @@ import { ConfigError, loadConfig, SERVICE_NAMES, type Config, type ServiceName }
 import { createGrpcClient } from "../platform/grpc/client.js";
 import { createLogger } from "../platform/logging.js";
 import { onShutdownSignals } from "../platform/shutdown.js";
+import { readGatewayAuthSettings } from "../gateway/auth/config.js";
+import { apiKeyCommand, devTokenCommand, UsageError, type CommandIo } from "./dev-token.js";
 import { runEmbedded, runGateway, runService, type Running } from "./mesh.js";
 
-const USAGE = `usage: switchboard [all | gateway | ${SERVICE_NAMES.join(" | ")} | probe [host]]`;
+const USAGE =
+  `usage: switchboard [all | gateway | ${SERVICE_NAMES.join(" | ")} | probe [host]` +
+  ` | dev-token <user> | apikey create --owner <user> | apikey revoke <id>]`;
 
 async function main(argv: readonly string[]): Promise<void> {
   const role = argv[0] ?? "all";
   let config: Config;
   try {
     config = loadConfig();
+    if (role === "all" || role === "gateway") readGatewayAuthSettings(process.env, config.engine);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`switchboard: ${e.message}\n`);
@@ -28,6 +35,7 @@ async function main(argv: readonly string[]): Promise<void> {
     throw e;
   }
   if (role === "probe") return probe(config, argv[1] ?? "127.0.0.1");
+  if (role === "dev-token" || role === "apikey") return credentialCommand(role, argv.slice(1), config);
   if (role === "help" || role === "--help" || role === "-h") {
     process.stdout.write(`${USAGE}\n`);
     return;
@@ -59,12 +67,31 @@ function printBanner(config: Config, running: Running): void {
     `  health    ${url}/healthz   ${url}/readyz   ${url}/metrics`,
     `  services  ${Object.entries(running.grpcPorts).map(([n, p]) => `${n}=127.0.0.1:${p}`).join("  ")}  (internal gRPC)`,
     "",
+    `  auth      TOKEN=$(npx tsx cmd/switchboard.ts dev-token alice)   then -H "authorization: Bearer $TOKEN" (README "Auth")`,
+    "",
     "  Try:",
     `    npx buf curl --protocol grpc --http2-prior-knowledge ${url} --list-services`,
     `    curl -s -H 'content-type: application/json' -d '{"code":"abc1234"}' ${url}/switchboard.redirect.v1.RedirectService/Resolve`,
     "",
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+async function credentialCommand(role: "dev-token" | "apikey", args: readonly string[], config: Config): Promise<void> {
+  const io: CommandIo = {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  };
+  try {
+    if (role === "dev-token") devTokenCommand(args, config, process.env, io);
+    else await apiKeyCommand(args, config, io);
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ConfigError) {
+      process.stderr.write(`${e instanceof ConfigError ? `switchboard: ${e.message}` : e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
 }
 
 async function probe(config: Config, host: string): Promise<void> {
@@ -88,6 +115,10 @@ async function probe(config: Config, host: string): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`switchboard: ${e.message}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`switchboard: failed to start: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 });

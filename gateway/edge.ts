@@ -14,9 +14,14 @@ import type { Config } from "../platform/config.js";
 import type { Engine } from "../platform/engine.js";
 import type { Metrics } from "../platform/metrics.js";
 import type { ServiceModule } from "../services/module.js";
+import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
+import { createGatewayAuth } from "./auth/index.js";
+import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
 import { combineProbes, type ReadinessProbe } from "./readiness.js";
+import { restShortenDoor } from "./rest-shorten.js";
+import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
 export interface EdgeOptions {
   readonly config: Config;
@@ -27,15 +32,28 @@ export interface EdgeOptions {
   /** Every service module with the address ("host:port") of its internal gRPC server. */
   readonly upstreams: readonly { module: ServiceModule; address: string }[];
   readonly doors?: readonly HttpDoor[];
+  /** Serve `GET|HEAD /{code}` redirects (default true). */
+  readonly redirects?: boolean;
+  /** Where auth and rate-limit settings are read from (gateway/auth/config.ts); default process.env. */
+  readonly env?: Env;
 }
 
 export interface Edge extends Gateway {
   readonly publicServices: readonly string[];
+  /** The redirect door's near-cache and click emitter (absent when disabled). */
+  readonly redirects?: GatewayRedirects;
 }
 
 const UPSTREAM_HEALTH_TIMEOUT_MS = 1_500;
 
 export async function startEdge(opts: EdgeOptions): Promise<Edge> {
+  const auth = createGatewayAuth({
+    env: opts.env ?? process.env,
+    engine: opts.engine,
+    engineKind: opts.config.engine,
+    log: opts.log,
+    registry: opts.metrics.registry,
+  });
   const clients: GrpcClient<DescService>[] = [];
   const mounted: MountedService[] = [];
   const probes: ReadinessProbe[] = [];
@@ -46,9 +64,24 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     if (!module.public) continue;
     const client = createGrpcClient(module.desc, address);
     clients.push(client);
-    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient);
+    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor);
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
     mounted.push({ desc: module.desc, impl });
+  }
+  const restDoors: HttpDoor[] = [];
+  const shortenerAddress = opts.upstreams.find((u) => u.module.name === "shortener")?.address;
+  if (shortenerAddress) {
+    const shortener = createGrpcClient(ShortenerService, shortenerAddress);
+    clients.push(shortener as unknown as GrpcClient<DescService>);
+    restDoors.push(
+      restShortenDoor({
+        shortener,
+        authenticator: auth.authenticator,
+        limiter: auth.limiter,
+        trustProxyHops: auth.settings.rateLimit.trustProxyHops,
+        publicBaseUrl: opts.config.gateway.publicBaseUrl,
+      }),
+    );
   }
   const publicDescs = mounted.map((m) => m.desc);
   const reflection = createReflection(publicDescs);
@@ -59,6 +92,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     { desc: ServerReflectionV1Alpha, impl: reflection.v1alpha as ServiceImpl<DescService> },
     { desc: Health, impl: ownHealth as unknown as ServiceImpl<DescService> },
   ];
+  const redirects =
+    opts.redirects === false
+      ? undefined
+      : await createGatewayRedirects(opts.engine, opts.log.child({ component: "redirect-door" }), {
+          registry: opts.metrics.registry,
+        });
+  const doors: HttpDoor[] = [...restDoors, ...(opts.doors ?? [])];
   const gateway = await startGateway({
     host: opts.config.gateway.host,
     port: opts.config.gateway.port,
@@ -67,14 +107,20 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     registry: opts.metrics.registry,
     services,
     readiness: combineProbes(probes),
-    ...(opts.doors ? { doors: opts.doors } : {}),
+    doors,
+    // The redirect door is the hot path: tried first, before the per-request wrapper.
+    ...(redirects ? { fastDoors: [redirects.door] } : {}),
+    interceptors: [auth.interceptor],
+    contextValues: auth.contextValues,
   });
   return {
     ...gateway,
     publicServices: publicDescs.map((d) => d.typeName),
+    ...(redirects ? { redirects } : {}),
     async close(graceMs) {
       ownHealth.shutdown();
       await gateway.close(graceMs);
+      await redirects?.close();
       for (const c of clients) c.close();
     },
   };

@@ -4,7 +4,8 @@
  * caller's deadline, cancellation and the headers the upstream is allowed to see.
  */
 import type { DescService } from "@bufbuild/protobuf";
-import type { CallOptions, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { ConnectError, type CallOptions, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 
 /** Request headers passed through to upstream services; everything else stays at the edge. */
 const FORWARDED_HEADERS = ["x-request-id", "user-agent", "x-forwarded-for"] as const;
@@ -21,6 +22,38 @@ export function callOptionsFrom(ctx: HandlerContext, extra?: Headers): CallOptio
   return { signal: ctx.signal, headers, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
 }
 
+/** Upstream transport fields that must not leak into the edge's response as error metadata. */
+const TRANSPORT_FIELD = /^(?:content-type|content-length|content-encoding|transfer-encoding|connection|keep-alive|te|trailer|date|grpc-.*|:.*)$/i;
+
+/**
+ * An upstream error made fit for the edge: the grpc-js client hands back its trailers as
+ * ConnectError metadata (content-type: application/grpc, grpc-status-details-bin, ...); sent
+ * as-is they would overwrite the edge's own content-type and break Connect clients. Keeps the
+ * code, message and application metadata (retry-after), and turns grpc-status-details-bin into
+ * proper error details so Connect and gRPC-web clients see them too.
+ */
+export function edgeError(e: unknown): unknown {
+  if (!(e instanceof ConnectError)) return e;
+  let dirty = false;
+  const metadata = new Headers();
+  e.metadata.forEach((v, k) => {
+    if (TRANSPORT_FIELD.test(k)) dirty = true;
+    else metadata.set(k, v);
+  });
+  if (!dirty) return e;
+  let details = e.details;
+  if (details.length === 0) {
+    try {
+      details = findTrailerError(e.metadata)?.details ?? [];
+    } catch {
+      details = [];
+    }
+  }
+  const out = new ConnectError(e.rawMessage, e.code, metadata, undefined, e.cause);
+  out.details = details;
+  return out;
+}
+
 export function forwardingImpl<S extends DescService>(
   desc: S,
   upstream: AnyUpstreamClient,
@@ -34,16 +67,30 @@ export function forwardingImpl<S extends DescService>(
     switch (method.methodKind) {
       case "server_streaming":
         impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
-          yield* call(req, opts(ctx)) as AsyncIterable<unknown>;
+          try {
+            yield* call(req, opts(ctx)) as AsyncIterable<unknown>;
+          } catch (e) {
+            throw edgeError(e);
+          }
         };
         break;
       case "bidi_streaming":
         impl[method.localName] = async function* (reqs: AsyncIterable<unknown>, ctx: HandlerContext) {
-          yield* call(reqs, opts(ctx)) as AsyncIterable<unknown>;
+          try {
+            yield* call(reqs, opts(ctx)) as AsyncIterable<unknown>;
+          } catch (e) {
+            throw edgeError(e);
+          }
         };
         break;
       default: // unary and client streaming both resolve to one response
-        impl[method.localName] = (input: unknown, ctx: HandlerContext) => call(input, opts(ctx));
+        impl[method.localName] = async (input: unknown, ctx: HandlerContext) => {
+          try {
+            return await call(input, opts(ctx));
+          } catch (e) {
+            throw edgeError(e);
+          }
+        };
     }
   }
   return impl as ServiceImpl<S>;

@@ -8,10 +8,11 @@ import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import type { ConnectRouter, ContextValues, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
+import { INTERNAL_HEADER_PREFIX } from "../platform/identity.js";
 import { createCors } from "./cors.js";
 import { createOnePortServer, type OnePortServer } from "./one-port.js";
 import type { ReadinessProbe } from "./readiness.js";
@@ -37,8 +38,19 @@ export interface GatewayOptions {
   readonly services: readonly MountedService[];
   readonly readiness: ReadinessProbe;
   readonly doors?: readonly HttpDoor[];
+  /**
+   * Hot-path doors (the redirect door) tried first, synchronously, before the per-request
+   * wrapper (request id, child logger, generic route metrics, CORS): they keep their own cheap
+   * metrics and must only claim GET/HEAD requests that need none of it. Returning a promise
+   * means the door has claimed the request (it answers when the promise settles).
+   */
+  readonly fastDoors?: readonly HttpDoor[];
   /** Largest request body the Connect router accepts. */
   readonly readMaxBytes?: number;
+  /** Connect interceptors (auth, rate limits) run on every routed call. */
+  readonly interceptors?: readonly Interceptor[];
+  /** Per-call context values taken from the Node request (e.g. the client address). */
+  readonly contextValues?: (req: Req) => ContextValues;
 }
 
 export interface Gateway {
@@ -71,6 +83,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       for (const s of opts.services) router.service(s.desc, s.impl);
     },
     readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
+    ...(opts.interceptors ? { interceptors: [...opts.interceptors] } : {}),
+    ...(opts.contextValues ? { contextValues: opts.contextValues } : {}),
     fallback(_req, res) {
       res.writeHead(404, { "content-type": "application/json" });
       res.end(JSON.stringify({ code: "not_found", message: "no such route" }));
@@ -108,8 +122,25 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     connect(req as http.IncomingMessage, res as http.ServerResponse);
   };
 
+  const fastDoors = opts.fastDoors ?? [];
   const server = createOnePortServer((req, res) => {
+    for (const door of fastDoors) {
+      const claimed = door(req, res, log);
+      if (claimed === true) return;
+      if (claimed !== false) {
+        void claimed.catch((e: unknown) => {
+          log.error({ err: e }, "unhandled gateway error (fast door)");
+          if (!res.headersSent) sendJson(res, 500, { code: "internal", message: "internal error" });
+          else res.end();
+        });
+        return;
+      }
+    }
     const started = process.hrtime.bigint();
+    // Internal headers (identity) are set by the gateway only: drop any a client sent.
+    for (const name of Object.keys(req.headers)) {
+      if (name.startsWith(INTERNAL_HEADER_PREFIX)) delete req.headers[name];
+    }
     const given = req.headers["x-request-id"];
     const requestId = typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
     if (typeof given !== "string") req.headers["x-request-id"] = requestId;

@@ -8,10 +8,12 @@ import { createLinkStore } from "../services/links/store.js";
 import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
 import { waitFor } from "../testkit/processes.js";
+import { signHs256 } from "./auth/jwt.js";
 import { gatewaySmokeSuite } from "./smoke.suite.js";
 
 let running: Running;
 const keyspace = uniqueKeyspaceName("smoke");
+const jwtSecret = "smoke-test-secret-0123456789abcdef0123456789";
 
 beforeAll(async () => {
   const info = infra();
@@ -24,7 +26,7 @@ beforeAll(async () => {
     SWITCHBOARD_GATEWAY_PORT: "0",
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
   });
-  running = await runEmbedded(config, pino({ level: "warn" }));
+  running = await runEmbedded(config, pino({ level: "warn" }), { env: { SWITCHBOARD_JWT_HS256_SECRET: jwtSecret } });
   await waitFor("the cluster mesh to be ready", async () => {
     const res = await fetch(`http://127.0.0.1:${running.gatewayPort}/readyz`);
     return res.status === 200 ? true : undefined;
@@ -43,6 +45,7 @@ afterAll(async () => {
 
 gatewaySmokeSuite("cluster", () => ({
   baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  token: signHs256({ sub: "smoke-user", exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret),
   insertLink: async (link) => {
     await (await createLinkStore(running.engine!)).insertIfAbsent(link);
   },

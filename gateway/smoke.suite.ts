@@ -8,6 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
+import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { PushService, SendNotificationRequestSchema } from "../gen/switchboard/push/v1/push_pb.js";
 import { RedirectService } from "../gen/switchboard/redirect/v1/redirect_pb.js";
 import { RedirectType, ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
@@ -17,6 +18,8 @@ const run = promisify(execFile);
 
 export interface SmokeTarget {
   readonly baseUrl: string;
+  /** A JWT the gateway accepts (calls other than Resolve, reflection and health need one). */
+  readonly token: string;
   insertLink(link: Link): Promise<void>;
 }
 
@@ -94,20 +97,28 @@ export function gatewaySmokeSuite(engine: string, target: () => SmokeTarget): vo
     });
 
     it("answers Unimplemented, naming the method, for services not built yet", async () => {
-      const client = createClient(ShortenerService, createGrpcTransport({ baseUrl: target().baseUrl }));
-      const err = await client.createLink({ longUrl: "https://example.com" }).catch((e: unknown) => e);
+      const client = createClient(ChatService, createGrpcTransport({ baseUrl: target().baseUrl }));
+      const headers = { authorization: `Bearer ${target().token}` };
+      const err = await client.listMyChannels({}, { headers }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.Unimplemented);
-      expect((err as ConnectError).rawMessage).toContain("ShortenerService/CreateLink is not implemented yet");
+      expect((err as ConnectError).rawMessage).toContain("ChatService/ListMyChannels is not implemented yet");
     });
 
     it("never forwards internal-only methods", async () => {
       const client = createClient(PushService, createGrpcTransport({ baseUrl: target().baseUrl }));
       const err = await client
-        .sendNotification(create(SendNotificationRequestSchema, {}))
+        .sendNotification(create(SendNotificationRequestSchema, {}), { headers: { authorization: `Bearer ${target().token}` } })
         .catch((e: unknown) => e as ConnectError);
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).rawMessage).toContain("internal and not served by the gateway");
+    });
+
+    it("refuses non-public calls without credentials (Resolve stays public)", async () => {
+      const client = createClient(ShortenerService, createGrpcTransport({ baseUrl: target().baseUrl }));
+      const err = await client.listLinks({}).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code).toBe(Code.Unauthenticated);
     });
 
     it("lists the public services over gRPC reflection (buf curl, h2c)", async () => {

@@ -3,6 +3,8 @@ import pino from "pino";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
 import { createLinkStore } from "../services/links/store.js";
+import { DEV_JWT_SECRET } from "./auth/config.js";
+import { signHs256 } from "./auth/jwt.js";
 import { gatewaySmokeSuite } from "./smoke.suite.js";
 
 let running: Running;
@@ -15,6 +17,7 @@ afterAll(() => running.close());
 
 gatewaySmokeSuite("memory", () => ({
   baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  token: signHs256({ sub: "smoke-user", exp: Math.floor(Date.now() / 1000) + 3600 }, DEV_JWT_SECRET),
   insertLink: async (link) => {
     await (await createLinkStore(running.engine!)).insertIfAbsent(link);
   },

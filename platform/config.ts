@@ -43,6 +43,8 @@ export interface Config {
   readonly redis: { readonly url: string };
   /** How long graceful shutdown may drain in-flight calls before closing them. */
   readonly shutdownGraceMs: number;
+  /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
+  readonly codeKey: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -164,6 +166,7 @@ export function loadConfig(env: Env = process.env): Config {
     nats: { servers: urlList("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222", ["nats:", "tls:"]) },
     redis: { url: urlList("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"])[0]! },
     shutdownGraceMs: int("SWITCHBOARD_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    codeKey: read("SWITCHBOARD_CODE_KEY"),
   };
 }
 

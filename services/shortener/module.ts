@@ -42,7 +42,9 @@ export const shortenerModule: ServiceModule = {
   public: true,
   async create({ config, log, engine }) {
     const policy = { ownHosts: readOwnHosts(config.gateway.publicBaseUrl), blockedDomains: readBlocklist() };
-    const codes = leasedCodeSource({ coordinator: engine.coordinator, key: () => loadCodeKey(engine.kind, log), log });
+    // Read at start so a cluster process without SWITCHBOARD_CODE_KEY stops with one clear line.
+    const codeKey = loadCodeKey(engine.kind, log, { SWITCHBOARD_CODE_KEY: config.codeKey });
+    const codes = leasedCodeSource({ coordinator: engine.coordinator, key: () => codeKey, log });
     const shortener = new Shortener({
       store: await createLinkStore(engine, log),
       codes,

@@ -111,5 +111,8 @@ export function infraEnv(info: InfraInfo): Record<string, string> {
     SWITCHBOARD_ZOOKEEPER_CONNECT: info.zookeeper.connectString,
     SWITCHBOARD_NATS_URL: info.nats.url,
     SWITCHBOARD_REDIS_URL: info.redis.url,
+    // Test-only secrets: the cluster engine refuses to start without them.
+    SWITCHBOARD_CODE_KEY: "switchboard-test-code-key-0123",
+    SWITCHBOARD_JWT_HS256_SECRET: "switchboard-test-jwt-secret-0123456789abcdef",
   };
 }

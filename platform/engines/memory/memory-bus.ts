@@ -132,7 +132,11 @@ export class MemoryBus implements EventBus {
     const stream = [...this.streams.values()].find((s) => s.subjects.some((p) => subjectMatches(p, subject)));
     if (!stream) throw new DomainError("FailedPrecondition", `no stream captures subject ${subject}`);
     const now = this.clock.now();
-    for (const [id, v] of stream.msgIds) if (now - v.at > stream.duplicateWindowMs) stream.msgIds.delete(id);
+    // msgIds is in insertion (= time) order: prune from the front, stop at the first live one.
+    for (const [id, v] of stream.msgIds) {
+      if (now - v.at <= stream.duplicateWindowMs) break;
+      stream.msgIds.delete(id);
+    }
     const dup = stream.msgIds.get(msgId);
     if (dup) return { seq: dup.seq, duplicate: true };
     const seq = ++stream.lastSeq;
@@ -204,12 +208,12 @@ export class MemoryBus implements EventBus {
   private nextFor(stream: Stream, c: DurableState, options: ConsumeOptions): Stored | undefined {
     while (c.redeliver.length > 0) {
       const seq = c.redeliver.shift()!;
-      const m = stream.messages.find((x) => x.seq === seq);
-      if (m) return m;
+      const m = stream.messages[firstAtOrAfter(stream.messages, seq)];
+      if (m && m.seq === seq) return m;
       c.inflight.delete(seq);
     }
     for (;;) {
-      const m = stream.messages.find((x) => x.seq >= c.nextSeq);
+      const m = stream.messages[firstAtOrAfter(stream.messages, c.nextSeq)];
       if (!m) return undefined;
       c.nextSeq = m.seq + 1;
       if (options.filterSubject === undefined || subjectMatches(options.filterSubject, m.subject)) return m;
@@ -265,6 +269,18 @@ export class MemoryBus implements EventBus {
       settle(false);
     }
   }
+}
+
+/** Index of the first message with seq >= `seq` (messages are sorted by seq); length when none. */
+function firstAtOrAfter(messages: readonly { readonly seq: number }[], seq: number): number {
+  let lo = 0;
+  let hi = messages.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (messages[mid]!.seq < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Whether two subject patterns can match a common subject. */

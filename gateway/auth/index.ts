@@ -1,0 +1,55 @@
+/**
+ * The gateway's auth and abuse limits, assembled from the environment and the engine:
+ * JWT / API key authentication, the Connect interceptor, the link-creation rate limiter.
+ */
+import type { Logger } from "pino";
+import type { Registry } from "prom-client";
+import type { EngineKind } from "../../platform/config.js";
+import type { Engine } from "../../platform/engine.js";
+import { createApiKeyStore } from "../../services/apikeys/store.js";
+import { CreateRateLimiter } from "../rate-limit.js";
+import { ApiKeyVerifier } from "./api-keys.js";
+import { createAuthenticator, type Authenticator } from "./authenticator.js";
+import { readGatewayAuthSettings, type Env, type GatewayAuthSettings } from "./config.js";
+import { authInterceptor, clientContextValues, identityHeadersFor } from "./interceptor.js";
+
+export interface GatewayAuth {
+  readonly settings: GatewayAuthSettings;
+  readonly authenticator: Authenticator;
+  readonly limiter: CreateRateLimiter;
+  readonly interceptor: ReturnType<typeof authInterceptor>;
+  readonly contextValues: ReturnType<typeof clientContextValues>;
+  readonly headersFor: typeof identityHeadersFor;
+}
+
+/** Throws ConfigError (one line naming the variable) on a bad setting. */
+export function createGatewayAuth(deps: {
+  readonly env: Env;
+  readonly engine: Engine;
+  readonly engineKind: EngineKind;
+  readonly log: Logger;
+  readonly registry?: Registry;
+}): GatewayAuth {
+  const settings = readGatewayAuthSettings(deps.env, deps.engineKind);
+  const log = deps.log.child({ component: "auth" });
+  if (settings.jwt.devSecret) {
+    log.warn({}, "auth: using the built-in DEV JWT secret (memory engine only); set SWITCHBOARD_JWT_HS256_SECRET or SWITCHBOARD_JWKS_URL for anything real");
+  }
+  const apiKeys = new ApiKeyVerifier(createApiKeyStore(deps.engine, log), { cacheTtlMs: deps.engine.kind === "memory" ? 0 : 5_000 });
+  const authenticator = createAuthenticator({ jwt: settings.jwt, apiKeys, log });
+  const limiter = new CreateRateLimiter({
+    cache: deps.engine.cache,
+    perMinuteIp: settings.rateLimit.createPerMinuteIp,
+    perMinuteUser: settings.rateLimit.createPerMinuteUser,
+    log,
+    ...(deps.registry ? { registry: deps.registry } : {}),
+  });
+  return {
+    settings,
+    authenticator,
+    limiter,
+    interceptor: authInterceptor({ authenticator, limiter, log }),
+    contextValues: clientContextValues(settings.rateLimit.trustProxyHops),
+    headersFor: identityHeadersFor,
+  };
+}

@@ -1,0 +1,184 @@
+/**
+ * `GET|HEAD /{code}` at the gateway: plain node:http code before the Connect router.
+ *
+ * - 301 or 302 (per link) with Location; 404 unknown; 410 expired; 503 when the database is
+ *   unreachable and the code is not cached. The target's scheme is re-checked before answering:
+ *   a stored target that is not http(s) is never redirected to (404, logged).
+ * - Cache-Control: 302 -> "private, no-store"; 301 -> "public, max-age=300"; 404/410/503 ->
+ *   "no-store".
+ * - Near-cache hit: answered synchronously (no await, no promise) from the resolver's LRU;
+ *   miss: Redis, then the LinkStore directly (no gRPC hop).
+ * - Every redirect (301/302, GET or HEAD) records a click in the ClickEmitter queue after the
+ *   response is written.
+ * - Metrics: `gateway_redirect_responses_total{status,cache="hit"|"miss"}` (pre-bound counters);
+ *   the gateway runs this door as a fast door, before its generic per-request wrapper.
+ * Paths that are not code-shaped, or reserved words, are not this door's (returns false).
+ */
+import type http from "node:http";
+import type http2 from "node:http2";
+import os from "node:os";
+import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
+import type { Engine } from "../platform/engine.js";
+import { createLinkStore } from "../services/links/store.js";
+import { LinkResolver, type Lookup, type ResolverOptions } from "../services/redirect/resolver.js";
+import { ClickEmitter } from "./clicks.js";
+import type { HttpDoor } from "./gateway.js";
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+const CODE_PATH = /^\/[A-Za-z0-9_-]{1,32}$/;
+
+/** Never treated as link codes (the gateway's own routes and reserved prefixes). */
+export const RESERVED_PATHS: ReadonlySet<string> = new Set([
+  "api", "healthz", "readyz", "livez", "metrics", "admin", "static", "assets", "grpc", "connect",
+  "login", "logout", "signup", "auth", "oauth", "docs", "help", "about", "robots", "favicon",
+  "well-known", "status", "v1", "v2",
+]);
+
+const SAFE_URL = /^https?:\/\/[^\s\x00-\x1f\x7f]+$/i;
+
+export function isSafeTarget(url: string): boolean {
+  return SAFE_URL.test(url);
+}
+
+const NOT_FOUND_BODY = "Not Found\n";
+const GONE_BODY = "Gone\n";
+const UNAVAILABLE_BODY = "Service Unavailable\n";
+
+export interface RedirectDoorOptions {
+  readonly resolver: LinkResolver;
+  readonly clicks?: ClickEmitter;
+  readonly now?: () => number;
+  /** Registers `gateway_redirect_responses_total{status,cache}` here. */
+  readonly registry?: Registry;
+}
+
+/** Response counters by status, pre-bound so the hot path does no label hashing. */
+function doorCounters(registry: Registry | undefined) {
+  const c = registry
+    ? new Counter({
+        name: "gateway_redirect_responses_total",
+        help: "Answers of the GET/HEAD /{code} redirect door, by status and near-cache outcome",
+        labelNames: ["status", "cache"] as const,
+        registers: [registry],
+      })
+    : undefined;
+  const bind = (status: string, cache: string) => (c ? c.labels({ status, cache }) : { inc: () => {} });
+  return {
+    hit: { 301: bind("301", "hit"), 302: bind("302", "hit"), 404: bind("404", "hit"), 410: bind("410", "hit"), 503: bind("503", "hit") },
+    miss: { 301: bind("301", "miss"), 302: bind("302", "miss"), 404: bind("404", "miss"), 410: bind("410", "miss"), 503: bind("503", "miss") },
+  };
+}
+type StatusCounters = ReturnType<typeof doorCounters>["hit"];
+
+export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
+  const { resolver, clicks } = opts;
+  const now = opts.now ?? Date.now;
+  const counters = doorCounters(opts.registry);
+
+  const answer = (req: Req, res: Res, log: Logger, head: boolean, v: Lookup, m: StatusCounters): void => {
+    if (!v.found) {
+      m[404].inc();
+      return plain(res, 404, NOT_FOUND_BODY, head);
+    }
+    if (v.expiresAt <= now()) {
+      m[410].inc();
+      return plain(res, 410, GONE_BODY, head);
+    }
+    if (!isSafeTarget(v.longUrl)) {
+      m[404].inc();
+      log.warn({ code: v.code }, "refusing to redirect: stored target is not an http(s) URL");
+      return plain(res, 404, NOT_FOUND_BODY, head);
+    }
+    const permanent = v.redirectType === 301;
+    m[permanent ? 301 : 302].inc();
+    res.writeHead(permanent ? 301 : 302, {
+      location: v.longUrl,
+      "cache-control": permanent ? "public, max-age=300" : "private, no-store",
+      "content-length": "0",
+    });
+    res.end();
+    if (clicks) {
+      const h = req.headers;
+      clicks.record(v.code, h.referer as string | undefined, h["user-agent"] as string | undefined, head);
+    }
+  };
+
+  return (req, res, log) => {
+    const method = req.method;
+    const head = method === "HEAD";
+    if (!head && method !== "GET") return false;
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q < 0 ? url : url.slice(0, q);
+    if (!CODE_PATH.test(path)) return false;
+    const code = path.slice(1);
+    if (RESERVED_PATHS.has(code.toLowerCase())) return false;
+    const hit = resolver.peek(code);
+    if (hit !== undefined) {
+      answer(req, res, log, head, hit, counters.hit);
+      return true;
+    }
+    return resolver.resolve(code).then(
+      (v) => {
+        answer(req, res, log, head, v, counters.miss);
+        return true;
+      },
+      (err: unknown) => {
+        log.warn({ err, code }, "redirect lookup failed");
+        counters.miss[503].inc();
+        plain(res, 503, UNAVAILABLE_BODY, head);
+        return true;
+      },
+    );
+  };
+}
+
+function plain(res: Res, status: number, body: string, head: boolean): void {
+  res.writeHead(status, {
+    "content-type": "text/plain; charset=utf-8",
+    "cache-control": "no-store",
+    "content-length": String(Buffer.byteLength(body)),
+  });
+  const r = res as http.ServerResponse;
+  if (head) r.end();
+  else r.end(body);
+}
+
+export interface GatewayRedirects {
+  readonly door: HttpDoor;
+  readonly resolver: LinkResolver;
+  readonly clicks: ClickEmitter;
+  close(): Promise<void>;
+}
+
+/** The door as the gateway runs it: its own near-cache, the engine's Redis + LinkStore, clicks to NATS. */
+export async function createGatewayRedirects(
+  engine: Engine,
+  log: Logger,
+  options: { registry?: Registry; gatewayId?: string; resolver?: ResolverOptions } = {},
+): Promise<GatewayRedirects> {
+  const store = await createLinkStore(engine);
+  const resolver = new LinkResolver(engine.cache, store, {
+    ...options.resolver,
+    onError: (what, err) => log.debug({ err, what }, "redirect cache error"),
+  }).listen(engine.bus);
+  const clicks = new ClickEmitter({
+    bus: engine.bus,
+    gatewayId: options.gatewayId ?? `${os.hostname()}-${process.pid}`,
+    log,
+    ...(options.registry ? { registry: options.registry } : {}),
+    livePublish: engine.kind === "memory",
+  });
+  return {
+    door: createRedirectDoor({ resolver, clicks, ...(options.registry ? { registry: options.registry } : {}) }),
+    resolver,
+    clicks,
+    async close() {
+      resolver.close();
+      await clicks.close();
+    },
+  };
+}

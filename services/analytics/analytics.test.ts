@@ -1,0 +1,171 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import pino from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { ClickEventSchema, UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
+import { openMemoryEngine, type Engine } from "../../platform/engine.js";
+import { silentLog } from "../../platform/engines/log.js";
+import { unavailable } from "../../platform/errors.js";
+import { CLICKS_ALL, CLICKS_STREAM, clickSubject } from "../redirect/subjects.js";
+import { MemoryClickStatsStore } from "./adapters/memory-click-stats.js";
+import { classifyUserAgent, isHumanClick, referrerHost } from "./classify.js";
+import { clickStatsConformance } from "./click-stats.conformance.js";
+import { startClickConsumer } from "./consumer.js";
+import type { ClickRecord } from "./ports.js";
+import { createClickStatsStore } from "./store.js";
+
+const log = pino({ level: "silent" });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until(what: string, f: () => boolean | Promise<boolean>, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe("classifyUserAgent", () => {
+  const chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+  it.each([
+    [chrome, UserAgentClass.HUMAN],
+    ["Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148", UserAgentClass.HUMAN],
+    ["Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", UserAgentClass.PREVIEW],
+    ["facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", UserAgentClass.PREVIEW],
+    ["Twitterbot/1.0", UserAgentClass.PREVIEW],
+    ["LinkedInBot/1.0 (compatible; Mozilla/5.0)", UserAgentClass.PREVIEW],
+    ["Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", UserAgentClass.PREVIEW],
+    ["WhatsApp/2.23.20.0 A", UserAgentClass.PREVIEW],
+    ["TelegramBot (like TwitterBot)", UserAgentClass.PREVIEW],
+    ["Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", UserAgentClass.BOT],
+    ["Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", UserAgentClass.BOT],
+    ["curl/8.5.0", UserAgentClass.BOT],
+    ["python-requests/2.31", UserAgentClass.BOT],
+    ["Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0", UserAgentClass.BOT],
+    ["", UserAgentClass.UNKNOWN],
+    [undefined, UserAgentClass.UNKNOWN],
+    ["SomethingElse/1.0", UserAgentClass.UNKNOWN],
+  ])("%s -> %s", (ua, cls) => {
+    expect(classifyUserAgent(ua)).toBe(cls);
+  });
+
+  it("counts only human GETs as human clicks", () => {
+    expect(isHumanClick(UserAgentClass.HUMAN, false)).toBe(true);
+    expect(isHumanClick(UserAgentClass.HUMAN, true)).toBe(false);
+    expect(isHumanClick(UserAgentClass.PREVIEW, false)).toBe(false);
+    expect(isHumanClick(UserAgentClass.UNKNOWN, false)).toBe(false);
+  });
+
+  it("extracts the referrer host only", () => {
+    expect(referrerHost("https://Twitter.com/some/path?q=1")).toBe("twitter.com");
+    expect(referrerHost("http://user:pw@news.example.org:8080/x")).toBe("news.example.org");
+    expect(referrerHost("android-app://com.slack/")).toBe("com.slack");
+    expect(referrerHost("not a url")).toBe("");
+    expect(referrerHost(undefined)).toBe("");
+  });
+});
+
+describe("MemoryClickStatsStore conformance", () => {
+  clickStatsConformance(async () => new MemoryClickStatsStore());
+});
+
+describe("MemoryClickStatsStore", () => {
+  const click = (eventId: string, over: Partial<ClickRecord> = {}): ClickRecord => ({
+    eventId,
+    code: "abc",
+    time: new Date("2026-11-20T10:00:00Z"),
+    referrer: "twitter.com",
+    human: true,
+    ...over,
+  });
+
+  it("aggregates total, per day and per referrer; dedupes by event id", async () => {
+    const s = new MemoryClickStatsStore();
+    expect(await s.record(click("e1"))).toBe(true);
+    expect(await s.record(click("e1"))).toBe(false);
+    await s.record(click("e2", { referrer: "" }));
+    await s.record(click("e3", { human: false, referrer: "slack.com" }));
+    await s.record(click("e4", { time: new Date("2026-11-21T23:59:59Z") }));
+    await s.record(click("e5", { code: "other" }));
+    await s.record(click("e6", { time: new Date("2026-01-01T00:00:00Z") }));
+    const st = await s.get("abc", { days: 7, now: new Date("2026-11-22T12:00:00Z") });
+    expect(st).toEqual({
+      total: 5,
+      human: 4,
+      bot: 1,
+      perDay: [
+        { day: "2026-11-20", human: 2, bot: 1 },
+        { day: "2026-11-21", human: 1, bot: 0 },
+      ],
+      perReferrer: [
+        { referrer: "twitter.com", human: 3 },
+        { referrer: "", human: 1 },
+      ],
+    });
+    expect(await s.get("none")).toEqual({ total: 0, human: 0, bot: 0, perDay: [], perReferrer: [] });
+  });
+
+  it("is shared per engine", async () => {
+    const engine = openMemoryEngine(silentLog);
+    expect(createClickStatsStore(engine)).toBe(createClickStatsStore(engine));
+    await engine.close();
+  });
+});
+
+describe("click consumer (memory bus)", () => {
+  let engine: Engine;
+  beforeEach(async () => {
+    engine = openMemoryEngine(silentLog);
+    await engine.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL]);
+  });
+  afterEach(async () => {
+    await engine.close();
+  });
+
+  const event = (id: string, cls = UserAgentClass.HUMAN, isHead = false) =>
+    toBinary(
+      ClickEventSchema,
+      create(ClickEventSchema, {
+        eventId: id,
+        code: "k1",
+        time: timestampFromMs(Date.parse("2026-11-20T10:00:00Z")),
+        referrer: "t.co",
+        userAgentClass: cls,
+        isHead,
+        gatewayId: "g",
+      }),
+    );
+
+  it("counts each event once, excluding bots and HEAD from human counts", async () => {
+    const store = new MemoryClickStatsStore();
+    const c = startClickConsumer({ bus: engine.bus, store, log });
+    await engine.bus.publishDurable(clickSubject("k1"), event("a"), "a");
+    await engine.bus.publishDurable(clickSubject("k1"), event("b", UserAgentClass.PREVIEW), "b");
+    await engine.bus.publishDurable(clickSubject("k1"), event("c", UserAgentClass.HUMAN, true), "c");
+    await engine.bus.publishDurable(clickSubject("k1"), event("d", UserAgentClass.BOT), "d");
+    // The same event again under another msgId (JetStream dedupe window passed): counted once.
+    await engine.bus.publishDurable(clickSubject("k1"), event("a"), "a-again");
+    await until("5 handled", () => c.stats.counted + c.stats.duplicates === 5);
+    const st = await store.get("k1", { now: new Date("2026-11-21T00:00:00Z") });
+    expect(st).toMatchObject({ total: 4, human: 1, bot: 3 });
+    expect(c.stats.duplicates).toBe(1);
+    await c.close();
+  });
+
+  it("a failed record is redelivered and then counted exactly once", async () => {
+    const inner = new MemoryClickStatsStore();
+    let failures = 2;
+    const flaky = {
+      record: async (r: ClickRecord) => {
+        const counted = await inner.record(r); // written, but the ack is lost: worst case
+        if (failures-- > 0) throw unavailable("cassandra");
+        return counted;
+      },
+      get: inner.get.bind(inner),
+    };
+    const c = startClickConsumer({ bus: engine.bus, store: flaky, log });
+    await engine.bus.publishDurable(clickSubject("k1"), event("x"), "x");
+    await until("redelivered and acked", () => c.stats.duplicates >= 1, 10_000);
+    expect((await inner.get("k1", { now: new Date("2026-11-21T00:00:00Z") })).human).toBe(1);
+    await c.close();
+  });
+});
