@@ -9,6 +9,7 @@ import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/ke
 import { infraEnv } from "../testkit/servers/index.js";
 import { waitFor } from "../testkit/processes.js";
 import { signHs256 } from "./auth/jwt.js";
+import { linksEndToEndSuite } from "./links-e2e.suite.js";
 import { gatewaySmokeSuite } from "./smoke.suite.js";
 
 let running: Running;
@@ -49,4 +50,9 @@ gatewaySmokeSuite("cluster", () => ({
   insertLink: async (link) => {
     await (await createLinkStore(running.engine!)).insertIfAbsent(link);
   },
+}));
+
+linksEndToEndSuite("cluster", () => ({
+  baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  token: signHs256({ sub: "e2e-user", exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret),
 }));

@@ -5,6 +5,7 @@ import { loadConfig } from "../platform/config.js";
 import { createLinkStore } from "../services/links/store.js";
 import { DEV_JWT_SECRET } from "./auth/config.js";
 import { signHs256 } from "./auth/jwt.js";
+import { linksEndToEndSuite } from "./links-e2e.suite.js";
 import { gatewaySmokeSuite } from "./smoke.suite.js";
 
 let running: Running;
@@ -21,4 +22,9 @@ gatewaySmokeSuite("memory", () => ({
   insertLink: async (link) => {
     await (await createLinkStore(running.engine!)).insertIfAbsent(link);
   },
+}));
+
+linksEndToEndSuite("memory", () => ({
+  baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  token: signHs256({ sub: "e2e-user", exp: Math.floor(Date.now() / 1000) + 3600 }, DEV_JWT_SECRET),
 }));
