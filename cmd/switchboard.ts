@@ -71,7 +71,8 @@ function printBanner(config: Config, running: Running): void {
     "",
     "  Try:",
     `    npx buf curl --protocol grpc --http2-prior-knowledge ${url} --list-services`,
-    `    curl -s -H 'content-type: application/json' -d '{"code":"abc1234"}' ${url}/switchboard.redirect.v1.RedirectService/Resolve`,
+    `    curl -s -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"long_url":"https://example.com"}' ${url}/api/v1/shorten`,
+    `    curl -si ${url}/<code>`,
     "",
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
