@@ -1,63 +1,117 @@
 /**
- * Click events from the redirect door to NATS JetStream, never on the request path.
+ * Click events from the redirect door to NATS JetStream, in batches, never on the request path.
  *
- * `record()` only appends a few strings to a bounded in-memory queue (no protobuf, no I/O);
- * a background pump classifies, encodes and publishes each ClickEvent with
- * `publishDurable(switchboard.clicks.<code>, bytes, msgId = event_id)` (JetStream dedupes a retry
- * of the same event), with a bounded number in flight. A failed publish goes back to the front
- * of the queue and is retried with backoff (a NATS blip loses nothing); when the queue is full
- * the new click is dropped and counted in `redirect_clicks_dropped_total`.
+ * - `record()` appends one small plain object (code, time, referer, user agent, HEAD) to the
+ *   current batch: no protobuf, no id generation, no I/O, no per-click promise or timer.
+ * - A flush (every `flushMs`, default 50 ms, or as soon as `batchSize`, default 500, clicks are
+ *   waiting, whichever comes first) gives each click its event id (per-process random prefix +
+ *   counter), classifies the user agent (small LRU by UA string), encodes one `ClickBatch` and
+ *   publishes it with `publishDurable(switchboard.clicks.batch.<gateway>, bytes, msgId = batch id)`:
+ *   a republished batch is stored once by JetStream, and the analytics consumer dedupes every
+ *   click by its own event id, so a redelivered batch counts nothing twice.
+ * - At most `concurrency` batches in flight. A failed publish puts the batch (same bytes, same
+ *   batch id, same event ids) back at the front and retries with backoff (a NATS blip loses
+ *   nothing).
+ * - Bounded: `maxQueue` clicks (unflushed + encoded + in flight); when full a new click is
+ *   dropped and counted in `redirect_clicks_dropped_total`.
+ * - `drain()` / `close()` flush what is queued at once (graceful shutdown loses nothing that the
+ *   stream accepts within the grace period).
  */
-import { randomUUID } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { randomBytes } from "node:crypto";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
-import { ClickEventSchema } from "../gen/switchboard/events/v1/events_pb.js";
+import type { UserAgentClass } from "../gen/switchboard/events/v1/events_pb.js";
 import { isDomainError } from "../platform/errors.js";
 import type { EventBus } from "../platform/ports/event-bus.js";
 import { classifyUserAgent, referrerHost } from "../services/analytics/classify.js";
-import { CLICKS_ALL, CLICKS_STREAM, clickSubject } from "../services/redirect/subjects.js";
+import { CLICKS_ALL, CLICKS_STREAM, clickBatchSubject } from "../services/redirect/subjects.js";
 
 export interface ClickEmitterOptions {
   readonly bus: EventBus;
   readonly gatewayId: string;
   readonly log: Logger;
   readonly registry?: Registry;
-  /** Queue bound (clicks waiting to be published). Default 100,000. */
+  /** Queue bound (clicks not yet acknowledged by the stream). Default 100,000. */
   readonly maxQueue?: number;
-  /** Publishes in flight. Default 128. */
+  /** Batches being published at once. Default 4. */
   readonly concurrency?: number;
+  /** Largest batch; a flush happens as soon as this many clicks wait. Default 500. */
+  readonly batchSize?: number;
+  /** Longest a click waits before its batch is flushed. Default 50 ms. */
+  readonly flushMs?: number;
   /**
-   * Also publish on core NATS for live watchers. Needed on the memory bus, whose durable publish
-   * does not reach plain subscribers (NATS's does). Default false.
+   * Also publish each batch on core NATS for live watchers. Needed on the memory bus, whose
+   * durable publish does not reach plain subscribers (NATS's does). Default false.
    */
   readonly livePublish?: boolean;
 }
 
-interface Pending {
-  readonly id: string;
+/** One click as the request path leaves it: plain fields, nothing derived yet. */
+interface Click {
   readonly code: string;
   readonly ms: number;
   readonly referer: string | undefined;
   readonly ua: string | undefined;
   readonly head: boolean;
-  bytes?: Uint8Array;
+}
+
+interface Batch {
+  readonly id: string;
+  readonly count: number;
+  readonly bytes: Uint8Array;
 }
 
 export interface ClickEmitterStats {
+  /** Clicks accepted by record(). */
   emitted: number;
+  /** Clicks acknowledged by the stream. */
   published: number;
   dropped: number;
+  /** Failed batch publishes (each retried). */
   retries: number;
+  /** Batches acknowledged by the stream. */
+  batches: number;
+}
+
+const UA_CACHE_MAX = 512;
+const REFERRER_CACHE_MAX = 512;
+
+/** A tiny LRU of a pure string function (Map insertion order; a hit moves the key to the end). */
+function memo<T>(fn: (s: string | undefined) => T, max: number): (s: string | undefined) => T {
+  const cache = new Map<string, T>();
+  // The most recent key: most traffic repeats it (same client, same app), no Map work then.
+  let lastKey: string | undefined;
+  let lastValue: T | undefined;
+  return (s) => {
+    if (s === undefined) return fn(s);
+    if (s === lastKey) return lastValue as T;
+    let v = cache.get(s);
+    if (v !== undefined) {
+      cache.delete(s);
+      cache.set(s, v);
+    } else {
+      v = fn(s);
+      if (cache.size >= max) cache.delete(cache.keys().next().value!);
+      cache.set(s, v);
+    }
+    lastKey = s;
+    lastValue = v;
+    return v;
+  };
 }
 
 export class ClickEmitter {
-  readonly stats: ClickEmitterStats = { emitted: 0, published: 0, dropped: 0, retries: 0 };
-  private queue: Pending[] = [];
-  private head = 0;
-  private inflight = 0;
-  private scheduled = false;
+  readonly stats: ClickEmitterStats = { emitted: 0, published: 0, dropped: 0, retries: 0, batches: 0 };
+  /** Clicks waiting for the next flush. */
+  private buf: Click[] = [];
+  /** Encoded batches waiting to be published (retries go to the front). */
+  private ready: Batch[] = [];
+  private readyClicks = 0;
+  private inflightBatches = 0;
+  private inflightClicks = 0;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushSoon = false;
   private backoffMs = 0;
   private backoffTimer: NodeJS.Timeout | undefined;
   private streamReady: Promise<void> | undefined;
@@ -66,11 +120,24 @@ export class ClickEmitter {
   private idleWaiters: (() => void)[] = [];
   private readonly max: number;
   private readonly concurrency: number;
+  private readonly batchSize: number;
+  private readonly flushMs: number;
+  private readonly subject: string;
+  private readonly idPrefix: string;
+  private eventSeq = 0;
+  private batchSeq = 0;
   private readonly dropped: Counter | undefined;
+  private readonly classify = memo(classifyUserAgent, UA_CACHE_MAX);
+  private readonly refHost = memo(referrerHost, REFERRER_CACHE_MAX);
 
   constructor(private readonly opts: ClickEmitterOptions) {
     this.max = opts.maxQueue ?? 100_000;
-    this.concurrency = opts.concurrency ?? 128;
+    this.concurrency = Math.max(1, opts.concurrency ?? 4);
+    this.batchSize = Math.max(1, opts.batchSize ?? 500);
+    this.flushMs = opts.flushMs ?? 50;
+    this.subject = clickBatchSubject(opts.gatewayId);
+    // 96 random bits per process: event ids and batch ids are this prefix + a counter.
+    this.idPrefix = randomBytes(12).toString("base64url");
     this.dropped = opts.registry
       ? new Counter({
           name: "redirect_clicks_dropped_total",
@@ -80,28 +147,33 @@ export class ClickEmitter {
       : undefined;
   }
 
-  /** Hot path: O(1), no I/O. */
+  /** Hot path: O(1), no I/O, one small object. */
   record(code: string, referer: string | undefined, ua: string | undefined, head: boolean): void {
-    if (this.pending >= this.max || this.closed) {
+    if (this.closed || this.pending >= this.max) {
       this.stats.dropped++;
       this.dropped?.inc();
       return;
     }
     this.stats.emitted++;
-    this.queue.push({ id: randomUUID(), code, ms: Date.now(), referer, ua, head });
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.pump);
+    const n = this.buf.push({ code, ms: Date.now(), referer, ua, head });
+    if (n >= this.batchSize) {
+      if (!this.flushSoon) {
+        this.flushSoon = true;
+        setImmediate(this.flush);
+      }
+    } else if (this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(this.flush, this.flushMs);
     }
   }
 
   /** Clicks not yet acknowledged by the stream. */
   get pending(): number {
-    return this.queue.length - this.head + this.inflight;
+    return this.buf.length + this.readyClicks + this.inflightClicks;
   }
 
-  /** Resolves when everything queued has been published (or after timeoutMs). */
+  /** Flushes now and resolves when everything queued has been published (false after timeoutMs). */
   drain(timeoutMs = 10_000): Promise<boolean> {
+    this.flush();
     if (this.pending === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(false), timeoutMs);
@@ -112,10 +184,12 @@ export class ClickEmitter {
     });
   }
 
-  /** Tries to publish what is queued for up to graceMs, then stops. */
+  /** Flushes what is queued and tries to publish it for up to graceMs, then stops. */
   async close(graceMs = 2_000): Promise<void> {
     await this.drain(graceMs);
     this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
   }
 
@@ -127,89 +201,115 @@ export class ClickEmitter {
     return this.streamReady;
   }
 
-  private readonly pump = (): void => {
-    this.scheduled = false;
-    if (this.closed || this.backoffTimer) return;
-    while (this.inflight < this.concurrency && this.head < this.queue.length) {
-      const p = this.queue[this.head]!;
-      this.queue[this.head++] = undefined as unknown as Pending;
-      this.inflight++;
-      this.publish(p);
+  /** Cuts the waiting clicks into encoded batches and publishes what the limits allow. */
+  private readonly flush = (): void => {
+    this.flushSoon = false;
+    if (this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
     }
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
+    const buf = this.buf;
+    if (buf.length > 0 && !this.closed) {
+      this.buf = [];
+      for (let i = 0; i < buf.length; i += this.batchSize) {
+        const part = buf.length <= this.batchSize ? buf : buf.slice(i, i + this.batchSize);
+        this.ready.push(this.encode(part));
+        this.readyClicks += part.length;
+      }
     }
+    this.pump();
   };
 
-  private publish(p: Pending): void {
-    p.bytes ??= toBinary(
-      ClickEventSchema,
-      create(ClickEventSchema, {
-        eventId: p.id,
-        code: p.code,
-        time: timestampFromMs(p.ms),
-        referrer: referrerHost(p.referer),
-        userAgentClass: classifyUserAgent(p.ua),
-        isHead: p.head,
-        gatewayId: this.opts.gatewayId,
-      }),
-    );
-    const bytes = p.bytes;
-    const subject = clickSubject(p.code);
-    // Once the stream is known to exist, publish directly (one promise per click, not three).
-    const sent = this.streamOk
-      ? this.opts.bus.publishDurable(subject, bytes, p.id)
-      : this.ensureStream().then(() => {
-          this.streamOk = true;
-          return this.opts.bus.publishDurable(subject, bytes, p.id);
-        });
-    sent.then(
-        () => {
-          this.inflight--;
-          this.stats.published++;
-          this.backoffMs = 0;
-          if (this.opts.livePublish) {
-            try {
-              this.opts.bus.publish(subject, bytes);
-            } catch {
-              // live fan-out is best effort
-            }
-          }
-          this.next();
-        },
-        (err: unknown) => {
-          this.inflight--;
-          this.stats.retries++;
-          if (isDomainError(err) && err.kind === "FailedPrecondition") {
-            this.streamReady = undefined;
-            this.streamOk = false;
-          }
-          // Back to the front: order is not guaranteed anyway, loss is what matters.
-          this.queue.splice(this.head, 0, p);
-          this.backoffMs = Math.min(2_000, Math.max(50, this.backoffMs * 2));
-          if (this.stats.retries % 100 === 1) this.opts.log.warn({ err, pending: this.pending }, "click publish failed; retrying");
-          if (!this.backoffTimer && !this.closed) {
-            this.backoffTimer = setTimeout(() => {
-              this.backoffTimer = undefined;
-              this.pump();
-            }, this.backoffMs);
-            this.backoffTimer.unref();
-          }
-        },
-      );
+  /** ClickBatch { repeated ClickEvent clicks = 1 }, written field by field (see events.proto). */
+  private encode(clicks: readonly Click[]): Batch {
+    const w = new BinaryWriter();
+    const gw = this.opts.gatewayId;
+    const prefix = this.idPrefix;
+    for (const c of clicks) {
+      const referrer = this.refHost(c.referer);
+      const cls: UserAgentClass = this.classify(c.ua);
+      w.tag(1, WireType.LengthDelimited).fork();
+      w.tag(1, WireType.LengthDelimited).string(`${prefix}.${(this.eventSeq++).toString(36)}`); // event_id
+      w.tag(2, WireType.LengthDelimited).string(c.code); // code
+      w.tag(3, WireType.LengthDelimited).fork(); // time
+      const seconds = Math.floor(c.ms / 1000);
+      const nanos = (c.ms - seconds * 1000) * 1_000_000;
+      if (seconds !== 0) w.tag(1, WireType.Varint).int64(seconds);
+      if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
+      w.join();
+      if (referrer !== "") w.tag(4, WireType.LengthDelimited).string(referrer); // referrer
+      if (cls !== 0) w.tag(5, WireType.Varint).int32(cls); // user_agent_class
+      if (c.head) w.tag(7, WireType.Varint).bool(true); // is_head
+      if (gw !== "") w.tag(8, WireType.LengthDelimited).string(gw); // gateway_id
+      w.join();
+    }
+    return { id: `${prefix}.b${(this.batchSeq++).toString(36)}`, count: clicks.length, bytes: w.finish() };
   }
 
-  private next(): void {
-    if (this.pending === 0) {
-      const ws = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of ws) w();
-      return;
+  private pump(): void {
+    if (this.closed || this.backoffTimer) return;
+    while (this.inflightBatches < this.concurrency && this.ready.length > 0) {
+      const b = this.ready.shift()!;
+      this.readyClicks -= b.count;
+      this.inflightBatches++;
+      this.inflightClicks += b.count;
+      this.publish(b);
     }
-    if (!this.scheduled && !this.backoffTimer) {
-      this.scheduled = true;
-      setImmediate(this.pump);
-    }
+    if (this.pending === 0) this.idle();
+  }
+
+  private publish(b: Batch): void {
+    const subject = this.subject;
+    const sent = this.streamOk
+      ? this.opts.bus.publishDurable(subject, b.bytes, b.id)
+      : this.ensureStream().then(() => {
+          this.streamOk = true;
+          return this.opts.bus.publishDurable(subject, b.bytes, b.id);
+        });
+    sent.then(
+      () => {
+        this.inflightBatches--;
+        this.inflightClicks -= b.count;
+        this.stats.published += b.count;
+        this.stats.batches++;
+        this.backoffMs = 0;
+        if (this.opts.livePublish) {
+          try {
+            this.opts.bus.publish(subject, b.bytes);
+          } catch {
+            // live fan-out is best effort
+          }
+        }
+        this.pump();
+      },
+      (err: unknown) => {
+        this.inflightBatches--;
+        this.inflightClicks -= b.count;
+        this.stats.retries++;
+        if (isDomainError(err) && err.kind === "FailedPrecondition") {
+          this.streamReady = undefined;
+          this.streamOk = false;
+        }
+        // Back to the front, same batch id: JetStream stores it once even if the first try landed.
+        this.ready.unshift(b);
+        this.readyClicks += b.count;
+        this.backoffMs = Math.min(2_000, Math.max(50, this.backoffMs * 2));
+        if (this.stats.retries % 100 === 1) this.opts.log.warn({ err, pending: this.pending }, "click publish failed; retrying");
+        if (!this.backoffTimer && !this.closed) {
+          this.backoffTimer = setTimeout(() => {
+            this.backoffTimer = undefined;
+            this.pump();
+          }, this.backoffMs);
+          this.backoffTimer.unref();
+        }
+      },
+    );
+  }
+
+  private idle(): void {
+    if (this.idleWaiters.length === 0) return;
+    const ws = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of ws) w();
   }
 }

@@ -10,7 +10,8 @@
  *   miss: Redis, then the LinkStore directly (no gRPC hop).
  * - Every redirect (301/302, GET or HEAD) records a click in the ClickEmitter queue after the
  *   response is written.
- * - Metrics: `gateway_redirect_responses_total{status,cache="hit"|"miss"}` (pre-bound counters);
+ * - Metrics: `gateway_redirect_responses_total{status,cache="hit"|"miss"}` (plain tallies, copied
+ *   into prom-client at scrape time);
  *   the gateway runs this door as a fast door, before its generic per-request wrapper.
  * Paths that are not code-shaped, or reserved words, are not this door's (returns false).
  */
@@ -55,21 +56,39 @@ export interface RedirectDoorOptions {
   readonly registry?: Registry;
 }
 
-/** Response counters by status, pre-bound so the hot path does no label hashing. */
+/** A plain per-process tally: the hot path only increments a number. */
+class Tally {
+  n = 0;
+  inc(): void {
+    this.n++;
+  }
+}
+
+const STATUSES = [301, 302, 404, 410, 503] as const;
+
+/**
+ * Response counters by status and near-cache outcome: plain numbers on the hot path (no label
+ * hashing, no prom-client call per request), copied into the prom-client counter when the
+ * registry is scraped (`collect`).
+ */
 function doorCounters(registry: Registry | undefined) {
-  const c = registry
-    ? new Counter({
-        name: "gateway_redirect_responses_total",
-        help: "Answers of the GET/HEAD /{code} redirect door, by status and near-cache outcome",
-        labelNames: ["status", "cache"] as const,
-        registers: [registry],
-      })
-    : undefined;
-  const bind = (status: string, cache: string) => (c ? c.labels({ status, cache }) : { inc: () => {} });
-  return {
-    hit: { 301: bind("301", "hit"), 302: bind("302", "hit"), 404: bind("404", "hit"), 410: bind("410", "hit"), 503: bind("503", "hit") },
-    miss: { 301: bind("301", "miss"), 302: bind("302", "miss"), 404: bind("404", "miss"), 410: bind("410", "miss"), 503: bind("503", "miss") },
-  };
+  const tallies = () => ({ 301: new Tally(), 302: new Tally(), 404: new Tally(), 410: new Tally(), 503: new Tally() });
+  const counters = { hit: tallies(), miss: tallies() };
+  if (registry) {
+    new Counter({
+      name: "gateway_redirect_responses_total",
+      help: "Answers of the GET/HEAD /{code} redirect door, by status and near-cache outcome",
+      labelNames: ["status", "cache"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const cache of ["hit", "miss"] as const) {
+          for (const status of STATUSES) this.inc({ status: String(status), cache }, counters[cache][status].n);
+        }
+      },
+    });
+  }
+  return counters;
 }
 type StatusCounters = ReturnType<typeof doorCounters>["hit"];
 

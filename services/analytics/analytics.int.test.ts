@@ -4,12 +4,12 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ClickEventSchema, UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
+import { ClickBatchSchema, ClickEventSchema, UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import { DriverCqlSession } from "../../platform/cassandra/session.js";
 import { NatsBus } from "../../platform/engines/cluster/nats-bus.js";
 import { silentLog } from "../../platform/engines/log.js";
 import { infra, useKeyspace } from "../../testkit/keyspace.js";
-import { CLICKS_ALL, CLICKS_STREAM, clickSubject } from "../redirect/subjects.js";
+import { CLICKS_ALL, CLICKS_STREAM, clickBatchSubject, clickSubject } from "../redirect/subjects.js";
 import { CassandraClickStatsStore } from "./adapters/cassandra-click-stats.js";
 import { clickStatsConformance } from "./click-stats.conformance.js";
 import { startClickConsumer } from "./consumer.js";
@@ -57,5 +57,41 @@ describe("click consumer on NATS JetStream + Cassandra", () => {
     const st = await store.get(code);
     expect(st).toMatchObject({ total: 52, human: 50, bot: 2 });
     expect(st.perReferrer).toEqual([{ referrer: "t.co", human: 50 }]);
+  }, 60_000);
+
+  it("ClickBatch: each click counted once across a republished batch and a consumer restart", async () => {
+    const store = new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace));
+    const durable = `analytics_${randomUUID().slice(0, 8)}`;
+    await bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL]);
+    const code = `nb${randomUUID().slice(0, 8)}`;
+    const batch = (ids: readonly string[]) =>
+      toBinary(
+        ClickBatchSchema,
+        create(ClickBatchSchema, {
+          clicks: ids.map((id) =>
+            create(ClickEventSchema, { eventId: id, code, time: timestampFromMs(Date.now()), referrer: "t.co", userAgentClass: UserAgentClass.HUMAN }),
+          ),
+        }),
+      );
+    const log = pino({ level: "silent" });
+    const first = Array.from({ length: 40 }, () => randomUUID());
+    const second = Array.from({ length: 25 }, () => randomUUID());
+    const subject = clickBatchSubject("it-gateway.local");
+    const b1 = batch(first);
+    await bus.publishDurable(subject, b1, `b1-${code}`);
+    expect((await bus.publishDurable(subject, b1, `b1-${code}`)).duplicate).toBe(true); // JetStream dedupe by batch id
+    const c1 = startClickConsumer({ bus, store, log, durableName: durable });
+    const deadline = Date.now() + 30_000;
+    while ((await store.get(code)).total < 40 && Date.now() < deadline) await sleep(100);
+    await c1.close();
+    // While no consumer runs: the same batch under another id (beyond the dedupe window) and a new one.
+    await bus.publishDurable(subject, b1, `b1-again-${code}`);
+    await bus.publishDurable(subject, batch(second), `b2-${code}`);
+    const c2 = startClickConsumer({ bus, store, log, durableName: durable });
+    while ((await store.get(code)).total < 65 && Date.now() < deadline) await sleep(100);
+    await sleep(500);
+    await c2.close();
+    expect(c2.stats.duplicates).toBeGreaterThanOrEqual(40);
+    expect(await store.get(code)).toMatchObject({ total: 65, human: 65, bot: 0 });
   }, 60_000);
 });

@@ -2,15 +2,15 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ClickEventSchema, UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
+import { ClickBatchSchema, ClickEventSchema, UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import { openMemoryEngine, type Engine } from "../../platform/engine.js";
 import { silentLog } from "../../platform/engines/log.js";
 import { unavailable } from "../../platform/errors.js";
-import { CLICKS_ALL, CLICKS_STREAM, clickSubject } from "../redirect/subjects.js";
+import { CLICKS_ALL, CLICKS_STREAM, clickBatchSubject, clickSubject } from "../redirect/subjects.js";
 import { MemoryClickStatsStore } from "./adapters/memory-click-stats.js";
 import { classifyUserAgent, isHumanClick, referrerHost } from "./classify.js";
 import { clickStatsConformance } from "./click-stats.conformance.js";
-import { startClickConsumer } from "./consumer.js";
+import { decodeClickBatch, startClickConsumer } from "./consumer.js";
 import type { ClickRecord } from "./ports.js";
 import { createClickStatsStore } from "./store.js";
 
@@ -167,5 +167,102 @@ describe("click consumer (memory bus)", () => {
     await until("redelivered and acked", () => c.stats.duplicates >= 1, 10_000);
     expect((await inner.get("k1", { now: new Date("2026-11-21T00:00:00Z") })).human).toBe(1);
     await c.close();
+  });
+
+  const click = (id: string, code = "k1", cls = UserAgentClass.HUMAN) =>
+    create(ClickEventSchema, {
+      eventId: id,
+      code,
+      time: timestampFromMs(Date.parse("2026-11-20T10:00:00Z")),
+      referrer: "t.co",
+      userAgentClass: cls,
+      gatewayId: "g",
+    });
+  const batch = (...clicks: ReturnType<typeof click>[]) => toBinary(ClickBatchSchema, create(ClickBatchSchema, { clicks }));
+  const day = { now: new Date("2026-11-21T00:00:00Z") };
+
+  it("decodeClickBatch reads what toBinary(ClickBatch) writes (unknown and defaulted fields too)", () => {
+    const clicks = [
+      create(ClickEventSchema, { ...click("d1"), country: "DE", isHead: true, time: timestampFromMs(1_795_000_000_988) }),
+      create(ClickEventSchema, { eventId: "d2", code: "k9" }),
+    ];
+    const fromWire = decodeClickBatch(batch(...clicks));
+    expect(fromWire).toEqual([
+      { eventId: "d1", code: "k1", ms: 1_795_000_000_988, referrer: "t.co", cls: UserAgentClass.HUMAN, isHead: true },
+      { eventId: "d2", code: "k9", ms: undefined, referrer: "", cls: UserAgentClass.UNSPECIFIED, isHead: false },
+    ]);
+    expect(() => decodeClickBatch(batch(...clicks).slice(0, 20))).toThrow();
+  });
+
+  it("records every click of a batch; single ClickEvent messages are still accepted", async () => {
+    const store = new MemoryClickStatsStore();
+    const c = startClickConsumer({ bus: engine.bus, store, log });
+    await engine.bus.publishDurable(clickBatchSubject("gw-1"), batch(click("b1"), click("b2"), click("b3", "k2", UserAgentClass.BOT)), "batch-1");
+    await engine.bus.publishDurable(clickSubject("k1"), event("s1"), "s1");
+    await until("4 counted", () => c.stats.counted === 4);
+    expect(await store.get("k1", day)).toMatchObject({ total: 3, human: 3, bot: 0 });
+    expect(await store.get("k2", day)).toMatchObject({ total: 1, human: 0, bot: 1 });
+    await c.close();
+  });
+
+  it("a redelivered or republished batch does not double count", async () => {
+    const inner = new MemoryClickStatsStore();
+    let failOnce = true;
+    const flaky = {
+      record: async (r: ClickRecord) => {
+        const counted = await inner.record(r);
+        // The batch's second click fails after its write: the whole batch is nak'ed and
+        // redelivered, with the first and second clicks already recorded.
+        if (r.eventId === "r2" && failOnce) {
+          failOnce = false;
+          throw unavailable("cassandra");
+        }
+        return counted;
+      },
+      get: inner.get.bind(inner),
+    };
+    const c = startClickConsumer({ bus: engine.bus, store: flaky, log });
+    const bytes = batch(click("r1"), click("r2"), click("r3"));
+    await engine.bus.publishDurable(clickBatchSubject("gw-1"), bytes, "batch-r");
+    // First delivery: r1, r3 counted, r2 written but failed. Redelivery: all three duplicates.
+    await until("redelivered and acked", () => c.stats.failures === 1 && c.stats.counted + c.stats.duplicates === 5, 10_000);
+    expect(c.stats.counted).toBe(2);
+    expect(await inner.get("k1", day)).toMatchObject({ total: 3, human: 3 });
+    // Republished under another batch id (beyond JetStream's dedupe window): still counted once.
+    await engine.bus.publishDurable(clickBatchSubject("gw-1"), bytes, "batch-r-again");
+    await until("republish handled", () => c.stats.counted + c.stats.duplicates === 8);
+    await sleep(50);
+    expect(c.stats.counted).toBe(2);
+    expect(await inner.get("k1", day)).toMatchObject({ total: 3, human: 3 });
+    expect(c.inflight).toBe(0);
+    await c.close();
+  });
+
+  it("a batch survives a consumer restart (nak'ed batch redelivered to the next consumer, none lost)", async () => {
+    const inner = new MemoryClickStatsStore();
+    let broken = true;
+    const store = {
+      record: async (r: ClickRecord) => {
+        if (broken && r.eventId === "m2") throw unavailable("cassandra");
+        return inner.record(r);
+      },
+      get: inner.get.bind(inner),
+    };
+    const c1 = startClickConsumer({ bus: engine.bus, store, log });
+    await engine.bus.publishDurable(clickBatchSubject("gw-1"), batch(click("m1"), click("m2"), click("m3")), "batch-m");
+    await until("first attempt failed", () => c1.stats.failures === 1);
+    await c1.close(); // stops before the redelivery: the batch is not acked
+    broken = false;
+    // Published while no consumer runs.
+    await engine.bus.publishDurable(clickBatchSubject("gw-2"), batch(click("m4"), click("m5")), "batch-m2");
+    expect((await inner.get("k1", day)).human).toBe(2); // m1 and m3 only
+    const c2 = startClickConsumer({ bus: engine.bus, store, log });
+    await until("all 5 recorded", async () => (await inner.get("k1", day)).human === 5, 10_000);
+    await until("settled", () => c2.inflight === 0);
+    await sleep(100);
+    expect((await inner.get("k1", day)).human).toBe(5);
+    expect(c2.stats.counted).toBe(3); // m2, m4, m5
+    expect(c2.stats.duplicates).toBe(2); // m1, m3 again
+    await c2.close();
   });
 });

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { fromBinary } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ClickEventSchema } from "../../gen/switchboard/events/v1/events_pb.js";
+import { ClickBatchSchema, ClickEventSchema, type ClickEvent } from "../../gen/switchboard/events/v1/events_pb.js";
 import {
   RedirectService,
   ResolveResponseSchema,
@@ -11,6 +11,7 @@ import {
 } from "../../gen/switchboard/redirect/v1/redirect_pb.js";
 import { RedirectType } from "../../gen/switchboard/shortener/v1/shortener_pb.js";
 import { notFound } from "../../platform/errors.js";
+import type { BusMessage } from "../../platform/ports/event-bus.js";
 import { requireCaller } from "../../platform/identity.js";
 import { startClickConsumer } from "../analytics/consumer.js";
 import { createClickStatsStore } from "../analytics/store.js";
@@ -18,7 +19,7 @@ import { createLinkStore } from "../links/store.js";
 import type { ServiceModule } from "../module.js";
 import { validateCode } from "./resolve.js";
 import { LinkResolver } from "./resolver.js";
-import { CLICKS_ALL, clickSubject } from "./subjects.js";
+import { CLICK_BATCH_ALL, CLICKS_ALL, clickSubject, isClickBatchSubject } from "./subjects.js";
 
 export const redirectModule: ServiceModule = {
   name: "redirect",
@@ -53,6 +54,7 @@ export const redirectModule: ServiceModule = {
       async *watchClicks(req, ctx) {
         const caller = requireCaller(ctx);
         let subject = CLICKS_ALL;
+        let only: string | undefined;
         let owns: (code: string) => Promise<boolean>;
         if (req.code !== "") {
           const code = validateCode(req.code);
@@ -60,6 +62,7 @@ export const redirectModule: ServiceModule = {
           // Someone else's link is indistinguishable from an unknown one.
           if (!link || link.ownerId !== caller.userId) throw notFound(`link "${code}"`);
           subject = clickSubject(code);
+          only = code;
           owns = async () => true;
         } else {
           const cache = new Map<string, boolean>();
@@ -74,13 +77,32 @@ export const redirectModule: ServiceModule = {
             return ok;
           };
         }
-        const queue: Uint8Array[] = [];
+        // Gateways publish ClickBatch on switchboard.clicks.batch.<gateway> (inside CLICKS_ALL);
+        // single ClickEvents on switchboard.clicks.<code> are still accepted.
+        const queue: ClickEvent[] = [];
         let wake: (() => void) | undefined;
-        const off = engine.bus.subscribe(subject, (msg) => {
+        const onMessage = (msg: BusMessage): void => {
           if (queue.length >= 1_000) return; // slow reader: drop live events rather than grow
-          queue.push(msg.data);
+          try {
+            if (isClickBatchSubject(msg.subject)) {
+              for (const c of fromBinary(ClickBatchSchema, msg.data).clicks) {
+                if (only !== undefined && c.code !== only) continue;
+                if (queue.length >= 1_000) break;
+                queue.push(c);
+              }
+            } else {
+              queue.push(fromBinary(ClickEventSchema, msg.data));
+            }
+          } catch {
+            return;
+          }
           wake?.();
-        });
+        };
+        const offs = [engine.bus.subscribe(subject, onMessage)];
+        if (only !== undefined) offs.push(engine.bus.subscribe(CLICK_BATCH_ALL, onMessage));
+        const off = () => {
+          for (const o of offs) o();
+        };
         const aborted = new Promise<void>((r) => ctx.signal.addEventListener("abort", () => r(), { once: true }));
         const seen = new Set<string>();
         try {
@@ -90,13 +112,7 @@ export const redirectModule: ServiceModule = {
               wake = undefined;
               continue;
             }
-            const data = queue.shift()!;
-            let click;
-            try {
-              click = fromBinary(ClickEventSchema, data);
-            } catch {
-              continue;
-            }
+            const click = queue.shift()!;
             // JetStream publish retries may fan out twice on core NATS: dedupe by event id.
             if (seen.has(click.eventId)) continue;
             seen.add(click.eventId);

@@ -9,3 +9,11 @@ export const CLICKS_DURABLE = "analytics";
 
 export const linkChangedSubject = (code: string): string => LINKS_CHANGED_PREFIX + code;
 export const clickSubject = (code: string): string => CLICKS_PREFIX + code;
+
+/** ClickBatch subjects: `switchboard.clicks.batch.<gateway>` (four tokens: never a click subject). */
+export const CLICK_BATCH_PREFIX = "switchboard.clicks.batch.";
+export const CLICK_BATCH_ALL = "switchboard.clicks.batch.>";
+/** The batch subject of a gateway; its id is reduced to one NATS token ([A-Za-z0-9_-]). */
+export const clickBatchSubject = (gatewayId: string): string =>
+  CLICK_BATCH_PREFIX + (gatewayId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 128) || "_");
+export const isClickBatchSubject = (subject: string): boolean => subject.startsWith(CLICK_BATCH_PREFIX);

@@ -9,6 +9,11 @@
 //   switchboard.clicks.<code>            ClickEvent       core NATS (+ optional
 //                                        JetStream stream CLICKS for the
 //                                        analytics consumer)
+//   switchboard.clicks.batch.<gateway>   ClickBatch       JetStream stream
+//                                        CLICKS (captured by
+//                                        switchboard.clicks.>); Nats-Msg-Id =
+//                                        batch id; also seen by core NATS
+//                                        subscribers of switchboard.clicks.>
 //   switchboard.links.changed.<code>     LinkChanged      core NATS
 //   switchboard.chat.deliver.<server_id> ChatDelivery     core NATS, to one
 //                                        chat server
@@ -40,7 +45,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/events/v1/events.proto.
  */
 export const file_switchboard_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiJzd2l0Y2hib2FyZC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhVzd2l0Y2hib2FyZC5ldmVudHMudjEi3wEKCkNsaWNrRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSDAoEY29kZRgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZWZlcnJlchgEIAEoCRI/ChB1c2VyX2FnZW50X2NsYXNzGAUgASgOMiUuc3dpdGNoYm9hcmQuZXZlbnRzLnYxLlVzZXJBZ2VudENsYXNzEg8KB2NvdW50cnkYBiABKAkSDwoHaXNfaGVhZBgHIAEoCBISCgpnYXRld2F5X2lkGAggASgJIosBCgtMaW5rQ2hhbmdlZBIMCgRjb2RlGAEgASgJEjMKBGtpbmQYAiABKA4yJS5zd2l0Y2hib2FyZC5ldmVudHMudjEuTGlua0NoYW5nZUtpbmQSDwoHdmVyc2lvbhgDIAEoBBIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKnAQoMQ2hhdERlbGl2ZXJ5Ei0KBWV2ZW50GAEgASgLMh4uc3dpdGNoYm9hcmQuY2hhdC52MS5DaGF0RXZlbnQSGgoScmVjaXBpZW50X3VzZXJfaWRzGAIgAygJEhgKEHRhcmdldF9zZXJ2ZXJfaWQYAyABKAkSGAoQb3JpZ2luX3NlcnZlcl9pZBgEIAEoCRIYChBvcmlnaW5fZGV2aWNlX2lkGAUgASgJItEBCg9QcmVzZW5jZUNoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRI1CgVzdGF0ZRgCIAEoDjImLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLlByZXNlbmNlU3RhdGUSMgoObGFzdF9zZWVuX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEGNvbnRhY3RfdXNlcl9pZHMYBCADKAkSKAoEdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitQIKC1B1c2hSZXF1ZXN0EhcKD25vdGlmaWNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEgwKBGJvZHkYBCABKAkSOgoEZGF0YRgFIAMoCzIsLnN3aXRjaGJvYXJkLmV2ZW50cy52MS5QdXNoUmVxdWVzdC5EYXRhRW50cnkSLwoLZXhwaXJlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGNvbGxhcHNlX2tleRgHIAEoCRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAaKwoJRGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqpAEKDlVzZXJBZ2VudENsYXNzEiAKHFVTRVJfQUdFTlRfQ0xBU1NfVU5TUEVDSUZJRUQQABIaChZVU0VSX0FHRU5UX0NMQVNTX0hVTUFOEAESGAoUVVNFUl9BR0VOVF9DTEFTU19CT1QQAhIcChhVU0VSX0FHRU5UX0NMQVNTX1BSRVZJRVcQAxIcChhVU0VSX0FHRU5UX0NMQVNTX1VOS05PV04QBCqMAQoOTGlua0NoYW5nZUtpbmQSIAocTElOS19DSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhwKGExJTktfQ0hBTkdFX0tJTkRfQ1JFQVRFRBABEhwKGExJTktfQ0hBTkdFX0tJTkRfVVBEQVRFRBACEhwKGExJTktfQ0hBTkdFX0tJTkRfREVMRVRFRBADYgZwcm90bzM", [file_google_protobuf_timestamp, file_switchboard_chat_v1_chat, file_switchboard_presence_v1_presence]);
+  fileDesc("CiJzd2l0Y2hib2FyZC9ldmVudHMvdjEvZXZlbnRzLnByb3RvEhVzd2l0Y2hib2FyZC5ldmVudHMudjEi3wEKCkNsaWNrRXZlbnQSEAoIZXZlbnRfaWQYASABKAkSDAoEY29kZRgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZWZlcnJlchgEIAEoCRI/ChB1c2VyX2FnZW50X2NsYXNzGAUgASgOMiUuc3dpdGNoYm9hcmQuZXZlbnRzLnYxLlVzZXJBZ2VudENsYXNzEg8KB2NvdW50cnkYBiABKAkSDwoHaXNfaGVhZBgHIAEoCBISCgpnYXRld2F5X2lkGAggASgJIj8KCkNsaWNrQmF0Y2gSMQoGY2xpY2tzGAEgAygLMiEuc3dpdGNoYm9hcmQuZXZlbnRzLnYxLkNsaWNrRXZlbnQiiwEKC0xpbmtDaGFuZ2VkEgwKBGNvZGUYASABKAkSMwoEa2luZBgCIAEoDjIlLnN3aXRjaGJvYXJkLmV2ZW50cy52MS5MaW5rQ2hhbmdlS2luZBIPCgd2ZXJzaW9uGAMgASgEEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqcBCgxDaGF0RGVsaXZlcnkSLQoFZXZlbnQYASABKAsyHi5zd2l0Y2hib2FyZC5jaGF0LnYxLkNoYXRFdmVudBIaChJyZWNpcGllbnRfdXNlcl9pZHMYAiADKAkSGAoQdGFyZ2V0X3NlcnZlcl9pZBgDIAEoCRIYChBvcmlnaW5fc2VydmVyX2lkGAQgASgJEhgKEG9yaWdpbl9kZXZpY2VfaWQYBSABKAki0QEKD1ByZXNlbmNlQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEjUKBXN0YXRlGAIgASgOMiYuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIyCg5sYXN0X3NlZW5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQY29udGFjdF91c2VyX2lkcxgEIAMoCRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK1AgoLUHVzaFJlcXVlc3QSFwoPbm90aWZpY2F0aW9uX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSDQoFdGl0bGUYAyABKAkSDAoEYm9keRgEIAEoCRI6CgRkYXRhGAUgAygLMiwuc3dpdGNoYm9hcmQuZXZlbnRzLnYxLlB1c2hSZXF1ZXN0LkRhdGFFbnRyeRIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY29sbGFwc2Vfa2V5GAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBorCglEYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqkAQoOVXNlckFnZW50Q2xhc3MSIAocVVNFUl9BR0VOVF9DTEFTU19VTlNQRUNJRklFRBAAEhoKFlVTRVJfQUdFTlRfQ0xBU1NfSFVNQU4QARIYChRVU0VSX0FHRU5UX0NMQVNTX0JPVBACEhwKGFVTRVJfQUdFTlRfQ0xBU1NfUFJFVklFVxADEhwKGFVTRVJfQUdFTlRfQ0xBU1NfVU5LTk9XThAEKowBCg5MaW5rQ2hhbmdlS2luZBIgChxMSU5LX0NIQU5HRV9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYTElOS19DSEFOR0VfS0lORF9DUkVBVEVEEAESHAoYTElOS19DSEFOR0VfS0lORF9VUERBVEVEEAISHAoYTElOS19DSEFOR0VfS0lORF9ERUxFVEVEEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_switchboard_chat_v1_chat, file_switchboard_presence_v1_presence]);
 
 /**
  * One redirect served by a gateway (emitted after the response is sent; never
@@ -114,6 +119,36 @@ export const ClickEventSchema: GenMessage<ClickEvent> = /*@__PURE__*/
   messageDesc(file_switchboard_events_v1_events, 0);
 
 /**
+ * Clicks accumulated by one gateway and published as one JetStream message
+ * (what the redirect door emits; single ClickEvent messages are still
+ * accepted by consumers). Subject: switchboard.clicks.batch.<gateway>, where
+ * <gateway> is the publishing gateway's id reduced to a NATS token
+ * ([A-Za-z0-9_-]); four tokens, so it never collides with
+ * switchboard.clicks.<code>. Published with Nats-Msg-Id = a batch id unique
+ * per gateway process, so a republished batch is stored once. Consumers
+ * dedupe each click by its own event_id, so a redelivered batch counts each
+ * click once, and ack the batch only after every click is recorded.
+ *
+ * @generated from message switchboard.events.v1.ClickBatch
+ */
+export type ClickBatch = Message<"switchboard.events.v1.ClickBatch"> & {
+  /**
+   * The clicks, in the order the gateway served them. Each carries its own
+   * event_id (the per-click dedupe key).
+   *
+   * @generated from field: repeated switchboard.events.v1.ClickEvent clicks = 1;
+   */
+  clicks: ClickEvent[];
+};
+
+/**
+ * Describes the message switchboard.events.v1.ClickBatch.
+ * Use `create(ClickBatchSchema)` to create a new message.
+ */
+export const ClickBatchSchema: GenMessage<ClickBatch> = /*@__PURE__*/
+  messageDesc(file_switchboard_events_v1_events, 1);
+
+/**
  * Cache invalidation for a link: every redirect node drops (or refreshes) its
  * near-cache entry and Redis entry for `code`.
  * Subject: switchboard.links.changed.<code>.
@@ -152,7 +187,7 @@ export type LinkChanged = Message<"switchboard.events.v1.LinkChanged"> & {
  * Use `create(LinkChangedSchema)` to create a new message.
  */
 export const LinkChangedSchema: GenMessage<LinkChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_events_v1_events, 1);
+  messageDesc(file_switchboard_events_v1_events, 2);
 
 /**
  * A chat event routed to the chat server holding recipients' sessions.
@@ -204,7 +239,7 @@ export type ChatDelivery = Message<"switchboard.events.v1.ChatDelivery"> & {
  * Use `create(ChatDeliverySchema)` to create a new message.
  */
 export const ChatDeliverySchema: GenMessage<ChatDelivery> = /*@__PURE__*/
-  messageDesc(file_switchboard_events_v1_events, 2);
+  messageDesc(file_switchboard_events_v1_events, 3);
 
 /**
  * A user's online/offline transition (debounced).
@@ -253,7 +288,7 @@ export type PresenceChanged = Message<"switchboard.events.v1.PresenceChanged"> &
  * Use `create(PresenceChangedSchema)` to create a new message.
  */
 export const PresenceChangedSchema: GenMessage<PresenceChanged> = /*@__PURE__*/
-  messageDesc(file_switchboard_events_v1_events, 3);
+  messageDesc(file_switchboard_events_v1_events, 4);
 
 /**
  * A notification to deliver to every device of a user.
@@ -325,7 +360,7 @@ export type PushRequest = Message<"switchboard.events.v1.PushRequest"> & {
  * Use `create(PushRequestSchema)` to create a new message.
  */
 export const PushRequestSchema: GenMessage<PushRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_events_v1_events, 4);
+  messageDesc(file_switchboard_events_v1_events, 5);
 
 /**
  * How the gateway classified the client of a redirect.
