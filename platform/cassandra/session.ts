@@ -44,6 +44,21 @@ export interface CqlSession {
    * applied: the rest of the LWT result differs between Cassandra and ScyllaDB, so it is ignored.
    */
   executeLwt(cql: string, params?: readonly unknown[], options?: CqlOptions): Promise<boolean>;
+  /**
+   * An UNLOGGED batch of plain (non-LWT) writes, sent as one request: one round trip and one
+   * coordinator request instead of one per statement. Succeeds only when every statement was
+   * applied at the consistency level; on an error each statement may or may not have been
+   * applied (as with the same statements sent concurrently). Not atomic across partitions: use
+   * it for writes that are safe to repeat or to leave half-done. Per-statement `USING TIMESTAMP`
+   * / `USING TTL` are allowed.
+   */
+  executeBatch(statements: readonly CqlStatement[], options?: Omit<CqlOptions, "prepare">): Promise<void>;
+}
+
+/** One statement of a batch. */
+export interface CqlStatement {
+  readonly cql: string;
+  readonly params: readonly unknown[];
 }
 
 const CONSISTENCY: Record<CqlConsistency, number> = {
@@ -81,6 +96,22 @@ export class DriverCqlSession implements CqlSession {
   async executeLwt(cql: string, params: readonly unknown[] = [], options: CqlOptions = {}): Promise<boolean> {
     const rs = await this.run(cql, params, options);
     return appliedOf(rs.rows as unknown as CqlRow[]);
+  }
+
+  async executeBatch(statements: readonly CqlStatement[], options: Omit<CqlOptions, "prepare"> = {}): Promise<void> {
+    try {
+      await this.client.batch(
+        statements.map((st) => ({ query: st.cql, params: st.params as unknown[] })),
+        {
+          prepare: true,
+          logged: false,
+          consistency: CONSISTENCY[options.consistency ?? "localQuorum"],
+          ...(options.idempotent !== undefined ? { isIdempotent: options.idempotent } : {}),
+        },
+      );
+    } catch (err) {
+      throw mapCqlError(err, statements[0]?.cql ?? "BATCH");
+    }
   }
 
   private async run(

@@ -134,15 +134,23 @@ const ADD_OPENS = [
   "jdk.management/com.sun.management.internal",
 ];
 
+/** Extra JVM flags (whitespace-separated) from SWITCHBOARD_IT_CASSANDRA_JVM_OPTS, for experiments. */
+function extraJvmOptions(): string[] {
+  return (process.env["SWITCHBOARD_IT_CASSANDRA_JVM_OPTS"] ?? "").split(/\s+/).filter(Boolean);
+}
+
 function jvmArgs(dir: string, libDir: string, heap: string): string[] {
   const conf = path.join(dir, "conf");
   const jamm = readdirSync(libDir).find((f) => /^jamm-.*\.jar$/.test(f));
+  const extra = extraJvmOptions();
+  // A collector chosen in the extra flags replaces the default one (the JVM refuses two).
+  const gc = extra.some((o) => /^-XX:\+Use\w+GC$/.test(o)) ? [] : ["-XX:+UseG1GC", "-XX:+UseStringDeduplication"];
   return [
     "-Xms256m",
     `-Xmx${heap}`,
     "-Xss256k",
-    "-XX:+UseG1GC",
-    "-XX:+UseStringDeduplication",
+    ...gc,
+    ...extra,
     "-XX:ReservedCodeCacheSize=128m",
     "-XX:MaxDirectMemorySize=512m",
     "-XX:-UsePerfData",

@@ -17,6 +17,7 @@ import {
 
 const COLUMNS = "code, long_url, owner_id, created_at, expires_at, redirect_type, updated_at, version, custom";
 const INSERT = `INSERT INTO links (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INDEX_INSERT = "INSERT INTO links_by_owner (owner_id, created_at, code) VALUES (?, ?, ?) USING TTL ?";
 /** Plain writes of generated codes are stamped this far in the past (see insertUnique). */
 const PLAIN_WRITE_SKEW_MICROS = 1_000_000;
 
@@ -25,9 +26,10 @@ const PLAIN_WRITE_SKEW_MICROS = 1_000_000;
  * - `links` keyed by code; reads LOCAL_QUORUM. Custom aliases are inserted with an LWT
  *   (`IF NOT EXISTS`); updates (`IF version = ?`) and deletes (`IF owner_id = ?`) are LWTs.
  *   Generated codes are unique by construction and inserted with a plain write (no Paxos: the
- *   hot path of link creation). Its write timestamp is set 1 s in the past so later LWT writes
- *   on that code (ballot timestamps from the server clock) win even with some clock skew
- *   between this process and the database; nothing else writes that partition concurrently,
+ *   hot path of link creation), together with its listing row in one unlogged batch. The link
+ *   row's write timestamp is set 1 s in the past so later LWT writes on that code (ballot
+ *   timestamps from the server clock) win even with some clock skew between this process and
+ *   the database; nothing else writes that partition concurrently,
  *   because nobody knows the code before the create returns.
  * - `links_by_owner` (owner_id partition, created_at DESC, code): the listing index; entries
  *   whose link is gone are skipped on read (a crash between the two writes leaves at most that).
@@ -67,10 +69,15 @@ export class CassandraLinkStore implements LinkStore {
     await this.ensureSchema();
     const ttl = rowTtlSeconds(link);
     const ts = BigInt(Date.now()) * 1000n - BigInt(PLAIN_WRITE_SKEW_MICROS);
-    await Promise.all([
-      this.cql.execute(`${INSERT} USING TTL ? AND TIMESTAMP ?`, [...linkParams(link), ttl, Number(ts)], { idempotent: true }),
-      this.index(link, ttl),
-    ]);
+    // Both rows in one unlogged batch (one request, one coordinator round trip): acknowledged
+    // only once both are written, exactly like the two concurrent INSERTs it replaces.
+    await this.cql.executeBatch(
+      [
+        { cql: `${INSERT} USING TTL ? AND TIMESTAMP ?`, params: [...linkParams(link), ttl, Number(ts)] },
+        { cql: INDEX_INSERT, params: [link.ownerId, link.createdAt, link.code, ttl] },
+      ],
+      { idempotent: true },
+    );
   }
 
   async get(code: string): Promise<Link | undefined> {
@@ -183,7 +190,7 @@ export class CassandraLinkStore implements LinkStore {
 
   private async index(link: Link, ttl: number): Promise<void> {
     await this.cql.execute(
-      "INSERT INTO links_by_owner (owner_id, created_at, code) VALUES (?, ?, ?) USING TTL ?",
+      INDEX_INSERT,
       [link.ownerId, link.createdAt, link.code, ttl],
       { idempotent: true },
     );
