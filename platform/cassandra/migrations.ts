@@ -188,3 +188,22 @@ export async function readRecorded(session: CqlSession, scope: string): Promise<
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * A store's "migrate on first use": the returned function runs the set once and shares the
+ * result; after a failure (Cassandra still down) the next call tries again, so building a store
+ * never fails because its backend is not up yet.
+ */
+export function migrateOnFirstUse(session: CqlSession, set: MigrationSet, log?: EngineLog): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => {
+    done ??= runMigrations(session, set, log ? { log } : {}).then(
+      () => undefined,
+      (err: unknown) => {
+        done = undefined;
+        throw err;
+      },
+    );
+    return done;
+  };
+}

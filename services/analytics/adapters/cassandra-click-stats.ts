@@ -1,4 +1,4 @@
-import { runMigrations } from "../../../platform/cassandra/migrations.js";
+import { migrateOnFirstUse } from "../../../platform/cassandra/migrations.js";
 import type { CqlRow, CqlSession } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { analyticsMigrations } from "../migrations.js";
@@ -17,23 +17,15 @@ import { firstDay, MAX_REFERRERS, utcDay } from "./window.js";
  * the few milliseconds between two statements.
  */
 export class CassandraClickStatsStore implements ClickStatsStore {
-  private schema: Promise<void> | undefined;
-
   constructor(
     private readonly cql: CqlSession,
     private readonly log?: EngineLog,
-  ) {}
-
-  ensureSchema(): Promise<void> {
-    this.schema ??= runMigrations(this.cql, analyticsMigrations, this.log ? { log: this.log } : {}).then(
-      () => undefined,
-      (err: unknown) => {
-        this.schema = undefined;
-        throw err;
-      },
-    );
-    return this.schema;
+  ) {
+    this.ensureSchema = migrateOnFirstUse(cql, analyticsMigrations, log);
   }
+
+  /** Applies this store's migrations once (idempotent); operations call it themselves. */
+  readonly ensureSchema: () => Promise<void>;
 
   async record(click: ClickRecord): Promise<boolean> {
     await this.ensureSchema();

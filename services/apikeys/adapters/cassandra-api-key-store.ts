@@ -1,4 +1,4 @@
-import { runMigrations } from "../../../platform/cassandra/migrations.js";
+import { migrateOnFirstUse } from "../../../platform/cassandra/migrations.js";
 import type { CqlRow, CqlSession } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { apiKeyMigrations } from "../migrations.js";
@@ -10,23 +10,15 @@ import type { ApiKeyRecord, ApiKeyStore } from "../ports.js";
  * Schema migrated on first use (and again after a failed attempt).
  */
 export class CassandraApiKeyStore implements ApiKeyStore {
-  private schema: Promise<void> | undefined;
-
   constructor(
     private readonly cql: CqlSession,
     private readonly log?: EngineLog,
-  ) {}
-
-  ensureSchema(): Promise<void> {
-    this.schema ??= runMigrations(this.cql, apiKeyMigrations, this.log ? { log: this.log } : {}).then(
-      () => undefined,
-      (err: unknown) => {
-        this.schema = undefined;
-        throw err;
-      },
-    );
-    return this.schema;
+  ) {
+    this.ensureSchema = migrateOnFirstUse(cql, apiKeyMigrations, log);
   }
+
+  /** Applies this store's migrations once (idempotent); operations call it themselves. */
+  readonly ensureSchema: () => Promise<void>;
 
   async insert(r: ApiKeyRecord): Promise<boolean> {
     await this.ensureSchema();

@@ -1,5 +1,5 @@
 import { DomainError } from "../../../platform/errors.js";
-import { runMigrations } from "../../../platform/cassandra/migrations.js";
+import { migrateOnFirstUse } from "../../../platform/cassandra/migrations.js";
 import type { CqlRow, CqlSession } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { linkMigrations } from "../migrations.js";
@@ -38,24 +38,15 @@ const PLAIN_WRITE_SKEW_MICROS = 1_000_000;
  * The schema is migrated on first use (and again after a failed attempt).
  */
 export class CassandraLinkStore implements LinkStore {
-  private schema: Promise<void> | undefined;
-
   constructor(
     private readonly cql: CqlSession,
     private readonly log?: EngineLog,
-  ) {}
-
-  /** Applies the links migrations (idempotent); operations call it themselves. */
-  ensureSchema(): Promise<void> {
-    this.schema ??= runMigrations(this.cql, linkMigrations, this.log ? { log: this.log } : {}).then(
-      () => undefined,
-      (err: unknown) => {
-        this.schema = undefined;
-        throw err;
-      },
-    );
-    return this.schema;
+  ) {
+    this.ensureSchema = migrateOnFirstUse(cql, linkMigrations, log);
   }
+
+  /** Applies this store's migrations once (idempotent); operations call it themselves. */
+  readonly ensureSchema: () => Promise<void>;
 
   async insertIfAbsent(link: Link): Promise<boolean> {
     await this.ensureSchema();
