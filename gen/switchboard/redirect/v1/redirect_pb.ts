@@ -165,7 +165,7 @@ export const RedirectService: GenService<{
    * user_agent_class.
    *
    * Errors: UNAUTHENTICATED, INVALID_ARGUMENT, NOT_FOUND (unknown code),
-   * PERMISSION_DENIED (link owned by someone else).
+   * NOT_FOUND (also for a link owned by someone else, so existence is not revealed).
    *
    * @generated from rpc switchboard.redirect.v1.RedirectService.WatchClicks
    */
