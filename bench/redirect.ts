@@ -3,18 +3,27 @@
  * answering the same 302s, on a Zipf-like 80/20 mix of 10,000 links; then the "no click is
  * lost" check; then the cache-miss path (near-cache hit vs Redis vs database) in-process.
  *
- *   npx tsx bench/redirect.ts [--engine memory|cluster] [--links 10000] [--duration 8]
- *                             [--connections 50] [--rounds 2]
+ *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split] [--drain] [--links 10000]
+ *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare]
  *
- * --engine cluster reads SWITCHBOARD_* from the environment (e.g. from `npm run infra:up`).
- * Both servers run in this process, one at a time under load; wrk (-t1) drives them with the
- * same Lua script (80% of requests on the 20% hottest codes, a browser User-Agent). Rounds
- * alternate bare/door, door/bare, ... Redirects served are counted by the gateway itself
+ * --engine cluster uses the SWITCHBOARD_* servers of the environment (e.g. from `npm run
+ * infra:up`), or starts its own (testkit startInfra()) when SWITCHBOARD_CASSANDRA_CONTACT_POINTS
+ * is not set.
+ * --topology embedded (default): the whole mesh in this process (`runEmbedded`, what `npm start`
+ * runs), the analytics consumer on the gateway's event loop.
+ * --topology split (cluster engine only): the gateway alone in its own process (`switchboard
+ * gateway`, as deployed); the click check then reads the CLICKS stream (every click published by
+ * that gateway, counted from its batches), because the Cassandra counters of several hundred
+ * thousand clicks take many minutes to drain on this box; `--drain` also runs the analytics
+ * consumer (into Cassandra) and waits for it, with progress lines (use a short --duration).
+ * The bare server runs in this process; one server at a time is under load; wrk (-t1) drives
+ * both with the same Lua script (80% of requests on the 20% hottest codes, a browser User-Agent).
+ * Rounds alternate bare/door, door/bare, ... Redirects served are counted by the gateway itself
  * (gateway_redirect_responses_total{status=~"30[12]"} on /metrics), so requests wrk cut off at
  * the end of a run are counted too.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -22,21 +31,36 @@ import type { AddressInfo } from "node:net";
 import pino from "pino";
 import { runEmbedded } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
+import { openEngine, type Engine } from "../platform/engine.js";
 import type { Cache } from "../platform/ports/cache.js";
+import { isHumanClick } from "../services/analytics/classify.js";
+import { decodeClickBatch, startClickConsumer } from "../services/analytics/consumer.js";
 import { createClickStatsStore } from "../services/analytics/store.js";
+import { CLICKS_STREAM, clickBatchSubject } from "../services/redirect/subjects.js";
+import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
+import { infraEnv, startInfra, type Infra } from "../testkit/servers/index.js";
 import type { Link } from "../services/links/ports.js";
 import { createLinkStore } from "../services/links/store.js";
 import { LinkResolver } from "../services/redirect/resolver.js";
 
 const args = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) args.set(process.argv[i]!.replace(/^--/, ""), process.argv[i + 1] ?? "");
+for (let i = 2; i < process.argv.length; i++) {
+  const next = process.argv[i + 1];
+  const isFlag = next === undefined || next.startsWith("--");
+  args.set(process.argv[i]!.replace(/^--/, ""), isFlag ? "" : next);
+  if (!isFlag) i++;
+}
 const ENGINE = args.get("engine") ?? "memory";
 const LINKS = Number(args.get("links") ?? 10_000);
 const DURATION = Number(args.get("duration") ?? 8);
 const CONNECTIONS = Number(args.get("connections") ?? 50);
 const ROUNDS = Number(args.get("rounds") ?? 2);
+const TOPOLOGY = args.get("topology") ?? "embedded";
+/** Split topology: also run the analytics consumer (Cassandra counters) and wait until it has drained. */
+const DRAIN = args.has("drain");
+const DRAIN_LIMIT_MS = 30 * 60_000;
 const HOT = Math.floor(LINKS / 5);
-/** "door": only the door runs (for profiling with --cpu-prof). */
+/** "door" or "bare": only that server is measured (for profiling with --cpu-prof). */
 const ONLY = args.get("only") ?? "";
 const CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 const codeOf = (i: number) => `b${String(i).padStart(6, "0")}`;
@@ -50,6 +74,14 @@ interface WrkResult {
   readonly requests: number;
   readonly non3xx: number;
   readonly errors: number;
+  /** CPU of the process under test (all its threads), % of one core, over the run. */
+  readonly serverCpu: number;
+  /** CPU of wrk, % of one core. */
+  readonly wrkCpu: number;
+  /** The whole machine, % of one core (200% = both cores busy). */
+  readonly machineCpu: number;
+  /** CPU of the infra processes this run started (cassandra, nats, ...), % of one core. */
+  readonly others: string;
 }
 
 const LUA = `
@@ -71,9 +103,25 @@ function ms(v: string, unit: string): number {
   return unit === "us" ? x / 1000 : unit === "s" ? x * 1000 : x;
 }
 
-async function wrk(name: string, port: number, script: string, seconds = DURATION): Promise<WrkResult> {
+/** Other processes whose CPU each run reports (the servers this bench started itself). */
+const watched: [string, number][] = [];
+
+/** utime + stime of a process in clock ticks (100/s on Linux). */
+function cpuTicks(pid: number): number {
+  const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+  return Number(f[11]) + Number(f[12]);
+}
+
+/** One wrk run against `port`; `serverPid` is the process answering (for its CPU). */
+async function wrk(name: string, port: number, script: string, serverPid: number, seconds = DURATION): Promise<WrkResult> {
+  const cpu0 = cpuTicks(serverPid);
+  const others0 = watched.map(([, pid]) => cpuTicks(pid));
+  const t0 = performance.now();
+  const m0 = machineTicks();
   const out = await new Promise<string>((resolve, reject) => {
-    const p = spawn("wrk", ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "-s", script, `http://127.0.0.1:${port}/`]);
+    // /usr/bin/time reports wrk's own CPU, so a run limited by the load generator shows it.
+    const p = spawn("/usr/bin/time", ["-f", "WRK_CPU %U %S", "wrk", "-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "-s", script, `http://127.0.0.1:${port}/`]);
     let s = "";
     p.stdout.on("data", (d: Buffer) => (s += d.toString()));
     p.stderr.on("data", (d: Buffer) => (s += d.toString()));
@@ -85,6 +133,11 @@ async function wrk(name: string, port: number, script: string, seconds = DURATIO
     const m = new RegExp(`\\s${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
     return m ? ms(m[1]!, m[2]!) : NaN;
   };
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = (cpuTicks(serverPid) - cpu0) / 100;
+  const others = watched.map(([name, pid], i) => `${name} ${Math.round(((cpuTicks(pid) - others0[i]!) / 100 / wall) * 100)}%`).join(", ");
+  const m1 = machineTicks();
+  const wrkCpu = /WRK_CPU ([\d.]+) ([\d.]+)/.exec(out);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   return {
     name,
@@ -94,7 +147,18 @@ async function wrk(name: string, port: number, script: string, seconds = DURATIO
     requests: num(/(\d+) requests in/),
     non3xx: /Non-2xx or 3xx responses: (\d+)/.exec(out) ? num(/Non-2xx or 3xx responses: (\d+)/) : 0,
     errors: errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    serverCpu: (cpu / wall) * 100,
+    wrkCpu: wrkCpu ? ((Number(wrkCpu[1]) + Number(wrkCpu[2])) / wall) * 100 : NaN,
+    machineCpu: ((m1.busy - m0.busy) / (m1.total - m0.total)) * os.cpus().length * 100,
+    others,
   };
+}
+
+/** Busy and total ticks of the whole machine (/proc/stat). */
+function machineTicks(): { busy: number; total: number } {
+  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = cpu.reduce((a, b) => a + b, 0);
+  return { busy: total - cpu[3]! - (cpu[4] ?? 0), total };
 }
 
 async function startBare(): Promise<{ port: number; close(): Promise<void> }> {
@@ -130,6 +194,17 @@ async function redirectsServed(gatewayPort: number): Promise<number> {
   return n;
 }
 
+/** gateway_redirect_responses_total summed by its cache label ("hit" / "miss"). */
+async function doorCounts(gatewayPort: number): Promise<Map<string, number>> {
+  const text = await (await fetch(`http://127.0.0.1:${gatewayPort}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^gateway_redirect_responses_total\{.*cache="(\w+)".*\} (\d+)/.exec(line);
+    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
 async function metric(gatewayPort: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gatewayPort}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(name));
@@ -137,20 +212,26 @@ async function metric(gatewayPort: number, name: string): Promise<number> {
 }
 
 function table(rows: readonly WrkResult[]): string {
-  const lines = ["| run | req/s | p50 ms | p99 ms | requests | non-3xx | socket errors |", "|---|---:|---:|---:|---:|---:|---:|"];
+  const lines = [
+    "| run | req/s | p50 ms | p99 ms | requests | non-3xx | socket errors | CPU % server / wrk / machine | server CPU us/req |",
+    "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+  ];
   for (const r of rows) {
-    lines.push(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.requests} | ${r.non3xx} | ${r.errors} |`);
+    const cpu = `${r.serverCpu.toFixed(0)} / ${r.wrkCpu.toFixed(0)} / ${r.machineCpu.toFixed(0)}`;
+    const perReq = ((r.serverCpu / 100 / r.rps) * 1e6).toFixed(1);
+    lines.push(`| ${r.name} | ${r.rps.toFixed(0)} | ${r.p50ms.toFixed(2)} | ${r.p99ms.toFixed(2)} | ${r.requests} | ${r.non3xx} | ${r.errors} | ${cpu} | ${perReq} |`);
   }
   return lines.join("\n");
 }
 
-async function closedLoop(name: string, seconds: number, concurrency: number, op: (i: number) => Promise<unknown>) {
+/** `concurrency` loops calling op(0), op(1), ... for `seconds` (or until `count` calls when given). */
+async function closedLoop(name: string, seconds: number, concurrency: number, op: (i: number) => Promise<unknown>, count?: number) {
   const lat: number[] = [];
   const end = Date.now() + seconds * 1000;
   let i = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (Date.now() < end) {
+      while (count !== undefined ? i < count : Date.now() < end) {
         const t = process.hrtime.bigint();
         await op(i++);
         lat.push(Number(process.hrtime.bigint() - t) / 1e6);
@@ -170,16 +251,58 @@ async function main(): Promise<void> {
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "2000",
     SWITCHBOARD_LOG_LEVEL: "warn",
   };
+  if (TOPOLOGY !== "embedded" && TOPOLOGY !== "split") throw new Error(`--topology ${TOPOLOGY}: expected embedded or split`);
+  if (TOPOLOGY === "split" && ENGINE !== "cluster") throw new Error("--topology split needs --engine cluster (the memory engine is one process)");
+  let infra: Infra | undefined;
   if (ENGINE === "cluster") {
+    if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
+      console.log("no SWITCHBOARD_CASSANDRA_CONTACT_POINTS: starting Cassandra, ZooKeeper, NATS and Redis for this run ...");
+      infra = await startInfra();
+      Object.assign(env, infraEnv(infra.info));
+      watched.push(["cassandra", infra.cassandra.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid], ["zookeeper", infra.zookeeper.pid]);
+    }
     env.SWITCHBOARD_CASSANDRA_KEYSPACE ??= `bench_redirect_${Date.now().toString(36)}`;
     env.SWITCHBOARD_JWT_HS256_SECRET ??= "bench-redirect-secret-0123456789abcdef0123456789";
-    process.env.SWITCHBOARD_CODE_KEY ??= "bench-redirect-code-key-0123456789abcdef";
+    env.SWITCHBOARD_CODE_KEY ??= "bench-redirect-code-key-0123456789abcdef";
   }
+  try {
+    await measure(env);
+  } finally {
+    await infra?.stop();
+  }
+}
+
+async function measure(env: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(env as Record<string, string>);
   const log = pino({ level: "warn" });
-  const mesh = await runEmbedded(config, log, { env: env as Record<string, string> });
-  const engine = mesh.engine!;
-  const gatewayPort = mesh.gatewayPort!;
+  let engine: Engine;
+  let gatewayPort: number;
+  let gatewayPid: number;
+  let gatewayProcess: MeshProcess | undefined;
+  let closeMesh: () => Promise<void>;
+  if (TOPOLOGY === "split") {
+    engine = await openEngine(config, log);
+    gatewayPort = await freePort();
+    const own = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>;
+    gatewayProcess = spawnSwitchboard(["gateway"], { ...own, SWITCHBOARD_GATEWAY_PORT: String(gatewayPort) });
+    const proc = gatewayProcess;
+    await waitFor("the gateway process", async () => ((await fetch(`http://127.0.0.1:${gatewayPort}/healthz`).catch(() => undefined))?.ok ? true : undefined)).catch(
+      (e: unknown) => {
+        throw new Error(`${String(e)}\n${proc.output()}`);
+      },
+    );
+    gatewayPid = proc.child.pid!;
+    closeMesh = async () => {
+      await proc.stop();
+      await engine.close();
+    };
+  } else {
+    const mesh = await runEmbedded(config, log, { env: env as Record<string, string> });
+    engine = mesh.engine!;
+    gatewayPort = mesh.gatewayPort!;
+    gatewayPid = process.pid;
+    closeMesh = () => mesh.close();
+  }
   const dir = mkdtempSync(path.join(os.tmpdir(), "bench-redirect-"));
   const script = path.join(dir, "mix.lua");
   writeFileSync(script, LUA);
@@ -198,31 +321,68 @@ async function main(): Promise<void> {
         }),
       );
     }
-    console.log(`engine ${ENGINE}: seeded ${LINKS} links in ${Date.now() - t0} ms; node ${process.version}; ${os.cpus().length}x ${os.cpus()[0]?.model}`);
+    console.log(`engine ${ENGINE}, topology ${TOPOLOGY}: seeded ${LINKS} links in ${Date.now() - t0} ms; node ${process.version}; ${os.cpus().length}x ${os.cpus()[0]?.model}`);
+    // Every link read once through Redis and the database: fills Redis (as traffic would have)
+    // and warms the database's read path (Cassandra's JIT), so the runs measure the door, not a
+    // cold cluster.
+    const warmResolver = new LinkResolver(engine.cache, store);
+    const tWarm = Date.now();
+    await closedLoop("warm", 0, 50, (i) => warmResolver.resolve(codeOf(i % LINKS)), LINKS);
+    warmResolver.close();
+    console.log(`read every link once through ${ENGINE === "cluster" ? "Redis and Cassandra" : "the memory cache and store"} in ${Date.now() - tWarm} ms`);
     const bare = await startBare();
     // Warm-up (JIT, near-cache): counted in redirects served like every other door request.
-    await wrk("warm-up bare", bare.port, script, 2);
-    await wrk("warm-up door", gatewayPort, script, 2);
+    await wrk("warm-up bare", bare.port, script, process.pid, 2);
+    await wrk("warm-up door", gatewayPort, script, gatewayPid, 2);
     const rows: WrkResult[] = [];
     for (let r = 1; r <= ROUNDS; r++) {
-      const order = ONLY === "door" ? ["door"] : r % 2 === 1 ? ["bare", "door"] : ["door", "bare"];
+      const order = ONLY === "door" ? ["door"] : ONLY === "bare" ? ["bare"] : r % 2 === 1 ? ["bare", "door"] : ["door", "bare"];
       for (const which of order) {
+        // For --cpu-prof: the measured window on the profile's clock (monotonic, microseconds).
+        if (ONLY !== "") console.log(`window start ${process.hrtime.bigint() / 1000n}`);
         rows.push(
           which === "bare"
-            ? await wrk(`(a) bare node:http 302 #${r}`, bare.port, script)
-            : await wrk(`(b) gateway redirect door #${r}`, gatewayPort, script),
+            ? await wrk(`(a) bare node:http 302 #${r}`, bare.port, script, process.pid)
+            : await wrk(`(b) gateway redirect door #${r}`, gatewayPort, script, gatewayPid),
         );
+        if (ONLY !== "") console.log(`window end ${process.hrtime.bigint() / 1000n}`);
       }
     }
     await bare.close();
     console.log(`\n${table(rows)}`);
+    if (watched.length > 0) for (const r of rows) console.log(`${r.name}: ${r.others}`);
     const avg = (prefix: string) => {
       const xs = rows.filter((x) => x.name.startsWith(prefix));
       return xs.reduce((a, x) => a + x.rps, 0) / xs.length;
     };
     const ratio = avg("(b)") / avg("(a)");
+    const byCache = await doorCounts(gatewayPort);
+    console.log(`door answers by near-cache outcome (whole run incl. warm-up): ${[...byCache].map(([k, v]) => `${k} ${v}`).join(", ")}`);
     console.log(`\ndoor/bare throughput: ${ratio.toFixed(2)}x (avg ${avg("(b)").toFixed(0)} vs ${avg("(a)").toFixed(0)} req/s)`);
 
+    if (TOPOLOGY === "split") {
+      await clicksInStream(engine, gatewayPort, gatewayPid);
+      if (DRAIN) {
+        // The redirect service's analytics consumer, here in the bench process: Cassandra counters.
+        const consumer = startClickConsumer({ bus: engine.bus, store: createClickStatsStore(engine), log });
+        try {
+          await clicksRecorded(engine, gatewayPort);
+        } finally {
+          await consumer.close();
+        }
+      }
+    } else await clicksRecorded(engine, gatewayPort);
+
+    if (ONLY === "door") return;
+    await missPath(engine);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await closeMesh();
+  }
+}
+
+/** Embedded: every redirect served is a human click in the ClickStatsStore once the consumer drained. */
+async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void> {
     // No click is lost. `served` is re-read on every pass: when wrk stops, up to --connections
     // requests may still be in the door (a near-cache miss waiting on Redis / the database while
     // the store is busy); they are answered (to a closed socket), counted and clicked a moment
@@ -231,6 +391,7 @@ async function main(): Promise<void> {
     let servedAtStop = -1;
     const stats = createClickStatsStore(engine);
     const tDrain = Date.now();
+    let lastProgress = tDrain;
     let human = 0;
     let total = 0;
     for (;;) {
@@ -246,7 +407,11 @@ async function main(): Promise<void> {
         }
       }
       // Stop once everything served is recorded and no late request came in meanwhile.
-      if ((total >= served && (await redirectsServed(gatewayPort)) === served) || Date.now() - tDrain > 300_000) break;
+      if ((total >= served && (await redirectsServed(gatewayPort)) === served) || Date.now() - tDrain > DRAIN_LIMIT_MS) break;
+      if (Date.now() - lastProgress >= 10_000) {
+        lastProgress = Date.now();
+        console.log(`  draining: recorded ${total} of ${served} served (${Math.round((Date.now() - tDrain) / 1000)} s)`);
+      }
       await new Promise((r) => setTimeout(r, 1000));
     }
     const dropped = await metric(gatewayPort, "redirect_clicks_dropped_total");
@@ -254,8 +419,47 @@ async function main(): Promise<void> {
       `\nclicks: redirects served ${served} (${servedAtStop} when wrk stopped), recorded human ${human}, recorded total ${total}, dropped ${dropped}, drained in ${Date.now() - tDrain} ms -> ${human === served ? "OK: equal" : "MISMATCH"}`,
     );
 
-    if (ONLY === "door") return;
-    // Cache-miss path, in-process through the shared resolver module.
+}
+
+/**
+ * Split: every redirect served is a click in the CLICKS stream, published by that gateway process
+ * (read with a fresh durable filtered on its batch subject, counted per ClickEvent).
+ */
+async function clicksInStream(engine: Engine, gatewayPort: number, gatewayPid: number): Promise<void> {
+  const subject = clickBatchSubject(`${os.hostname()}-${gatewayPid}`);
+  let clicks = 0;
+  let human = 0;
+  const consumption = await engine.bus.consume(
+    CLICKS_STREAM,
+    `bench-verify-${Date.now().toString(36)}`,
+    (m) => {
+      for (const c of decodeClickBatch(m.data)) {
+        clicks++;
+        if (isHumanClick(c.cls, c.isHead)) human++;
+      }
+      m.ack();
+    },
+    { filterSubject: subject },
+  );
+  const t0 = Date.now();
+  let served = await redirectsServed(gatewayPort);
+  const servedAtStop = served;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = await redirectsServed(gatewayPort);
+    if ((clicks >= now && now === served) || Date.now() - t0 > 120_000) break;
+    served = now;
+  }
+  await consumption.stop();
+  const dropped = await metric(gatewayPort, "redirect_clicks_dropped_total");
+  console.log(
+    `\nclicks (CLICKS stream, ${subject}): redirects served ${served} (${servedAtStop} when wrk stopped), clicks in the stream ${clicks}, human ${human}, dropped ${dropped}, read in ${Date.now() - t0} ms -> ${human === served && clicks === served ? "OK: equal" : "MISMATCH"}`,
+  );
+}
+
+/** Cache-miss path, in-process through the shared resolver module. */
+async function missPath(engine: Engine): Promise<void> {
+    const store = await createLinkStore(engine);
     const hit = new LinkResolver(engine.cache, store);
     for (let i = 0; i < LINKS; i++) await hit.resolve(codeOf(i));
     const redisOnly = new LinkResolver(engine.cache, store, { lruMaxEntries: 1 });
@@ -273,10 +477,6 @@ async function main(): Promise<void> {
     console.log(await closedLoop(`Redis hit (engine.cache: ${ENGINE === "cluster" ? "Redis" : "memory"})`, 3, 50, (i) => redisOnly.resolve(pick(i))));
     console.log(await closedLoop(`database (LinkStore: ${ENGINE === "cluster" ? "Cassandra" : "memory"})`, 3, 50, (i) => dbOnly.resolve(pick(i))));
     for (const r of [hit, redisOnly, dbOnly]) r.close();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    await mesh.close();
-  }
 }
 
 main().then(

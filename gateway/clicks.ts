@@ -1,12 +1,14 @@
 /**
  * Click events from the redirect door to NATS JetStream, in batches, never on the request path.
  *
- * - `record()` appends one small plain object (code, time, referer, user agent, HEAD) to the
- *   current batch: no protobuf, no id generation, no I/O, no per-click promise or timer.
- * - A flush (every `flushMs`, default 50 ms, or as soon as `batchSize`, default 500, clicks are
- *   waiting, whichever comes first) gives each click its event id (per-process random prefix +
- *   counter), classifies the user agent (small LRU by UA string), encodes one `ClickBatch` and
- *   publishes it with `publishDurable(switchboard.clicks.batch.<gateway>, bytes, msgId = batch id)`:
+ * - `record()` appends the click to the open batch, already encoded (after the response is
+ *   written): its event id (per-process random prefix + counter), the user-agent class (small
+ *   LRU by UA string) and the referrer host go straight into the batch's protobuf writer, so
+ *   nothing per click (no object, no header string) is held until a flush; no I/O, no
+ *   per-click promise or timer.
+ * - The open batch is cut every `flushMs` (default 50 ms) or as soon as it holds `batchSize`
+ *   (default 500) clicks, whichever comes first, and published as one `ClickBatch` with
+ *   `publishDurable(switchboard.clicks.batch.<gateway>, bytes, msgId = batch id)`:
  *   a republished batch is stored once by JetStream, and the analytics consumer dedupes every
  *   click by its own event id, so a redelivered batch counts nothing twice.
  * - At most `concurrency` batches in flight. A failed publish puts the batch (same bytes, same
@@ -25,7 +27,7 @@ import type { UserAgentClass } from "../gen/switchboard/events/v1/events_pb.js";
 import { isDomainError } from "../platform/errors.js";
 import type { EventBus } from "../platform/ports/event-bus.js";
 import { classifyUserAgent, referrerHost } from "../services/analytics/classify.js";
-import { CLICKS_ALL, CLICKS_STREAM, clickBatchSubject } from "../services/redirect/subjects.js";
+import { CLICKS_ALL, CLICKS_STREAM, CLICKS_STREAM_OPTIONS, clickBatchSubject } from "../services/redirect/subjects.js";
 
 export interface ClickEmitterOptions {
   readonly bus: EventBus;
@@ -47,15 +49,6 @@ export interface ClickEmitterOptions {
   readonly livePublish?: boolean;
 }
 
-/** One click as the request path leaves it: plain fields, nothing derived yet. */
-interface Click {
-  readonly code: string;
-  readonly ms: number;
-  readonly referer: string | undefined;
-  readonly ua: string | undefined;
-  readonly head: boolean;
-}
-
 interface Batch {
   readonly id: string;
   readonly count: number;
@@ -74,6 +67,7 @@ export interface ClickEmitterStats {
   batches: number;
 }
 
+const utf8 = new TextEncoder();
 const UA_CACHE_MAX = 512;
 const REFERRER_CACHE_MAX = 512;
 
@@ -103,8 +97,9 @@ function memo<T>(fn: (s: string | undefined) => T, max: number): (s: string | un
 
 export class ClickEmitter {
   readonly stats: ClickEmitterStats = { emitted: 0, published: 0, dropped: 0, retries: 0, batches: 0 };
-  /** Clicks waiting for the next flush. */
-  private buf: Click[] = [];
+  /** The open batch: ClickEvents encoded so far, and how many. */
+  private readonly open = new BinaryWriter();
+  private openCount = 0;
   /** Encoded batches waiting to be published (retries go to the front). */
   private ready: Batch[] = [];
   private readyClicks = 0;
@@ -128,7 +123,12 @@ export class ClickEmitter {
   private batchSeq = 0;
   private readonly dropped: Counter | undefined;
   private readonly classify = memo(classifyUserAgent, UA_CACHE_MAX);
-  private readonly refHost = memo(referrerHost, REFERRER_CACHE_MAX);
+  /** The referrer host as UTF-8, ready to copy into a batch (null: no referrer). */
+  private readonly refHostBytes = memo((referer) => {
+    const host = referrerHost(referer);
+    return host === "" ? null : utf8.encode(host);
+  }, REFERRER_CACHE_MAX);
+  private readonly gatewayIdBytes: Uint8Array;
 
   constructor(private readonly opts: ClickEmitterOptions) {
     this.max = opts.maxQueue ?? 100_000;
@@ -136,6 +136,7 @@ export class ClickEmitter {
     this.batchSize = Math.max(1, opts.batchSize ?? 500);
     this.flushMs = opts.flushMs ?? 50;
     this.subject = clickBatchSubject(opts.gatewayId);
+    this.gatewayIdBytes = utf8.encode(opts.gatewayId);
     // 96 random bits per process: event ids and batch ids are this prefix + a counter.
     this.idPrefix = randomBytes(12).toString("base64url");
     this.dropped = opts.registry
@@ -155,8 +156,9 @@ export class ClickEmitter {
       return;
     }
     this.stats.emitted++;
-    const n = this.buf.push({ code, ms: Date.now(), referer, ua, head });
-    if (n >= this.batchSize) {
+    this.append(code, Date.now(), referer, ua, head);
+    if (++this.openCount >= this.batchSize) {
+      this.cut();
       if (!this.flushSoon) {
         this.flushSoon = true;
         setImmediate(this.flush);
@@ -168,7 +170,7 @@ export class ClickEmitter {
 
   /** Clicks not yet acknowledged by the stream. */
   get pending(): number {
-    return this.buf.length + this.readyClicks + this.inflightClicks;
+    return this.openCount + this.readyClicks + this.inflightClicks;
   }
 
   /** Flushes now and resolves when everything queued has been published (false after timeoutMs). */
@@ -194,56 +196,57 @@ export class ClickEmitter {
   }
 
   private ensureStream(): Promise<void> {
-    this.streamReady ??= this.opts.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL], { maxAgeMs: 7 * 86_400_000 }).catch((e: unknown) => {
+    this.streamReady ??= this.opts.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL], CLICKS_STREAM_OPTIONS).catch((e: unknown) => {
       this.streamReady = undefined;
       throw e;
     });
     return this.streamReady;
   }
 
-  /** Cuts the waiting clicks into encoded batches and publishes what the limits allow. */
+  /** Cuts the open batch and publishes what the limits allow. */
   private readonly flush = (): void => {
     this.flushSoon = false;
     if (this.flushTimer !== undefined) {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
     }
-    const buf = this.buf;
-    if (buf.length > 0 && !this.closed) {
-      this.buf = [];
-      for (let i = 0; i < buf.length; i += this.batchSize) {
-        const part = buf.length <= this.batchSize ? buf : buf.slice(i, i + this.batchSize);
-        this.ready.push(this.encode(part));
-        this.readyClicks += part.length;
-      }
-    }
+    if (!this.closed) this.cut();
     this.pump();
   };
 
-  /** ClickBatch { repeated ClickEvent clicks = 1 }, written field by field (see events.proto). */
-  private encode(clicks: readonly Click[]): Batch {
-    const w = new BinaryWriter();
-    const gw = this.opts.gatewayId;
-    const prefix = this.idPrefix;
-    for (const c of clicks) {
-      const referrer = this.refHost(c.referer);
-      const cls: UserAgentClass = this.classify(c.ua);
-      w.tag(1, WireType.LengthDelimited).fork();
-      w.tag(1, WireType.LengthDelimited).string(`${prefix}.${(this.eventSeq++).toString(36)}`); // event_id
-      w.tag(2, WireType.LengthDelimited).string(c.code); // code
-      w.tag(3, WireType.LengthDelimited).fork(); // time
-      const seconds = Math.floor(c.ms / 1000);
-      const nanos = (c.ms - seconds * 1000) * 1_000_000;
-      if (seconds !== 0) w.tag(1, WireType.Varint).int64(seconds);
-      if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
-      w.join();
-      if (referrer !== "") w.tag(4, WireType.LengthDelimited).string(referrer); // referrer
-      if (cls !== 0) w.tag(5, WireType.Varint).int32(cls); // user_agent_class
-      if (c.head) w.tag(7, WireType.Varint).bool(true); // is_head
-      if (gw !== "") w.tag(8, WireType.LengthDelimited).string(gw); // gateway_id
-      w.join();
+  /** Moves the open batch (if any) to the publish queue. */
+  private cut(): void {
+    if (this.openCount === 0) return;
+    const count = this.openCount;
+    this.ready.push({ id: `${this.idPrefix}.b${(this.batchSeq++).toString(36)}`, count, bytes: this.open.finish() });
+    this.readyClicks += count;
+    this.openCount = 0;
+  }
+
+  /** Appends one ClickEvent to the open ClickBatch { repeated ClickEvent clicks = 1 } (events.proto). */
+  private append(code: string, ms: number, referer: string | undefined, ua: string | undefined, head: boolean): void {
+    const w = this.open;
+    const referrer = this.refHostBytes(referer);
+    const cls: UserAgentClass = this.classify(ua);
+    w.tag(1, WireType.LengthDelimited).fork();
+    w.tag(1, WireType.LengthDelimited).string(`${this.idPrefix}.${(this.eventSeq++).toString(36)}`); // event_id
+    w.tag(2, WireType.LengthDelimited).string(code); // code
+    w.tag(3, WireType.LengthDelimited).fork(); // time
+    const seconds = Math.floor(ms / 1000);
+    const nanos = (ms - seconds * 1000) * 1_000_000;
+    // A non-negative int64 below 2^32 has the same varint bytes as a uint32 (until 2106), and
+    // uint32() skips int64()'s 64-bit split.
+    if (seconds !== 0) {
+      if (seconds > 0 && seconds <= 0xffffffff) w.tag(1, WireType.Varint).uint32(seconds);
+      else w.tag(1, WireType.Varint).int64(seconds);
     }
-    return { id: `${prefix}.b${(this.batchSeq++).toString(36)}`, count: clicks.length, bytes: w.finish() };
+    if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
+    w.join();
+    if (referrer !== null) w.tag(4, WireType.LengthDelimited).bytes(referrer); // referrer
+    if (cls !== 0) w.tag(5, WireType.Varint).int32(cls); // user_agent_class
+    if (head) w.tag(7, WireType.Varint).bool(true); // is_head
+    if (this.gatewayIdBytes.length > 0) w.tag(8, WireType.LengthDelimited).bytes(this.gatewayIdBytes); // gateway_id
+    w.join();
   }
 
   private pump(): void {

@@ -1,3 +1,4 @@
+import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -87,6 +88,50 @@ describe("one port for HTTP/1.1 and h2c", () => {
       req.end();
     });
     expect(body).toBe("2.0 GET /split");
+  });
+});
+
+describe("slow clients", () => {
+  it("answers 408 and closes a connection whose headers never finish (HTTP/1.1)", async () => {
+    const server = createOnePortServer((_req, res) => res.end("ok"), { headersTimeoutMs: 300, timeoutCheckMs: 50 });
+    const port = await server.listen(0, "127.0.0.1");
+    try {
+      const started = Date.now();
+      const { text, ms } = await new Promise<{ text: string; ms: number }>((resolve, reject) => {
+        const c = net.connect(port, "127.0.0.1", () => c.write("GET /slow HTTP/1.1\r\nHost: x\r\nX-Trickle: 1\r\n"));
+        let text = "";
+        c.on("data", (d: Buffer) => (text += d.toString()));
+        c.on("close", () => resolve({ text, ms: Date.now() - started }));
+        c.on("error", reject);
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 408 /);
+      expect(ms).toBeLessThan(5_000);
+    } finally {
+      await server.close(100);
+    }
+  });
+
+  it("still serves a client that sends its request promptly after connecting", async () => {
+    const server = createOnePortServer((_req, res) => res.end("ok"), { headersTimeoutMs: 300, timeoutCheckMs: 50 });
+    const port = await server.listen(0, "127.0.0.1");
+    try {
+      // Two requests on one keep-alive connection, the second after the headers timeout has passed.
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      const get = () =>
+        new Promise<string>((resolve, reject) => {
+          http.get({ host: "127.0.0.1", port, path: "/", agent }, (res) => {
+            let body = "";
+            res.on("data", (d: Buffer) => (body += d.toString()));
+            res.on("end", () => resolve(`${res.statusCode} ${body}`));
+          }).on("error", reject);
+        });
+      expect(await get()).toBe("200 ok");
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await get()).toBe("200 ok");
+      agent.destroy();
+    } finally {
+      await server.close(100);
+    }
   });
 });
 

@@ -12,6 +12,8 @@ import { Duplex } from "node:stream";
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 /** Longest time a client may take to send its first bytes before we drop the connection. */
 const FIRST_BYTES_TIMEOUT_MS = 10_000;
+/** While closing, how often HTTP/1.1 connections that finished their request are closed. */
+const CLOSE_SWEEP_MS = 20;
 
 export type RequestHandler = (
   req: http.IncomingMessage | http2.Http2ServerRequest,
@@ -37,36 +39,47 @@ export function detectProtocol(head: Buffer): Protocol {
   return "http1";
 }
 
-export function createOnePortServer(handler: RequestHandler): OnePortServer {
-  const http1 = http.createServer({ keepAliveTimeout: 65_000 }, handler as http.RequestListener);
+export interface OnePortOptions {
+  /** Longest an HTTP/1.1 client may take to send a request's headers (408 then). Default 30 s. */
+  readonly headersTimeoutMs?: number;
+  /** Longest an HTTP/1.1 client may take to send a whole request (408 then). Default 120 s. */
+  readonly requestTimeoutMs?: number;
+  /** How often those two are checked. Default 2 s (Node's own default is 30 s). */
+  readonly timeoutCheckMs?: number;
+}
+
+export function createOnePortServer(handler: RequestHandler, options: OnePortOptions = {}): OnePortServer {
+  const http1 = http.createServer(
+    {
+      keepAliveTimeout: 65_000,
+      headersTimeout: options.headersTimeoutMs ?? 30_000,
+      requestTimeout: options.requestTimeoutMs ?? 120_000,
+      connectionsCheckingInterval: options.timeoutCheckMs ?? 2_000,
+    },
+    handler as http.RequestListener,
+  );
+  // http.Server tracks its connections (headersTimeout / requestTimeout against clients that
+  // trickle a request in, closeIdleConnections) only from its 'listening' event on; it never
+  // listens itself here (the sockets come from `tcp`), so start that tracking now.
+  http1.emit("listening");
   const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sockets = new Set<net.Socket>();
-  // http.Server tracks idle keep-alive connections only for sockets it accepted itself, so
-  // we count in-flight HTTP/1.1 requests per socket to close idle ones promptly on shutdown.
-  const inFlight = new Map<net.Socket, number>();
-  const h2Sockets = new WeakSet<net.Socket>();
-  let closing = false;
-  http1.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket;
-    inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
-    if (closing) res.setHeader("connection", "close");
-    res.once("close", () => {
-      const left = (inFlight.get(socket) ?? 1) - 1;
-      inFlight.set(socket, left);
-      if (closing && left === 0) socket.end();
-    });
-  });
+  /** Connections whose first bytes have not told their protocol yet. */
+  const undecided = new Set<net.Socket>();
   const h2Sessions = new Set<http2.Http2Session>();
   h2.on("session", (s) => {
     h2Sessions.add(s);
     s.once("close", () => h2Sessions.delete(s));
   });
 
-  const tcp = net.createServer((socket) => {
+  // http.Server disables Nagle on the sockets it accepts itself; ours arrive through this
+  // server, so it must do the same (small responses would otherwise wait for ACKs).
+  const tcp = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
+    undecided.add(socket);
     socket.once("close", () => {
       sockets.delete(socket);
-      inFlight.delete(socket);
+      undecided.delete(socket);
     });
     let head: Buffer = Buffer.alloc(0);
     socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
@@ -76,8 +89,8 @@ export function createOnePortServer(handler: RequestHandler): OnePortServer {
       if (protocol === "more") return;
       socket.off("data", onData);
       socket.setTimeout(0);
+      undecided.delete(socket);
       if (protocol === "h2") {
-        h2Sockets.add(socket);
         h2.emit("connection", replayingStream(socket, head));
       } else {
         socket.pause();
@@ -104,17 +117,20 @@ export function createOnePortServer(handler: RequestHandler): OnePortServer {
       });
     },
     async close(graceMs) {
-      closing = true;
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
-      // HTTP/1.1 sockets with no request under way (or still silent) close now; HTTP/2
-      // sessions close gracefully above, after their open streams end.
-      for (const s of sockets) if (!h2Sockets.has(s) && (inFlight.get(s) ?? 0) === 0) s.end();
+      // Idle HTTP/1.1 keep-alive connections and silent ones close now, busy ones as soon as
+      // their response is done (swept below); HTTP/2 sessions close gracefully, after their
+      // open streams end. Whatever is left when the grace period ends is destroyed.
+      http1.close();
+      for (const s of undecided) s.end();
       for (const s of h2Sessions) s.close();
+      const sweep = setInterval(() => http1.closeIdleConnections(), CLOSE_SWEEP_MS);
       const timer = setTimeout(() => {
         for (const s of sockets) s.destroy();
       }, graceMs);
       timer.unref();
       await closed;
+      clearInterval(sweep);
       clearTimeout(timer);
     },
   };

@@ -119,10 +119,7 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
       "content-length": "0",
     });
     res.end();
-    if (clicks) {
-      const h = req.headers;
-      clicks.record(v.code, h.referer as string | undefined, h["user-agent"] as string | undefined, head);
-    }
+    if (clicks) clickFrom(clicks, req, v.code, head);
   };
 
   return (req, res, log) => {
@@ -153,6 +150,26 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
       },
     );
   };
+}
+
+/**
+ * Records the click with its Referer and User-Agent read from rawHeaders: Node builds
+ * `req.headers` (an object of every header, names lower-cased) lazily on first access, and the
+ * door needs only these two.
+ */
+function clickFrom(clicks: ClickEmitter, req: Req, code: string, head: boolean): void {
+  const raw = req.rawHeaders;
+  let referer: string | undefined;
+  let ua: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 7 && referer === undefined && (name === "Referer" || name === "referer" || name.toLowerCase() === "referer")) {
+      referer = raw[i + 1];
+    } else if (name.length === 10 && ua === undefined && (name === "User-Agent" || name === "user-agent" || name.toLowerCase() === "user-agent")) {
+      ua = raw[i + 1];
+    }
+  }
+  clicks.record(code, referer, ua, head);
 }
 
 function plain(res: Res, status: number, body: string, head: boolean): void {

@@ -21,7 +21,7 @@ import type { Logger } from "pino";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { ClickEventSchema, type UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import type { EventBus, Consumption } from "../../platform/ports/event-bus.js";
-import { CLICKS_ALL, CLICKS_DURABLE, CLICKS_STREAM, isClickBatchSubject } from "../redirect/subjects.js";
+import { CLICKS_ALL, CLICKS_DURABLE, CLICKS_STREAM, CLICKS_STREAM_OPTIONS, isClickBatchSubject } from "../redirect/subjects.js";
 import { isHumanClick } from "./classify.js";
 import type { ClickStatsStore } from "./ports.js";
 
@@ -165,7 +165,7 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
   const start = async (): Promise<void> => {
     if (closed) return;
     try {
-      await opts.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL], { maxAgeMs: 7 * 86_400_000 });
+      await opts.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL], CLICKS_STREAM_OPTIONS);
       const c = await opts.bus.consume(
         CLICKS_STREAM,
         opts.durableName ?? CLICKS_DURABLE,

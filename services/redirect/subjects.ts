@@ -6,6 +6,8 @@ export const CLICKS_ALL = "switchboard.clicks.>";
 /** JetStream stream holding ClickEvents for the analytics consumer. */
 export const CLICKS_STREAM = "CLICKS";
 export const CLICKS_DURABLE = "analytics";
+/** How long the CLICKS stream keeps clicks (replays of the analytics); the memory engine also caps its bytes. */
+export const CLICKS_STREAM_OPTIONS = { maxAgeMs: 7 * 86_400_000 } as const;
 
 export const linkChangedSubject = (code: string): string => LINKS_CHANGED_PREFIX + code;
 export const clickSubject = (code: string): string => CLICKS_PREFIX + code;

@@ -32,6 +32,8 @@ interface Stream {
   maxAgeMs: number | undefined;
   duplicateWindowMs: number;
   messages: Stored[];
+  /** Payload bytes held in `messages`. */
+  bytes: number;
   lastSeq: number;
   msgIds: Map<string, { seq: number; at: number }>;
   consumers: Map<string, DurableState>;
@@ -55,6 +57,12 @@ interface DurableState {
 }
 
 const DEFAULT_ACK_WAIT_MS = 30_000;
+/**
+ * Payload bytes a stream keeps in memory before dropping its oldest messages (JetStream's
+ * "limits" retention with DiscardOld): streams keep messages after they are acked, and the
+ * embedded engine must not grow for as long as a stream's max age.
+ */
+export const DEFAULT_MAX_STREAM_BYTES = 64 * 1024 * 1024;
 const DEFAULT_DUP_WINDOW_MS = 120_000;
 
 /**
@@ -69,6 +77,7 @@ export class MemoryBus implements EventBus {
   constructor(
     private readonly log: EngineLog = silentLog,
     private readonly clock: Clock = systemClock,
+    private readonly maxStreamBytes = DEFAULT_MAX_STREAM_BYTES,
   ) {}
 
   publish(subject: string, data: Uint8Array): void {
@@ -120,6 +129,7 @@ export class MemoryBus implements EventBus {
       maxAgeMs: options.maxAgeMs,
       duplicateWindowMs: options.duplicateWindowMs ?? DEFAULT_DUP_WINDOW_MS,
       messages: [],
+      bytes: 0,
       lastSeq: 0,
       msgIds: new Map(),
       consumers: new Map(),
@@ -141,11 +151,13 @@ export class MemoryBus implements EventBus {
     if (dup) return { seq: dup.seq, duplicate: true };
     const seq = ++stream.lastSeq;
     stream.messages.push({ seq, subject, data: data.slice(), at: now });
+    stream.bytes += data.length;
     stream.msgIds.set(msgId, { seq, at: now });
     if (stream.maxAgeMs !== undefined) {
       const cutoff = now - stream.maxAgeMs;
-      while (stream.messages.length > 0 && stream.messages[0]!.at < cutoff) stream.messages.shift();
+      while (stream.messages.length > 0 && stream.messages[0]!.at < cutoff) this.dropOldest(stream);
     }
+    while (stream.bytes > this.maxStreamBytes && stream.messages.length > 1) this.dropOldest(stream);
     for (const c of stream.consumers.values()) this.pump(stream, c);
     return { seq, duplicate: false };
   }
@@ -203,6 +215,17 @@ export class MemoryBus implements EventBus {
         c.pumping = false;
       }
     })();
+  }
+
+  /** Drops the stream's oldest message, warning when a durable consumer had not acked it yet. */
+  private dropOldest(stream: Stream): void {
+    const m = stream.messages.shift()!;
+    stream.bytes -= m.data.length;
+    for (const [durable, c] of stream.consumers) {
+      if (m.seq >= c.nextSeq || c.inflight.has(m.seq)) {
+        this.log.warn({ stream: stream.name, durable, seq: m.seq }, "stream limit reached: dropped a message its consumer had not acked");
+      }
+    }
   }
 
   private nextFor(stream: Stream, c: DurableState, options: ConsumeOptions): Stored | undefined {
