@@ -50,9 +50,14 @@ export interface CqlSession {
    * applied at the consistency level; on an error each statement may or may not have been
    * applied (as with the same statements sent concurrently). Not atomic across partitions: use
    * it for writes that are safe to repeat or to leave half-done. Per-statement `USING TIMESTAMP`
-   * / `USING TTL` are allowed.
+   * / `USING TTL` are allowed. `counter: true` sends counter updates the same way.
    */
-  executeBatch(statements: readonly CqlStatement[], options?: Omit<CqlOptions, "prepare">): Promise<void>;
+  executeBatch(statements: readonly CqlStatement[], options?: CqlBatchOptions): Promise<void>;
+}
+
+export interface CqlBatchOptions extends Omit<CqlOptions, "prepare"> {
+  /** A batch of counter updates (`BEGIN COUNTER BATCH`); every statement must be one. */
+  readonly counter?: boolean;
 }
 
 /** One statement of a batch. */
@@ -98,13 +103,14 @@ export class DriverCqlSession implements CqlSession {
     return appliedOf(rs.rows as unknown as CqlRow[]);
   }
 
-  async executeBatch(statements: readonly CqlStatement[], options: Omit<CqlOptions, "prepare"> = {}): Promise<void> {
+  async executeBatch(statements: readonly CqlStatement[], options: CqlBatchOptions = {}): Promise<void> {
     try {
       await this.client.batch(
         statements.map((st) => ({ query: st.cql, params: st.params as unknown[] })),
         {
           prepare: true,
           logged: false,
+          ...(options.counter ? { counter: true } : {}),
           consistency: CONSISTENCY[options.consistency ?? "localQuorum"],
           ...(options.idempotent !== undefined ? { isIdempotent: options.idempotent } : {}),
         },

@@ -2,7 +2,7 @@ import cassandra from "cassandra-driver";
 import type { HostPort } from "../../config.js";
 import { DomainError } from "../../errors.js";
 import { keyspaceDdl, quoteIdent, type CqlFlavor } from "../../cassandra/keyspace.js";
-import { DriverCqlSession, type CqlOptions, type CqlPage, type CqlRow, type CqlSession, type CqlStatement } from "../../cassandra/session.js";
+import { DriverCqlSession, type CqlBatchOptions, type CqlOptions, type CqlPage, type CqlRow, type CqlSession, type CqlStatement } from "../../cassandra/session.js";
 import { silentLog, type EngineLog } from "../log.js";
 
 export interface CassandraOptions {
@@ -80,7 +80,7 @@ export class CassandraConnector implements CqlSession {
     return this.live().executeLwt(cql, params, options);
   }
 
-  async executeBatch(statements: readonly CqlStatement[], options?: Omit<CqlOptions, "prepare">): Promise<void> {
+  async executeBatch(statements: readonly CqlStatement[], options?: CqlBatchOptions): Promise<void> {
     return this.live().executeBatch(statements, options);
   }
 

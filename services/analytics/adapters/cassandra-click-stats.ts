@@ -37,21 +37,16 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     const day = utcDay(click.time);
     const col = click.human ? "human" : "bot";
     try {
-      const writes = [
-        this.cql.execute(`UPDATE click_totals SET ${col} = ${col} + 1 WHERE code = ?`, [click.code]),
-        this.cql.execute(`UPDATE click_days SET ${col} = ${col} + 1 WHERE code = ? AND day = ?`, [click.code, day]),
+      // One counter batch (one request) instead of a request per counter; like the separate
+      // requests it replaces, it is not atomic: on an error each update may or may not be applied.
+      const updates = [
+        { cql: `UPDATE click_totals SET ${col} = ${col} + 1 WHERE code = ?`, params: [click.code] },
+        { cql: `UPDATE click_days SET ${col} = ${col} + 1 WHERE code = ? AND day = ?`, params: [click.code, day] },
       ];
       if (click.human) {
-        writes.push(
-          this.cql.execute("UPDATE click_referrers SET human = human + 1 WHERE code = ? AND referrer = ?", [
-            click.code,
-            click.referrer,
-          ]),
-        );
+        updates.push({ cql: "UPDATE click_referrers SET human = human + 1 WHERE code = ? AND referrer = ?", params: [click.code, click.referrer] });
       }
-      const results = await Promise.allSettled(writes);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-      if (failed) throw failed.reason;
+      await this.cql.executeBatch(updates, { counter: true });
     } catch (err) {
       await this.cql
         .executeLwt("DELETE FROM click_events_seen WHERE event_id = ? IF EXISTS", [click.eventId])
