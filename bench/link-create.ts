@@ -23,7 +23,7 @@
  */
 import { fork } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +40,7 @@ import { identityHeaders } from "../platform/identity.js";
 import { createMetrics, type Metrics } from "../platform/metrics.js";
 import { shortenerModule } from "../services/shortener/module.js";
 import { infraEnv, startInfra } from "../testkit/servers/index.js";
+import { childrenTicks, cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
 import { grpcFrame, H2LOAD_INSTALL_HINT, hasH2load, percentile, startH2load } from "./h2load.js";
 
 const args = new Map<string, string>();
@@ -164,29 +165,6 @@ function childMain(): void {
   process.send!("ready");
 }
 
-/** utime + stime of a process in clock ticks (100/s on Linux); 0 when it is gone. */
-function cpuTicks(pid: number): number {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return 0;
-  }
-}
-/** cutime + cstime: CPU ticks of this process's children that have exited and been reaped. */
-function childrenTicks(pid: number): number {
-  const s = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return Number(f[13]) + Number(f[14]);
-}
-/** Busy and total ticks of the whole machine. */
-function machineTicks(): { busy: number; total: number } {
-  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = cpu.reduce((a, b) => a + b, 0);
-  return { busy: total - cpu[3]! - (cpu[4] ?? 0), total };
-}
-
 /** grpc_server_handled_total{ShortenerService/CreateLink} by grpc_code. */
 async function createLinkCodes(metrics: Metrics): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
@@ -299,10 +277,9 @@ async function main(): Promise<void> {
       `RESULT mode=${MODE} loader=${LOADER} requests=${REQUESTS} concurrency=${CONCURRENCY} clients=${CLIENTS} owners=${OWNERS} warmup=${WARMUP}: ` +
         `${Math.round(creates)} creates/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms, ok ${r.ok}, failed ${r.failed}`,
     );
-    const ticksPerSec = 100;
     const rows = pids.flatMap(([name, p], i) => (p ? [{ name, ticks: after[i]! - before[i]! }] : []));
     if (r.loaderTicks !== undefined) rows.splice(1, 0, { name: `load generator (h2load)`, ticks: r.loaderTicks });
-    const pctOf = (ticks: number) => (ticks / ticksPerSec / r.secs) * 100;
+    const pctOf = (ticks: number) => (ticks / TICKS_PER_SECOND / r.secs) * 100;
     const split = rows
       .map(({ name, ticks }) => `${name} ${Math.round(pctOf(ticks))}% (${((pctOf(ticks) / 100 / creates) * 1000).toFixed(2)} ms/create)`)
       .join(", ");

@@ -23,7 +23,7 @@
  * the end of a run are counted too.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -37,8 +37,9 @@ import { isHumanClick } from "../services/analytics/classify.js";
 import { decodeClickBatch, startClickConsumer } from "../services/analytics/consumer.js";
 import { createClickStatsStore } from "../services/analytics/store.js";
 import { CLICKS_STREAM, clickBatchSubject } from "../services/redirect/subjects.js";
-import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
+import { freePort, spawnSwitchboard, waitFor } from "../testkit/processes.js";
 import { infraEnv, startInfra, type Infra } from "../testkit/servers/index.js";
+import { cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
 import type { Link } from "../services/links/ports.js";
 import { createLinkStore } from "../services/links/store.js";
 import { LinkResolver } from "../services/redirect/resolver.js";
@@ -106,13 +107,6 @@ function ms(v: string, unit: string): number {
 /** Other processes whose CPU each run reports (the servers this bench started itself). */
 const watched: [string, number][] = [];
 
-/** utime + stime of a process in clock ticks (100/s on Linux). */
-function cpuTicks(pid: number): number {
-  const st = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-  return Number(f[11]) + Number(f[12]);
-}
-
 /** One wrk run against `port`; `serverPid` is the process answering (for its CPU). */
 async function wrk(name: string, port: number, script: string, serverPid: number, seconds = DURATION): Promise<WrkResult> {
   const cpu0 = cpuTicks(serverPid);
@@ -134,8 +128,8 @@ async function wrk(name: string, port: number, script: string, serverPid: number
     return m ? ms(m[1]!, m[2]!) : NaN;
   };
   const wall = (performance.now() - t0) / 1000;
-  const cpu = (cpuTicks(serverPid) - cpu0) / 100;
-  const others = watched.map(([name, pid], i) => `${name} ${Math.round(((cpuTicks(pid) - others0[i]!) / 100 / wall) * 100)}%`).join(", ");
+  const cpu = (cpuTicks(serverPid) - cpu0) / TICKS_PER_SECOND;
+  const others = watched.map(([name, pid], i) => `${name} ${Math.round(((cpuTicks(pid) - others0[i]!) / TICKS_PER_SECOND / wall) * 100)}%`).join(", ");
   const m1 = machineTicks();
   const wrkCpu = /WRK_CPU ([\d.]+) ([\d.]+)/.exec(out);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
@@ -152,13 +146,6 @@ async function wrk(name: string, port: number, script: string, serverPid: number
     machineCpu: ((m1.busy - m0.busy) / (m1.total - m0.total)) * os.cpus().length * 100,
     others,
   };
-}
-
-/** Busy and total ticks of the whole machine (/proc/stat). */
-function machineTicks(): { busy: number; total: number } {
-  const cpu = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = cpu.reduce((a, b) => a + b, 0);
-  return { busy: total - cpu[3]! - (cpu[4] ?? 0), total };
 }
 
 async function startBare(): Promise<{ port: number; close(): Promise<void> }> {
@@ -278,14 +265,12 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
   let engine: Engine;
   let gatewayPort: number;
   let gatewayPid: number;
-  let gatewayProcess: MeshProcess | undefined;
   let closeMesh: () => Promise<void>;
   if (TOPOLOGY === "split") {
     engine = await openEngine(config, log);
     gatewayPort = await freePort();
     const own = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>;
-    gatewayProcess = spawnSwitchboard(["gateway"], { ...own, SWITCHBOARD_GATEWAY_PORT: String(gatewayPort) });
-    const proc = gatewayProcess;
+    const proc = spawnSwitchboard(["gateway"], { ...own, SWITCHBOARD_GATEWAY_PORT: String(gatewayPort) });
     await waitFor("the gateway process", async () => ((await fetch(`http://127.0.0.1:${gatewayPort}/healthz`).catch(() => undefined))?.ok ? true : undefined)).catch(
       (e: unknown) => {
         throw new Error(`${String(e)}\n${proc.output()}`);
@@ -383,42 +368,41 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
 
 /** Embedded: every redirect served is a human click in the ClickStatsStore once the consumer drained. */
 async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void> {
-    // No click is lost. `served` is re-read on every pass: when wrk stops, up to --connections
-    // requests may still be in the door (a near-cache miss waiting on Redis / the database while
-    // the store is busy); they are answered (to a closed socket), counted and clicked a moment
-    // later, so a single early read could come out below the clicks recorded.
-    let served = 0;
-    let servedAtStop = -1;
-    const stats = createClickStatsStore(engine);
-    const tDrain = Date.now();
-    let lastProgress = tDrain;
-    let human = 0;
-    let total = 0;
-    for (;;) {
-      served = await redirectsServed(gatewayPort);
-      if (servedAtStop < 0) servedAtStop = served;
-      human = 0;
-      total = 0;
-      for (let i = 0; i < LINKS; i += 100) {
-        const part = await Promise.all(Array.from({ length: Math.min(100, LINKS - i) }, (_, k) => stats.get(codeOf(i + k))));
-        for (const s of part) {
-          human += s.human;
-          total += s.total;
-        }
+  // No click is lost. `served` is re-read on every pass: when wrk stops, up to --connections
+  // requests may still be in the door (a near-cache miss waiting on Redis / the database while
+  // the store is busy); they are answered (to a closed socket), counted and clicked a moment
+  // later, so a single early read could come out below the clicks recorded.
+  let served = 0;
+  let servedAtStop = -1;
+  const stats = createClickStatsStore(engine);
+  const tDrain = Date.now();
+  let lastProgress = tDrain;
+  let human = 0;
+  let total = 0;
+  for (;;) {
+    served = await redirectsServed(gatewayPort);
+    if (servedAtStop < 0) servedAtStop = served;
+    human = 0;
+    total = 0;
+    for (let i = 0; i < LINKS; i += 100) {
+      const part = await Promise.all(Array.from({ length: Math.min(100, LINKS - i) }, (_, k) => stats.get(codeOf(i + k))));
+      for (const s of part) {
+        human += s.human;
+        total += s.total;
       }
-      // Stop once everything served is recorded and no late request came in meanwhile.
-      if ((total >= served && (await redirectsServed(gatewayPort)) === served) || Date.now() - tDrain > DRAIN_LIMIT_MS) break;
-      if (Date.now() - lastProgress >= 10_000) {
-        lastProgress = Date.now();
-        console.log(`  draining: recorded ${total} of ${served} served (${Math.round((Date.now() - tDrain) / 1000)} s)`);
-      }
-      await new Promise((r) => setTimeout(r, 1000));
     }
-    const dropped = await metric(gatewayPort, "redirect_clicks_dropped_total");
-    console.log(
-      `\nclicks: redirects served ${served} (${servedAtStop} when wrk stopped), recorded human ${human}, recorded total ${total}, dropped ${dropped}, drained in ${Date.now() - tDrain} ms -> ${human === served ? "OK: equal" : "MISMATCH"}`,
-    );
-
+    // Stop once everything served is recorded and no late request came in meanwhile.
+    if ((total >= served && (await redirectsServed(gatewayPort)) === served) || Date.now() - tDrain > DRAIN_LIMIT_MS) break;
+    if (Date.now() - lastProgress >= 10_000) {
+      lastProgress = Date.now();
+      console.log(`  draining: recorded ${total} of ${served} served (${Math.round((Date.now() - tDrain) / 1000)} s)`);
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const dropped = await metric(gatewayPort, "redirect_clicks_dropped_total");
+  console.log(
+    `\nclicks: redirects served ${served} (${servedAtStop} when wrk stopped), recorded human ${human}, recorded total ${total}, dropped ${dropped}, drained in ${Date.now() - tDrain} ms -> ${human === served ? "OK: equal" : "MISMATCH"}`,
+  );
 }
 
 /**
@@ -459,24 +443,24 @@ async function clicksInStream(engine: Engine, gatewayPort: number, gatewayPid: n
 
 /** Cache-miss path, in-process through the shared resolver module. */
 async function missPath(engine: Engine): Promise<void> {
-    const store = await createLinkStore(engine);
-    const hit = new LinkResolver(engine.cache, store);
-    for (let i = 0; i < LINKS; i++) await hit.resolve(codeOf(i));
-    const redisOnly = new LinkResolver(engine.cache, store, { lruMaxEntries: 1 });
-    const noCache: Cache = {
-      get: async () => undefined,
-      set: async () => {},
-      setIfAbsent: async () => true,
-      delete: async () => {},
-      increment: async () => 1,
-    };
-    const dbOnly = new LinkResolver(noCache, store, { lruMaxEntries: 1 });
-    const pick = (i: number) => codeOf((i * 7919) % LINKS);
-    console.log("\n| lookup path (in-process, 50 concurrent, 3 s) | lookups/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
-    console.log(await closedLoop("near-cache (LRU) hit", 3, 50, (i) => hit.resolve(pick(i))));
-    console.log(await closedLoop(`Redis hit (engine.cache: ${ENGINE === "cluster" ? "Redis" : "memory"})`, 3, 50, (i) => redisOnly.resolve(pick(i))));
-    console.log(await closedLoop(`database (LinkStore: ${ENGINE === "cluster" ? "Cassandra" : "memory"})`, 3, 50, (i) => dbOnly.resolve(pick(i))));
-    for (const r of [hit, redisOnly, dbOnly]) r.close();
+  const store = await createLinkStore(engine);
+  const hit = new LinkResolver(engine.cache, store);
+  for (let i = 0; i < LINKS; i++) await hit.resolve(codeOf(i));
+  const redisOnly = new LinkResolver(engine.cache, store, { lruMaxEntries: 1 });
+  const noCache: Cache = {
+    get: async () => undefined,
+    set: async () => {},
+    setIfAbsent: async () => true,
+    delete: async () => {},
+    increment: async () => 1,
+  };
+  const dbOnly = new LinkResolver(noCache, store, { lruMaxEntries: 1 });
+  const pick = (i: number) => codeOf((i * 7919) % LINKS);
+  console.log("\n| lookup path (in-process, 50 concurrent, 3 s) | lookups/s | p50 ms | p99 ms |\n|---|---:|---:|---:|");
+  console.log(await closedLoop("near-cache (LRU) hit", 3, 50, (i) => hit.resolve(pick(i))));
+  console.log(await closedLoop(`Redis hit (engine.cache: ${ENGINE === "cluster" ? "Redis" : "memory"})`, 3, 50, (i) => redisOnly.resolve(pick(i))));
+  console.log(await closedLoop(`database (LinkStore: ${ENGINE === "cluster" ? "Cassandra" : "memory"})`, 3, 50, (i) => dbOnly.resolve(pick(i))));
+  for (const r of [hit, redisOnly, dbOnly]) r.close();
 }
 
 main().then(

@@ -6,51 +6,32 @@ import { firstDay, MAX_REFERRERS, utcDay } from "./window.js";
 const COUNTED = Promise.resolve(true);
 const DUPLICATE = Promise.resolve(false);
 
-interface DayCounts {
-  human: number;
-  bot: number;
-}
-
 interface Counters {
   human: number;
   bot: number;
-  days: Map<string, DayCounts>;
-  /** The day clicked last and its counts (clicks come in time order: usually today). */
-  lastDay: string;
-  lastDayCounts: DayCounts | undefined;
-  referrers: Map<string, { human: number }>;
+  days: Map<string, { human: number; bot: number }>;
+  referrers: Map<string, number>;
 }
 
 /** In-process twin of the Cassandra counters (memory engine and tests). */
 export class MemoryClickStatsStore implements ClickStatsStore {
-  private readonly seen: RecentIds;
+  private readonly seen = new RecentIds();
   private readonly byCode = new Map<string, Counters>();
-
-  constructor(options: { dedupeGeneration?: number; dedupeWindow?: number } = {}) {
-    this.seen = new RecentIds(options.dedupeGeneration, options.dedupeWindow);
-  }
 
   record(click: ClickRecord): Promise<boolean> {
     if (!this.seen.add(click.eventId)) return DUPLICATE;
     let c = this.byCode.get(click.code);
     if (!c) {
-      c = { human: 0, bot: 0, days: new Map(), lastDay: "", lastDayCounts: undefined, referrers: new Map() };
+      c = { human: 0, bot: 0, days: new Map(), referrers: new Map() };
       this.byCode.set(click.code, c);
     }
     const day = utcDay(click.time);
-    let d = c.lastDay === day ? c.lastDayCounts : undefined;
-    if (!d) {
-      d = c.days.get(day);
-      if (!d) c.days.set(day, (d = { human: 0, bot: 0 }));
-      c.lastDay = day;
-      c.lastDayCounts = d;
-    }
+    let d = c.days.get(day);
+    if (!d) c.days.set(day, (d = { human: 0, bot: 0 }));
     if (click.human) {
       c.human++;
       d.human++;
-      const r = c.referrers.get(click.referrer);
-      if (r) r.human++;
-      else c.referrers.set(click.referrer, { human: 1 });
+      c.referrers.set(click.referrer, (c.referrers.get(click.referrer) ?? 0) + 1);
     } else {
       c.bot++;
       d.bot++;
@@ -67,7 +48,7 @@ export class MemoryClickStatsStore implements ClickStatsStore {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([day, v]) => ({ day, human: v.human, bot: v.bot }));
     const perReferrer = [...c.referrers]
-      .map(([referrer, r]) => ({ referrer, human: r.human }))
+      .map(([referrer, human]) => ({ referrer, human }))
       .sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1))
       .slice(0, MAX_REFERRERS);
     return { total: c.human + c.bot, human: c.human, bot: c.bot, perDay, perReferrer };
