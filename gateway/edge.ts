@@ -18,6 +18,7 @@ import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.j
 import { createGatewayAuth } from "./auth/index.js";
 import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
+import { StreamGuard } from "./stream-guard.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
 import { combineProbes, type ReadinessProbe } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
@@ -54,6 +55,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     log: opts.log,
     registry: opts.metrics.registry,
   });
+  // One guard for every public service: the per-identity cap spans all stream methods.
+  const streams = new StreamGuard({ maxPerIdentity: opts.config.streams.perIdentity });
   const clients: GrpcClient<DescService>[] = [];
   const mounted: MountedService[] = [];
   const probes: ReadinessProbe[] = [];
@@ -64,7 +67,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     if (!module.public) continue;
     const client = createGrpcClient(module.desc, address);
     clients.push(client);
-    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor);
+    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams });
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
     mounted.push({ desc: module.desc, impl });
   }

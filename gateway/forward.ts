@@ -1,25 +1,28 @@
 /**
  * Forwards a public service from the Connect edge to its internal gRPC server. The gateway
  * owns no business logic: each method becomes a call on the upstream grpc-js client with the
- * caller's deadline, cancellation and the headers the upstream is allowed to see.
+ * caller's deadline, cancellation and the headers the upstream is allowed to see. Streaming
+ * calls go through the StreamGuard when one is given (per-identity cap, end at token expiry).
  */
 import type { DescService } from "@bufbuild/protobuf";
 import { ConnectError, type CallOptions, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { identityKey } from "../platform/identity.js";
+import type { StreamGuard } from "./stream-guard.js";
 
 /** Request headers passed through to upstream services; everything else stays at the edge. */
 const FORWARDED_HEADERS = ["x-request-id", "user-agent", "x-forwarded-for"] as const;
 
 export type AnyUpstreamClient = Record<string, (...args: never[]) => unknown>;
 
-export function callOptionsFrom(ctx: HandlerContext, extra?: Headers): CallOptions {
+export function callOptionsFrom(ctx: HandlerContext, extra?: Headers, signal: AbortSignal = ctx.signal): CallOptions {
   const headers = new Headers(extra);
   for (const name of FORWARDED_HEADERS) {
     const v = ctx.requestHeader.get(name);
     if (v !== null && !headers.has(name)) headers.set(name, v);
   }
   const timeoutMs = ctx.timeoutMs();
-  return { signal: ctx.signal, headers, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
+  return { signal, headers, ...(timeoutMs !== undefined ? { timeoutMs } : {}) };
 }
 
 /** Upstream transport fields that must not leak into the edge's response as error metadata. */
@@ -54,30 +57,33 @@ export function edgeError(e: unknown): unknown {
   return out;
 }
 
+export interface ForwardingOptions {
+  /** Applied to every server-streaming and bidi method. */
+  readonly streams?: StreamGuard;
+}
+
 export function forwardingImpl<S extends DescService>(
   desc: S,
   upstream: AnyUpstreamClient,
   headersFor: (ctx: HandlerContext) => Headers | undefined = () => undefined,
+  options: ForwardingOptions = {},
 ): ServiceImpl<S> {
   const impl: Record<string, unknown> = {};
   for (const method of desc.methods) {
     const call = upstream[method.localName] as unknown as (input: unknown, options: CallOptions) => unknown;
     if (typeof call !== "function") continue;
-    const opts = (ctx: HandlerContext): CallOptions => callOptionsFrom(ctx, headersFor(ctx));
+    const opts = (ctx: HandlerContext, signal?: AbortSignal): CallOptions => callOptionsFrom(ctx, headersFor(ctx), signal);
+    const stream = (input: unknown, ctx: HandlerContext): AsyncIterable<unknown> => {
+      const guard = options.streams;
+      if (!guard) return call(input, opts(ctx)) as AsyncIterable<unknown>;
+      return guard.run(ctx.values.get(identityKey), ctx.signal, (signal) => call(input, opts(ctx, signal)) as AsyncIterable<unknown>);
+    };
     switch (method.methodKind) {
       case "server_streaming":
-        impl[method.localName] = async function* (req: unknown, ctx: HandlerContext) {
-          try {
-            yield* call(req, opts(ctx)) as AsyncIterable<unknown>;
-          } catch (e) {
-            throw edgeError(e);
-          }
-        };
-        break;
       case "bidi_streaming":
-        impl[method.localName] = async function* (reqs: AsyncIterable<unknown>, ctx: HandlerContext) {
+        impl[method.localName] = async function* (input: unknown, ctx: HandlerContext) {
           try {
-            yield* call(reqs, opts(ctx)) as AsyncIterable<unknown>;
+            yield* stream(input, ctx);
           } catch (e) {
             throw edgeError(e);
           }

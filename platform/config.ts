@@ -43,6 +43,13 @@ export interface Config {
   readonly redis: { readonly url: string };
   /** How long graceful shutdown may drain in-flight calls before closing them. */
   readonly shutdownGraceMs: number;
+  /** Caps on long-lived streams (issue 8): they hold memory and fan-out work per identity. */
+  readonly streams: {
+    /** Gateway: concurrent streaming calls per identity, over every stream method. */
+    readonly perIdentity: number;
+    /** Redirect service: concurrent WatchClicks streams per caller (defence in depth behind the gateway's cap). */
+    readonly watchClicksPerCaller: number;
+  };
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
 }
@@ -166,6 +173,10 @@ export function loadConfig(env: Env = process.env): Config {
     nats: { servers: urlList("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222", ["nats:", "tls:"]) },
     redis: { url: urlList("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"])[0]! },
     shutdownGraceMs: int("SWITCHBOARD_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    streams: {
+      perIdentity: int("SWITCHBOARD_STREAMS_PER_IDENTITY", 16, 1, 100_000),
+      watchClicksPerCaller: int("SWITCHBOARD_WATCH_CLICKS_PER_CALLER", 64, 1, 100_000),
+    },
     codeKey: read("SWITCHBOARD_CODE_KEY"),
   };
 }

@@ -13,6 +13,8 @@ export interface Identity {
   /** Stable owner id: the JWT `sub`, or the API key's owner. */
   readonly userId: string;
   readonly kind: IdentityKind;
+  /** When the credentials expire (epoch ms; a JWT's exp); absent = they do not. Streams end then. */
+  readonly expiresAtMs?: number;
 }
 
 export const IDENTITY_USER_HEADER = "x-switchboard-user";

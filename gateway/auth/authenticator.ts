@@ -44,7 +44,7 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
 
   const fromJwt = async (token: string): Promise<Identity> => {
     const claims = await verifyJwt(token, resolve, verifyOptions);
-    return { userId: claims.sub, kind: "user" };
+    return { userId: claims.sub, kind: "user", ...(claims.exp !== undefined ? { expiresAtMs: claims.exp * 1000 } : {}) };
   };
   const fromApiKey = async (key: string): Promise<Identity> => {
     const record = await deps.apiKeys.verify(key);

@@ -197,10 +197,40 @@ describe("LinkResolver", () => {
   });
 
   it("encodes and decodes cache values", () => {
-    const v = { found: true as const, code: "c", longUrl: "https://x/", redirectType: 301 as const, expiresAt: 5, ownerId: "o", version: 2 };
+    const v = { found: true as const, code: "c", longUrl: "https://x/", redirectType: 301 as const, expiresAt: 5, ownerId: "o", version: 2, createdAtMs: 1_700_000_000_123 };
     expect(decode("c", encode(v))).toEqual(v);
     expect(decode("c", encode({ ...v, expiresAt: Infinity }))).toEqual({ ...v, expiresAt: Infinity });
     expect(decode("c", "-")).toEqual({ found: false, code: "c" });
     expect(decode("c", "garbage")).toBeUndefined();
+    // Written by a process that did not know the link's creation time: a miss, not a guess.
+    expect(decode("c", JSON.stringify(["https://x/", 301, 5, "o", 2]))).toBeUndefined();
+  });
+
+  it("a CREATED event replaces a cached link whatever its version (deleted and registered again)", async () => {
+    await store.insertIfAbsent(link("again", "https://first-owner.example/", { version: 4 }));
+    expect(await resolver.resolve("again")).toMatchObject({ ownerId: "u1", version: 4 });
+    // The DELETED event was lost; the new owner's link starts again at version 1.
+    await store.delete("again");
+    await store.insertIfAbsent(link("again", "https://second-owner.example/", { ownerId: "u2" }));
+    engine.bus.publish(
+      linkChangedSubject("again"),
+      toBinary(LinkChangedSchema, create(LinkChangedSchema, { code: "again", kind: LinkChangeKind.CREATED, version: 1n })),
+    );
+    await sleep(5);
+    expect(await resolver.resolve("again")).toMatchObject({ ownerId: "u2", longUrl: "https://second-owner.example/" });
+  });
+
+  it("tells invalidation listeners after the code is dropped, so they read the new state", async () => {
+    await store.insertIfAbsent(link("lst", "https://old.example/"));
+    await resolver.resolve("lst");
+    const seen: string[] = [];
+    const off = resolver.onInvalidate((code) => {
+      seen.push(`${code}:${resolver.peek(code) === undefined ? "dropped" : "cached"}`);
+    });
+    resolver.invalidate("lst");
+    resolver.invalidate("lst", 0);
+    off();
+    resolver.invalidate("lst");
+    expect(seen).toEqual(["lst:dropped", "lst:dropped"]);
   });
 });

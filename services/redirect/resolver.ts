@@ -9,9 +9,13 @@
  * and the Redis key is deleted a second time shortly after (closes the read-then-write race
  * with other processes). Concurrent misses for one code share one lookup. A failing Redis is
  * skipped (the database answers); a failing database surfaces as Unavailable.
+ *
+ * A code can be deleted and registered again by someone else: `ownerId` + `createdAtMs` name
+ * one incarnation of a link (`version` restarts at 1), and a CREATED event always invalidates
+ * (its version says nothing about an older incarnation that may still be cached).
  */
 import { fromBinary } from "@bufbuild/protobuf";
-import { LinkChangedSchema } from "../../gen/switchboard/events/v1/events_pb.js";
+import { LinkChangedSchema, LinkChangeKind } from "../../gen/switchboard/events/v1/events_pb.js";
 import type { Cache } from "../../platform/ports/cache.js";
 import type { EventBus, Unsubscribe } from "../../platform/ports/event-bus.js";
 import type { LinkStore, RedirectType } from "../links/ports.js";
@@ -27,6 +31,8 @@ export interface CachedLink {
   readonly ownerId: string;
   /** Link.version (1 when the store has none). */
   readonly version: number;
+  /** Link.createdAt, epoch ms: with ownerId, which incarnation of the code this is. */
+  readonly createdAtMs: number;
 }
 export interface Missing {
   readonly found: false;
@@ -82,6 +88,7 @@ export class LinkResolver {
   private readonly onError: (what: string, err: unknown) => void;
   private readonly timers = new Set<NodeJS.Timeout>();
   private unsubscribe: Unsubscribe | undefined;
+  private readonly invalidationListeners = new Set<(code: string) => void>();
 
   constructor(
     private readonly cache: Cache,
@@ -106,13 +113,23 @@ export class LinkResolver {
       try {
         const ev = fromBinary(LinkChangedSchema, msg.data);
         if (ev.code) code = ev.code;
-        version = Number(ev.version);
+        // A new link under the code: whatever is cached is another incarnation, whatever its version.
+        version = ev.kind === LinkChangeKind.CREATED ? 0 : Number(ev.version);
       } catch (e) {
         this.onError("decode LinkChanged", e);
       }
       this.invalidate(code, version);
     });
     return this;
+  }
+
+  /**
+   * Called after every invalidation that dropped a code (event or direct call), once the
+   * caches no longer hold it: a resolve() from the listener reads the new state.
+   */
+  onInvalidate(listener: (code: string) => void): () => void {
+    this.invalidationListeners.add(listener);
+    return () => this.invalidationListeners.delete(listener);
   }
 
   /** Near-cache only, synchronous: the hit path of the door. undefined = not cached here. */
@@ -167,6 +184,13 @@ export class LinkResolver {
       t.unref();
       this.timers.add(t);
     }
+    for (const listener of this.invalidationListeners) {
+      try {
+        listener(code);
+      } catch (e) {
+        this.onError("invalidation listener", e);
+      }
+    }
   }
 
   /** Drops every near-cache entry (tests, benchmarks). */
@@ -181,6 +205,7 @@ export class LinkResolver {
   close(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.invalidationListeners.clear();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
   }
@@ -214,6 +239,7 @@ export class LinkResolver {
           expiresAt: link.expiresAt ? link.expiresAt.getTime() : Infinity,
           ownerId: link.ownerId,
           version: link.version ?? 1,
+          createdAtMs: link.createdAt.getTime(),
         }
       : { found: false, code };
     if (v.found) this.stats.dbHits++;
@@ -250,10 +276,21 @@ export class LinkResolver {
   }
 }
 
-/** Redis value: "-" for a negative entry, else JSON [longUrl, redirectType, expiresAt|null, ownerId, version]. */
+/**
+ * Redis value: "-" for a negative entry, else JSON [longUrl, redirectType, expiresAt|null, ownerId,
+ * version, createdAtMs]. An entry without createdAtMs (written by an older process) is a miss:
+ * the database answers and the entry is rewritten whole.
+ */
 export function encode(v: Lookup): string {
   if (!v.found) return "-";
-  return JSON.stringify([v.longUrl, v.redirectType, Number.isFinite(v.expiresAt) ? v.expiresAt : null, v.ownerId, v.version]);
+  return JSON.stringify([
+    v.longUrl,
+    v.redirectType,
+    Number.isFinite(v.expiresAt) ? v.expiresAt : null,
+    v.ownerId,
+    v.version,
+    v.createdAtMs,
+  ]);
 }
 
 export function decode(code: string, s: string): Lookup | undefined {
@@ -261,6 +298,7 @@ export function decode(code: string, s: string): Lookup | undefined {
   try {
     const a = JSON.parse(s) as unknown;
     if (!Array.isArray(a) || typeof a[0] !== "string" || (a[1] !== 301 && a[1] !== 302)) return undefined;
+    if (typeof a[5] !== "number" || !Number.isFinite(a[5])) return undefined;
     return {
       found: true,
       code,
@@ -269,6 +307,7 @@ export function decode(code: string, s: string): Lookup | undefined {
       expiresAt: typeof a[2] === "number" ? a[2] : Infinity,
       ownerId: typeof a[3] === "string" ? a[3] : "",
       version: typeof a[4] === "number" ? a[4] : 1,
+      createdAtMs: a[5],
     };
   } catch {
     return undefined;

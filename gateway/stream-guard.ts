@@ -1,0 +1,109 @@
+/**
+ * Limits on the gateway's forwarded streaming calls (server streaming and bidi), whatever the
+ * method: a stream holds memory and upstream work for as long as it is open, so
+ *
+ * - each identity may hold at most `maxPerIdentity` of them at once on this gateway (beyond:
+ *   ResourceExhausted, before anything is sent upstream), and
+ * - a stream ends with Unauthenticated when the credentials that opened it expire
+ *   (Identity.expiresAtMs, a JWT's exp): a token valid for minutes must not buy a stream
+ *   that lasts for days.
+ *
+ * Calls without an identity (public methods) are not counted here; the per-connection and
+ * per-address budgets bound those.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Identity } from "../platform/identity.js";
+
+export interface StreamGuardOptions {
+  readonly maxPerIdentity: number;
+  readonly now?: () => number;
+}
+
+/** setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export class StreamGuard {
+  private readonly open = new Map<string, number>();
+  private readonly now: () => number;
+
+  constructor(private readonly opts: StreamGuardOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Streams open now for this user id (tests, metrics). */
+  openFor(userId: string): number {
+    return this.open.get(userId) ?? 0;
+  }
+
+  /**
+   * Runs one stream for `identity`: `start(signal)` opens the upstream call, which must stop
+   * when `signal` aborts. Throws ResourceExhausted when the identity is at its cap, and
+   * Unauthenticated ("token expired") once its credentials expire.
+   */
+  async *run<T>(identity: Identity | undefined, callerSignal: AbortSignal, start: (signal: AbortSignal) => AsyncIterable<T>): AsyncGenerator<T> {
+    const release = this.acquire(identity);
+    const expiry = new AbortController();
+    const stopTimer = identity?.expiresAtMs !== undefined ? this.armExpiry(identity.expiresAtMs, expiry) : () => {};
+    try {
+      if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
+      const signal = AbortSignal.any([callerSignal, expiry.signal]);
+      try {
+        for await (const msg of start(signal)) {
+          if (expiry.signal.aborted) break;
+          yield msg;
+        }
+      } catch (e) {
+        // The upstream reports our own abort as Canceled; the caller needs the reason.
+        if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
+        throw e;
+      }
+      if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
+    } finally {
+      stopTimer();
+      release();
+    }
+  }
+
+  private acquire(identity: Identity | undefined): () => void {
+    if (identity === undefined) return () => {};
+    const key = identity.userId;
+    const count = this.open.get(key) ?? 0;
+    if (count >= this.opts.maxPerIdentity) {
+      throw new ConnectError(
+        `too many open streams for this identity: at most ${this.opts.maxPerIdentity} at once per gateway; close one first`,
+        Code.ResourceExhausted,
+      );
+    }
+    this.open.set(key, count + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.open.get(key) ?? 1) - 1;
+      if (left <= 0) this.open.delete(key);
+      else this.open.set(key, left);
+    };
+  }
+
+  private armExpiry(expiresAtMs: number, ac: AbortController): () => void {
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      const left = expiresAtMs - this.now();
+      if (left <= 0) {
+        ac.abort();
+        return;
+      }
+      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      timer.unref();
+    };
+    arm();
+    return () => clearTimeout(timer);
+  }
+}
+
+function tokenExpired(expiresAtMs: number): ConnectError {
+  return new ConnectError(
+    `token expired at ${new Date(expiresAtMs).toISOString()}: the stream ended with the credentials that opened it; reconnect with a fresh token`,
+    Code.Unauthenticated,
+  );
+}
