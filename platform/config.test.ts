@@ -8,6 +8,12 @@ describe("loadConfig", () => {
     expect(c.gateway.port).toBe(8080);
     expect(c.cassandra.contactPoints).toEqual([{ host: "127.0.0.1", port: 9042 }]);
     expect(c.upstreams.shortener).toEqual({ host: "127.0.0.1", port: 50052 });
+    expect(c.streams).toEqual({ perIdentity: 16, watchClicksPerCaller: 64 });
+  });
+
+  it("reads the stream caps", () => {
+    const c = loadConfig({ SWITCHBOARD_STREAMS_PER_IDENTITY: "4", SWITCHBOARD_WATCH_CLICKS_PER_CALLER: "8" });
+    expect(c.streams).toEqual({ perIdentity: 4, watchClicksPerCaller: 8 });
   });
 
   it("parses cluster settings", () => {
@@ -39,6 +45,9 @@ describe("loadConfig", () => {
     ["SWITCHBOARD_REDIS_URL", "localhost:6379"],
     ["SWITCHBOARD_CASSANDRA_KEYSPACE", "Bad-Name"],
     ["SWITCHBOARD_UPSTREAM_CHAT", "chat"],
+    ["SWITCHBOARD_STREAMS_PER_IDENTITY", "0"],
+    ["SWITCHBOARD_STREAMS_PER_IDENTITY", "many"],
+    ["SWITCHBOARD_WATCH_CLICKS_PER_CALLER", "100001"],
   ])("rejects %s=%s with one line naming the variable", (variable, value) => {
     let error: unknown;
     try {

@@ -14,7 +14,12 @@ let running: Running;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  const config = loadConfig({ SWITCHBOARD_ENGINE: "memory", SWITCHBOARD_GATEWAY_PORT: "0", SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000" });
+  const config = loadConfig({
+    SWITCHBOARD_ENGINE: "memory",
+    SWITCHBOARD_GATEWAY_PORT: "0",
+    SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
+    SWITCHBOARD_WATCH_CLICKS_PER_CALLER: "3",
+  });
   running = await runEmbedded(config, pino({ level: "silent" }));
   const store = await createLinkStore(running.engine!);
   for (const [code, owner] of [["wcmine1", "alice"], ["wcmine2", "alice"], ["wctheirs", "bob"]] as const) {
@@ -75,5 +80,31 @@ describe("RedirectService.WatchClicks", () => {
     };
     await expect(first(as("alice"))).rejects.toMatchObject({ code: 5 }); // NOT_FOUND
     await expect(first({})).rejects.toMatchObject({ code: 16 }); // UNAUTHENTICATED
+  });
+
+  it("caps a caller's streams on the service itself (behind the gateway's cap), ResourceExhausted beyond", async () => {
+    const ac = new AbortController();
+    const open = [1, 2, 3].map(() => {
+      const s = client().watchClicks({ code: "" }, { ...as("capped"), signal: ac.signal });
+      return (async () => {
+        for await (const _ of s);
+      })().catch((e: unknown) => e);
+    });
+    await sleep(150);
+    const fourth = async () => {
+      for await (const _ of client().watchClicks({ code: "" }, as("capped"))) return "message";
+      return "end";
+    };
+    await expect(fourth()).rejects.toMatchObject({ code: 8, rawMessage: expect.stringMatching(/at most 3 at once/) }); // RESOURCE_EXHAUSTED
+    // Someone else is not affected.
+    const other = new AbortController();
+    const theirs = (async () => {
+      for await (const _ of client().watchClicks({ code: "" }, { ...as("not-capped"), signal: other.signal }));
+    })().catch((e: unknown) => e);
+    await sleep(100);
+    other.abort();
+    expect(await theirs).toMatchObject({ code: 1 }); // CANCELLED by us, not refused
+    ac.abort();
+    await Promise.all(open);
   });
 });

@@ -164,8 +164,16 @@ export const RedirectService: GenService<{
    * replay). Bot and preview clicks are included, flagged by
    * user_agent_class.
    *
+   * Ownership is checked on every click, not once: a click is sent only while
+   * the link is the caller's. A stream on one code is bound to the link it
+   * opened on and ends with NOT_FOUND when that link is deleted (or deleted
+   * and registered again, by anyone).
+   *
    * Errors: UNAUTHENTICATED, INVALID_ARGUMENT, NOT_FOUND (unknown code),
-   * NOT_FOUND (also for a link owned by someone else, so existence is not revealed).
+   * NOT_FOUND (also for a link owned by someone else, so existence is not revealed),
+   * RESOURCE_EXHAUSTED (too many open streams for the caller). Through the
+   * gateway a stream ends with UNAUTHENTICATED when the token that opened it
+   * expires.
    *
    * @generated from rpc switchboard.redirect.v1.RedirectService.WatchClicks
    */
