@@ -39,6 +39,7 @@ describe("loadConfig", () => {
     ["SWITCHBOARD_REDIS_URL", "localhost:6379"],
     ["SWITCHBOARD_CASSANDRA_KEYSPACE", "Bad-Name"],
     ["SWITCHBOARD_UPSTREAM_CHAT", "chat"],
+    ["SWITCHBOARD_MESH_SECRET", "too-short"],
   ])("rejects %s=%s with one line naming the variable", (variable, value) => {
     let error: unknown;
     try {

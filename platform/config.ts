@@ -3,6 +3,8 @@
  * stops the process with one line naming the variable (ConfigError), so a typo never turns
  * into a confusing connection error minutes later.
  */
+import { MIN_MESH_SECRET_BYTES } from "./identity-assertion.js";
+
 export type EngineKind = "memory" | "cluster";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -45,6 +47,11 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
+  /**
+   * SWITCHBOARD_MESH_SECRET (>= 32 bytes when set): signs the identity the gateway passes to
+   * internal services. Required by the serving roles on the cluster engine (platform/mesh-secret.ts).
+   */
+  readonly mesh: { readonly secret: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -167,7 +174,17 @@ export function loadConfig(env: Env = process.env): Config {
     redis: { url: urlList("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"])[0]! },
     shutdownGraceMs: int("SWITCHBOARD_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
     codeKey: read("SWITCHBOARD_CODE_KEY"),
+    mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
   };
+}
+
+/** Not trimmed: a secret is taken byte for byte. */
+function meshSecret(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  if (Buffer.byteLength(raw, "utf8") < MIN_MESH_SECRET_BYTES) {
+    throw new ConfigError("SWITCHBOARD_MESH_SECRET", `must be at least ${MIN_MESH_SECRET_BYTES} bytes (got ${Buffer.byteLength(raw, "utf8")})`);
+  }
+  return raw;
 }
 
 function parseHostPort(variable: string, raw: string, defaultPort?: number): HostPort {

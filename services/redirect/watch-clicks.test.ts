@@ -1,5 +1,5 @@
 // WatchClicks on the memory engine: the redirect service's internal gRPC port with the identity
-// headers the gateway would set; clicks come from real redirects through the gateway door.
+// assertion the gateway would sign; clicks come from real redirects through the gateway door.
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEmbedded, type Running } from "../../cmd/mesh.js";
@@ -7,14 +7,19 @@ import { UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import { RedirectService, type WatchClicksResponse } from "../../gen/switchboard/redirect/v1/redirect_pb.js";
 import { loadConfig } from "../../platform/config.js";
 import { createGrpcClient } from "../../platform/grpc/client.js";
-import { IDENTITY_KIND_HEADER, IDENTITY_USER_HEADER } from "../../platform/identity.js";
+import { assertionHeaders, TEST_MESH_SECRET } from "../../testkit/mesh-identity.js";
 import { createLinkStore } from "../links/store.js";
 
 let running: Running;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  const config = loadConfig({ SWITCHBOARD_ENGINE: "memory", SWITCHBOARD_GATEWAY_PORT: "0", SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000" });
+  const config = loadConfig({
+    SWITCHBOARD_ENGINE: "memory",
+    SWITCHBOARD_GATEWAY_PORT: "0",
+    SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
+    SWITCHBOARD_MESH_SECRET: TEST_MESH_SECRET,
+  });
   running = await runEmbedded(config, pino({ level: "silent" }));
   const store = await createLinkStore(running.engine!);
   for (const [code, owner] of [["wcmine1", "alice"], ["wcmine2", "alice"], ["wctheirs", "bob"]] as const) {
@@ -23,7 +28,7 @@ beforeAll(async () => {
 });
 afterAll(() => running.close());
 
-const as = (user: string) => ({ headers: { [IDENTITY_USER_HEADER]: user, [IDENTITY_KIND_HEADER]: "user" } });
+const as = (user: string) => ({ headers: assertionHeaders(user, RedirectService.method.watchClicks) });
 
 describe("RedirectService.WatchClicks", () => {
   const client = () => createGrpcClient(RedirectService, `127.0.0.1:${running.grpcPorts.redirect}`);
