@@ -20,7 +20,7 @@ import { createGatewayAuth } from "./auth/index.js";
 import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
-import { combineProbes, type ReadinessProbe } from "./readiness.js";
+import { combineProbes, type ReadinessProbe, type ReadinessReport } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
@@ -149,13 +149,13 @@ function upstreamProbe(
   log: Logger,
 ): ReadinessProbe {
   let lastDetail: string | undefined;
-  const report = (ok: boolean, detail: string, why: string): ReturnType<ReadinessProbe> => {
+  const report = (ok: boolean, detail: string, why: string): ReadinessReport => {
     if (detail !== lastDetail) {
       lastDetail = detail;
       if (ok) log.info({ upstream: name, address }, "upstream serving");
       else log.warn({ upstream: name, address, why }, "upstream not ready");
     }
-    return Promise.resolve({ ready: ok, checks: [{ name, ok, detail }] });
+    return { ready: ok, checks: [{ name, ok, detail }] };
   };
   return async () => {
     try {

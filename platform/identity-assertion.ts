@@ -35,7 +35,7 @@ export function meshKey(secret: string | Buffer): KeyObject {
 }
 
 function mac(key: KeyObject, methodPath: string, body: string): string {
-  return createHmac("sha256", key).update(DOMAIN).update(methodPath).update("\n").update(body).digest("base64url");
+  return createHmac("sha256", key).update(`${DOMAIN}${methodPath}\n${body}`).digest("base64url");
 }
 
 /** Signs `identity` for one call of `methodPath` (`/pkg.Service/Method`). */
