@@ -10,9 +10,9 @@
 import { createContextKey, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type http from "node:http";
 import type http2 from "node:http2";
+import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { toConnectError } from "../../platform/grpc/status.js";
-import type { KeyObject } from "node:crypto";
 import { signIdentityAssertion } from "../../platform/identity-assertion.js";
 import { IDENTITY_ASSERTION_HEADER, identityKey, type Identity } from "../../platform/identity.js";
 import { clientIpOf, type CreateRateLimiter } from "../rate-limit.js";
