@@ -36,9 +36,10 @@ import { openEngine } from "../platform/engine.js";
 import { silentLog } from "../platform/engines/log.js";
 import { createGrpcClient } from "../platform/grpc/client.js";
 import { grpcService, startGrpcServer } from "../platform/grpc/server.js";
-import { identityHeaders } from "../platform/identity.js";
+import { verifiedIdentity } from "../platform/grpc/verified-identity.js";
 import { createMetrics, type Metrics } from "../platform/metrics.js";
 import { shortenerModule } from "../services/shortener/module.js";
+import { assertionHeaders, testMeshKey } from "../testkit/mesh-identity.js";
 import { infraEnv, startInfra } from "../testkit/servers/index.js";
 import { childrenTicks, cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
 import { grpcFrame, H2LOAD_INSTALL_HINT, hasH2load, percentile, startH2load } from "./h2load.js";
@@ -81,8 +82,10 @@ function loadGenerator(port: number): { run(r: RunRequest): Promise<RunResult>; 
     await Promise.all(
       Array.from({ length: CONCURRENCY }, async (_, w) => {
         const client = clients[w % CLIENTS]!;
-        const opts = { headers: identityHeaders({ userId: `bench-user-${w % 16}`, kind: "user" }) };
+        const userId = `bench-user-${w % 16}`;
         for (let i = next++; i < n; i = next++) {
+          // Signed per call, as the gateway does: assertions live 60 s, a run may be longer.
+          const opts = { headers: assertionHeaders(userId, ShortenerService.method.createLink) };
           const req =
             MODE === "alias"
               ? { longUrl: `https://example.com/${tag}/${i}`, customAlias: `a-${tag}-${i}` }
@@ -132,7 +135,8 @@ function h2loadGenerator(port: number, owners: number): { run(r: RunRequest): Pr
         clients: conns(i + 1) - conns(i),
         streams,
         bodyFile,
-        headers: identityHeaders({ userId: `bench-user-${i}`, kind: "user" }),
+        // One assertion per h2load process: valid 60 s, far longer than one run of it.
+        headers: assertionHeaders(`bench-user-${i}`, ShortenerService.method.createLink),
         logFile: path.join(dir, `${tag}-${i}.log`),
       }),
     );
@@ -219,7 +223,13 @@ async function main(): Promise<void> {
     for (let i = 0; i < 600 && !(await engine.readiness()).ready; i++) await new Promise((r) => setTimeout(r, 100));
     const running = await shortenerModule.create({ config, log, engine });
     const metrics = createMetrics();
-    const server = await startGrpcServer({ services: [grpcService(ShortenerService, running.impl)], port: 0, log, metrics });
+    const server = await startGrpcServer({
+      services: [grpcService(ShortenerService, running.impl)],
+      port: 0,
+      log,
+      metrics,
+      contextValues: verifiedIdentity(testMeshKey, log),
+    });
 
     let run: (r: RunRequest) => Promise<RunResult>;
     let closeLoader: () => void;

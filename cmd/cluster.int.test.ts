@@ -1,27 +1,37 @@
 // The cluster run as deployed: every service and the gateway in its own process, configured
-// only by environment, on real Cassandra, ZooKeeper, NATS and Redis.
+// only by environment, on real Cassandra, ZooKeeper, NATS and Redis. Also the acceptance for
+// issue 8 finding 7 there: a service's internal port takes no identity without the gateway's proof.
+import { Code, ConnectError } from "@connectrpc/connect";
 import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signHs256 } from "../gateway/auth/jwt.js";
+import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
 import { loadConfig, SERVICE_NAMES, upstreamVariable } from "../platform/config.js";
+import { createGrpcClient } from "../platform/grpc/client.js";
+import { meshKey } from "../platform/identity-assertion.js";
 import { openEngine, type Engine } from "../platform/engine.js";
 import { createLinkStore } from "../services/links/store.js";
 import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { assertionHeaders } from "../testkit/mesh-identity.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { infraEnv } from "../testkit/servers/index.js";
 
 const keyspace = uniqueKeyspaceName("cluster_run");
+const JWT_SECRET = "cluster-test-secret-0123456789abcdef0123456789";
 const procs: MeshProcess[] = [];
 let gatewayUrl: string;
+let upstreams: Record<string, string> = {};
 let engine: Engine | undefined;
 
 beforeAll(async () => {
   const env: Record<string, string> = {
     ...infraEnv(infra()),
     SWITCHBOARD_CASSANDRA_KEYSPACE: keyspace,
-    SWITCHBOARD_JWT_HS256_SECRET: "cluster-test-secret-0123456789abcdef0123456789",
+    SWITCHBOARD_JWT_HS256_SECRET: JWT_SECRET,
   };
   for (const name of SERVICE_NAMES) env[upstreamVariable(name)] = `127.0.0.1:${await freePort()}`;
+  upstreams = Object.fromEntries(SERVICE_NAMES.map((name) => [name, env[upstreamVariable(name)]!]));
   for (const name of SERVICE_NAMES) {
     procs.push(spawnSwitchboard([name], { ...env, SWITCHBOARD_GRPC_PORT: env[upstreamVariable(name)]!.split(":")[1]! }));
   }
@@ -77,5 +87,56 @@ describe("cluster run: one process per service", () => {
       longUrl: "https://example.org/cluster",
       redirectType: "REDIRECT_TYPE_TEMPORARY",
     });
+  });
+
+  it("the shortener's internal port refuses identities without the gateway's proof; the gateway's path works", async () => {
+    const token = (sub: string) => signHs256({ sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600 }, JWT_SECRET);
+    const created = await fetch(`${gatewayUrl}/api/v1/shorten`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token("cluster-bob")}` },
+      body: JSON.stringify({ long_url: "https://example.org/bobs-private" }),
+    });
+    expect(created.status).toBe(201);
+    const bobCode = ((await created.json()) as { code: string }).code;
+
+    // Through the gateway with bob's token: bob's link.
+    const listed = await fetch(`${gatewayUrl}/switchboard.shortener.v1.ShortenerService/ListLinks`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token("cluster-bob")}` },
+      body: "{}",
+    });
+    expect(listed.status).toBe(200);
+    expect(((await listed.json()) as { links: { code: string }[] }).links.map((l) => l.code)).toEqual([bobCode]);
+
+    // Straight to the shortener process, as any container on the network could.
+    const internal = createGrpcClient(ShortenerService, upstreams["shortener"]!, { defaultTimeoutMs: 10_000 });
+    try {
+      const listLinks = ShortenerService.method.listLinks;
+      const attempts: [string, Record<string, string> | Headers][] = [
+        ["plain x-switchboard-user", { "x-switchboard-user": "cluster-bob", "x-switchboard-auth-kind": "user" }],
+        ["wrong secret", assertionHeaders("cluster-bob", listLinks, { key: meshKey("guessed-mesh-secret-0123456789abcdef0123") })],
+        ["expired", assertionHeaders("cluster-bob", listLinks, { nowMs: Date.now() - 120_000 })],
+        ["issued for GetLink", assertionHeaders("cluster-bob", ShortenerService.method.getLink)],
+      ];
+      for (const [name, headers] of attempts) {
+        const outcome = await internal.listLinks({ pageSize: 100 }, { headers }).then(
+          (r) => `answered ${r.links.length} links`,
+          (e: unknown) => (e instanceof ConnectError ? Code[e.code] : String(e)),
+        );
+        expect(`${name}: ${outcome}`).toBe(`${name}: ${Code[Code.Unauthenticated]}`);
+      }
+      // Control: the shortener does verify with the mesh secret every process was given.
+      const proven = await internal.listLinks({ pageSize: 100 }, { headers: assertionHeaders("cluster-bob", listLinks) });
+      expect(proven.links.map((l) => l.code)).toEqual([bobCode]);
+    } finally {
+      internal.close();
+    }
+  });
+
+  it("public /readyz names no internal address", async () => {
+    const text = await (await fetch(`${gatewayUrl}/readyz`)).text();
+    expect(JSON.parse(text)).toMatchObject({ checks: expect.arrayContaining([{ name: "shortener", ok: true, detail: "serving" }]) });
+    expect(text).not.toContain("127.0.0.1");
+    for (const address of Object.values(upstreams)) expect(text).not.toContain(address.split(":")[1]!);
   });
 });

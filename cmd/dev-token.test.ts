@@ -40,6 +40,27 @@ describe("switchboard dev-token", () => {
     expect(() => devTokenCommand([], { engine: "memory" }, {}, io().io)).toThrow(UsageError);
   });
 
+  it("never mints a token the gateway refuses: ttl within SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS, user a valid id", async () => {
+    const env = { SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS: "3600" };
+    expect(() => devTokenCommand(["bob", "--ttl", "3601"], { engine: "memory" }, env, io().io)).toThrow(/--ttl must be at most 3600 seconds/);
+    expect(() => devTokenCommand(["bob", "--ttl", "86401"], { engine: "memory" }, {}, io().io)).toThrow(/--ttl must be at most 86400 seconds/);
+    // The default 24 h shrinks to the configured maximum, and the gateway's own check accepts it.
+    const token = devTokenCommand(["bob"], { engine: "memory" }, env, io().io);
+    const claims = await verifyJwt(token, () => secretKey(DEV_JWT_SECRET), { maxLifetimeSeconds: 3600 });
+    expect(claims.exp - claims.iat!).toBe(3600);
+    for (const user of ["bob ", "b\tob", "bøb"]) {
+      expect(() => devTokenCommand([user], { engine: "memory" }, {}, io().io)).toThrow(/user must be a valid user id: 1-256 printable ASCII/);
+    }
+  });
+
+  it("a bad SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS is a ConfigError naming it", () => {
+    for (const v of ["0", "59", "31536001", "1d"]) {
+      expect(() => devTokenCommand(["bob"], { engine: "memory" }, { SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS: v }, io().io)).toThrow(
+        /SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS must be a whole number of seconds 60-31536000/,
+      );
+    }
+  });
+
   it("apikey on the memory engine explains it needs the cluster engine", async () => {
     await expect(apiKeyCommand(["create", "--owner", "x"], loadConfig({}), io().io)).rejects.toThrow(/SWITCHBOARD_ENGINE=cluster/);
   });

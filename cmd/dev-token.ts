@@ -4,7 +4,8 @@
  *   switchboard dev-token <user> [--ttl <seconds>]
  *     Prints an HS256 JWT for <user> (sub), signed with SWITCHBOARD_JWT_HS256_SECRET or, on the
  *     memory engine without one, the built-in dev secret (a warning says so on stderr).
- *     Uses SWITCHBOARD_JWT_ISSUER / _AUDIENCE when set. Default lifetime 24 h.
+ *     Uses SWITCHBOARD_JWT_ISSUER / _AUDIENCE when set. Default lifetime 24 h, capped at
+ *     SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS; it never mints a token the gateway would refuse.
  *   switchboard apikey create --owner <user> [--name <label>]
  *     Issues an API key for <user> and prints it ONCE (only its SHA-256 is stored).
  *   switchboard apikey revoke <id>
@@ -16,6 +17,7 @@ import { ConfigError, type Config } from "../platform/config.js";
 import { CassandraConnector } from "../platform/engines/cluster/cassandra.js";
 import { readJwtSettings, type Env } from "../gateway/auth/config.js";
 import { signHs256 } from "../gateway/auth/jwt.js";
+import { isValidUserId, USER_ID_RULE } from "../platform/user-id.js";
 import { CassandraApiKeyStore } from "../services/apikeys/adapters/cassandra-api-key-store.js";
 import { issueApiKey } from "../services/apikeys/service.js";
 
@@ -38,10 +40,13 @@ function flag(args: readonly string[], name: string): string | undefined {
 export function devTokenCommand(args: readonly string[], config: Pick<Config, "engine">, env: Env, io: CommandIo, nowSeconds = Math.floor(Date.now() / 1000)): string {
   const user = args[0];
   if (!user || user.startsWith("--")) throw new UsageError("usage: switchboard dev-token <user> [--ttl <seconds>]");
-  if (user.length > 256) throw new UsageError("user must be at most 256 characters");
-  const ttlText = flag(args, "--ttl") ?? "86400";
-  if (!/^\d+$/.test(ttlText) || Number(ttlText) < 1) throw new UsageError("--ttl must be a whole number of seconds");
+  if (!isValidUserId(user)) throw new UsageError(`user must be a valid user id: ${USER_ID_RULE}`);
   const jwt = readJwtSettings(env, config.engine);
+  const ttlText = flag(args, "--ttl") ?? String(Math.min(86_400, jwt.maxLifetimeSeconds));
+  if (!/^\d+$/.test(ttlText) || Number(ttlText) < 1) throw new UsageError("--ttl must be a whole number of seconds");
+  if (Number(ttlText) > jwt.maxLifetimeSeconds) {
+    throw new UsageError(`--ttl must be at most ${jwt.maxLifetimeSeconds} seconds: the gateway refuses longer-lived tokens (SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS)`);
+  }
   if (jwt.hs256Secret === undefined) {
     throw new ConfigError("SWITCHBOARD_JWT_HS256_SECRET", "is needed to sign tokens (SWITCHBOARD_JWKS_URL only verifies; get tokens from your issuer)");
   }
@@ -79,6 +84,7 @@ export async function apiKeyCommand(args: readonly string[], config: Config, io:
     if (sub === "create") {
       const owner = flag(args, "--owner");
       if (!owner) throw new UsageError("usage: switchboard apikey create --owner <user> [--name <label>]");
+      if (!isValidUserId(owner)) throw new UsageError(`--owner must be a valid user id: ${USER_ID_RULE}`);
       const issued = await issueApiKey(store, owner, flag(args, "--name") ?? "");
       io.out(issued.key);
       io.err(`switchboard apikey: created key ${issued.record.id} for ${owner}; this is the only time the key is shown`);

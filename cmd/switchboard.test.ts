@@ -22,6 +22,14 @@ describe("switchboard CLI", () => {
     expect(lines[0]).toContain('"db1:90x2"');
   });
 
+  it.each([["shortener"], ["gateway"]])("%s on the cluster engine without SWITCHBOARD_MESH_SECRET: exit 2, one line naming it", async (role) => {
+    const p = start([role], { SWITCHBOARD_ENGINE: "cluster", SWITCHBOARD_JWT_HS256_SECRET: "cli-test-secret-0123456789abcdef0123456789" });
+    expect(await p.exited).toBe(2);
+    const lines = p.output().trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^switchboard: invalid configuration: SWITCHBOARD_MESH_SECRET is required on the cluster engine/);
+  });
+
   it("refuses an unknown role with the usage", async () => {
     const p = start(["frobnicate"], {});
     expect(await p.exited).toBe(2);
@@ -38,6 +46,7 @@ describe("switchboard CLI", () => {
       SWITCHBOARD_NATS_URL: `nats://127.0.0.1:${dead}`,
       SWITCHBOARD_REDIS_URL: `redis://127.0.0.1:${dead}`,
       SWITCHBOARD_JWT_HS256_SECRET: "cli-test-secret-0123456789abcdef0123456789",
+      SWITCHBOARD_MESH_SECRET: "cli-test-mesh-secret-0123456789abcdef012345",
     };
     const service = start(["redirect"], { ...backends, SWITCHBOARD_GRPC_PORT: String(grpcPort) });
     const gateway = start(["gateway"], {
@@ -50,9 +59,11 @@ describe("switchboard CLI", () => {
       const res = await fetch(`http://127.0.0.1:${gatewayPort}/readyz`);
       const body = (await res.json()) as { ready: boolean; checks: { name: string; ok: boolean; detail: string }[] };
       const redirect = body.checks.find((c) => c.name === "redirect");
-      return res.status === 503 && redirect?.detail.includes("NOT_SERVING") ? body : undefined;
+      return res.status === 503 && redirect?.detail === "not_serving" ? body : undefined;
     });
     expect(report.ready).toBe(false);
+    // Public readiness names services and states, never where they live.
+    expect(JSON.stringify(report)).not.toMatch(/127\.0\.0\.1|:\d{2,5}\b/);
     // Upstreams that are not running at all are named too.
     expect(report.checks.find((c) => c.name === "chat")?.ok).toBe(false);
     expect((await fetch(`http://127.0.0.1:${gatewayPort}/healthz`)).status).toBe(200);

@@ -12,6 +12,7 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } f
 import { ConfigError, loadConfig, SERVICE_NAMES, type Config, type ServiceName } from "../platform/config.js";
 import { createGrpcClient } from "../platform/grpc/client.js";
 import { createLogger } from "../platform/logging.js";
+import { meshKeyOf } from "../platform/mesh-secret.js";
 import { onShutdownSignals } from "../platform/shutdown.js";
 import { readGatewayAuthSettings } from "../gateway/auth/config.js";
 import { apiKeyCommand, devTokenCommand, UsageError, type CommandIo } from "./dev-token.js";
@@ -27,6 +28,8 @@ async function main(argv: readonly string[]): Promise<void> {
   try {
     config = loadConfig();
     if (role === "all" || role === "gateway") readGatewayAuthSettings(process.env, config.engine);
+    // Every serving role signs or verifies mesh identity: a missing secret stops it here, in one line.
+    if (role === "all" || role === "gateway" || (SERVICE_NAMES as readonly string[]).includes(role)) meshKeyOf(config);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`switchboard: ${e.message}\n`);

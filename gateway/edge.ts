@@ -12,6 +12,7 @@ import { HealthService } from "../platform/grpc/health.js";
 import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "../platform/grpc/reflection.js";
 import type { Config } from "../platform/config.js";
 import type { Engine } from "../platform/engine.js";
+import { meshKeyOf } from "../platform/mesh-secret.js";
 import type { Metrics } from "../platform/metrics.js";
 import type { ServiceModule } from "../services/module.js";
 import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
@@ -20,7 +21,7 @@ import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
 import { StreamGuard } from "./stream-guard.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
-import { combineProbes, type ReadinessProbe } from "./readiness.js";
+import { combineProbes, type ReadinessProbe, type ReadinessReport } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
@@ -52,6 +53,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     env: opts.env ?? process.env,
     engine: opts.engine,
     engineKind: opts.config.engine,
+    meshKey: meshKeyOf(opts.config),
     log: opts.log,
     registry: opts.metrics.registry,
   });
@@ -63,7 +65,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   for (const { module, address } of opts.upstreams) {
     const health = createGrpcClient(Health, address, { defaultTimeoutMs: UPSTREAM_HEALTH_TIMEOUT_MS });
     clients.push(health as unknown as GrpcClient<DescService>);
-    probes.push(upstreamProbe(module.name, module.desc.typeName, address, health));
+    probes.push(upstreamProbe(module.name, module.desc.typeName, address, health, opts.log));
     if (!module.public) continue;
     const client = createGrpcClient(module.desc, address);
     clients.push(client);
@@ -80,6 +82,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       restShortenDoor({
         shortener,
         authenticator: auth.authenticator,
+        identityHeaders: auth.identityHeaders,
         limiter: auth.limiter,
         trustProxyHops: auth.settings.rateLimit.trustProxyHops,
         publicBaseUrl: opts.config.gateway.publicBaseUrl,
@@ -137,21 +140,34 @@ function blockMethod(impl: ServiceImpl<DescService>, desc: DescService, name: st
   };
 }
 
+/**
+ * /readyz is public: its checks name a service and its state only. The address and the grpc-js
+ * error text (which names hosts and ports) go to the log, once per change of state.
+ */
 function upstreamProbe(
   name: string,
   typeName: string,
   address: string,
   health: GrpcClient<typeof Health>,
+  log: Logger,
 ): ReadinessProbe {
+  let lastDetail: string | undefined;
+  const report = (ok: boolean, detail: string, why: string): ReadinessReport => {
+    if (detail !== lastDetail) {
+      lastDetail = detail;
+      if (ok) log.info({ upstream: name, address }, "upstream serving");
+      else log.warn({ upstream: name, address, why }, "upstream not ready");
+    }
+    return { ready: ok, checks: [{ name, ok, detail }] };
+  };
   return async () => {
     try {
       const res = await health.check(create(HealthCheckRequestSchema, { service: typeName }));
       const ok = res.status === HealthCheckResponse_ServingStatus.SERVING;
-      const detail = `${address}: ${HealthCheckResponse_ServingStatus[res.status]}`;
-      return { ready: ok, checks: [{ name, ok, detail }] };
+      const status = HealthCheckResponse_ServingStatus[res.status] ?? String(res.status);
+      return report(ok, ok ? "serving" : status.toLowerCase(), status);
     } catch (e) {
-      const detail = `${address}: ${e instanceof Error ? e.message : String(e)}`;
-      return { ready: false, checks: [{ name, ok: false, detail }] };
+      return report(false, "unavailable", e instanceof Error ? e.message : String(e));
     }
   };
 }

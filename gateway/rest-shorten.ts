@@ -31,11 +31,11 @@ import {
   LinkErrorDetailSchema,
   LinkErrorReason,
   RedirectType,
-  type ShortenerService,
+  ShortenerService,
 } from "../gen/switchboard/shortener/v1/shortener_pb.js";
 import type { GrpcClient } from "../platform/grpc/client.js";
 import { httpStatusFor, retryAfterMsOf, toConnectError } from "../platform/grpc/status.js";
-import { identityHeaders, type Identity } from "../platform/identity.js";
+import type { Identity } from "../platform/identity.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { edgeError } from "./forward.js";
@@ -48,10 +48,13 @@ type Res = http.ServerResponse | http2.Http2ServerResponse;
 export const SHORTEN_PATH = "/api/v1/shorten";
 export const MAX_BODY_BYTES = 16 * 1024;
 const UPSTREAM_TIMEOUT_MS = 10_000;
+const CREATE_LINK_PATH = `/${ShortenerService.typeName}/${ShortenerService.method.createLink.name}`;
 
 export interface RestShortenOptions {
   readonly shortener: Pick<GrpcClient<typeof ShortenerService>, "createLink">;
   readonly authenticator: Authenticator;
+  /** Signs the caller's identity for the shortener (GatewayAuth.identityHeaders). */
+  readonly identityHeaders: (identity: Identity, methodPath: string) => Headers;
   readonly limiter?: CreateRateLimiter;
   readonly trustProxyHops: number;
   /** Used for short_url when the shortener does not return one. */
@@ -101,7 +104,7 @@ async function handle(opts: RestShortenOptions, req: Req, res: Res, log: Logger)
   const body = parseBody(await readBody(req));
   const input = validate(body);
 
-  const headers = identityHeaders(identity);
+  const headers = opts.identityHeaders(identity, CREATE_LINK_PATH);
   for (const name of ["x-request-id", "user-agent"] as const) {
     const v = req.headers[name];
     if (typeof v === "string") headers.set(name, v);

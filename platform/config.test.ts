@@ -48,6 +48,7 @@ describe("loadConfig", () => {
     ["SWITCHBOARD_STREAMS_PER_IDENTITY", "0"],
     ["SWITCHBOARD_STREAMS_PER_IDENTITY", "many"],
     ["SWITCHBOARD_WATCH_CLICKS_PER_CALLER", "100001"],
+    ["SWITCHBOARD_MESH_SECRET", "too-short"],
   ])("rejects %s=%s with one line naming the variable", (variable, value) => {
     let error: unknown;
     try {

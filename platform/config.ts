@@ -3,6 +3,8 @@
  * stops the process with one line naming the variable (ConfigError), so a typo never turns
  * into a confusing connection error minutes later.
  */
+import { MIN_MESH_SECRET_BYTES } from "./identity-assertion.js";
+
 export type EngineKind = "memory" | "cluster";
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -52,6 +54,11 @@ export interface Config {
   };
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
+  /**
+   * SWITCHBOARD_MESH_SECRET (>= 32 bytes when set): signs the identity the gateway passes to
+   * internal services. Required by the serving roles on the cluster engine (platform/mesh-secret.ts).
+   */
+  readonly mesh: { readonly secret: string | undefined };
 }
 
 export class ConfigError extends Error {
@@ -178,7 +185,17 @@ export function loadConfig(env: Env = process.env): Config {
       watchClicksPerCaller: int("SWITCHBOARD_WATCH_CLICKS_PER_CALLER", 64, 1, 100_000),
     },
     codeKey: read("SWITCHBOARD_CODE_KEY"),
+    mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
   };
+}
+
+/** Not trimmed: a secret is taken byte for byte. */
+function meshSecret(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "") return undefined;
+  if (Buffer.byteLength(raw, "utf8") < MIN_MESH_SECRET_BYTES) {
+    throw new ConfigError("SWITCHBOARD_MESH_SECRET", `must be at least ${MIN_MESH_SECRET_BYTES} bytes (got ${Buffer.byteLength(raw, "utf8")})`);
+  }
+  return raw;
 }
 
 function parseHostPort(variable: string, raw: string, defaultPort?: number): HostPort {

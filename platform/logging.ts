@@ -34,6 +34,8 @@ export const SECRET_HEADERS: ReadonlySet<string> = new Set([
   "cookie",
   "set-cookie",
   "x-api-key",
+  // The gateway's signed identity assertion (platform/identity.ts): a short-lived credential too.
+  "x-switchboard-identity",
 ]);
 
 const REDACT_CONTAINERS = ["headers", "metadata", "requestHeader", "responseHeader", "req.headers", "res.headers"];

@@ -2,13 +2,15 @@
  * Serves one service module over internal gRPC: builds it on the engine, mounts it with health
  * and reflection, and keeps its health status in step with the engine's readiness, so an
  * unreachable backend shows as NOT_SERVING (and fails the gateway's /readyz) instead of
- * crashing the process.
+ * crashing the process. Every call's caller comes from the gateway's verified identity assertion.
  */
 import type { Logger } from "pino";
 import type { Engine } from "../platform/engine.js";
 import type { Metrics } from "../platform/metrics.js";
 import { ServingStatus } from "../platform/grpc/health.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "../platform/grpc/server.js";
+import { verifiedIdentity } from "../platform/grpc/verified-identity.js";
+import { meshKeyOf } from "../platform/mesh-secret.js";
 import type { ServiceDeps, ServiceModule } from "./module.js";
 
 const READINESS_POLL_MS = 2_000;
@@ -25,12 +27,16 @@ export async function serveService(
   opts: ServeOptions,
 ): Promise<RunningGrpcServer> {
   const log = deps.log.child({ service: module.name });
+  // Before building the module: a missing mesh secret stops the process before it opens anything.
+  const meshKey = meshKeyOf(deps.config);
   const running = await module.create({ ...deps, log });
   const server = await startGrpcServer({
     services: [grpcService(module.desc, running.impl)],
     host: opts.host,
     port: opts.port,
     log,
+    // Callers are whoever the gateway's signed assertion says, nobody else (platform/identity-assertion.ts).
+    contextValues: verifiedIdentity(meshKey, log),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const stopTracking = trackReadiness(deps.engine, server, module.desc.typeName, log);

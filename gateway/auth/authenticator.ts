@@ -1,15 +1,18 @@
 /**
  * Turns request credentials into an Identity.
  *
- * - `Authorization: Bearer <jwt>`: a user; `sub` is the user id (see jwt.ts for the checks).
+ * - `Authorization: Bearer <jwt>`: a user; `sub` is the user id, exactly (see jwt.ts for the
+ *   checks); the identity expires with the token.
  * - `x-api-key: sb_<id>_<secret>` or `Authorization: ApiKey sb_...`: a partner; the key's
- *   owner is the identity.
+ *   owner is the identity (a valid user id too, platform/user-id.ts).
  * - No credentials: undefined (public calls go on; others answer Unauthenticated).
  * - Bad credentials: AuthError (Unauthenticated) saying why: malformed, bad signature,
- *   expired, not yet valid, wrong issuer/audience, unknown key, revoked.
+ *   expired, no expiry, lifetime too long, not yet valid, wrong issuer/audience, unknown key,
+ *   revoked, subject not a valid user id.
  */
 import type { Identity } from "../../platform/identity.js";
 import type { EngineLog } from "../../platform/engines/log.js";
+import { isValidUserId, USER_ID_RULE } from "../../platform/user-id.js";
 import type { JwtSettings } from "./config.js";
 import { ApiKeyVerifier } from "./api-keys.js";
 import { AuthError } from "./errors.js";
@@ -38,16 +41,19 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
   };
   const verifyOptions = {
     leewaySeconds: deps.jwt.leewaySeconds,
+    maxLifetimeSeconds: deps.jwt.maxLifetimeSeconds,
     ...(deps.jwt.issuer !== undefined ? { issuer: deps.jwt.issuer } : {}),
     ...(deps.jwt.audience !== undefined ? { audience: deps.jwt.audience } : {}),
   };
 
   const fromJwt = async (token: string): Promise<Identity> => {
     const claims = await verifyJwt(token, resolve, verifyOptions);
-    return { userId: claims.sub, kind: "user", ...(claims.exp !== undefined ? { expiresAtMs: claims.exp * 1000 } : {}) };
+    return { userId: claims.sub, kind: "user", expiresAtMs: claims.exp * 1000 };
   };
   const fromApiKey = async (key: string): Promise<Identity> => {
     const record = await deps.apiKeys.verify(key);
+    // Keys issued before ids had a rule could carry any owner string: refused, never normalised.
+    if (!isValidUserId(record.ownerId)) throw new AuthError("invalid_subject", `API key ${record.id} belongs to an owner id that is not valid: ${USER_ID_RULE}`);
     return { userId: record.ownerId, kind: "api_key" };
   };
 

@@ -8,17 +8,22 @@
  * | SWITCHBOARD_JWKS_URL | unset (http/https URL of a JWKS; RS256 / ES256 keys by kid) |
  * | SWITCHBOARD_JWT_ISSUER / SWITCHBOARD_JWT_AUDIENCE | unset (not checked) |
  * | SWITCHBOARD_JWT_LEEWAY_SECONDS | 30 (clock skew allowed on exp / nbf) |
+ * | SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS | 86400 (longest token accepted: exp - now and exp - iat; 60-31536000) |
  * | SWITCHBOARD_RATE_LIMIT_CREATE_PER_MINUTE_IP | 120 (0 = off) |
  * | SWITCHBOARD_RATE_LIMIT_CREATE_PER_MINUTE_USER | 60 (0 = off) |
  * | SWITCHBOARD_TRUST_PROXY | off; `true`/`1` = trust one proxy hop of X-Forwarded-For, `N` = N hops |
  */
 import { ConfigError, type EngineKind } from "../../platform/config.js";
+import { DEFAULT_MAX_LIFETIME_SECONDS } from "./jwt.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Public on purpose: only for the memory engine and `switchboard dev-token`. Never for real deployments. */
 export const DEV_JWT_SECRET = "switchboard-dev-secret-not-for-production-0123456789";
 export const MIN_HS256_SECRET_BYTES = 32;
+/** A minute at least (shorter would refuse tokens for ordinary clock skew); a year at most. */
+const MIN_MAX_LIFETIME_SECONDS = 60;
+const MAX_MAX_LIFETIME_SECONDS = 31_536_000;
 
 export interface JwtSettings {
   /** HS256 secret (utf-8 bytes). */
@@ -29,6 +34,8 @@ export interface JwtSettings {
   readonly issuer?: string;
   readonly audience?: string;
   readonly leewaySeconds: number;
+  /** Tokens whose exp is further than this from now, or whose exp - iat exceeds it, are refused. */
+  readonly maxLifetimeSeconds: number;
 }
 
 export interface RateLimitSettings {
@@ -74,6 +81,13 @@ export function readJwtSettings(env: Env, engine: EngineKind): JwtSettings {
   if (leeway !== undefined && (!/^\d+$/.test(leeway) || Number(leeway) > 300)) {
     throw new ConfigError("SWITCHBOARD_JWT_LEEWAY_SECONDS", `must be a whole number 0-300 (got "${leeway}")`);
   }
+  const maxLifetime = read("SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS");
+  if (maxLifetime !== undefined && (!/^\d+$/.test(maxLifetime) || Number(maxLifetime) < MIN_MAX_LIFETIME_SECONDS || Number(maxLifetime) > MAX_MAX_LIFETIME_SECONDS)) {
+    throw new ConfigError(
+      "SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS",
+      `must be a whole number of seconds ${MIN_MAX_LIFETIME_SECONDS}-${MAX_MAX_LIFETIME_SECONDS} (got "${maxLifetime}")`,
+    );
+  }
   const haveSecret = secret !== undefined && secret !== "";
   if (!haveSecret && jwksUrl === undefined && engine === "cluster") {
     throw new ConfigError(
@@ -91,6 +105,7 @@ export function readJwtSettings(env: Env, engine: EngineKind): JwtSettings {
     ...(issuer !== undefined ? { issuer } : {}),
     ...(audience !== undefined ? { audience } : {}),
     leewaySeconds: leeway === undefined ? 30 : Number(leeway),
+    maxLifetimeSeconds: maxLifetime === undefined ? DEFAULT_MAX_LIFETIME_SECONDS : Number(maxLifetime),
   };
 }
 

@@ -2,16 +2,18 @@
  * The gateway's auth and abuse limits, assembled from the environment and the engine:
  * JWT / API key authentication, the Connect interceptor, the link-creation rate limiter.
  */
+import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { EngineKind } from "../../platform/config.js";
 import type { Engine } from "../../platform/engine.js";
+import type { Identity } from "../../platform/identity.js";
 import { createApiKeyStore } from "../../services/apikeys/store.js";
 import { CreateRateLimiter } from "../rate-limit.js";
 import { ApiKeyVerifier } from "./api-keys.js";
 import { createAuthenticator, type Authenticator } from "./authenticator.js";
 import { readGatewayAuthSettings, type Env, type GatewayAuthSettings } from "./config.js";
-import { authInterceptor, clientContextValues, identityHeadersFor } from "./interceptor.js";
+import { authInterceptor, clientContextValues, identityAssertionHeaders, identityHeadersFor } from "./interceptor.js";
 
 export interface GatewayAuth {
   readonly settings: GatewayAuthSettings;
@@ -19,7 +21,10 @@ export interface GatewayAuth {
   readonly limiter: CreateRateLimiter;
   readonly interceptor: ReturnType<typeof authInterceptor>;
   readonly contextValues: ReturnType<typeof clientContextValues>;
-  readonly headersFor: typeof identityHeadersFor;
+  /** For forwardingImpl: the caller's identity, signed for the forwarded method. */
+  readonly headersFor: ReturnType<typeof identityHeadersFor>;
+  /** For the gateway's own doors (REST): `identity` signed for a call of `methodPath`. */
+  readonly identityHeaders: (identity: Identity, methodPath: string) => Headers;
 }
 
 /** Throws ConfigError (one line naming the variable) on a bad setting. */
@@ -27,6 +32,8 @@ export function createGatewayAuth(deps: {
   readonly env: Env;
   readonly engine: Engine;
   readonly engineKind: EngineKind;
+  /** Signs the identity passed to internal services (platform/mesh-secret.ts). */
+  readonly meshKey: KeyObject;
   readonly log: Logger;
   readonly registry?: Registry;
 }): GatewayAuth {
@@ -50,6 +57,7 @@ export function createGatewayAuth(deps: {
     limiter,
     interceptor: authInterceptor({ authenticator, limiter, log }),
     contextValues: clientContextValues(settings.rateLimit.trustProxyHops),
-    headersFor: identityHeadersFor,
+    headersFor: identityHeadersFor(deps.meshKey),
+    identityHeaders: (identity, methodPath) => identityAssertionHeaders(deps.meshKey, identity, methodPath),
   };
 }

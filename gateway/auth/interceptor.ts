@@ -10,9 +10,11 @@
 import { createContextKey, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type http from "node:http";
 import type http2 from "node:http2";
+import type { KeyObject } from "node:crypto";
 import type { Logger } from "pino";
 import { toConnectError } from "../../platform/grpc/status.js";
-import { identityHeaders, identityKey, type Identity } from "../../platform/identity.js";
+import { signIdentityAssertion } from "../../platform/identity-assertion.js";
+import { IDENTITY_ASSERTION_HEADER, identityKey, type Identity } from "../../platform/identity.js";
 import { clientIpOf, type CreateRateLimiter } from "../rate-limit.js";
 import type { Authenticator } from "./authenticator.js";
 import { AuthError, MISSING_CREDENTIALS } from "./errors.js";
@@ -45,10 +47,20 @@ export function clientContextValues(trustProxyHops: number): (req: http.Incoming
   };
 }
 
-/** forwardingImpl's `headersFor`: the identity the interceptor established, as internal headers. */
-export function identityHeadersFor(ctx: HandlerContext): Headers | undefined {
-  const id = ctx.values.get(identityKey);
-  return id ? identityHeaders(id) : undefined;
+/** The internal headers proving `identity` to the service serving `methodPath` (`/pkg.Service/Method`). */
+export function identityAssertionHeaders(meshKey: KeyObject, identity: Identity, methodPath: string): Headers {
+  return new Headers({ [IDENTITY_ASSERTION_HEADER]: signIdentityAssertion(meshKey, identity, methodPath) });
+}
+
+/**
+ * forwardingImpl's `headersFor`: the identity the interceptor established, signed for the method
+ * being forwarded (the upstream path equals the public one: the gateway forwards method for method).
+ */
+export function identityHeadersFor(meshKey: KeyObject): (ctx: HandlerContext) => Headers | undefined {
+  return (ctx) => {
+    const id = ctx.values.get(identityKey);
+    return id ? identityAssertionHeaders(meshKey, id, `/${ctx.service.typeName}/${ctx.method.name}`) : undefined;
+  };
 }
 
 export function authInterceptor(deps: { authenticator: Authenticator; limiter?: CreateRateLimiter; log: Logger }): Interceptor {

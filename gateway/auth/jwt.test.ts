@@ -41,8 +41,8 @@ describe("HS256", () => {
   });
 
   it("refuses a token not yet valid (nbf)", async () => {
-    expect(await reason(verify(signHs256({ sub: "a", nbf: NOW + 120 }, SECRET)))).toMatch(/^not_yet_valid: /);
-    await expect(verify(signHs256({ sub: "a", nbf: NOW + 20 }, SECRET))).resolves.toBeTruthy();
+    expect(await reason(verify(signHs256({ sub: "a", nbf: NOW + 120, exp: NOW + 600 }, SECRET)))).toMatch(/^not_yet_valid: /);
+    await expect(verify(signHs256({ sub: "a", nbf: NOW + 20, exp: NOW + 600 }, SECRET))).resolves.toBeTruthy();
   });
 
   it("refuses a bad signature (other secret, tampered payload)", async () => {
@@ -75,11 +75,51 @@ describe("HS256", () => {
   });
 
   it("checks iss and aud when configured", async () => {
-    const t = signHs256({ sub: "a", iss: "https://issuer", aud: ["x", "switchboard"] }, SECRET);
+    const t = signHs256({ sub: "a", exp: NOW + 60, iss: "https://issuer", aud: ["x", "switchboard"] }, SECRET);
     await expect(verify(t, { issuer: "https://issuer", audience: "switchboard" })).resolves.toBeTruthy();
     expect(await reason(verify(t, { issuer: "https://other" }))).toMatch(/^wrong_issuer/);
     expect(await reason(verify(t, { audience: "nope" }))).toMatch(/^wrong_audience/);
-    expect(await reason(verify(signHs256({ sub: "a" }, SECRET), { audience: "switchboard" }))).toMatch(/^wrong_audience/);
+    expect(await reason(verify(signHs256({ sub: "a", exp: NOW + 60 }, SECRET), { audience: "switchboard" }))).toMatch(/^wrong_audience/);
+  });
+});
+
+describe("token policy: exp required, bounded lifetime", () => {
+  const verify = (claims: Record<string, unknown>, opts = {}) => verifyJwt(signHs256(claims, SECRET), hs, { now: NOW, leewaySeconds: 30, ...opts });
+
+  it("refuses a token without exp", async () => {
+    expect(await reason(verify({ sub: "alice" }))).toBe("missing_exp: token has no expiry (exp): tokens without one are not accepted");
+    expect(await reason(verify({ sub: "alice", iat: NOW }))).toMatch(/^missing_exp: /);
+  });
+
+  it("refuses an exp further than the maximum lifetime (default 24 h) from now, plus leeway", async () => {
+    await expect(verify({ sub: "alice", exp: NOW + 86_400 + 30 })).resolves.toBeTruthy();
+    expect(await reason(verify({ sub: "alice", exp: NOW + 86_400 + 31 }))).toMatch(/^lifetime_too_long: token expires too far in the future: at most 86400 s/);
+    expect(await reason(verify({ sub: "alice", exp: 32_503_680_000 }))).toMatch(/^lifetime_too_long: /);
+    expect(await reason(verify({ sub: "alice", exp: NOW + 3_600 }, { maxLifetimeSeconds: 600 }))).toMatch(/^lifetime_too_long: .*at most 600 s/);
+  });
+
+  it("refuses exp - iat longer than the maximum lifetime even when exp itself is near", async () => {
+    await expect(verify({ sub: "alice", iat: NOW - 3_600, exp: NOW + 86_400 - 3_600 })).resolves.toBeTruthy();
+    expect(await reason(verify({ sub: "alice", iat: NOW - 30 * 86_400, exp: NOW + 60 }))).toMatch(/^lifetime_too_long: token lifetime \(exp - iat\) is 2592060 s: at most 86400 s/);
+    expect(await reason(verify({ sub: "alice", iat: "yesterday", exp: NOW + 60 }))).toMatch(/^malformed: .*iat must be a number/);
+  });
+});
+
+describe("subject: a valid user id, exactly as signed", () => {
+  const verify = (sub: unknown) => verifyJwt(signHs256({ sub, exp: NOW + 60 }, SECRET), hs, { now: NOW });
+
+  it.each(["bob ", " bob", "bob\t", "\tbob", "bøb", "bob\r\nx-injected: 1", "bob\n", "bob\u0000", "日本", "x".repeat(257)])(
+    "refuses sub %j as not a valid user id (never trimmed into another)",
+    async (sub) => {
+      const r = await reason(verify(sub));
+      expect(r).toMatch(/^invalid_subject: token subject \(sub\) is not a valid user id: 1-256 printable ASCII/);
+      // The refused value is not echoed (it may hold what breaks headers and logs).
+      expect(r).not.toContain(sub);
+    },
+  );
+
+  it("keeps a valid sub byte for byte", async () => {
+    expect((await verify("auth0|Bob.Smith@example.com")).sub).toBe("auth0|Bob.Smith@example.com");
   });
 });
 
@@ -139,10 +179,10 @@ describe("asymmetric keys and alg confusion", () => {
     let clock = 0;
     const jwks = new JwksCache({ url, minRefreshIntervalMs: 30_000, now: () => clock });
     const resolve: KeyResolver = (h) => jwks.resolve(h);
-    const first = signAsym("RS256", rsa.privateKey, { sub: "a" }, "rsa-1");
+    const first = signAsym("RS256", rsa.privateKey, { sub: "a", exp: NOW + 60 }, "rsa-1");
     await verifyJwt(first, resolve, { now: NOW });
     const rotated = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const t2 = signAsym("ES256", rotated.privateKey, { sub: "rotated" }, "ec-2");
+    const t2 = signAsym("ES256", rotated.privateKey, { sub: "rotated", exp: NOW + 60 }, "ec-2");
     // Within the refresh interval an unknown kid does not refetch.
     clock = 1_000;
     keys = [rsaJwk, ecJwk, { ...rotated.publicKey.export({ format: "jwk" }), kid: "ec-2" }];

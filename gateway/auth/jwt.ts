@@ -4,10 +4,13 @@
  * Algorithms: HS256 (shared secret), RS256 and ES256 (public keys, usually from a JWKS).
  * Alg-confusion safe: the algorithm is taken from the header but must be one the KEY allows —
  * a secret only verifies HS256, an RSA key only RS256, a P-256 key only ES256, and a JWK's own
- * `alg` must match. `alg: none` and everything else is refused. Then exp / nbf (with leeway),
- * iss and aud when configured, and a non-empty string `sub` (the user id).
+ * `alg` must match. `alg: none` and everything else is refused. Then the token policy: `exp`
+ * required and no further away than the maximum lifetime (nor exp - iat longer than it), so no
+ * token is good forever; nbf (with leeway), iss and aud when configured, and a `sub` that is a
+ * valid user id (platform/user-id.ts) taken exactly as signed, never trimmed or normalised.
  */
 import { createHmac, createPublicKey, timingSafeEqual, verify as cryptoVerify, type JsonWebKey, type KeyObject } from "node:crypto";
+import { isValidUserId, USER_ID_RULE } from "../../platform/user-id.js";
 import { AuthError } from "./errors.js";
 
 export type JwtAlg = "HS256" | "RS256" | "ES256";
@@ -25,7 +28,7 @@ export interface JwtHeader {
 
 export interface JwtClaims {
   readonly sub: string;
-  readonly exp?: number;
+  readonly exp: number;
   readonly nbf?: number;
   readonly iat?: number;
   readonly iss?: string;
@@ -40,11 +43,14 @@ export interface VerifyOptions {
   readonly issuer?: string;
   readonly audience?: string;
   readonly leewaySeconds?: number;
+  /** Longest accepted lifetime: exp at most this far from now, and exp - iat at most this (default 86400). */
+  readonly maxLifetimeSeconds?: number;
   /** Seconds since the epoch (tests). */
   readonly now?: number;
 }
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
+export const DEFAULT_MAX_LIFETIME_SECONDS = 86_400;
 const MAX_TOKEN_CHARS = 8192;
 
 export function secretKey(secret: string | Buffer): VerifyKey {
@@ -149,10 +155,19 @@ export async function verifyJwt(token: string, resolveKey: KeyResolver, opts: Ve
 
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const leeway = opts.leewaySeconds ?? 30;
+  const maxLifetime = opts.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME_SECONDS;
   const exp = numericClaim(claims, "exp");
   const nbf = numericClaim(claims, "nbf");
-  if (exp !== undefined && now >= exp + leeway) {
+  const iat = numericClaim(claims, "iat");
+  if (exp === undefined) throw new AuthError("missing_exp", "token has no expiry (exp): tokens without one are not accepted");
+  if (now >= exp + leeway) {
     throw new AuthError("expired", `token expired at ${new Date(exp * 1000).toISOString()}`);
+  }
+  if (exp > now + maxLifetime + leeway) {
+    throw new AuthError("lifetime_too_long", `token expires too far in the future: at most ${maxLifetime} s from now is accepted`);
+  }
+  if (iat !== undefined && exp - iat > maxLifetime) {
+    throw new AuthError("lifetime_too_long", `token lifetime (exp - iat) is ${exp - iat} s: at most ${maxLifetime} s is accepted`);
   }
   if (nbf !== undefined && now + leeway < nbf) {
     throw new AuthError("not_yet_valid", `token not valid before ${new Date(nbf * 1000).toISOString()}`);
@@ -166,9 +181,11 @@ export async function verifyJwt(token: string, resolveKey: KeyResolver, opts: Ve
     if (!ok) throw new AuthError("wrong_audience", "token audience (aud) does not include this service");
   }
   const sub = claims["sub"];
-  if (typeof sub !== "string" || sub.length === 0 || sub.length > 256) {
-    throw new AuthError("malformed", "token has no subject (sub): a user id of 1-256 characters is required");
+  if (typeof sub !== "string" || sub.length === 0) {
+    throw new AuthError("malformed", `token has no subject (sub): a user id of ${USER_ID_RULE} is required`);
   }
+  // Not echoed back: the refused value may hold the very control characters that break headers.
+  if (!isValidUserId(sub)) throw new AuthError("invalid_subject", `token subject (sub) is not a valid user id: ${USER_ID_RULE}`);
   return claims as JwtClaims;
 }
 

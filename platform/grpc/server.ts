@@ -47,7 +47,10 @@ export interface StartGrpcServerOptions {
    * `metricsInterceptor(metrics)` to serverOptions.interceptors instead if you need those).
    */
   readonly metrics?: Metrics;
-  /** Seeds ctx.values per call (e.g. caller identity from metadata). */
+  /**
+   * Seeds ctx.values per call. Services pass `verifiedIdentity(meshKey)` (./verified-identity.ts):
+   * without it no call has a caller, so every requireCaller method answers Unauthenticated.
+   */
   readonly contextValues?: GrpcHandlerOptions["contextValues"];
   /** grpc-js server options, merged over DEFAULT_SERVER_OPTIONS. */
   readonly serverOptions?: ServerOptions;

@@ -1,5 +1,5 @@
 // WatchClicks on the memory engine: the redirect service's internal gRPC port with the identity
-// headers the gateway would set; clicks come from real redirects through the gateway door.
+// assertion the gateway would sign; clicks come from real redirects through the gateway door.
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEmbedded, type Running } from "../../cmd/mesh.js";
@@ -7,7 +7,7 @@ import { UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import { RedirectService, type WatchClicksResponse } from "../../gen/switchboard/redirect/v1/redirect_pb.js";
 import { loadConfig } from "../../platform/config.js";
 import { createGrpcClient } from "../../platform/grpc/client.js";
-import { IDENTITY_KIND_HEADER, IDENTITY_USER_HEADER } from "../../platform/identity.js";
+import { assertionHeaders, TEST_MESH_SECRET } from "../../testkit/mesh-identity.js";
 import { createLinkStore } from "../links/store.js";
 
 let running: Running;
@@ -19,6 +19,7 @@ beforeAll(async () => {
     SWITCHBOARD_GATEWAY_PORT: "0",
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
     SWITCHBOARD_WATCH_CLICKS_PER_CALLER: "3",
+    SWITCHBOARD_MESH_SECRET: TEST_MESH_SECRET,
   });
   running = await runEmbedded(config, pino({ level: "silent" }));
   const store = await createLinkStore(running.engine!);
@@ -28,7 +29,7 @@ beforeAll(async () => {
 });
 afterAll(() => running.close());
 
-const as = (user: string) => ({ headers: { [IDENTITY_USER_HEADER]: user, [IDENTITY_KIND_HEADER]: "user" } });
+const as = (user: string) => ({ headers: assertionHeaders(user, RedirectService.method.watchClicks) });
 
 describe("RedirectService.WatchClicks", () => {
   const client = () => createGrpcClient(RedirectService, `127.0.0.1:${running.grpcPorts.redirect}`);

@@ -21,7 +21,8 @@ import { loadConfig } from "../../platform/config.js";
 import type { Engine } from "../../platform/engine.js";
 import { createGrpcClient, type GrpcClient } from "../../platform/grpc/client.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "../../platform/grpc/server.js";
-import { identityHeaders } from "../../platform/identity.js";
+import { verifiedIdentity } from "../../platform/grpc/verified-identity.js";
+import { actingAs, signingClient, testMeshKey } from "../../testkit/mesh-identity.js";
 import { createClickStatsStore } from "../analytics/store.js";
 import { createLinkStore } from "../links/store.js";
 import { shortenerModule } from "./module.js";
@@ -49,8 +50,9 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       const log = pino({ level: "silent" });
       const running = await shortenerModule.create({ config, log, engine: fx.engine });
       closeModule = running.close?.bind(running);
-      server = await startGrpcServer({ services: [grpcService(ShortenerService, running.impl)], port: 0, log });
-      client = createGrpcClient(ShortenerService, `127.0.0.1:${server.port}`, { defaultTimeoutMs: 30_000 });
+      server = await startGrpcServer({ services: [grpcService(ShortenerService, running.impl)], port: 0, log, contextValues: verifiedIdentity(testMeshKey) });
+      // Calls carry the gateway's proof of the caller: an assertion signed per method.
+      client = signingClient(createGrpcClient(ShortenerService, `127.0.0.1:${server.port}`, { defaultTimeoutMs: 30_000 }), ShortenerService);
       unsubscribe = fx.engine.bus.subscribe("switchboard.links.changed.>", (m) => {
         const e = fromBinary(LinkChangedSchema, m.data);
         events.push({ subject: m.subject, kind: e.kind, version: e.version, code: e.code });
@@ -64,7 +66,7 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       await fx?.cleanup();
     });
 
-    const as = (userId: string) => ({ headers: identityHeaders({ userId, kind: "user" }) });
+    const as = (userId: string) => actingAs(userId);
     const user = () => `u-${randomUUID().slice(0, 8)}`;
     const failure = async (p: Promise<unknown>): Promise<ConnectError> => {
       const e = await p.then(() => undefined, (err: unknown) => err);

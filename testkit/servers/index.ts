@@ -5,6 +5,7 @@ import { startNats, type NatsHandle } from "./nats.js";
 import { startRedis, type RedisHandle } from "./redis.js";
 import { startZooKeeper, type ZooKeeperHandle } from "./zookeeper.js";
 import type { ServerHandle } from "./process.js";
+import { TEST_MESH_SECRET } from "../mesh-identity.js";
 
 export { startCassandra, type CassandraHandle, type StartCassandraOptions } from "./cassandra.js";
 export { startNats, type NatsHandle } from "./nats.js";
@@ -114,5 +115,6 @@ export function infraEnv(info: InfraInfo): Record<string, string> {
     // Test-only secrets: the cluster engine refuses to start without them.
     SWITCHBOARD_CODE_KEY: "switchboard-test-code-key-0123",
     SWITCHBOARD_JWT_HS256_SECRET: "switchboard-test-jwt-secret-0123456789abcdef",
+    SWITCHBOARD_MESH_SECRET: TEST_MESH_SECRET,
   };
 }
