@@ -16,6 +16,7 @@ import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressedFlag, encodeEnvelope, readAllBytes, transformSplitEnvelope, type Compression } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import { checkBrotliHeader } from "./brotli-header.js";
 
 export const ACCEPT_COMPRESSION: readonly Compression[] = [compressionGzip, compressionBrotli];
 
@@ -124,6 +125,10 @@ function compressionFor(name: string | null): Compression | null | undefined {
 }
 
 async function inflate(compression: Compression, data: Uint8Array, readMaxBytes: number): Promise<Uint8Array> {
+  if (compression.name === "br") {
+    const verdict = checkBrotliHeader(data, readMaxBytes);
+    if (!verdict.ok) throw new ConnectError(verdict.reason, verdict.tooLarge ? Code.ResourceExhausted : Code.InvalidArgument);
+  }
   try {
     return await compression.decompress(data, readMaxBytes);
   } catch (e) {
@@ -135,7 +140,8 @@ async function inflate(compression: Compression, data: Uint8Array, readMaxBytes:
 
 function checkBinary(input: DescMessage, data: Uint8Array): void {
   try {
-    fromBinary(input, data);
+    // Validation only: unknown fields need not be kept (connect's decode keeps them).
+    fromBinary(input, data, { readUnknownFields: false });
   } catch (e) {
     const why = e instanceof Error ? e.message : String(e);
     throw new ConnectError(`the request is not a valid ${input.typeName} in protobuf binary: ${why}`, Code.InvalidArgument);

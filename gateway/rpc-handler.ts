@@ -85,12 +85,16 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
     const uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, values);
     const isGet = req.method === "GET" && route.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS;
     let body: UniversalServerRequest["body"];
+    let header = uReq.header;
     if (isGet) {
       const error = refusal ?? (await checkGetMessage(route.method.input, new URL(uReq.url).searchParams, route.readMaxBytes));
       if (error) return writeConnectUnaryError(res, error);
       body = uReq.body;
     } else if (refusal) {
       body = refusing(refusal);
+      // Connect checks a declared length against the limit before reading: the refusal must win.
+      header = new Headers(uReq.header);
+      header.delete("content-length");
     } else {
       const shape = bodyShapeOf(uReq.header.get("content-type"));
       body = shape
@@ -102,7 +106,7 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
           })
         : uReq.body;
     }
-    const uRes = await route.handler({ ...uReq, body });
+    const uRes = await route.handler({ ...uReq, header, body });
     await universalResponseToNodeResponse(uRes, res as http.ServerResponse);
   };
 
