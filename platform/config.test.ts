@@ -8,6 +8,26 @@ describe("loadConfig", () => {
     expect(c.gateway.port).toBe(8080);
     expect(c.cassandra.contactPoints).toEqual([{ host: "127.0.0.1", port: 9042 }]);
     expect(c.upstreams.shortener).toEqual({ host: "127.0.0.1", port: 50052 });
+    expect(c.gateway.maxMessageBytes).toBe(16_384);
+    expect(c.gateway.methodMaxBytes).toEqual({});
+    expect(c.metrics).toEqual({ host: "127.0.0.1", port: 9464, listen: true, onPublicPort: false });
+  });
+
+  it("parses the gateway message limits and the metrics listener", () => {
+    const c = loadConfig({
+      SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES: "8192",
+      SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES: "switchboard.redirect.v1.RedirectService/Resolve=512, switchboard.shortener.v1.ShortenerService/CreateLink=32768",
+      SWITCHBOARD_METRICS_HOST: "0.0.0.0",
+      SWITCHBOARD_METRICS_PORT: "0",
+      SWITCHBOARD_METRICS_ON_PUBLIC_PORT: "true",
+    });
+    expect(c.gateway.maxMessageBytes).toBe(8192);
+    expect(c.gateway.methodMaxBytes).toEqual({
+      "switchboard.redirect.v1.RedirectService/Resolve": 512,
+      "switchboard.shortener.v1.ShortenerService/CreateLink": 32_768,
+    });
+    expect(c.metrics).toEqual({ host: "0.0.0.0", port: 0, listen: true, onPublicPort: true });
+    expect(loadConfig({ SWITCHBOARD_METRICS_PORT: "off" }).metrics.listen).toBe(false);
   });
 
   it("parses cluster settings", () => {
@@ -39,6 +59,12 @@ describe("loadConfig", () => {
     ["SWITCHBOARD_REDIS_URL", "localhost:6379"],
     ["SWITCHBOARD_CASSANDRA_KEYSPACE", "Bad-Name"],
     ["SWITCHBOARD_UPSTREAM_CHAT", "chat"],
+    ["SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES", "10"],
+    ["SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES", "1e6"],
+    ["SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", "Resolve=1024"],
+    ["SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", "a.B/C=99999999"],
+    ["SWITCHBOARD_METRICS_PORT", "metrics"],
+    ["SWITCHBOARD_METRICS_ON_PUBLIC_PORT", "maybe"],
   ])("rejects %s=%s with one line naming the variable", (variable, value) => {
     let error: unknown;
     try {
