@@ -107,6 +107,9 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
         : uReq.body;
     }
     const uRes = await route.handler({ ...uReq, header, body });
+    // HTTP/1.1 can only skip an unread body by closing the connection after the answer (HTTP/2
+    // flow control already caps what a client can push into a stream nobody reads).
+    if (refusal !== undefined && !req.complete && !("stream" in req)) uRes.header?.set("connection", "close");
     await universalResponseToNodeResponse(uRes, res as http.ServerResponse);
   };
 
