@@ -202,6 +202,15 @@ describe("decompression and decode bombs (finding 2)", () => {
     expect(grpc.status).toBe("16");
     const bad = await grpcCall(LIST_LINKS, envelope(unknownFieldsBomb, 1), { "grpc-encoding": "gzip", authorization: "Bearer not-a-jwt" });
     expect(bad).toMatchObject({ status: "16", message: expect.stringMatching(/malformed token/) });
+    const web = await grpcWebCall(LIST_LINKS, envelope(unknownFieldsBomb, 1), { "grpc-encoding": "gzip" });
+    expect(web).toMatchObject({ status: "16", message: expect.stringMatching(/needs credentials/) });
+    const post = await fetch(`${base}${LIST_LINKS}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "br", authorization: "ApiKey sb_123" },
+      body: new Uint8Array(jsonBomb),
+    });
+    expect(post.status).toBe(401);
+    expect(await post.json()).toMatchObject({ code: "unauthenticated", message: expect.stringMatching(/malformed API key/) });
   });
 
   it("refuses a call without credentials before its body arrives (HTTP/1.1, body never sent)", async () => {
