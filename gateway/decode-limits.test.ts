@@ -236,6 +236,16 @@ describe("decompression and decode bombs (finding 2)", () => {
     expect(text).toContain('"code":"unauthenticated"');
   });
 
+  it("answers 400, not 500, to an HTTP/1.0 call without a Host header", async () => {
+    const socket = net.connect(port, "127.0.0.1");
+    await new Promise((r) => socket.once("connect", r));
+    socket.end(`POST ${RESOLVE} HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`);
+    let text = "";
+    for await (const chunk of socket) text += String(chunk);
+    expect(text).toMatch(/^HTTP\/1\.[01] 400 /);
+    expect(text).toContain("no Host header");
+  });
+
   it("refuses a gRPC call without credentials while its body is still open (h2c)", async () => {
     // An envelope header promising 4 MB, and nothing after it.
     const head = Buffer.alloc(5);

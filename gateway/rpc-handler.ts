@@ -80,6 +80,10 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
   }
 
   const serve = async (route: Route, req: Req, res: Res): Promise<void> => {
+    // Connect builds the request URL from the authority; HTTP/1.0 may leave it out.
+    if (("authority" in req ? req.authority : req.headers.host) === undefined) {
+      return writeConnectUnaryError(res, new ConnectError("the request has no Host header", Code.InvalidArgument));
+    }
     const values = opts.contextValues?.(req) ?? createContextValues();
     const refusal = await opts.admission?.(route.service.typeName, route.method.name, headerReader(req), values);
     const uReq = universalRequestFromNodeRequest(req as http.IncomingMessage, res as http.ServerResponse, undefined, values);
