@@ -237,6 +237,10 @@ async function main(): Promise<void> {
     SWITCHBOARD_GATEWAY_PORT: "0",
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "2000",
     SWITCHBOARD_LOG_LEVEL: "warn",
+    // The counters below are scraped from the gateway's own port; the mesh's metrics listener is
+    // not started in-process (embedded) and sits on a port of its own otherwise.
+    SWITCHBOARD_METRICS_ON_PUBLIC_PORT: "true",
+    SWITCHBOARD_METRICS_PORT: "0",
   };
   if (TOPOLOGY !== "embedded" && TOPOLOGY !== "split") throw new Error(`--topology ${TOPOLOGY}: expected embedded or split`);
   if (TOPOLOGY === "split" && ENGINE !== "cluster") throw new Error("--topology split needs --engine cluster (the memory engine is one process)");

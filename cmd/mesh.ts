@@ -4,6 +4,7 @@
  * logger, engine and metrics are built here and passed down.
  */
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import type { Config, ServiceName } from "../platform/config.js";
 import { openEngine, type Engine } from "../platform/engine.js";
 import type { RunningGrpcServer } from "../platform/grpc/server.js";
@@ -17,6 +18,8 @@ export interface Running {
   readonly grpcPorts: Partial<Record<ServiceName, number>>;
   /** The engine this process runs on. */
   readonly engine?: Engine;
+  /** The gateway's metrics (embedded: every service's too), for the metrics listener. */
+  readonly metrics?: Registry;
   close(): Promise<void>;
 }
 
@@ -50,6 +53,7 @@ export async function runEmbedded(config: Config, log: Logger, options: MeshOpti
       gatewayPort: edge.port,
       grpcPorts: Object.fromEntries(servers.map(({ name, server }) => [name, server.port])),
       engine,
+      metrics: metrics.registry,
       close: () => closeAll(config, edge, servers, engine),
     };
   } catch (e) {
@@ -71,11 +75,12 @@ export async function runService(name: ServiceName, config: Config, log: Logger)
 /** The gateway alone, forwarding to the services at their configured addresses. */
 export async function runGateway(config: Config, log: Logger, options: MeshOptions = {}): Promise<Running> {
   const engine = await openEngine(config, log);
+  const metrics = createMetrics({ labels: { service: "gateway" } });
   const edge = await startEdge({
     config,
     engine,
     log,
-    metrics: createMetrics({ labels: { service: "gateway" } }),
+    metrics,
     ...(options.env ? { env: options.env } : {}),
     upstreams: Object.values(SERVICE_MODULES).map((module) => {
       const { host, port } = config.upstreams[module.name];
@@ -86,6 +91,7 @@ export async function runGateway(config: Config, log: Logger, options: MeshOptio
     gatewayPort: edge.port,
     grpcPorts: {},
     engine,
+    metrics: metrics.registry,
     close: async () => {
       await edge.close(config.shutdownGraceMs);
       await engine.close();

@@ -13,6 +13,7 @@ import { ConfigError, loadConfig, SERVICE_NAMES, type Config, type ServiceName }
 import { createGrpcClient } from "../platform/grpc/client.js";
 import { createLogger } from "../platform/logging.js";
 import { meshKeyOf } from "../platform/mesh-secret.js";
+import { startMetricsServer, type MetricsServer } from "../platform/metrics-server.js";
 import { onShutdownSignals } from "../platform/shutdown.js";
 import { readGatewayAuthSettings } from "../gateway/auth/config.js";
 import { apiKeyCommand, devTokenCommand, UsageError, type CommandIo } from "./dev-token.js";
@@ -45,29 +46,55 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const log = createLogger({ level: config.logLevel, name: role === "all" ? "switchboard" : role });
   let running: Running;
+  let metricsServer: MetricsServer | undefined;
   if (role === "all") {
     running = await runEmbedded(config, log);
-    printBanner(config, running);
+    metricsServer = await serveMetrics(config, running);
+    printBanner(config, running, metricsServer);
   } else if (role === "gateway") {
     running = await runGateway(config, log);
-    log.info({ port: running.gatewayPort }, "gateway listening");
+    metricsServer = await serveMetrics(config, running);
+    log.info({ port: running.gatewayPort, metricsPort: metricsServer?.port }, "gateway listening");
   } else if ((SERVICE_NAMES as readonly string[]).includes(role)) {
     running = await runService(role as ServiceName, config, log);
   } else {
     process.stderr.write(`switchboard: unknown role "${role}"\n${USAGE}\n`);
     process.exit(2);
   }
-  onShutdownSignals(() => running.close(), { log });
+  onShutdownSignals(
+    async () => {
+      await metricsServer?.close();
+      await running.close();
+    },
+    { log },
+  );
 }
 
-function printBanner(config: Config, running: Running): void {
+/** The metrics listener (SWITCHBOARD_METRICS_*); a port already taken stops the start like any bad setting. */
+async function serveMetrics(config: Config, running: Running): Promise<MetricsServer | undefined> {
+  if (!config.metrics.listen || !running.metrics) return undefined;
+  try {
+    return await startMetricsServer(running.metrics, config.metrics.host, config.metrics.port);
+  } catch (e) {
+    await running.close();
+    const why = e instanceof Error ? e.message : String(e);
+    throw new ConfigError("SWITCHBOARD_METRICS_PORT", `cannot be listened on at ${config.metrics.host}:${config.metrics.port} (${why}); set another port, 0 for any free one, or off`);
+  }
+}
+
+function printBanner(config: Config, running: Running, metrics: MetricsServer | undefined): void {
   const host = config.gateway.host === "0.0.0.0" ? "127.0.0.1" : config.gateway.host;
   const url = `http://${host}:${running.gatewayPort}`;
+  const metricsHost = config.metrics.host === "0.0.0.0" ? "127.0.0.1" : config.metrics.host;
+  const metricsUrl = metrics
+    ? `http://${metricsHost.includes(":") ? `[${metricsHost}]` : metricsHost}:${metrics.port}/metrics`
+    : "off";
   const lines = [
     "",
     `Switchboard is running on the ${config.engine} engine`,
     `  gateway   ${url}   (Connect + gRPC-web over HTTP/1.1, gRPC over h2c, one port)`,
-    `  health    ${url}/healthz   ${url}/readyz   ${url}/metrics`,
+    `  health    ${url}/healthz   ${url}/readyz`,
+    `  metrics   ${metricsUrl}${config.metrics.onPublicPort ? `   and ${url}/metrics` : ""}`,
     `  services  ${Object.entries(running.grpcPorts).map(([n, p]) => `${n}=127.0.0.1:${p}`).join("  ")}  (internal gRPC)`,
     "",
     `  auth      TOKEN=$(npx tsx cmd/switchboard.ts dev-token alice)   then -H "authorization: Bearer $TOKEN" (README "Auth")`,

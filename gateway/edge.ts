@@ -10,6 +10,7 @@ import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } f
 import { createGrpcClient, type GrpcClient } from "../platform/grpc/client.js";
 import { HealthService } from "../platform/grpc/health.js";
 import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "../platform/grpc/reflection.js";
+import { servedContracts } from "./served-contracts.js";
 import type { Config } from "../platform/config.js";
 import type { Engine } from "../platform/engine.js";
 import { meshKeyOf } from "../platform/mesh-secret.js";
@@ -23,6 +24,7 @@ import { StreamGuard } from "./stream-guard.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
 import { combineProbes, type ReadinessProbe, type ReadinessReport } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
+import { createMessageLimits } from "./rpc-limits.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
 export interface EdgeOptions {
@@ -90,7 +92,11 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     );
   }
   const publicDescs = mounted.map((m) => m.desc);
-  const reflection = createReflection(publicDescs);
+  // Reflection describes what the edge serves: internal-only methods and the message types
+  // only they or the mesh's events use are cut from the descriptors it hands out.
+  const reflection = createReflection(
+    servedContracts(opts.upstreams.filter((u) => u.module.public).map((u) => ({ desc: u.module.desc, internalMethods: u.module.internalMethods ?? [] }))),
+  );
   const ownHealth = new HealthService(publicDescs.map((d) => d.typeName));
   const services: MountedService[] = [
     ...mounted,
@@ -116,8 +122,15 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     doors,
     // The redirect door is the hot path: tried first, before the per-request wrapper.
     ...(redirects ? { fastDoors: [redirects.door] } : {}),
+    limits: createMessageLimits(
+      services.map((s) => s.desc),
+      opts.config.gateway.maxMessageBytes,
+      opts.config.gateway.methodMaxBytes,
+    ),
+    admission: auth.admission,
     interceptors: [auth.interceptor],
     contextValues: auth.contextValues,
+    metricsOnPublicPort: opts.config.metrics.onPublicPort,
   });
   return {
     ...gateway,

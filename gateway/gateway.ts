@@ -1,21 +1,24 @@
 /**
  * The public edge: one port, HTTP/1.1 and h2c; Connect, gRPC and gRPC-web for the public
- * services (forwarded to internal gRPC servers); gRPC reflection for operators; health,
- * readiness and Prometheus metrics; CORS for browsers. Plain-HTTP doors (REST shorten,
+ * services (forwarded to internal gRPC servers); gRPC reflection for operators; health and
+ * readiness (Prometheus metrics only when asked: they have a listener of their own, see
+ * platform/metrics-server.ts); CORS for browsers. Plain-HTTP doors (REST shorten,
  * redirects) are matched before the Connect router because they are the hot path.
  */
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, ContextValues, Interceptor, ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { ContextValues, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import { INTERNAL_HEADER_PREFIX } from "../platform/identity.js";
 import { createCors } from "./cors.js";
+import type { Admission } from "./auth/admission.js";
 import { createOnePortServer, type OnePortServer } from "./one-port.js";
 import type { ReadinessProbe } from "./readiness.js";
+import { createRpcHandler } from "./rpc-handler.js";
+import { createMessageLimits, type MessageLimits } from "./rpc-limits.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -45,10 +48,14 @@ export interface GatewayOptions {
    * means the door has claimed the request (it answers when the promise settles).
    */
   readonly fastDoors?: readonly HttpDoor[];
-  /** Largest request body the Connect router accepts. */
-  readonly readMaxBytes?: number;
+  /** Largest request message per method (default: 16 KiB for all but rpc-limits.ts's built-in table). */
+  readonly limits?: MessageLimits;
+  /** Authenticates each call from its path and headers before its body is read. */
+  readonly admission?: Admission;
   /** Connect interceptors (auth, rate limits) run on every routed call. */
   readonly interceptors?: readonly Interceptor[];
+  /** Answer GET /metrics on this (public) port; default false (404). */
+  readonly metricsOnPublicPort?: boolean;
   /** Per-call context values taken from the Node request (e.g. the client address). */
   readonly contextValues?: (req: Req) => ContextValues;
 }
@@ -78,16 +85,15 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   });
 
   const cors = createCors(opts.corsOrigins);
-  const connect = connectNodeAdapter({
-    routes(router: ConnectRouter) {
-      for (const s of opts.services) router.service(s.desc, s.impl);
-    },
-    readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
-    ...(opts.interceptors ? { interceptors: [...opts.interceptors] } : {}),
+  const connect = createRpcHandler({
+    services: opts.services,
+    limits: opts.limits ?? createMessageLimits(opts.services.map((s) => s.desc), 16 * 1024),
+    log,
+    ...(opts.admission ? { admission: opts.admission } : {}),
+    ...(opts.interceptors ? { interceptors: opts.interceptors } : {}),
     ...(opts.contextValues ? { contextValues: opts.contextValues } : {}),
     fallback(_req, res) {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: "not_found", message: "no such route" }));
+      sendJson(res, 404, { code: "not_found", message: "no such route" });
     },
   });
 
@@ -110,7 +116,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         const report = await opts.readiness();
         return sendJson(res, report.ready ? 200 : 503, report);
       }
-      if (path === "/metrics") {
+      if (path === "/metrics" && opts.metricsOnPublicPort === true) {
         res.writeHead(200, { "content-type": registry.contentType });
         res.end(await registry.metrics());
         return;

@@ -4,6 +4,7 @@ import pino from "pino";
 import { afterAll, beforeAll } from "vitest";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
+import { startMetricsServer, type MetricsServer } from "../platform/metrics-server.js";
 import { createLinkStore } from "../services/links/store.js";
 import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
@@ -13,6 +14,7 @@ import { linksEndToEndSuite } from "./links-e2e.suite.js";
 import { gatewaySmokeSuite } from "./smoke.suite.js";
 
 let running: Running;
+let metricsServer: MetricsServer;
 const keyspace = uniqueKeyspaceName("smoke");
 const jwtSecret = "smoke-test-secret-0123456789abcdef0123456789";
 
@@ -28,6 +30,7 @@ beforeAll(async () => {
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
   });
   running = await runEmbedded(config, pino({ level: "warn" }), { env: { SWITCHBOARD_JWT_HS256_SECRET: jwtSecret } });
+  metricsServer = await startMetricsServer(running.metrics!, "127.0.0.1", 0);
   await waitFor("the cluster mesh to be ready", async () => {
     const res = await fetch(`http://127.0.0.1:${running.gatewayPort}/readyz`);
     return res.status === 200 ? true : undefined;
@@ -35,6 +38,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await metricsServer?.close();
   await running?.close();
   const admin = new cassandra.Client(cassandraClientOptions());
   try {
@@ -46,6 +50,7 @@ afterAll(async () => {
 
 gatewaySmokeSuite("cluster", () => ({
   baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
+  metricsUrl: `http://127.0.0.1:${metricsServer.port}/metrics`,
   token: signHs256({ sub: "smoke-user", exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret),
   insertLink: async (link) => {
     await (await createLinkStore(running.engine!)).insertIfAbsent(link);

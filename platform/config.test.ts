@@ -9,11 +9,31 @@ describe("loadConfig", () => {
     expect(c.cassandra.contactPoints).toEqual([{ host: "127.0.0.1", port: 9042 }]);
     expect(c.upstreams.shortener).toEqual({ host: "127.0.0.1", port: 50052 });
     expect(c.streams).toEqual({ perIdentity: 16, watchClicksPerCaller: 64 });
+    expect(c.gateway.maxMessageBytes).toBe(16_384);
+    expect(c.gateway.methodMaxBytes).toEqual({});
+    expect(c.metrics).toEqual({ host: "127.0.0.1", port: 9464, listen: true, onPublicPort: false });
   });
 
   it("reads the stream caps", () => {
     const c = loadConfig({ SWITCHBOARD_STREAMS_PER_IDENTITY: "4", SWITCHBOARD_WATCH_CLICKS_PER_CALLER: "8" });
     expect(c.streams).toEqual({ perIdentity: 4, watchClicksPerCaller: 8 });
+  });
+
+  it("parses the gateway message limits and the metrics listener", () => {
+    const c = loadConfig({
+      SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES: "8192",
+      SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES: "switchboard.redirect.v1.RedirectService/Resolve=512, switchboard.shortener.v1.ShortenerService/CreateLink=32768",
+      SWITCHBOARD_METRICS_HOST: "0.0.0.0",
+      SWITCHBOARD_METRICS_PORT: "0",
+      SWITCHBOARD_METRICS_ON_PUBLIC_PORT: "true",
+    });
+    expect(c.gateway.maxMessageBytes).toBe(8192);
+    expect(c.gateway.methodMaxBytes).toEqual({
+      "switchboard.redirect.v1.RedirectService/Resolve": 512,
+      "switchboard.shortener.v1.ShortenerService/CreateLink": 32_768,
+    });
+    expect(c.metrics).toEqual({ host: "0.0.0.0", port: 0, listen: true, onPublicPort: true });
+    expect(loadConfig({ SWITCHBOARD_METRICS_PORT: "off" }).metrics.listen).toBe(false);
   });
 
   it("parses cluster settings", () => {
@@ -49,6 +69,12 @@ describe("loadConfig", () => {
     ["SWITCHBOARD_STREAMS_PER_IDENTITY", "many"],
     ["SWITCHBOARD_WATCH_CLICKS_PER_CALLER", "100001"],
     ["SWITCHBOARD_MESH_SECRET", "too-short"],
+    ["SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES", "10"],
+    ["SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES", "1e6"],
+    ["SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", "Resolve=1024"],
+    ["SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", "a.B/C=99999999"],
+    ["SWITCHBOARD_METRICS_PORT", "metrics"],
+    ["SWITCHBOARD_METRICS_ON_PUBLIC_PORT", "maybe"],
   ])("rejects %s=%s with one line naming the variable", (variable, value) => {
     let error: unknown;
     try {

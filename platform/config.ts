@@ -27,6 +27,21 @@ export interface Config {
     readonly corsOrigins: readonly string[];
     /** Base URL used in short links and printed at start, e.g. http://localhost:8080 */
     readonly publicBaseUrl: string;
+    /**
+     * Largest request message (after decompression; per message on streams) for methods without
+     * their own entry in gateway/rpc-limits.ts, and per-method overrides ("pkg.Service/Method" -> bytes).
+     */
+    readonly maxMessageBytes: number;
+    readonly methodMaxBytes: Readonly<Record<string, number>>;
+  };
+  /** Prometheus metrics: a listener of their own (port 0 = any free port), and optionally the public port too. */
+  readonly metrics: {
+    readonly host: string;
+    readonly port: number;
+    /** false = no metrics listener. */
+    readonly listen: boolean;
+    /** Also answer GET /metrics on the public gateway port (off by default: it is public). */
+    readonly onPublicPort: boolean;
   };
   /** Where this process serves its internal gRPC service (one service per process in cluster mode). */
   readonly grpc: HostPort;
@@ -143,6 +158,15 @@ export function loadConfig(env: Env = process.env): Config {
       `must be lower-case letters, digits and _ starting with a letter, at most 48 chars (got "${keyspace}")`,
     );
   }
+  const bool = (name: string, fallback: boolean): boolean => {
+    const v = read(name)?.toLowerCase();
+    if (v === undefined) return fallback;
+    if (v === "true" || v === "1" || v === "yes") return true;
+    if (v === "false" || v === "0" || v === "no") return false;
+    throw new ConfigError(name, `must be true or false (got "${v}")`);
+  };
+  const metricsPortText = read("SWITCHBOARD_METRICS_PORT");
+  const metricsOff = metricsPortText?.toLowerCase() === "off";
   const publicBaseUrl = read("SWITCHBOARD_PUBLIC_BASE_URL") ?? `http://localhost:${gatewayPort}`;
   urlList("SWITCHBOARD_PUBLIC_BASE_URL", publicBaseUrl, ["http:", "https:"]);
 
@@ -158,6 +182,14 @@ export function loadConfig(env: Env = process.env): Config {
       port: gatewayPort,
       corsOrigins: (read("SWITCHBOARD_CORS_ORIGINS") ?? "*").split(",").map((s) => s.trim()),
       publicBaseUrl: publicBaseUrl.replace(/\/+$/, ""),
+      maxMessageBytes: int("SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024, 64, MAX_GATEWAY_MESSAGE_BYTES),
+      methodMaxBytes: methodSizes("SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", read("SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES")),
+    },
+    metrics: {
+      host: read("SWITCHBOARD_METRICS_HOST") ?? "127.0.0.1",
+      port: metricsOff ? 0 : int("SWITCHBOARD_METRICS_PORT", 9464, 0, 65535),
+      listen: !metricsOff,
+      onPublicPort: bool("SWITCHBOARD_METRICS_ON_PUBLIC_PORT", false),
     },
     grpc: {
       host: read("SWITCHBOARD_GRPC_HOST") ?? "127.0.0.1",
@@ -196,6 +228,25 @@ function meshSecret(raw: string | undefined): string | undefined {
     throw new ConfigError("SWITCHBOARD_MESH_SECRET", `must be at least ${MIN_MESH_SECRET_BYTES} bytes (got ${Buffer.byteLength(raw, "utf8")})`);
   }
   return raw;
+}
+
+/** Upper bound for any gateway message limit: the edge forwards small messages only. */
+export const MAX_GATEWAY_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** "pkg.Service/Method=bytes,..." (which methods exist is checked when the gateway starts). */
+function methodSizes(variable: string, raw: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (raw === undefined) return out;
+  for (const item of raw.split(",").map((s) => s.trim())) {
+    const m = /^([A-Za-z_][\w.]*\/[A-Za-z_]\w*)=(\d{1,7})$/.exec(item);
+    if (!m) throw new ConfigError(variable, `must be entries like pkg.Service/Method=16384 separated by commas (got "${item}")`);
+    const n = Number(m[2]);
+    if (n < 64 || n > MAX_GATEWAY_MESSAGE_BYTES) {
+      throw new ConfigError(variable, `has ${m[1]}=${n}: must be between 64 and ${MAX_GATEWAY_MESSAGE_BYTES} bytes`);
+    }
+    out[m[1]!] = n;
+  }
+  return out;
 }
 
 function parseHostPort(variable: string, raw: string, defaultPort?: number): HostPort {

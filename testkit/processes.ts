@@ -12,7 +12,8 @@ export interface MeshProcess {
 
 export function spawnSwitchboard(args: readonly string[], env: Record<string, string>): MeshProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "cmd/switchboard.ts", ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", SWITCHBOARD_LOG_LEVEL: "warn", ...env },
+    // Metrics on any free port: tests run meshes side by side, the default 9464 is one port.
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", SWITCHBOARD_LOG_LEVEL: "warn", SWITCHBOARD_METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";

@@ -13,12 +13,15 @@ import { CreateRateLimiter } from "../rate-limit.js";
 import { ApiKeyVerifier } from "./api-keys.js";
 import { createAuthenticator, type Authenticator } from "./authenticator.js";
 import { readGatewayAuthSettings, type Env, type GatewayAuthSettings } from "./config.js";
+import { createAdmission, type Admission } from "./admission.js";
 import { authInterceptor, clientContextValues, identityAssertionHeaders, identityHeadersFor } from "./interceptor.js";
 
 export interface GatewayAuth {
   readonly settings: GatewayAuthSettings;
   readonly authenticator: Authenticator;
   readonly limiter: CreateRateLimiter;
+  /** Authenticates from path and headers before the body is read (see admission.ts). */
+  readonly admission: Admission;
   readonly interceptor: ReturnType<typeof authInterceptor>;
   readonly contextValues: ReturnType<typeof clientContextValues>;
   /** For forwardingImpl: the caller's identity, signed for the forwarded method. */
@@ -55,7 +58,8 @@ export function createGatewayAuth(deps: {
     settings,
     authenticator,
     limiter,
-    interceptor: authInterceptor({ authenticator, limiter, log }),
+    admission: createAdmission({ authenticator, log }),
+    interceptor: authInterceptor({ limiter, log }),
     contextValues: clientContextValues(settings.rateLimit.trustProxyHops),
     headersFor: identityHeadersFor(deps.meshKey),
     identityHeaders: (identity, methodPath) => identityAssertionHeaders(deps.meshKey, identity, methodPath),

@@ -1,13 +1,14 @@
 /**
- * The gateway's Connect interceptor: authenticates every non-public call, puts the identity in
- * the call context (forwarded upstream by forwardingImpl's `headersFor`, see `identityHeadersFor`)
- * and applies the link-creation rate limits.
+ * The gateway's Connect interceptor: requires the identity the admission (admission.ts)
+ * established from the headers before the body was read, for every non-public call (forwarded
+ * upstream by forwardingImpl's `headersFor`, see `identityHeadersFor`), and applies the
+ * link-creation rate limits.
  *
  * Public (no credentials needed, credentials ignored): RedirectService/Resolve, gRPC server
  * reflection (v1, v1alpha) and gRPC health. Everything else answers Unauthenticated without
  * valid credentials.
  */
-import { createContextKey, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { createContextKey, createContextValues, type ConnectError, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { KeyObject } from "node:crypto";
@@ -16,7 +17,6 @@ import { toConnectError } from "../../platform/grpc/status.js";
 import { signIdentityAssertion } from "../../platform/identity-assertion.js";
 import { IDENTITY_ASSERTION_HEADER, identityKey, type Identity } from "../../platform/identity.js";
 import { clientIpOf, type CreateRateLimiter } from "../rate-limit.js";
-import type { Authenticator } from "./authenticator.js";
 import { AuthError, MISSING_CREDENTIALS } from "./errors.js";
 
 export const PUBLIC_SERVICES: ReadonlySet<string> = new Set([
@@ -38,7 +38,10 @@ export function isPublicMethod(service: string, method: string): boolean {
 /** The client address of the call (socket, or X-Forwarded-For when trusted). */
 export const clientIpKey = createContextKey<string | undefined>(undefined, { description: "client ip" });
 
-/** For connectNodeAdapter's `contextValues`: records the client address per call. */
+/** Why the admission (admission.ts) refused a call; streams reach the interceptor, which answers with it. */
+export const refusalKey = createContextKey<ConnectError | undefined>(undefined, { description: "auth refusal" });
+
+/** For the RPC handler's `contextValues`: records the client address per call. */
 export function clientContextValues(trustProxyHops: number): (req: http.IncomingMessage | http2.Http2ServerRequest) => ContextValues {
   return (req) => {
     const values = createContextValues();
@@ -63,22 +66,23 @@ export function identityHeadersFor(meshKey: KeyObject): (ctx: HandlerContext) =>
   };
 }
 
-export function authInterceptor(deps: { authenticator: Authenticator; limiter?: CreateRateLimiter; log: Logger }): Interceptor {
+export function authInterceptor(deps: { limiter?: CreateRateLimiter; log: Logger }): Interceptor {
   return (next) => async (req) => {
     const service = req.service.typeName;
     const method = req.method.name;
     if (isPublicMethod(service, method)) return next(req);
-    let identity: Identity | undefined;
-    try {
-      identity = await deps.authenticator.authenticate((name) => req.header.get(name) ?? undefined);
-      if (!identity) throw new AuthError("missing", MISSING_CREDENTIALS);
-      req.contextValues.set(identityKey, identity);
-      if (deps.limiter && CREATE_METHODS.has(`${service}/${method}`)) {
+    // Streams reach interceptors before their first message is read: answer with the
+    // admission's reason, and never let a call without an admitted identity through.
+    const identity = req.contextValues.get(identityKey);
+    if (!identity) {
+      throw req.contextValues.get(refusalKey) ?? toConnectError(new AuthError("missing", MISSING_CREDENTIALS), deps.log);
+    }
+    if (deps.limiter && CREATE_METHODS.has(`${service}/${method}`)) {
+      try {
         await deps.limiter.check(req.contextValues.get(clientIpKey), identity);
+      } catch (e) {
+        throw toConnectError(e, deps.log);
       }
-    } catch (e) {
-      if (e instanceof AuthError) deps.log.debug({ service, method, reason: e.reason }, "refused credentials");
-      throw toConnectError(e, deps.log);
     }
     return next(req);
   };
