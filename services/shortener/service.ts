@@ -215,7 +215,7 @@ export class Shortener {
   /**
    * Bulk create: one result per item in order. Items run `bulkConcurrency` at a time; item_id
    * is validated (1..128 printable ASCII, unique in the stream) and is the item's idempotency
-   * key. At most `MAX_BULK_ITEMS`: the 10,001st item is not read (nor anything after it) and the
+   * key. At most `MAX_BULK_ITEMS`: the 10,001st item ends the reading, unprocessed, and the
    * answer, with `truncated`, reports every item processed, so nothing stored goes unreported.
    */
   async bulk(owner: string, items: AsyncIterable<BulkItem>): Promise<BulkOutcome> {

@@ -649,7 +649,7 @@ export type BulkCreateLinksResponse = Message<"switchboard.shortener.v1.BulkCrea
 
   /**
    * True when the stream carried more than 10,000 items: results cover the
-   * first 10,000 (everything stored); the rest was not read.
+   * first 10,000 (everything stored); the rest was not processed.
    *
    * @generated from field: bool truncated = 4;
    */
@@ -1000,7 +1000,7 @@ export const ShortenerService: GenService<{
    * RESOURCE_EXHAUSTED / RATE_LIMITED and are not created, the others are.
    * At most 10,000 items per stream: the server reads the first 10,000,
    * stops reading and answers with their results and truncated = true; items
-   * after the 10,000th are neither read nor stored (send them in another
+   * after the 10,000th are neither processed nor stored (send them in another
    * stream). So every stored link is in the answer.
    *
    * Call-level errors: UNAUTHENTICATED, UNAVAILABLE. Per-item errors: see
