@@ -59,7 +59,10 @@ export function limitBulkCreate(forward: BulkHandler, limiter: CreateRateLimiter
           capped = true;
           break;
         }
-        pending.push({ req, position: read++, verdict: charge() });
+        const verdict = charge();
+        // Observed in order later (or never, if the upstream fails first): no unhandled rejection meanwhile.
+        verdict.catch(() => undefined);
+        pending.push({ req, position: read++, verdict });
         if (pending.length >= CHARGE_AHEAD) yield* settleFirst();
       }
       while (pending.length > 0) yield* settleFirst();
