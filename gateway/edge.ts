@@ -18,6 +18,8 @@ import type { Metrics } from "../platform/metrics.js";
 import type { ServiceModule } from "../services/module.js";
 import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
 import { createGatewayAuth } from "./auth/index.js";
+import { limitBulkCreate } from "./bulk-create-limit.js";
+import type { CreateRateLimiter } from "./rate-limit.js";
 import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
 import { StreamGuard } from "./stream-guard.js";
@@ -73,6 +75,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     clients.push(client);
     const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams });
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
+    if (module.desc.typeName === ShortenerService.typeName) limitBulkCreateOf(impl, auth.limiter);
     mounted.push({ desc: module.desc, impl });
   }
   const restDoors: HttpDoor[] = [];
@@ -143,6 +146,12 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       for (const c of clients) c.close();
     },
   };
+}
+
+/** BulkCreateLinks charged per item against the creation limits (gateway/bulk-create-limit.ts). */
+function limitBulkCreateOf(impl: ServiceImpl<DescService>, limiter: CreateRateLimiter): void {
+  const shortener = impl as unknown as { bulkCreateLinks: Parameters<typeof limitBulkCreate>[0] };
+  shortener.bulkCreateLinks = limitBulkCreate(shortener.bulkCreateLinks, limiter);
 }
 
 function blockMethod(impl: ServiceImpl<DescService>, desc: DescService, name: string): void {

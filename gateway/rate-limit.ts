@@ -6,7 +6,9 @@
  * - Window: the current UTC minute; over the limit -> ResourceExhausted (HTTP 429) with
  *   `retryAfterMs` = time until the minute ends (Retry-After header / `retry-after` metadata).
  *   Refused attempts count too (a client hammering stays limited).
- * - A BulkCreateLinks call is charged once, when it starts (per-item limits are the shortener's).
+ * - BulkCreateLinks is charged per item (`streamCharger`, used by gateway/bulk-create-limit.ts):
+ *   each item is one creation; once a stream meets a refusal in a window, its later items in
+ *   that window are refused without asking the cache again (counts only grow in a window).
  * - Redis down or slow (> `cacheTimeoutMs`): the limiter falls back to per-process in-memory
  *   counters (same limits, per gateway process), logs once per outage and counts
  *   `gateway_rate_limit_fallback_total`; it never fails a creation because Redis is down.
@@ -85,6 +87,29 @@ export class CreateRateLimiter {
     const results = await Promise.allSettled(checks);
     const refused = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (refused) throw refused.reason;
+  }
+
+  /**
+   * One stream's charger: each call counts one creation and resolves to the refusal
+   * (ResourceExhausted) or undefined. Calls may overlap; the cache applies them in call order
+   * (one connection, one pipeline), so the first items of a stream are the ones allowed.
+   */
+  streamCharger(clientIp: string | undefined, identity: Identity | undefined): () => Promise<DomainError | undefined> {
+    let refusedWindow = -1;
+    let refusal: DomainError | undefined;
+    return async () => {
+      const window = Math.floor(this.now() / WINDOW_MS);
+      if (refusal && window === refusedWindow) return refusal;
+      try {
+        await this.check(clientIp, identity);
+        return undefined;
+      } catch (e) {
+        if (!(e instanceof DomainError) || e.kind !== "ResourceExhausted") throw e;
+        refusedWindow = window;
+        refusal = e;
+        return e;
+      }
+    };
   }
 
   private async one(key: string, ttl: number, limit: number, scope: "ip" | "user", retryAfterMs: number): Promise<void> {
@@ -170,7 +195,8 @@ function normalizeIp(raw: string): string | undefined {
  * saw; anything further left is client-supplied and ignored). Falls back to the socket.
  */
 export function clientIpOf(req: AnyRequest, trustProxyHops: number): string | undefined {
-  const socketIp = req.socket?.remoteAddress ? normalizeIp(req.socket.remoteAddress) : undefined;
+  const peer = peerAddressOf(req);
+  const socketIp = peer ? normalizeIp(peer) : undefined;
   if (trustProxyHops <= 0) return socketIp;
   const xff = req.headers["x-forwarded-for"];
   const text = Array.isArray(xff) ? xff.join(",") : xff;
@@ -178,4 +204,15 @@ export function clientIpOf(req: AnyRequest, trustProxyHops: number): string | un
   const hops = text.split(",").map((s) => s.trim()).filter((s) => s !== "");
   const pick = hops[hops.length - trustProxyHops] ?? hops[0];
   return (pick && normalizeIp(pick)) ?? socketIp;
+}
+
+/**
+ * The peer's address. On h2c the one-port server hands HTTP/2 a stream that replays the sniffed
+ * preface; Node wraps it in a socket of its own whose remoteAddress is undefined, while the
+ * wrapped stream (`.stream`) carries the address copied from the TCP socket.
+ */
+function peerAddressOf(req: AnyRequest): string | undefined {
+  const socket = req.socket as (AnyRequest["socket"] & { stream?: { remoteAddress?: unknown } }) | undefined;
+  const wrapped = socket?.stream?.remoteAddress;
+  return socket?.remoteAddress ?? (typeof wrapped === "string" ? wrapped : undefined);
 }

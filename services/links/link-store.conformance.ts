@@ -69,6 +69,58 @@ export function linkStoreConformance(makeStore: () => Promise<LinkStoreFixture>)
       expect(await f.store.get(l.code.toLowerCase())).toBeUndefined();
     });
 
+    describe("aliases are unique ignoring case", () => {
+      const alias = () => `bob-secret-${code()}`;
+      const flip = (a: string) => a.replace(/[a-z]/g, (c, i: number) => (i % 2 ? c.toUpperCase() : c)).replace(/^b/, "B");
+
+      it("a code differing only in case is refused; get stays case-sensitive", async () => {
+        const a = alias();
+        const l = link({ code: a, custom: true, version: 1 });
+        expect(await f.store.insertIfAbsent(l)).toBe(true);
+        expect(await f.store.insertIfAbsent(link({ code: flip(a), ownerId: "mallory", custom: true }))).toBe(false);
+        expect(await f.store.insertIfAbsent(link({ code: a.toUpperCase(), ownerId: "mallory" }))).toBe(false);
+        expect(await f.store.get(flip(a))).toBeUndefined();
+        expect(await f.store.get(a.toUpperCase())).toBeUndefined();
+        expect(await f.store.get(a)).toEqual(l);
+      });
+
+      it("concurrent inserts differing only in case: exactly one wins and only it is stored", async () => {
+        const a = alias();
+        const distinct = [a, a.toUpperCase(), flip(a), `B${a.slice(1)}`, `bob-SECRET-${a.slice(11)}`];
+        expect(new Set(distinct).size).toBe(5);
+        const results = await Promise.all(distinct.map((c, i) => f.store.insertIfAbsent(link({ code: c, ownerId: `racer-${i}` }))));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = distinct[results.indexOf(true)]!;
+        for (const c of distinct) expect((await f.store.get(c))?.code).toBe(c === winner ? winner : undefined);
+      });
+
+      it("deleting the alias frees its folded form; a refused delete does not", async () => {
+        const a = alias();
+        const owner = `o-${code()}`;
+        expect(await f.store.insertIfAbsent(link({ code: a, ownerId: owner }))).toBe(true);
+        expect(await f.store.delete(flip(a))).toBe(false);
+        expect(await f.store.delete(a, "someone-else")).toBe(false);
+        expect(await f.store.insertIfAbsent(link({ code: flip(a) }))).toBe(false);
+        expect(await f.store.delete(a, owner)).toBe(true);
+        const taken = link({ code: flip(a), ownerId: "new-owner" });
+        expect(await f.store.insertIfAbsent(taken)).toBe(true);
+        expect(await f.store.get(flip(a))).toEqual(taken);
+        expect(await f.store.get(a)).toBeUndefined();
+        expect(await f.store.insertIfAbsent(link({ code: a }))).toBe(false);
+        // The original spelling can come back once the variant is gone too.
+        expect(await f.store.delete(flip(a))).toBe(true);
+        expect(await f.store.insertIfAbsent(link({ code: a }))).toBe(true);
+      });
+
+      it("generated codes (insertUnique) keep their own case space", async () => {
+        const g = `Zz${code().slice(0, 5)}`;
+        await f.store.insertUnique(link({ code: g }));
+        await f.store.insertUnique(link({ code: g.toLowerCase() }));
+        expect((await f.store.get(g))?.code).toBe(g);
+        expect((await f.store.get(g.toLowerCase()))?.code).toBe(g.toLowerCase());
+      });
+    });
+
     it("delete removes (true), then reports false; the code can be reused", async () => {
       const l = link();
       await f.store.insertIfAbsent(l);

@@ -44,5 +44,17 @@ export const linkMigrations: MigrationSet = {
           WITH default_time_to_live = 86400`,
       ],
     },
+    {
+      version: 4,
+      name: "link_aliases_case_insensitive",
+      statements: [
+        // Folded (lower-case) code -> the link holding it, so aliases differing only in case
+        // cannot coexist. No TTL: a claim whose link is gone is taken over (see the store).
+        `CREATE TABLE IF NOT EXISTS link_aliases (
+          folded text PRIMARY KEY,
+          code text,
+          created_at timestamp)`,
+      ],
+    },
   ],
 };

@@ -1,9 +1,12 @@
 /**
  * LinkStore port: the short-link table, shared by shortener (writes) and redirect (reads).
  *
- * - `insertIfAbsent(link)` stores the link only when no link has that code (atomic across
- *   processes: a lightweight transaction in Cassandra); true when this call stored it. Used for
- *   custom aliases (and anything whose uniqueness is not guaranteed by construction).
+ * - `insertIfAbsent(link)` stores the link only when no link has that code and no link stored
+ *   through insertIfAbsent has it in another case (`foldCode`: "Bob-Secret-1" after
+ *   "bob-secret-1" is refused, so look-alike aliases cannot coexist); atomic across processes
+ *   (lightweight transactions in Cassandra), true when this call stored it. Deleting or expiry
+ *   of the link frees its folded form. Used for custom aliases (and anything whose uniqueness
+ *   is not guaranteed by construction).
  * - `insertUnique(link)` stores a link whose code is unique by construction (a generated code
  *   from a leased counter): a plain write, no compare. The caller guarantees nobody else writes
  *   that code (a second call with the same code overwrites).
@@ -28,7 +31,7 @@
  *   `getIdempotencyKey` reads it; `releaseIdempotencyKey(owner, key, code)` frees the key only
  *   while it still points at `code` (a create that failed after reserving).
  *
- * Codes are case-sensitive. Errors: backend unreachable -> DomainError "Unavailable" (for
+ * Codes are case-sensitive for `get` (resolution). Errors: backend unreachable -> DomainError "Unavailable" (for
  * writes the outcome is then unknown: `get` tells whether it landed).
  */
 export type RedirectType = 301 | 302;
@@ -83,6 +86,9 @@ export interface LinkStore {
 
 /** How long an expired link is kept (so the redirect can answer 410 Gone) before removal. */
 export const EXPIRED_RETENTION_MS = 30 * 24 * 3600 * 1000;
+
+/** The case-insensitive identity of a code (ASCII lower case: codes are [A-Za-z0-9_-]). */
+export const foldCode = (code: string): string => code.replace(/[A-Z]+/g, (m) => m.toLowerCase());
 
 export const versionOf = (l: Link): number => l.version ?? 1;
 export const updatedAtOf = (l: Link): Date => l.updatedAt ?? l.createdAt;

@@ -34,7 +34,7 @@ import type { ServiceModule } from "../module.js";
 import { leasedCodeSource } from "./adapters/leased-code-source.js";
 import { LinkError, badField } from "./domain/errors.js";
 import { readBlocklist, readOwnHosts } from "./env.js";
-import { Shortener, type BulkItem } from "./service.js";
+import { Shortener, type BulkItem, type BulkItemResult } from "./service.js";
 
 export const shortenerModule: ServiceModule = {
   name: "shortener",
@@ -142,29 +142,38 @@ export function shortenerImpl(s: Shortener, publicBaseUrl: string): Partial<Serv
             yield item;
           }
         })();
-        const results = await s.bulk(owner, items);
-        let succeeded = 0;
-        const out: MessageInitShape<typeof BulkCreateLinksResultSchema>[] = results.map((r) => {
-          if ("link" in r) {
-            succeeded++;
-            return { itemId: r.itemId, result: { case: "link", value: pb(r.link) } };
-          }
-          const e = r.error;
-          return {
-            itemId: r.itemId,
-            result: {
-              case: "error",
-              value: {
-                code: e.kind === "Internal" ? 13 : codeForKind(e.kind),
-                message: e.message,
-                reason: e instanceof LinkError && e.reason ? LinkErrorReason[e.reason] : LinkErrorReason.UNSPECIFIED,
-              },
-            },
-          };
-        });
-        return create(BulkCreateLinksResponseSchema, { results: out, succeeded, failed: results.length - succeeded });
+        const { results, truncated } = await s.bulk(owner, items);
+        return create(BulkCreateLinksResponseSchema, bulkResponse(results, pb, truncated));
       }),
   };
+}
+
+/** The wire form of a bulk outcome. */
+export function bulkResponse(
+  results: readonly BulkItemResult[],
+  pb: (l: Link) => MessageInitShape<typeof LinkSchema>,
+  truncated: boolean,
+): MessageInitShape<typeof BulkCreateLinksResponseSchema> {
+  let succeeded = 0;
+  const out: MessageInitShape<typeof BulkCreateLinksResultSchema>[] = results.map((r) => {
+    if ("link" in r) {
+      succeeded++;
+      return { itemId: r.itemId, result: { case: "link", value: pb(r.link) } };
+    }
+    const e = r.error;
+    return {
+      itemId: r.itemId,
+      result: {
+        case: "error",
+        value: {
+          code: e.kind === "Internal" ? 13 : codeForKind(e.kind),
+          message: e.message,
+          reason: e instanceof LinkError && e.reason ? LinkErrorReason[e.reason] : LinkErrorReason.UNSPECIFIED,
+        },
+      },
+    };
+  });
+  return { results: out, succeeded, failed: results.length - succeeded, truncated };
 }
 
 export function toPbLink(l: Link, base: string): MessageInitShape<typeof LinkSchema> {

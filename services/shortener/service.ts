@@ -33,6 +33,8 @@ export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;
 export const MAX_BULK_ITEMS = 10_000;
+/** Longest item_id echoed back for an invalid item (valid ones are at most this long). */
+export const MAX_ITEM_ID_ECHO = 128;
 export const UPDATE_PATHS = ["long_url", "expire_time", "redirect_type"] as const;
 export type UpdatePath = (typeof UPDATE_PATHS)[number];
 
@@ -75,6 +77,12 @@ export interface LinkStats {
 export type BulkItemResult =
   | { readonly itemId: string; readonly link: Link }
   | { readonly itemId: string; readonly error: DomainError };
+
+export interface BulkOutcome {
+  readonly results: readonly BulkItemResult[];
+  /** More than MAX_BULK_ITEMS items were sent: the results cover the first MAX_BULK_ITEMS. */
+  readonly truncated: boolean;
+}
 
 export interface BulkItem extends CreateInput {
   readonly itemId: string;
@@ -207,20 +215,26 @@ export class Shortener {
   /**
    * Bulk create: one result per item in order. Items run `bulkConcurrency` at a time; item_id
    * is validated (1..128 printable ASCII, unique in the stream) and is the item's idempotency
-   * key. More than 10,000 items fails the whole call (InvalidArgument) before any result.
+   * key. At most `MAX_BULK_ITEMS`: the 10,001st item ends the reading, unprocessed, and the
+   * answer, with `truncated`, reports every item processed, so nothing stored goes unreported.
    */
-  async bulk(owner: string, items: AsyncIterable<BulkItem>): Promise<BulkItemResult[]> {
+  async bulk(owner: string, items: AsyncIterable<BulkItem>): Promise<BulkOutcome> {
     const limit = this.deps.bulkConcurrency ?? 32;
     const seen = new Set<string>();
     const results: Promise<BulkItemResult>[] = [];
     const inFlight = new Set<Promise<unknown>>();
-    let count = 0;
+    let truncated = false;
     for await (const item of items) {
-      if (++count > MAX_BULK_ITEMS) throw badField("items", `at most ${MAX_BULK_ITEMS} items per stream`);
+      if (results.length >= MAX_BULK_ITEMS) {
+        truncated = true;
+        break;
+      }
       const { itemId } = item;
       let p: Promise<BulkItemResult>;
       if (!isPrintableKey(itemId)) {
-        p = Promise.resolve({ itemId, error: refuse("ITEM_ID_INVALID", "item_id", "must be 1-128 printable ASCII characters") });
+        // Echo cut short: a stream of huge invalid ids must not pile up in the answer.
+        const echo = itemId.slice(0, MAX_ITEM_ID_ECHO);
+        p = Promise.resolve({ itemId: echo, error: refuse("ITEM_ID_INVALID", "item_id", "must be 1-128 printable ASCII characters") });
       } else if (seen.has(itemId)) {
         p = Promise.resolve({ itemId, error: refuse("ITEM_ID_INVALID", "item_id", "duplicates an earlier item of this stream") });
       } else {
@@ -232,7 +246,7 @@ export class Shortener {
       }
       results.push(p);
     }
-    return Promise.all(results);
+    return { results: await Promise.all(results), truncated };
   }
 
   private async bulkItem(owner: string, item: BulkItem): Promise<BulkItemResult> {

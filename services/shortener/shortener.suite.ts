@@ -129,6 +129,25 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       expect((await client.getLink({ code: alias }, as(a))).link!.longUrl).toBe("https://example.org/x");
     });
 
+    it("an alias differing only in case is ALREADY_EXISTS / ALIAS_TAKEN, also when two race; the loser stores nothing", async () => {
+      const alias = `bob-secret-${randomUUID().slice(0, 6)}`;
+      await client.createLink({ longUrl: "https://example.org/bob", customAlias: alias }, as("case-bob"));
+      const e = await failure(client.createLink({ longUrl: "https://evil.example/", customAlias: `Bob-Secret-${alias.slice(11)}` }, as("case-eve")));
+      expect(e.code).toBe(Code.AlreadyExists);
+      expect(reasonOf(e)).toBe(LinkErrorReason.ALIAS_TAKEN);
+      const race = `race-case-${randomUUID().slice(0, 6)}`;
+      const racers = [race, race.toUpperCase(), `Race-${race.slice(5)}`];
+      const settled = await Promise.allSettled(racers.map((c, i) => client.createLink({ longUrl: `https://example.org/r${i}`, customAlias: c }, as(`racer-${i}`))));
+      expect(settled.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+      for (const r of settled) if (r.status === "rejected") expect((r.reason as ConnectError).code).toBe(Code.AlreadyExists);
+      const winner = settled.findIndex((r) => r.status === "fulfilled");
+      for (const [i, c] of racers.entries()) {
+        if (i === winner) continue;
+        expect((await client.listLinks({}, as(`racer-${i}`))).links).toEqual([]);
+        expect((await failure(client.getLink({ code: c }, as(`racer-${i}`)))).code).toBe(Code.NotFound);
+      }
+    });
+
     it("refuses invalid input with a reason and stores nothing", async () => {
       const u = user();
       const cases: [Parameters<typeof client.createLink>[0], LinkErrorReason][] = [

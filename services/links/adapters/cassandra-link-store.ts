@@ -5,6 +5,7 @@ import type { EngineLog } from "../../../platform/engines/log.js";
 import { linkMigrations } from "../migrations.js";
 import { decodePageToken, encodePageToken } from "../page-token.js";
 import {
+  foldCode,
   rowTtlSeconds,
   versionOf,
   type IdempotencyRecord,
@@ -34,6 +35,13 @@ const PLAIN_WRITE_SKEW_MICROS = 1_000_000;
  * - `links_by_owner` (owner_id partition, created_at DESC, code): the listing index; entries
  *   whose link is gone are skipped on read (a crash between the two writes leaves at most that).
  * - `link_idempotency` ((owner_id, idem_key)) -> code, request hash; LWT insert, TTL.
+ * - `link_aliases` (folded code) -> code, created_at: the case-insensitive claim of a link
+ *   stored through insertIfAbsent. The link is written first (LWT), then the claim (LWT); the
+ *   loser of a claim race removes its own link, so of two creates differing only in case
+ *   exactly one survives. A claim only ever follows its link, so a claim whose link
+ *   (code and created_at) is gone is stale (deleted, expired, or a crash between the two
+ *   deletes) and is taken over with a compare-and-set on the stale value: no TTL to keep in
+ *   step with the link's.
  * Rows of links with an expiry carry TTL = expiry + 30 days (the 410 window), then vanish.
  * The schema is migrated on first use (and again after a failed attempt).
  */
@@ -52,8 +60,21 @@ export class CassandraLinkStore implements LinkStore {
     await this.ensureSchema();
     const ttl = rowTtlSeconds(link);
     const applied = await this.cql.executeLwt(`${INSERT} IF NOT EXISTS USING TTL ?`, [...linkParams(link), ttl]);
-    if (applied) await this.index(link, ttl);
-    return applied;
+    if (!applied) return false;
+    let claimed: boolean;
+    try {
+      claimed = await this.claimFolded(link);
+    } catch (e) {
+      // Outcome unknown: a link without its claim must not stay (a case variant could join it).
+      await this.unstore(link).catch(() => undefined);
+      throw e;
+    }
+    if (!claimed) {
+      await this.unstore(link);
+      return false;
+    }
+    await this.index(link, ttl);
+    return true;
   }
 
   async insertUnique(link: Link): Promise<void> {
@@ -121,6 +142,7 @@ export class CassandraLinkStore implements LinkStore {
         [cur.ownerId, cur.createdAt, code],
         { idempotent: true },
       );
+      await this.releaseFolded(cur);
     }
     return applied;
   }
@@ -177,6 +199,53 @@ export class CassandraLinkStore implements LinkStore {
   async releaseIdempotencyKey(ownerId: string, key: string, code: string): Promise<void> {
     await this.ensureSchema();
     await this.cql.executeLwt("DELETE FROM link_idempotency WHERE owner_id = ? AND idem_key = ? IF code = ?", [ownerId, key, code]);
+  }
+
+  /** Claims foldCode(link.code) for this link; false when a live link holds it. */
+  private async claimFolded(link: Link): Promise<boolean> {
+    const folded = foldCode(link.code);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const fresh = await this.cql.executeLwt(
+        "INSERT INTO link_aliases (folded, code, created_at) VALUES (?, ?, ?) IF NOT EXISTS",
+        [folded, link.code, link.createdAt],
+      );
+      if (fresh) return true;
+      const claim = await this.readClaim(folded, true);
+      if (!claim) continue; // released meanwhile
+      if (claim.code === link.code && claim.createdAt === link.createdAt.getTime()) return true; // ours (a retried write)
+      const holder = await this.read(claim.code, true);
+      if (holder && holder.createdAt.getTime() === claim.createdAt) return false;
+      const tookOver = await this.cql.executeLwt(
+        "UPDATE link_aliases SET code = ?, created_at = ? WHERE folded = ? IF code = ? AND created_at = ?",
+        [link.code, link.createdAt, folded, claim.code, new Date(claim.createdAt)],
+      );
+      if (tookOver) return true;
+    }
+    throw new DomainError("Unavailable", `alias "${link.code}" is contended; retry`, { retryAfterMs: 100 });
+  }
+
+  /** Frees the folded form of a removed link, only while it still points at that link. */
+  private async releaseFolded(link: Link): Promise<void> {
+    const folded = foldCode(link.code);
+    const claim = await this.readClaim(folded, false);
+    if (!claim || claim.code !== link.code || claim.createdAt !== link.createdAt.getTime()) return;
+    await this.cql.executeLwt("DELETE FROM link_aliases WHERE folded = ? IF code = ? AND created_at = ?", [folded, link.code, link.createdAt]);
+  }
+
+  /** Takes back a link this store just inserted (its claim was lost): row only if still ours. */
+  private async unstore(link: Link): Promise<void> {
+    await this.cql.executeLwt("DELETE FROM links WHERE code = ? IF created_at = ?", [link.code, link.createdAt]);
+  }
+
+  private async readClaim(folded: string, serial: boolean): Promise<{ code: string; createdAt: number } | undefined> {
+    const rows = await this.cql.execute("SELECT code, created_at FROM link_aliases WHERE folded = ?", [folded], {
+      idempotent: true,
+      ...(serial ? { consistency: "localSerial" as const } : {}),
+    });
+    const r = rows[0];
+    return r && r["code"] != null && r["created_at"] instanceof Date
+      ? { code: String(r["code"]), createdAt: r["created_at"].getTime() }
+      : undefined;
   }
 
   private async index(link: Link, ttl: number): Promise<void> {

@@ -1,6 +1,7 @@
 import { decodePageToken, encodePageToken } from "../page-token.js";
 import {
   EXPIRED_RETENTION_MS,
+  foldCode,
   versionOf,
   type IdempotencyRecord,
   type Link,
@@ -15,11 +16,17 @@ export class MemoryLinkStore implements LinkStore {
   /** owner -> code -> createdAt ms (the listing index). */
   private readonly byOwner = new Map<string, Map<string, number>>();
   private readonly idem = new Map<string, { record: IdempotencyRecord; expiresAt: number }>();
+  /** Folded code -> the code that holds it (links stored through insertIfAbsent). */
+  private readonly folded = new Map<string, string>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
   async insertIfAbsent(link: Link): Promise<boolean> {
     if (this.live(link.code)) return false;
+    const f = foldCode(link.code);
+    const holder = this.folded.get(f);
+    if (holder !== undefined && holder !== link.code && this.live(holder)) return false;
+    this.folded.set(f, link.code);
     this.put(link);
     return true;
   }
@@ -45,8 +52,7 @@ export class MemoryLinkStore implements LinkStore {
   async delete(code: string, ownerId?: string): Promise<boolean> {
     const cur = this.live(code);
     if (!cur || (ownerId !== undefined && cur.ownerId !== ownerId)) return false;
-    this.links.delete(code);
-    this.byOwner.get(cur.ownerId)?.delete(code);
+    this.remove(cur);
     return true;
   }
 
@@ -105,11 +111,17 @@ export class MemoryLinkStore implements LinkStore {
   private live(code: string): Link | undefined {
     const l = this.links.get(code);
     if (l?.expiresAt && l.expiresAt.getTime() + EXPIRED_RETENTION_MS <= this.now()) {
-      this.links.delete(code);
-      this.byOwner.get(l.ownerId)?.delete(code);
+      this.remove(l);
       return undefined;
     }
     return l;
+  }
+
+  private remove(l: Link): void {
+    this.links.delete(l.code);
+    this.byOwner.get(l.ownerId)?.delete(l.code);
+    const f = foldCode(l.code);
+    if (this.folded.get(f) === l.code) this.folded.delete(f);
   }
 
   private idemLive(k: string): IdempotencyRecord | undefined {

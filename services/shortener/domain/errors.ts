@@ -13,7 +13,8 @@ export type LinkReason =
   | "ALIAS_TAKEN"
   | "EXPIRE_TIME_INVALID"
   | "IDEMPOTENCY_KEY_REUSED"
-  | "ITEM_ID_INVALID";
+  | "ITEM_ID_INVALID"
+  | "RATE_LIMITED";
 
 export class LinkError extends DomainError {
   constructor(

@@ -152,3 +152,82 @@ describe("expire_time and codes", () => {
     for (const bad of ["", "../x", "a".repeat(33), "a b"]) expect(reasonOf(() => validateCode(bad))).not.toBe("ok");
   });
 });
+
+describe("long_url: non-public hosts (issue 8, finding 9)", () => {
+  // Without "localhost" among our own hosts, so localhost names meet the internal-name rule.
+  const strict: UrlPolicy = { ...policy, ownHosts: ["sb.example"] };
+  const blocked = (url: string) => {
+    const r = reasonOf(() => validateLongUrl(url, strict));
+    return r === "ok" ? "ok" : r.reason;
+  };
+  it.each([
+    // every IPv4 loopback spelling the WHATWG parser accepts
+    "http://127.0.0.1/", "http://127.1/", "http://127.0.1/", "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://0x7f000001/",
+    "http://2130706433/", "http://017700000001/", "http://127.000.000.001/", "http://127.0.0.1./", "http://%31%32%37.0.0.1/",
+    "http://\u2460\u2461\u2466.0.0.1/", "http://\uff10x7f.1/", "http://127.255.255.254/", "http://0/", "http://0.0.0.0/",
+    // other non-public IPv4
+    "http://192.0.2.1/", "http://198.51.100.7/", "http://203.0.113.9/", "http://192.0.0.8/", "http://100.100.100.200/",
+    "http://255.255.255.255/", "http://240.0.0.1/", "http://172.31.255.255/", "http://198.18.0.1/",
+  ])("IPv4 %s", (url) => expect(blocked(url)).toBe("URL_DOMAIN_BLOCKED"));
+
+  it.each([
+    ["IPv4-compatible loopback", "http://[::127.0.0.1]/"],
+    ["IPv4-compatible public (deprecated form)", "http://[::8.8.8.8]/"],
+    ["IPv4-translated loopback", "http://[::ffff:0:127.0.0.1]/"],
+    ["IPv4-mapped hex", "http://[::ffff:7f00:1]/"],
+    ["IPv4-mapped private", "http://[::ffff:10.0.0.1]/"],
+    ["NAT64 loopback", "http://[64:ff9b::127.0.0.1]/"],
+    ["NAT64 metadata", "http://[64:ff9b::a9fe:a9fe]/"],
+    ["local-use NAT64", "http://[64:ff9b:1::8.8.8.8]/"],
+    ["6to4 of loopback", "http://[2002:7f00:1::]/"],
+    ["6to4 of 192.168", "http://[2002:c0a8:101::1]/"],
+    ["Teredo with a private server", "http://[2001:0:a00:1::1]/"],
+    ["Teredo with a loopback client", "http://[2001:0:808:808:0:0:80ff:fffe]/"],
+    ["discard-only", "http://[100::1]/"],
+    ["documentation 2001:db8::/32", "http://[2001:db8::1]/"],
+    ["documentation 3fff::/20", "http://[3fff:0::1]/"],
+    ["IETF protocol assignments", "http://[2001:2::1]/"],
+    ["ULA fc00::/7", "http://[fc00::1]/"],
+    ["ULA fd", "http://[fdab:cdef::1]/"],
+    ["link-local", "http://[fe80::1]/"],
+    ["link-local upper half", "http://[febf::1]/"],
+    ["site-local", "http://[fec0::1]/"],
+    ["multicast", "http://[ff02::1]/"],
+    ["loopback long form", "http://[0:0:0:0:0:0:0:1]/"],
+    ["unspecified", "http://[::]/"],
+    ["reserved (outside 2000::/3)", "http://[4000::1]/"],
+  ])("IPv6 %s: %s", (_n, url) => expect(blocked(url)).toBe("URL_DOMAIN_BLOCKED"));
+
+  it.each([
+    "http://localhost.localdomain/", "http://LOCALHOST.LOCALDOMAIN./", "http://foo.localhost/", "http://printer.local/",
+    "http://metadata.google.internal/computeMetadata/v1/", "http://ip-10-0-0-1.ec2.internal/", "http://router.home.arpa/",
+    "http://1.0.0.127.in-addr.arpa/", "http://wiki.corp/", "http://nas.lan/", "http://box.home/", "http://portal.intranet/",
+    "http://127.0.0.1.nip.io/", "http://app.10.0.0.1.nip.io/", "http://app-127-0-0-1.nip.io/", "http://magic-192-168-1-1.sslip.io/",
+    "http://127.0.0.1.xip.io/", "http://app-7f000001.nip.io/", "http://--1.sslip.io/", "http://nip.io.nip.io/",
+    "http://10.0.0.1.example.com/", "http://svc-172-16-0-1.example.org/", "http://readme.localtest.me/", "http://lvh.me/",
+    "http://127.0.0.1.traefik.me/",
+  ])("internal name %s", (url) => expect(blocked(url)).toBe("URL_DOMAIN_BLOCKED"));
+
+  it.each([
+    ["https://[2001:4860:4860::8888]/", "https://[2001:4860:4860::8888]/"],
+    ["https://[::ffff:8.8.8.8]/", "https://[::ffff:808:808]/"],
+    ["https://[64:ff9b::8.8.8.8]/", "https://[64:ff9b::808:808]/"],
+    ["https://[2002:808:808::1]/", "https://[2002:808:808::1]/"],
+    ["https://[2a00:1450:4001:80b::200e]/", "https://[2a00:1450:4001:80b::200e]/"],
+    ["https://8.8.4.4.nip.io/", "https://8.8.4.4.nip.io/"],
+    ["https://app-1-2-3-4.sslip.io/", "https://app-1-2-3-4.sslip.io/"],
+    ["https://1.1.1.1/", "https://1.1.1.1/"],
+    ["https://deadbeef.example.com/", "https://deadbeef.example.com/"],
+    ["https://local.example.com/", "https://local.example.com/"],
+    ["https://internal.example.com/", "https://internal.example.com/"],
+    ["https://v2-10-0-1.example.com/", "https://v2-10-0-1.example.com/"],
+  ])("public %s is accepted", (input, out) => expect(validateLongUrl(input, policy)).toBe(out));
+
+  it("refusePrivateIps: false lets internal hosts through (development), single-label names stay invalid", () => {
+    const open = { ...policy, ownHosts: [], refusePrivateIps: false };
+    expect(validateLongUrl("http://[::127.0.0.1]/", open)).toBe("http://[::7f00:1]/");
+    expect(validateLongUrl("http://metadata.google.internal/", open)).toBe("http://metadata.google.internal/");
+    expect(validateLongUrl("http://localhost:3000/", open)).toBe("http://localhost:3000/");
+    expect(reasonOf(() => validateLongUrl("http://intranet/", open))).toMatchObject({ reason: "URL_INVALID" });
+  });
+});

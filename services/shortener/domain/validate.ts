@@ -5,8 +5,10 @@
  *
  * long_url: required; at most 2,048 characters (before and after normalisation); no whitespace
  *   or control characters; absolute; scheme http or https only; no user:password; a host that
- *   is a DNS name (IDN hosts are normalised to punycode with domainToASCII) or a public IP
- *   literal (loopback, private, link-local, CGNAT, unspecified and multicast addresses refused);
+ *   is a public DNS name (IDN hosts are normalised to punycode with domainToASCII; internal
+ *   names such as localhost, *.local, *.internal, metadata.google.internal and names spelling a
+ *   private address like 127.0.0.1.nip.io refused) or a public IP literal (every non-public
+ *   IPv4 and IPv6 form refused, IPv6 forms carrying an IPv4 judged by it: public-address.ts);
  *   not one of our own hosts or their subdomains (redirect loop); not on the blocklist (a listed
  *   domain blocks its subdomains too). The stored URL is the normalised href.
  * custom_alias: 4..32 characters of [A-Za-z0-9_-]; not exactly 7 characters of [A-Za-z0-9]
@@ -17,6 +19,9 @@
 import { domainToASCII } from "node:url";
 import { isIP } from "node:net";
 import { badField, refuse } from "./errors.js";
+import { internalNameReason, isNonPublicIp } from "./public-address.js";
+
+export { isNonPublicIp } from "./public-address.js";
 
 export const MAX_URL_LENGTH = 2048;
 export const ALIAS_MIN = 4;
@@ -81,15 +86,17 @@ export function validateLongUrl(raw: string, policy: UrlPolicy, field = "long_ur
     throw refuse("URL_SELF_REFERENCE", field, `points at our own short domain (${host}): that would be a redirect loop`);
   }
   const bare = host.startsWith("[") ? host.slice(1, -1) : host;
+  const refusePrivate = policy.refusePrivateIps ?? true;
   if (isIP(bare) !== 0) {
-    if ((policy.refusePrivateIps ?? true) && isNonPublicIp(bare)) {
+    if (refusePrivate && isNonPublicIp(bare)) {
       throw refuse("URL_DOMAIN_BLOCKED", field, `host ${host} is a loopback, private or otherwise non-public address`);
     }
-  } else {
-    if (!host.includes(".") && host !== "localhost") throw refuse("URL_INVALID", field, `host "${host}" is not a fully qualified domain name`);
-    if (host === "localhost" || host.endsWith(".localhost")) {
-      if (policy.refusePrivateIps ?? true) throw refuse("URL_DOMAIN_BLOCKED", field, "host localhost is not allowed");
-    }
+  } else if (!host.includes(".")) {
+    if (host !== "localhost") throw refuse("URL_INVALID", field, `host "${host}" is not a fully qualified domain name`);
+    if (refusePrivate) throw refuse("URL_DOMAIN_BLOCKED", field, "host localhost is not allowed");
+  } else if (refusePrivate) {
+    const internal = internalNameReason(host);
+    if (internal) throw refuse("URL_DOMAIN_BLOCKED", field, internal);
   }
   const blocked = blockedBy(host, policy.blockedDomains);
   if (blocked) throw refuse("URL_DOMAIN_BLOCKED", field, `domain ${blocked} is blocked`);
@@ -120,30 +127,6 @@ export function blockedBy(host: string, blocked: ReadonlySet<string>): string | 
     if (blocked.has(d)) return d;
   }
   return undefined;
-}
-
-/** Loopback, private, link-local, CGNAT, unspecified, multicast/reserved (IPv4, IPv6, mapped). */
-export function isNonPublicIp(ip: string): boolean {
-  if (isIP(ip) === 4) {
-    const [a, b] = ip.split(".").map(Number) as [number, number];
-    return (
-      a === 0 || a === 10 || a === 127 || a >= 224 ||
-      (a === 100 && b >= 64 && b <= 127) ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      (a === 198 && (b === 18 || b === 19))
-    );
-  }
-  const v = ip.toLowerCase();
-  if (v === "::" || v === "::1") return true;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v);
-  if (mapped) return isNonPublicIp(mapped[1]!);
-  if (/^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(v)) {
-    const [hi, lo] = v.slice(7).split(":").map((h) => parseInt(h, 16)) as [number, number];
-    return isNonPublicIp(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
-  }
-  return /^f[cd]/.test(v) || /^fe[89ab]/.test(v) || v.startsWith("ff");
 }
 
 /** Validates a custom alias; returns it unchanged. */

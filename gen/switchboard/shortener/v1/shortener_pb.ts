@@ -35,7 +35,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/shortener/v1/shortener.proto.
  */
 export const file_switchboard_shortener_v1_shortener: GenFile = /*@__PURE__*/
-  fileDesc("Cihzd2l0Y2hib2FyZC9zaG9ydGVuZXIvdjEvc2hvcnRlbmVyLnByb3RvEhhzd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEivgIKBExpbmsSDAoEY29kZRgBIAEoCRIRCglzaG9ydF91cmwYAiABKAkSEAoIbG9uZ191cmwYAyABKAkSEAoIb3duZXJfaWQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoNcmVkaXJlY3RfdHlwZRgIIAEoDjImLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5SZWRpcmVjdFR5cGUSDgoGY3VzdG9tGAkgASgIEg8KB3ZlcnNpb24YCiABKAQiWwoPTGlua0Vycm9yRGV0YWlsEjkKBnJlYXNvbhgBIAEoDjIpLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rRXJyb3JSZWFzb24SDQoFZmllbGQYAiABKAkixAEKEUNyZWF0ZUxpbmtSZXF1ZXN0EhAKCGxvbmdfdXJsGAEgASgJEhQKDGN1c3RvbV9hbGlhcxgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoNcmVkaXJlY3RfdHlwZRgEIAEoDjImLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5SZWRpcmVjdFR5cGUSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJIl0KEkNyZWF0ZUxpbmtSZXNwb25zZRIsCgRsaW5rGAEgASgLMh4uc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpbmsSGQoRaWRlbXBvdGVudF9yZXBsYXkYAiABKAgiHgoOR2V0TGlua1JlcXVlc3QSDAoEY29kZRgBIAEoCSI/Cg9HZXRMaW5rUmVzcG9uc2USLAoEbGluaxgBIAEoCzIeLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rIjkKEExpc3RMaW5rc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoRTGlzdExpbmtzUmVzcG9uc2USLQoFbGlua3MYASADKAsyHi5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuTGluaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkimgEKEVVwZGF0ZUxpbmtSZXF1ZXN0EgwKBGNvZGUYASABKAkSLAoEbGluaxgCIAEoCzIeLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEIkIKElVwZGF0ZUxpbmtSZXNwb25zZRIsCgRsaW5rGAEgASgLMh4uc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpbmsiIQoRRGVsZXRlTGlua1JlcXVlc3QSDAoEY29kZRgBIAEoCSIUChJEZWxldGVMaW5rUmVzcG9uc2UiSAoTR2V0TGlua1N0YXRzUmVxdWVzdBIMCgRjb2RlGAEgASgJEgwKBGRheXMYAiABKAUSFQoNdG9wX3JlZmVycmVycxgDIAEoBSKHAgoUR2V0TGlua1N0YXRzUmVzcG9uc2USDAoEY29kZRgBIAEoCRIUCgx0b3RhbF9jbGlja3MYAiABKAQSFAoMaHVtYW5fY2xpY2tzGAMgASgEEhIKCmJvdF9jbGlja3MYBCABKAQSNAoFZGFpbHkYBSADKAsyJS5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuRGFpbHlDbGlja3MSOwoJcmVmZXJyZXJzGAYgAygLMiguc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLlJlZmVycmVyQ2xpY2tzEi4KCmFzX29mX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKC0RhaWx5Q2xpY2tzEgwKBGRhdGUYASABKAkSFAoMdG90YWxfY2xpY2tzGAIgASgEEhQKDGh1bWFuX2NsaWNrcxgDIAEoBCI4Cg5SZWZlcnJlckNsaWNrcxIQCghyZWZlcnJlchgBIAEoCRIUCgxodW1hbl9jbGlja3MYAiABKAQiwQEKFkJ1bGtDcmVhdGVMaW5rc1JlcXVlc3QSDwoHaXRlbV9pZBgBIAEoCRIQCghsb25nX3VybBgCIAEoCRIUCgxjdXN0b21fYWxpYXMYAyABKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj0KDXJlZGlyZWN0X3R5cGUYBSABKA4yJi5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuUmVkaXJlY3RUeXBlIn4KF0J1bGtDcmVhdGVMaW5rc1Jlc3BvbnNlEkAKB3Jlc3VsdHMYASADKAsyLy5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuQnVsa0NyZWF0ZUxpbmtzUmVzdWx0EhEKCXN1Y2NlZWRlZBgCIAEoDRIOCgZmYWlsZWQYAyABKA0inAEKFUJ1bGtDcmVhdGVMaW5rc1Jlc3VsdBIPCgdpdGVtX2lkGAEgASgJEi4KBGxpbmsYAiABKAsyHi5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuTGlua0gAEjgKBWVycm9yGAMgASgLMicuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkJ1bGtJdGVtRXJyb3JIAEIICgZyZXN1bHQiaQoNQnVsa0l0ZW1FcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSOQoGcmVhc29uGAMgASgOMikuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpbmtFcnJvclJlYXNvbipnCgxSZWRpcmVjdFR5cGUSHQoZUkVESVJFQ1RfVFlQRV9VTlNQRUNJRklFRBAAEhsKF1JFRElSRUNUX1RZUEVfUEVSTUFORU5UEAESGwoXUkVESVJFQ1RfVFlQRV9URU1QT1JBUlkQAiqWBAoPTGlua0Vycm9yUmVhc29uEiEKHUxJTktfRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodTElOS19FUlJPUl9SRUFTT05fVVJMX0lOVkFMSUQQARIsCihMSU5LX0VSUk9SX1JFQVNPTl9VUkxfU0NIRU1FX05PVF9BTExPV0VEEAISIgoeTElOS19FUlJPUl9SRUFTT05fVVJMX1RPT19MT05HEAMSKQolTElOS19FUlJPUl9SRUFTT05fVVJMX0hBU19DUkVERU5USUFMUxAEEigKJExJTktfRVJST1JfUkVBU09OX1VSTF9TRUxGX1JFRkVSRU5DRRAFEigKJExJTktfRVJST1JfUkVBU09OX1VSTF9ET01BSU5fQkxPQ0tFRBAGEiMKH0xJTktfRVJST1JfUkVBU09OX0FMSUFTX0lOVkFMSUQQBxIkCiBMSU5LX0VSUk9SX1JFQVNPTl9BTElBU19SRVNFUlZFRBAIEiEKHUxJTktfRVJST1JfUkVBU09OX0FMSUFTX1RBS0VOEAkSKQolTElOS19FUlJPUl9SRUFTT05fRVhQSVJFX1RJTUVfSU5WQUxJRBAKEiwKKExJTktfRVJST1JfUkVBU09OX0lERU1QT1RFTkNZX0tFWV9SRVVTRUQQCxIlCiFMSU5LX0VSUk9SX1JFQVNPTl9JVEVNX0lEX0lOVkFMSUQQDDKQBgoQU2hvcnRlbmVyU2VydmljZRJnCgpDcmVhdGVMaW5rEisuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkNyZWF0ZUxpbmtSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkNyZWF0ZUxpbmtSZXNwb25zZRJjCgdHZXRMaW5rEiguc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkdldExpbmtSZXF1ZXN0Gikuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkdldExpbmtSZXNwb25zZSIDkAIBEmkKCUxpc3RMaW5rcxIqLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaXN0TGlua3NSZXF1ZXN0Gisuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpc3RMaW5rc1Jlc3BvbnNlIgOQAgESZwoKVXBkYXRlTGluaxIrLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5VcGRhdGVMaW5rUmVxdWVzdBosLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5VcGRhdGVMaW5rUmVzcG9uc2USbAoKRGVsZXRlTGluaxIrLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5EZWxldGVMaW5rUmVxdWVzdBosLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5EZWxldGVMaW5rUmVzcG9uc2UiA5ACAhJyCgxHZXRMaW5rU3RhdHMSLS5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuR2V0TGlua1N0YXRzUmVxdWVzdBouLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5HZXRMaW5rU3RhdHNSZXNwb25zZSIDkAIBEngKD0J1bGtDcmVhdGVMaW5rcxIwLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5CdWxrQ3JlYXRlTGlua3NSZXF1ZXN0GjEuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkJ1bGtDcmVhdGVMaW5rc1Jlc3BvbnNlKAFiBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
+  fileDesc("Cihzd2l0Y2hib2FyZC9zaG9ydGVuZXIvdjEvc2hvcnRlbmVyLnByb3RvEhhzd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEivgIKBExpbmsSDAoEY29kZRgBIAEoCRIRCglzaG9ydF91cmwYAiABKAkSEAoIbG9uZ191cmwYAyABKAkSEAoIb3duZXJfaWQYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoNcmVkaXJlY3RfdHlwZRgIIAEoDjImLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5SZWRpcmVjdFR5cGUSDgoGY3VzdG9tGAkgASgIEg8KB3ZlcnNpb24YCiABKAQiWwoPTGlua0Vycm9yRGV0YWlsEjkKBnJlYXNvbhgBIAEoDjIpLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rRXJyb3JSZWFzb24SDQoFZmllbGQYAiABKAkixAEKEUNyZWF0ZUxpbmtSZXF1ZXN0EhAKCGxvbmdfdXJsGAEgASgJEhQKDGN1c3RvbV9hbGlhcxgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASPQoNcmVkaXJlY3RfdHlwZRgEIAEoDjImLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5SZWRpcmVjdFR5cGUSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJIl0KEkNyZWF0ZUxpbmtSZXNwb25zZRIsCgRsaW5rGAEgASgLMh4uc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpbmsSGQoRaWRlbXBvdGVudF9yZXBsYXkYAiABKAgiHgoOR2V0TGlua1JlcXVlc3QSDAoEY29kZRgBIAEoCSI/Cg9HZXRMaW5rUmVzcG9uc2USLAoEbGluaxgBIAEoCzIeLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rIjkKEExpc3RMaW5rc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoRTGlzdExpbmtzUmVzcG9uc2USLQoFbGlua3MYASADKAsyHi5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuTGluaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkimgEKEVVwZGF0ZUxpbmtSZXF1ZXN0EgwKBGNvZGUYASABKAkSLAoEbGluaxgCIAEoCzIeLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rEi8KC3VwZGF0ZV9tYXNrGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzaxIYChBleHBlY3RlZF92ZXJzaW9uGAQgASgEIkIKElVwZGF0ZUxpbmtSZXNwb25zZRIsCgRsaW5rGAEgASgLMh4uc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpbmsiIQoRRGVsZXRlTGlua1JlcXVlc3QSDAoEY29kZRgBIAEoCSIUChJEZWxldGVMaW5rUmVzcG9uc2UiSAoTR2V0TGlua1N0YXRzUmVxdWVzdBIMCgRjb2RlGAEgASgJEgwKBGRheXMYAiABKAUSFQoNdG9wX3JlZmVycmVycxgDIAEoBSKHAgoUR2V0TGlua1N0YXRzUmVzcG9uc2USDAoEY29kZRgBIAEoCRIUCgx0b3RhbF9jbGlja3MYAiABKAQSFAoMaHVtYW5fY2xpY2tzGAMgASgEEhIKCmJvdF9jbGlja3MYBCABKAQSNAoFZGFpbHkYBSADKAsyJS5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuRGFpbHlDbGlja3MSOwoJcmVmZXJyZXJzGAYgAygLMiguc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLlJlZmVycmVyQ2xpY2tzEi4KCmFzX29mX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKC0RhaWx5Q2xpY2tzEgwKBGRhdGUYASABKAkSFAoMdG90YWxfY2xpY2tzGAIgASgEEhQKDGh1bWFuX2NsaWNrcxgDIAEoBCI4Cg5SZWZlcnJlckNsaWNrcxIQCghyZWZlcnJlchgBIAEoCRIUCgxodW1hbl9jbGlja3MYAiABKAQiwQEKFkJ1bGtDcmVhdGVMaW5rc1JlcXVlc3QSDwoHaXRlbV9pZBgBIAEoCRIQCghsb25nX3VybBgCIAEoCRIUCgxjdXN0b21fYWxpYXMYAyABKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEj0KDXJlZGlyZWN0X3R5cGUYBSABKA4yJi5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuUmVkaXJlY3RUeXBlIpEBChdCdWxrQ3JlYXRlTGlua3NSZXNwb25zZRJACgdyZXN1bHRzGAEgAygLMi8uc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkJ1bGtDcmVhdGVMaW5rc1Jlc3VsdBIRCglzdWNjZWVkZWQYAiABKA0SDgoGZmFpbGVkGAMgASgNEhEKCXRydW5jYXRlZBgEIAEoCCKcAQoVQnVsa0NyZWF0ZUxpbmtzUmVzdWx0Eg8KB2l0ZW1faWQYASABKAkSLgoEbGluaxgCIAEoCzIeLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5MaW5rSAASOAoFZXJyb3IYAyABKAsyJy5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuQnVsa0l0ZW1FcnJvckgAQggKBnJlc3VsdCJpCg1CdWxrSXRlbUVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRI5CgZyZWFzb24YAyABKA4yKS5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuTGlua0Vycm9yUmVhc29uKmcKDFJlZGlyZWN0VHlwZRIdChlSRURJUkVDVF9UWVBFX1VOU1BFQ0lGSUVEEAASGwoXUkVESVJFQ1RfVFlQRV9QRVJNQU5FTlQQARIbChdSRURJUkVDVF9UWVBFX1RFTVBPUkFSWRACKroECg9MaW5rRXJyb3JSZWFzb24SIQodTElOS19FUlJPUl9SRUFTT05fVU5TUEVDSUZJRUQQABIhCh1MSU5LX0VSUk9SX1JFQVNPTl9VUkxfSU5WQUxJRBABEiwKKExJTktfRVJST1JfUkVBU09OX1VSTF9TQ0hFTUVfTk9UX0FMTE9XRUQQAhIiCh5MSU5LX0VSUk9SX1JFQVNPTl9VUkxfVE9PX0xPTkcQAxIpCiVMSU5LX0VSUk9SX1JFQVNPTl9VUkxfSEFTX0NSRURFTlRJQUxTEAQSKAokTElOS19FUlJPUl9SRUFTT05fVVJMX1NFTEZfUkVGRVJFTkNFEAUSKAokTElOS19FUlJPUl9SRUFTT05fVVJMX0RPTUFJTl9CTE9DS0VEEAYSIwofTElOS19FUlJPUl9SRUFTT05fQUxJQVNfSU5WQUxJRBAHEiQKIExJTktfRVJST1JfUkVBU09OX0FMSUFTX1JFU0VSVkVEEAgSIQodTElOS19FUlJPUl9SRUFTT05fQUxJQVNfVEFLRU4QCRIpCiVMSU5LX0VSUk9SX1JFQVNPTl9FWFBJUkVfVElNRV9JTlZBTElEEAoSLAooTElOS19FUlJPUl9SRUFTT05fSURFTVBPVEVOQ1lfS0VZX1JFVVNFRBALEiUKIUxJTktfRVJST1JfUkVBU09OX0lURU1fSURfSU5WQUxJRBAMEiIKHkxJTktfRVJST1JfUkVBU09OX1JBVEVfTElNSVRFRBANMpAGChBTaG9ydGVuZXJTZXJ2aWNlEmcKCkNyZWF0ZUxpbmsSKy5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuQ3JlYXRlTGlua1JlcXVlc3QaLC5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuQ3JlYXRlTGlua1Jlc3BvbnNlEmMKB0dldExpbmsSKC5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuR2V0TGlua1JlcXVlc3QaKS5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuR2V0TGlua1Jlc3BvbnNlIgOQAgESaQoJTGlzdExpbmtzEiouc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkxpc3RMaW5rc1JlcXVlc3QaKy5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuTGlzdExpbmtzUmVzcG9uc2UiA5ACARJnCgpVcGRhdGVMaW5rEisuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLlVwZGF0ZUxpbmtSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLlVwZGF0ZUxpbmtSZXNwb25zZRJsCgpEZWxldGVMaW5rEisuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkRlbGV0ZUxpbmtSZXF1ZXN0Giwuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkRlbGV0ZUxpbmtSZXNwb25zZSIDkAICEnIKDEdldExpbmtTdGF0cxItLnN3aXRjaGJvYXJkLnNob3J0ZW5lci52MS5HZXRMaW5rU3RhdHNSZXF1ZXN0Gi4uc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkdldExpbmtTdGF0c1Jlc3BvbnNlIgOQAgESeAoPQnVsa0NyZWF0ZUxpbmtzEjAuc3dpdGNoYm9hcmQuc2hvcnRlbmVyLnYxLkJ1bGtDcmVhdGVMaW5rc1JlcXVlc3QaMS5zd2l0Y2hib2FyZC5zaG9ydGVuZXIudjEuQnVsa0NyZWF0ZUxpbmtzUmVzcG9uc2UoAWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * A short link.
@@ -167,7 +167,9 @@ export type CreateLinkRequest = Message<"switchboard.shortener.v1.CreateLinkRequ
    * and not exactly 7 characters of [A-Za-z0-9]: that shape is reserved for
    * generated codes, so an alias can never collide with or shadow a generated
    * code (e.g. "my-link1" or "mylink12" are fine, "mylink1" is refused with
-   * ALIAS_INVALID). An alias equal to an existing alias is ALREADY_EXISTS.
+   * ALIAS_INVALID). An alias equal to an existing alias, ignoring letter
+   * case, is ALREADY_EXISTS ("Bob-Link" after "bob-link"): look-alikes never
+   * coexist. Short links resolve case-sensitively.
    * Empty = generate a code.
    *
    * @generated from field: string custom_alias = 2;
@@ -644,6 +646,14 @@ export type BulkCreateLinksResponse = Message<"switchboard.shortener.v1.BulkCrea
    * @generated from field: uint32 failed = 3;
    */
   failed: number;
+
+  /**
+   * True when the stream carried more than 10,000 items: results cover the
+   * first 10,000 (everything stored); the rest was not processed.
+   *
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
 };
 
 /**
@@ -658,7 +668,8 @@ export const BulkCreateLinksResponseSchema: GenMessage<BulkCreateLinksResponse> 
  */
 export type BulkCreateLinksResult = Message<"switchboard.shortener.v1.BulkCreateLinksResult"> & {
   /**
-   * BulkCreateLinksRequest.item_id, echoed.
+   * BulkCreateLinksRequest.item_id, echoed (an invalid one longer than 128
+   * characters is echoed cut to its first 128).
    *
    * @generated from field: string item_id = 1;
    */
@@ -699,8 +710,9 @@ export const BulkCreateLinksResultSchema: GenMessage<BulkCreateLinksResult> = /*
 export type BulkItemError = Message<"switchboard.shortener.v1.BulkItemError"> & {
   /**
    * gRPC status code number (same numbering as Connect's Code enum), e.g.
-   * 3 INVALID_ARGUMENT, 6 ALREADY_EXISTS, 8 RESOURCE_EXHAUSTED (rate limit hit
-   * mid-stream), 14 UNAVAILABLE.
+   * 3 INVALID_ARGUMENT, 6 ALREADY_EXISTS (also for an alias differing only in
+   * case from an existing one), 8 RESOURCE_EXHAUSTED (the caller's creation
+   * rate limit), 14 UNAVAILABLE.
    *
    * @generated from field: int32 code = 1;
    */
@@ -812,7 +824,11 @@ export enum LinkErrorReason {
 
   /**
    * long_url's host is on the configured blocklist (a listed domain blocks its
-   * subdomains), or is a loopback/private/link-local IP address or localhost.
+   * subdomains), or is not public: a loopback, private, link-local,
+   * documentation or otherwise non-public IPv4/IPv6 address (IPv6 forms that
+   * carry an IPv4 address are judged by it), or an internal name (localhost,
+   * *.local, *.internal, *.home.arpa, single-label, names spelling a private
+   * address such as 127.0.0.1.nip.io).
    *
    * @generated from enum value: LINK_ERROR_REASON_URL_DOMAIN_BLOCKED = 6;
    */
@@ -834,7 +850,8 @@ export enum LinkErrorReason {
   ALIAS_RESERVED = 8,
 
   /**
-   * custom_alias is already in use (ALREADY_EXISTS).
+   * custom_alias is already in use (ALREADY_EXISTS), also when an existing
+   * alias differs from it only in letter case.
    *
    * @generated from enum value: LINK_ERROR_REASON_ALIAS_TAKEN = 9;
    */
@@ -860,6 +877,14 @@ export enum LinkErrorReason {
    * @generated from enum value: LINK_ERROR_REASON_ITEM_ID_INVALID = 12;
    */
   ITEM_ID_INVALID = 12,
+
+  /**
+   * The caller's link-creation rate limit was reached (RESOURCE_EXHAUSTED);
+   * the message says when to retry.
+   *
+   * @generated from enum value: LINK_ERROR_REASON_RATE_LIMITED = 13;
+   */
+  RATE_LIMITED = 13,
 }
 
 /**
@@ -969,11 +994,17 @@ export const ShortenerService: GenService<{
    * item, then half-close; the server answers once with one result per item,
    * in the order received. Per-item failures do not fail the call.
    *
-   * Limits: at most 10,000 items per stream; item_id unique within a stream.
+   * Limits: item_id unique within a stream. Every item counts against the
+   * caller's link-creation rate limits (per account and per client address,
+   * the same per-minute budget as CreateLink): items over the limit fail with
+   * RESOURCE_EXHAUSTED / RATE_LIMITED and are not created, the others are.
+   * At most 10,000 items per stream: the server reads the first 10,000,
+   * stops reading and answers with their results and truncated = true; items
+   * after the 10,000th are neither processed nor stored (send them in another
+   * stream). So every stored link is in the answer.
    *
-   * Call-level errors: INVALID_ARGUMENT (more than 10,000 items),
-   * UNAUTHENTICATED, RESOURCE_EXHAUSTED (the caller is rate limited before
-   * the first item), UNAVAILABLE. Per-item errors: see BulkCreateLinksResult.
+   * Call-level errors: UNAUTHENTICATED, UNAVAILABLE. Per-item errors: see
+   * BulkCreateLinksResult.
    *
    * @generated from rpc switchboard.shortener.v1.ShortenerService.BulkCreateLinks
    */
