@@ -24,6 +24,7 @@ import { identityKey } from "../platform/identity.js";
 import { MemoryCache } from "../platform/engines/memory/memory-cache.js";
 import { DEV_JWT_SECRET } from "./auth/config.js";
 import { signHs256 } from "./auth/jwt.js";
+import { MAX_URL_LENGTH } from "../services/shortener/domain/validate.js";
 import { limitBulkCreate, splice } from "./bulk-create-limit.js";
 import { CreateRateLimiter } from "./rate-limit.js";
 
@@ -137,13 +138,15 @@ describe("through the gateway with limits off: the cap, non-public targets, case
   afterAll(() => m.running.close());
 
   it("a stream of 10,001 items answers truncated with the 10,000 stored links; the 10,001st is not stored", async () => {
-    const sent = items(10_001, "big");
+    // URLs of the longest allowed length: the report is then as large as a report can be (~22 MB).
+    const sent = items(10_001, "big").map((x) => ({ ...x, longUrl: `${x.longUrl}/`.padEnd(MAX_URL_LENGTH, "a") }));
     const t0 = Date.now();
     const r = await m.client.bulkCreateLinks(streamOf(sent), auth("bulk-heidi"));
     const ms = Date.now() - t0;
     expect(r.truncated).toBe(true);
     expect(r.results.map((x) => x.itemId)).toEqual(sent.slice(0, 10_000).map((x) => x.itemId));
     expect(r.succeeded).toBe(10_000);
+    expect(r.results.every((x, i) => x.result.case === "link" && x.result.value.longUrl === sent[i]!.longUrl)).toBe(true);
     const listed = await listAll(m.client, "bulk-heidi");
     expect(listed.length).toBe(r.succeeded);
     expect(new Set(listed.map((l) => l.code))).toEqual(new Set(codesOf(r)));

@@ -23,6 +23,7 @@ import {
 } from "@grpc/grpc-js";
 import { headersToMetadata, metadataToHeaders } from "./metadata.js";
 import { deserializerFor, grpcPath, serializerFor } from "./service-definition.js";
+import { MESH_MAX_MESSAGE_BYTES } from "./message-limits.js";
 
 type AnyInit = MessageInitShape<DescMessage>;
 type AnyMessage = MessageShape<DescMessage>;
@@ -49,14 +50,14 @@ export type GrpcClient<S extends DescService> = Client<S> & {
 /**
  * Keep-alive: ping every 30 s, drop the connection when a ping is unanswered for 10 s, also
  * while idle (our servers are grpc-js, which accepts such pings; against grpc-go servers raise
- * the interval above their 5-minute minimum). Messages up to 8 MiB.
+ * the interval above their 5-minute minimum). Messages up to MESH_MAX_MESSAGE_BYTES.
  */
 export const DEFAULT_CHANNEL_OPTIONS: Partial<ChannelOptions> = {
   "grpc.keepalive_time_ms": 30_000,
   "grpc.keepalive_timeout_ms": 10_000,
   "grpc.keepalive_permit_without_calls": 1,
-  "grpc.max_receive_message_length": 8 * 1024 * 1024,
-  "grpc.max_send_message_length": 8 * 1024 * 1024,
+  "grpc.max_receive_message_length": MESH_MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MESH_MAX_MESSAGE_BYTES,
   "grpc.initial_reconnect_backoff_ms": 250,
   "grpc.max_reconnect_backoff_ms": 5_000,
 };

@@ -22,6 +22,7 @@ import { HealthService, Health } from "./health.js";
 import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "./reflection.js";
 import { grpcServiceDefinition, toGrpcHandlers, type GrpcHandlerOptions } from "./service-definition.js";
 import { grpcType, labelledMetrics, type MethodMetrics } from "./call-metrics.js";
+import { MESH_MAX_MESSAGE_BYTES } from "./message-limits.js";
 
 /** One service to mount. Build it with `grpcService(desc, impl)` to have `impl` type-checked. */
 export interface GrpcServiceRegistration {
@@ -66,12 +67,12 @@ export interface RunningGrpcServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-/** Keep-alive pings every 60 s (timeout 20 s); 8 MiB messages. */
+/** Keep-alive pings every 60 s (timeout 20 s); messages up to MESH_MAX_MESSAGE_BYTES. */
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
   "grpc.keepalive_time_ms": 60_000,
   "grpc.keepalive_timeout_ms": 20_000,
-  "grpc.max_receive_message_length": 8 * 1024 * 1024,
-  "grpc.max_send_message_length": 8 * 1024 * 1024,
+  "grpc.max_receive_message_length": MESH_MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MESH_MAX_MESSAGE_BYTES,
 };
 
 export async function startGrpcServer(options: StartGrpcServerOptions): Promise<RunningGrpcServer> {
