@@ -11,6 +11,9 @@ export default defineConfig({
           name: "unit",
           include: ["**/*.test.ts"],
           exclude: ["**/*.int.test.ts", "node_modules/**"],
+          // Several unit files start the mesh as a child process (tsx start-up takes seconds on a
+          // loaded 2-core machine); this is a hang guard, not a speed assertion.
+          testTimeout: 30_000,
         },
       },
       {
