@@ -112,6 +112,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...(redirects ? { fastDoors: [redirects.door] } : {}),
     interceptors: [auth.interceptor],
     contextValues: auth.contextValues,
+    limits: opts.config.gateway.limits,
   });
   return {
     ...gateway,

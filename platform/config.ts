@@ -25,6 +25,8 @@ export interface Config {
     readonly corsOrigins: readonly string[];
     /** Base URL used in short links and printed at start, e.g. http://localhost:8080 */
     readonly publicBaseUrl: string;
+    /** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
+    readonly limits: GatewayLimits;
   };
   /** Where this process serves its internal gRPC service (one service per process in cluster mode). */
   readonly grpc: HostPort;
@@ -45,6 +47,22 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
+}
+
+export interface GatewayLimits {
+  readonly firstBytesTimeoutMs: number;
+  readonly h2IdleTimeoutMs: number;
+  readonly h2MaxStreamsPerConnection: number;
+  readonly h2MaxSessionMemoryMb: number;
+  readonly maxHeaderBytes: number;
+  readonly maxConnections: number;
+  /** 0 = no per-address limit (e.g. behind a proxy, where every connection has its address). */
+  readonly maxConnectionsPerAddress: number;
+  readonly maxStreams: number;
+  /** 0 = no per-address limit. */
+  readonly maxStreamsPerAddress: number;
+  readonly http1HeadersTimeoutMs: number;
+  readonly http1RequestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -129,6 +147,14 @@ export function loadConfig(env: Env = process.env): Config {
       `must be lower-case letters, digits and _ starting with a letter, at most 48 chars (got "${keyspace}")`,
     );
   }
+  const http1HeadersTimeoutMs = int("SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS", 30_000, 100, 600_000);
+  const http1RequestTimeoutMs = int("SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS", 120_000, 100, 3_600_000);
+  if (http1HeadersTimeoutMs > http1RequestTimeoutMs) {
+    throw new ConfigError(
+      "SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS",
+      `must not exceed SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS (${http1RequestTimeoutMs}; got ${http1HeadersTimeoutMs})`,
+    );
+  }
   const publicBaseUrl = read("SWITCHBOARD_PUBLIC_BASE_URL") ?? `http://localhost:${gatewayPort}`;
   urlList("SWITCHBOARD_PUBLIC_BASE_URL", publicBaseUrl, ["http:", "https:"]);
 
@@ -144,6 +170,19 @@ export function loadConfig(env: Env = process.env): Config {
       port: gatewayPort,
       corsOrigins: (read("SWITCHBOARD_CORS_ORIGINS") ?? "*").split(",").map((s) => s.trim()),
       publicBaseUrl: publicBaseUrl.replace(/\/+$/, ""),
+      limits: {
+        firstBytesTimeoutMs: int("SWITCHBOARD_GATEWAY_FIRST_BYTES_TIMEOUT_MS", 10_000, 100, 600_000),
+        h2IdleTimeoutMs: int("SWITCHBOARD_GATEWAY_H2_IDLE_TIMEOUT_MS", 120_000, 100, 86_400_000),
+        h2MaxStreamsPerConnection: int("SWITCHBOARD_GATEWAY_H2_MAX_STREAMS_PER_CONNECTION", 100, 1, 10_000),
+        h2MaxSessionMemoryMb: int("SWITCHBOARD_GATEWAY_H2_MAX_SESSION_MEMORY_MB", 4, 1, 1_024),
+        maxHeaderBytes: int("SWITCHBOARD_GATEWAY_MAX_HEADER_BYTES", 16_384, 1_024, 1_048_576),
+        maxConnections: int("SWITCHBOARD_GATEWAY_MAX_CONNECTIONS", 20_000, 1, 1_000_000),
+        maxConnectionsPerAddress: int("SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", 256, 0, 1_000_000),
+        maxStreams: int("SWITCHBOARD_GATEWAY_MAX_STREAMS", 30_000, 1, 10_000_000),
+        maxStreamsPerAddress: int("SWITCHBOARD_GATEWAY_MAX_STREAMS_PER_ADDRESS", 2_000, 0, 10_000_000),
+        http1HeadersTimeoutMs,
+        http1RequestTimeoutMs,
+      },
     },
     grpc: {
       host: read("SWITCHBOARD_GRPC_HOST") ?? "127.0.0.1",
