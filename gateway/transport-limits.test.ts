@@ -4,6 +4,7 @@
  * with shortened deadlines and small budgets, and is attacked over raw TCP and hand-written
  * HTTP/2 frames from several loopback source addresses.
  */
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
@@ -16,16 +17,17 @@ const LIMITS = {
   SWITCHBOARD_GATEWAY_FIRST_BYTES_TIMEOUT_MS: "1500",
   SWITCHBOARD_GATEWAY_H2_IDLE_TIMEOUT_MS: "1500",
   SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS: "8",
-  SWITCHBOARD_GATEWAY_MAX_STREAMS_PER_ADDRESS: "200",
-  SWITCHBOARD_GATEWAY_MAX_STREAMS: "1000",
+  SWITCHBOARD_GATEWAY_MAX_STREAMS_PER_ADDRESS: "100",
+  SWITCHBOARD_GATEWAY_MAX_STREAMS: "500",
   SWITCHBOARD_GATEWAY_MAX_CONNECTIONS: "150",
   SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS: "1000",
   SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS: "2000",
 };
 /**
- * Resident memory the child may reach during the flood. Measured: about 150 MB idle and
- * 190-230 MB with the 1,000 streams the budgets admit; the 20,000 streams the attack tries
- * would take about 1 GB if admitted (about 45 KB per open Health/Watch stream).
+ * Resident memory the child may reach during the flood. Measured (2-core machine, shared):
+ * 130-145 MB before the flood, 175-215 MB with the 500 streams the budgets admit. The 19,000
+ * streams the attack tries would take about 0.8 GB if admitted (about 43 KB per open
+ * Health/Watch stream: 10,000 streams took the process from 141 to 582 MB without budgets).
  */
 const RSS_BOUND_MB = 400;
 /** /healthz on a fresh connection during the flood (the issue's acceptance). */
@@ -73,25 +75,26 @@ afterAll(async () => {
 
 describe("HTTP/2 stream flood (finding 1)", () => {
   it("refuses streams and connections beyond the budgets, keeps /healthz fast and memory bounded", async () => {
+    // Warm-up: the first Watch stream and the first refusal load code lazily (through tsx's
+    // loader thread) and compile it; that one-time cost is not what this test is about.
+    const warm = Array.from({ length: 9 }, () => new RawH2({ port, localAddress: "127.0.0.250" }));
+    await Promise.all(warm.map((c) => c.settled));
+    for (const c of warm) c.openGrpcStreams(WATCH, 30);
+    await sleep(1_000);
+    for (const c of warm) c.close();
+    await sleep(500);
     const rssBefore = rssMb();
     const attackers = Array.from({ length: 6 }, takeAddress);
     const all: RawH2[] = [];
     const refusedAtAccept: RawH2[] = [];
     const greedy: RawH2[] = [];
     const polite: RawH2[] = [];
-    const probes: number[] = [];
-    let flooding = true;
-    const prober = (async () => {
-      while (flooding) {
-        probes.push((await timedGet("/healthz")).ms);
-        await sleep(100);
-      }
-    })();
+    const prober = startProber();
     try {
 
     // Each address opens 10 connections (2 over its budget of 8); one of the accepted ones
     // ignores SETTINGS_MAX_CONCURRENT_STREAMS and sends 2,500 Watch streams at once, the
-    // others stay within 100 streams each (700 per address against a budget of 200). The
+    // others stay within 100 streams each (700 per address against a budget of 100). The
     // first address goes alone, so it meets its own budget before the total one fills.
     for (const [i, address] of attackers.entries()) {
       const conns = Array.from({ length: 10 }, () => new RawH2({ port, localAddress: address }));
@@ -113,9 +116,8 @@ describe("HTTP/2 stream flood (finding 1)", () => {
       if (i === 0) await sleep(1_500);
     }
     await sleep(3_000);
-    flooding = false;
-    await prober;
     const rssDuring = rssMb();
+    const probes = await prober.stop();
 
     expect(mesh.child.exitCode).toBeNull();
     // Every connection that was let in was told the per-connection limit.
@@ -127,26 +129,35 @@ describe("HTTP/2 stream flood (finding 1)", () => {
       expect(g.closedAt).toBeDefined();
       expect(g.answered.size).toBeLessThanOrEqual(100);
     }
-    // The polite ones hit the per-address and total stream budgets.
-    expect(sumResets(polite, H2_ERROR.REFUSED_STREAM)).toBeGreaterThan(1_000);
+    // The polite ones hit the per-address and total stream budgets: streams refused one by
+    // one (RST_STREAM REFUSED_STREAM), then connections that kept sending refused streams
+    // cut off; either way the attacker sees them refused, none is answered.
+    const refusedStreams = sumResets(polite, H2_ERROR.REFUSED_STREAM);
+    expect(refusedStreams).toBeGreaterThan(0);
+    const cutOff = polite.filter((c) => c.closedAt !== undefined);
+    expect(cutOff.length).toBeGreaterThan(0);
+    const unanswered = polite.reduce((n, c) => n + (100 - c.answered.size), 0);
+    expect(unanswered).toBeGreaterThan(3_000);
     const answered = [...greedy, ...polite].reduce((n, c) => n + c.answered.size, 0);
     expect(answered).toBeGreaterThan(0);
-    expect(answered).toBeLessThanOrEqual(1_000);
+    expect(answered).toBeLessThanOrEqual(500);
     expect(await metric("gateway_transport_refused_total", 'what="stream",reason="address_streams"')).toBeGreaterThan(0);
     expect(await metric("gateway_transport_refused_total", 'what="stream",reason="total_streams"')).toBeGreaterThan(0);
+    expect(await metric("gateway_transport_refused_total", 'what="connection",reason="refused_stream_flood"')).toBeGreaterThan(0);
     expect(await metric("gateway_transport_refused_total", 'what="connection",reason="address_connections"')).toBeGreaterThanOrEqual(12);
-    expect(await metric("gateway_transport_open", 'what="streams"')).toBeLessThanOrEqual(1_000);
+    expect(await metric("gateway_transport_open", 'what="streams"')).toBeLessThanOrEqual(500);
 
     expect(probes.length).toBeGreaterThanOrEqual(10);
     console.log(
-      `stream flood: ${answered} streams admitted, ${sumResets(polite, H2_ERROR.REFUSED_STREAM)} refused; ` +
-        `/healthz max ${Math.max(...probes).toFixed(0)} ms over ${probes.length} samples; ` +
+      `stream flood: ${answered} streams admitted, ${unanswered} of the polite ones refused ` +
+        `(${refusedStreams} by RST_STREAM, ${cutOff.length} of ${polite.length} connections cut off); ` +
+        `/healthz max ${Math.max(...probes).toFixed(0)} ms over ${probes.length} samples (${[...probes].sort((a, b) => a - b).map((p) => p.toFixed(0)).join(" ")}); ` +
         `RSS ${rssBefore.toFixed(0)} -> ${rssDuring.toFixed(0)} MB`,
     );
     expect(Math.max(...probes)).toBeLessThan(HEALTHZ_MAX_MS);
     expect(rssDuring).toBeLessThan(RSS_BOUND_MB);
     } finally {
-      flooding = false;
+      await prober.stop();
       for (const c of all) c.close();
     }
     await waitFor("the flood's streams to be released", async () =>
@@ -294,6 +305,44 @@ describe("what held keeps holding", () => {
     expect(ms).toBeLessThan(4_700);
   }, 10_000);
 });
+
+/**
+ * Times GET /healthz on a new connection every 100 ms from a separate process, so that the
+ * attacker's own work in this process does not count as the gateway's latency.
+ */
+function startProber(): { stop(): Promise<number[]> } {
+  const script = `
+    const http = require("node:http");
+    let stopping = false;
+    process.stdin.on("data", () => (stopping = true));
+    const once = () => {
+      if (stopping) return process.exit(0);
+      const t = performance.now();
+      http.get({ host: "127.0.0.1", port: ${port}, path: "/healthz", localAddress: "127.0.0.1", agent: false }, (res) => {
+        res.resume();
+        res.on("end", () => {
+          process.stdout.write((performance.now() - t).toFixed(1) + "\\n");
+          setTimeout(once, 100);
+        });
+      }).on("error", (e) => { process.stdout.write("error " + e.message + "\\n"); setTimeout(once, 100); });
+    };
+    once();`;
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise((r) => child.once("exit", r));
+  let result: Promise<number[]> | undefined;
+  return {
+    stop() {
+      result ??= (async () => {
+        child.stdin.end("stop\n");
+        await exited;
+        return out.trim().split("\n").map((l) => (l.startsWith("error") ? Number.POSITIVE_INFINITY : Number(l)));
+      })();
+      return result;
+    },
+  };
+}
 
 /** Sends `lines` one per 150 ms, then `body` one byte per 150 ms; resolves when the server closes. */
 function trickleHttp1(lines: readonly string[], body: string): Promise<{ text: string; ms: number }> {
