@@ -134,6 +134,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     interceptors: [auth.interceptor],
     contextValues: auth.contextValues,
     metricsOnPublicPort: opts.config.metrics.onPublicPort,
+    transportLimits: opts.config.gateway.limits,
   });
   return {
     ...gateway,

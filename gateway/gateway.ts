@@ -11,7 +11,8 @@ import type http2 from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ContextValues, Interceptor, ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { GatewayLimits } from "../platform/config.js";
 import { INTERNAL_HEADER_PREFIX } from "../platform/identity.js";
 import { createCors } from "./cors.js";
 import type { Admission } from "./auth/admission.js";
@@ -58,6 +59,8 @@ export interface GatewayOptions {
   readonly metricsOnPublicPort?: boolean;
   /** Per-call context values taken from the Node request (e.g. the client address). */
   readonly contextValues?: (req: Req) => ContextValues;
+  /** Connection/stream budgets and deadlines of the port; unset ones take the transport defaults. */
+  readonly transportLimits?: Partial<GatewayLimits>;
 }
 
 export interface Gateway {
@@ -128,6 +131,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     connect(req as http.IncomingMessage, res as http.ServerResponse);
   };
 
+  const transportRefused = new Counter({
+    name: "gateway_transport_refused_total",
+    help: "Connections and HTTP/2 streams refused or closed by a transport limit, by reason",
+    labelNames: ["what", "reason"] as const,
+    registers: [registry],
+  });
+  const { http1HeadersTimeoutMs, http1RequestTimeoutMs, ...limits } = opts.transportLimits ?? {};
+
   const fastDoors = opts.fastDoors ?? [];
   const server = createOnePortServer((req, res) => {
     for (const door of fastDoors) {
@@ -166,6 +177,22 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       if (!res.headersSent) sendJson(res, 500, { code: "internal", message: `internal error (request id ${requestId})` });
       else res.end();
     });
+  }, {
+    ...(http1HeadersTimeoutMs !== undefined ? { headersTimeoutMs: http1HeadersTimeoutMs } : {}),
+    ...(http1RequestTimeoutMs !== undefined ? { requestTimeoutMs: http1RequestTimeoutMs } : {}),
+    limits,
+    events: { onRefused: (what, reason) => transportRefused.inc({ what, reason }) },
+  });
+  new Gauge({
+    name: "gateway_transport_open",
+    help: "Open TCP connections and HTTP/2 streams on the public port",
+    labelNames: ["what"] as const,
+    registers: [registry],
+    collect() {
+      const now = server.stats();
+      this.set({ what: "connections" }, now.connections);
+      this.set({ what: "streams" }, now.streams);
+    },
   });
   const port = await server.listen(opts.port, opts.host);
   return { port, server, close: (graceMs) => server.close(graceMs) };

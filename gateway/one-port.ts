@@ -8,10 +8,20 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
+import { createFairAdmission } from "./fair-admission.js";
+import { addressKey, Budget, DEFAULT_TRANSPORT_LIMITS, type TransportEvents, type TransportLimits } from "./transport-limits.js";
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-/** Longest time a client may take to send its first bytes before we drop the connection. */
-const FIRST_BYTES_TIMEOUT_MS = 10_000;
+/**
+ * A session that keeps opening streams after this many were refused is closed: each refused
+ * HEADERS still costs a stream object (about 0.1-0.3 ms here), so a client ignoring refusals
+ * must not loop for free. A conforming client retries a refused stream later, rarely 10 at once.
+ */
+const REFUSED_STREAMS_PER_SESSION = 10;
+const ignore = (): void => {};
+const REFUSED = Object.assign(new Error("stream refused by a transport budget"), { code: "ERR_STREAM_REFUSED" });
+/** HTTP/2 requests started per event-loop turn before the rest wait their turn (fair-admission.ts). */
+const STREAM_STARTS_PER_TURN = 16;
 /** While closing, how often HTTP/1.1 connections that finished their request are closed. */
 const CLOSE_SWEEP_MS = 20;
 
@@ -27,6 +37,8 @@ export interface OnePortServer {
   listen(port: number, host: string): Promise<number>;
   /** Stop accepting, let in-flight requests finish for up to graceMs, then destroy what is left. */
   close(graceMs: number): Promise<void>;
+  /** What the transport holds now (the budgets of TransportLimits). */
+  stats(): { readonly connections: number; readonly streams: number };
 }
 
 type Protocol = "h2" | "http1" | "more";
@@ -46,15 +58,27 @@ export interface OnePortOptions {
   readonly requestTimeoutMs?: number;
   /** How often those two are checked. Default 2 s (Node's own default is 30 s). */
   readonly timeoutCheckMs?: number;
+  /** Connection and stream budgets and deadlines; unset fields take DEFAULT_TRANSPORT_LIMITS. */
+  readonly limits?: Partial<TransportLimits>;
+  readonly events?: TransportEvents;
+}
+
+/** An accepted connection: whom its budgets are charged to, and its first-bytes deadline. */
+interface Accepted {
+  readonly key: string;
+  readonly deadline: NodeJS.Timeout;
 }
 
 export function createOnePortServer(handler: RequestHandler, options: OnePortOptions = {}): OnePortServer {
+  const limits: TransportLimits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
+  const refused = options.events?.onRefused ?? (() => {});
   const http1 = http.createServer(
     {
       keepAliveTimeout: 65_000,
       headersTimeout: options.headersTimeoutMs ?? 30_000,
       requestTimeout: options.requestTimeoutMs ?? 120_000,
       connectionsCheckingInterval: options.timeoutCheckMs ?? 2_000,
+      maxHeaderSize: limits.maxHeaderBytes,
     },
     handler as http.RequestListener,
   );
@@ -62,37 +86,133 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
   // trickle a request in, closeIdleConnections) only from its 'listening' event on; it never
   // listens itself here (the sockets come from `tcp`), so start that tracking now.
   http1.emit("listening");
-  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const h2 = http2.createServer(
+    {
+      maxSessionMemory: limits.h2MaxSessionMemoryMb,
+      settings: {
+        maxConcurrentStreams: limits.h2MaxStreamsPerConnection,
+        maxHeaderListSize: limits.maxHeaderBytes,
+      },
+    },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
+  const connections = new Budget(limits.maxConnections, limits.maxConnectionsPerAddress);
+  const streams = new Budget(limits.maxStreams, limits.maxStreamsPerAddress);
+  const admission = createFairAdmission(STREAM_STARTS_PER_TURN);
   const sockets = new Set<net.Socket>();
   /** Connections whose first bytes have not told their protocol yet. */
   const undecided = new Set<net.Socket>();
   const h2Sessions = new Set<http2.Http2Session>();
-  h2.on("session", (s) => {
-    h2Sessions.add(s);
-    s.once("close", () => h2Sessions.delete(s));
+  /** The connection being handed to the HTTP/2 server; its 'session' event fires synchronously. */
+  let handingOver: Accepted | undefined;
+  h2.on("session", (session) => {
+    h2Sessions.add(session);
+    session.once("close", () => h2Sessions.delete(session));
+    guardSession(session, handingOver);
   });
+
+  /**
+   * Streams are counted against the budgets before any request object or handler exists:
+   * Node's own listener (which builds the request and calls the handler) is moved behind ours,
+   * so a refused stream costs a RST_STREAM and nothing else, for every protocol and route.
+   */
+  function guardSession(session: http2.ServerHttp2Session, accepted: Accepted | undefined): void {
+    const key = accepted?.key ?? "unknown";
+    let open = 0;
+    let refusals = 0;
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = (): void => {
+      idle = setTimeout(() => {
+        refused("connection", "h2_idle");
+        session.close();
+      }, limits.h2IdleTimeoutMs);
+      idle.unref();
+    };
+    armIdle();
+    session.once("close", () => clearTimeout(idle));
+    const dispatch = session.listeners("stream") as ((...args: unknown[]) => void)[];
+    session.removeAllListeners("stream");
+    session.on("stream", (stream: http2.ServerHttp2Stream, ...rest: unknown[]) => {
+      if (accepted) clearTimeout(accepted.deadline);
+      // A stream refused or still waiting for its turn has no request object listening yet;
+      // a session torn down by a protocol error errors all its streams, which must not crash.
+      stream.on("error", ignore);
+      const over = streams.take(key);
+      if (over) {
+        refused("stream", over === "total" ? "total_streams" : "address_streams");
+        stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        // Destroyed now with a shared error: otherwise Node builds a new error (and its
+        // source-mapped stack) for every refused stream, the bulk of a refusal's cost.
+        stream.destroy(REFUSED);
+        refusals += 1;
+        if (refusals === REFUSED_STREAMS_PER_SESSION && !session.destroyed) {
+          // Torn down at once: the rest of this read's HEADERS are then dropped by nghttp2 and
+          // Node without building a stream object for each.
+          refused("connection", "refused_stream_flood");
+          session.destroy(undefined, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        }
+        return;
+      }
+      open += 1;
+      clearTimeout(idle);
+      stream.once("close", () => {
+        streams.release(key);
+        open -= 1;
+        if (open === 0 && !session.closed && !session.destroyed) armIdle();
+      });
+      admission.admit(
+        key,
+        () => {
+          for (const listener of dispatch) listener.call(session, stream, ...rest);
+        },
+        () => stream.destroyed || stream.closed,
+      );
+    });
+  }
 
   // http.Server disables Nagle on the sockets it accepts itself; ours arrive through this
   // server, so it must do the same (small responses would otherwise wait for ACKs).
   const tcp = net.createServer({ noDelay: true }, (socket) => {
+    const key = addressKey(socket.remoteAddress);
+    const over = connections.take(key);
+    if (over) {
+      refused("connection", over === "total" ? "total_connections" : "address_connections");
+      socket.on("error", () => {});
+      socket.resetAndDestroy();
+      return;
+    }
     sockets.add(socket);
     undecided.add(socket);
+    // From accept, not from the last byte: a client trickling its preface does not extend it.
+    const deadline = setTimeout(() => {
+      refused("connection", "first_bytes_deadline");
+      socket.destroy();
+    }, limits.firstBytesTimeoutMs);
+    deadline.unref();
     socket.once("close", () => {
+      clearTimeout(deadline);
+      connections.release(key);
       sockets.delete(socket);
       undecided.delete(socket);
     });
     let head: Buffer = Buffer.alloc(0);
-    socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
       const protocol = detectProtocol(head);
       if (protocol === "more") return;
       socket.off("data", onData);
-      socket.setTimeout(0);
       undecided.delete(socket);
       if (protocol === "h2") {
-        h2.emit("connection", replayingStream(socket, head));
+        // The deadline keeps running until the session's first request headers (guardSession).
+        handingOver = { key, deadline };
+        try {
+          h2.emit("connection", replayingStream(socket, head));
+        } finally {
+          handingOver = undefined;
+        }
       } else {
+        // HTTP/1.1 has its own clock from here: headersTimeout counts from the connection's start.
+        clearTimeout(deadline);
         socket.pause();
         socket.unshift(head);
         http1.emit("connection", socket);
@@ -133,6 +253,7 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
       clearInterval(sweep);
       clearTimeout(timer);
     },
+    stats: () => ({ connections: connections.total, streams: streams.total }),
   };
 }
 

@@ -36,6 +36,21 @@ describe("loadConfig", () => {
     expect(loadConfig({ SWITCHBOARD_METRICS_PORT: "off" }).metrics.listen).toBe(false);
   });
 
+  it("gives transport limits that fit tens of thousands of subscribers, and reads them from the environment", () => {
+    const d = loadConfig({}).gateway.limits;
+    expect(d).toMatchObject({ firstBytesTimeoutMs: 10_000, h2IdleTimeoutMs: 120_000, h2MaxStreamsPerConnection: 100 });
+    expect(d.maxStreams).toBeGreaterThanOrEqual(20_000);
+    expect(d.maxConnections).toBeGreaterThanOrEqual(20_000);
+    const c = loadConfig({
+      SWITCHBOARD_GATEWAY_MAX_STREAMS_PER_ADDRESS: "0",
+      SWITCHBOARD_GATEWAY_MAX_CONNECTIONS: "500",
+      SWITCHBOARD_GATEWAY_H2_IDLE_TIMEOUT_MS: "1500",
+      SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS: "2000",
+      SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS: "1000",
+    }).gateway.limits;
+    expect(c).toMatchObject({ maxStreamsPerAddress: 0, maxConnections: 500, h2IdleTimeoutMs: 1500, http1RequestTimeoutMs: 2000, http1HeadersTimeoutMs: 1000 });
+  });
+
   it("parses cluster settings", () => {
     const c = loadConfig({
       SWITCHBOARD_ENGINE: "cluster",
@@ -75,6 +90,10 @@ describe("loadConfig", () => {
     ["SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", "a.B/C=99999999"],
     ["SWITCHBOARD_METRICS_PORT", "metrics"],
     ["SWITCHBOARD_METRICS_ON_PUBLIC_PORT", "maybe"],
+    ["SWITCHBOARD_GATEWAY_H2_MAX_STREAMS_PER_CONNECTION", "0"],
+    ["SWITCHBOARD_GATEWAY_MAX_STREAMS", "-5"],
+    ["SWITCHBOARD_GATEWAY_FIRST_BYTES_TIMEOUT_MS", "10s"],
+    ["SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS", "200000"],
   ])("rejects %s=%s with one line naming the variable", (variable, value) => {
     let error: unknown;
     try {

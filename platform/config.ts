@@ -33,6 +33,8 @@ export interface Config {
      */
     readonly maxMessageBytes: number;
     readonly methodMaxBytes: Readonly<Record<string, number>>;
+    /** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
+    readonly limits: GatewayLimits;
   };
   /** Prometheus metrics: a listener of their own (port 0 = any free port), and optionally the public port too. */
   readonly metrics: {
@@ -74,6 +76,22 @@ export interface Config {
    * internal services. Required by the serving roles on the cluster engine (platform/mesh-secret.ts).
    */
   readonly mesh: { readonly secret: string | undefined };
+}
+
+export interface GatewayLimits {
+  readonly firstBytesTimeoutMs: number;
+  readonly h2IdleTimeoutMs: number;
+  readonly h2MaxStreamsPerConnection: number;
+  readonly h2MaxSessionMemoryMb: number;
+  readonly maxHeaderBytes: number;
+  readonly maxConnections: number;
+  /** 0 = no per-address limit (e.g. behind a proxy, where every connection has its address). */
+  readonly maxConnectionsPerAddress: number;
+  readonly maxStreams: number;
+  /** 0 = no per-address limit. */
+  readonly maxStreamsPerAddress: number;
+  readonly http1HeadersTimeoutMs: number;
+  readonly http1RequestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -167,6 +185,14 @@ export function loadConfig(env: Env = process.env): Config {
   };
   const metricsPortText = read("SWITCHBOARD_METRICS_PORT");
   const metricsOff = metricsPortText?.toLowerCase() === "off";
+  const http1HeadersTimeoutMs = int("SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS", 30_000, 100, 600_000);
+  const http1RequestTimeoutMs = int("SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS", 120_000, 100, 3_600_000);
+  if (http1HeadersTimeoutMs > http1RequestTimeoutMs) {
+    throw new ConfigError(
+      "SWITCHBOARD_GATEWAY_HTTP1_HEADERS_TIMEOUT_MS",
+      `must not exceed SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS (${http1RequestTimeoutMs}; got ${http1HeadersTimeoutMs})`,
+    );
+  }
   const publicBaseUrl = read("SWITCHBOARD_PUBLIC_BASE_URL") ?? `http://localhost:${gatewayPort}`;
   urlList("SWITCHBOARD_PUBLIC_BASE_URL", publicBaseUrl, ["http:", "https:"]);
 
@@ -184,6 +210,19 @@ export function loadConfig(env: Env = process.env): Config {
       publicBaseUrl: publicBaseUrl.replace(/\/+$/, ""),
       maxMessageBytes: int("SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES", 16 * 1024, 64, MAX_GATEWAY_MESSAGE_BYTES),
       methodMaxBytes: methodSizes("SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES", read("SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES")),
+      limits: {
+        firstBytesTimeoutMs: int("SWITCHBOARD_GATEWAY_FIRST_BYTES_TIMEOUT_MS", 10_000, 100, 600_000),
+        h2IdleTimeoutMs: int("SWITCHBOARD_GATEWAY_H2_IDLE_TIMEOUT_MS", 120_000, 100, 86_400_000),
+        h2MaxStreamsPerConnection: int("SWITCHBOARD_GATEWAY_H2_MAX_STREAMS_PER_CONNECTION", 100, 1, 10_000),
+        h2MaxSessionMemoryMb: int("SWITCHBOARD_GATEWAY_H2_MAX_SESSION_MEMORY_MB", 4, 1, 1_024),
+        maxHeaderBytes: int("SWITCHBOARD_GATEWAY_MAX_HEADER_BYTES", 16_384, 1_024, 1_048_576),
+        maxConnections: int("SWITCHBOARD_GATEWAY_MAX_CONNECTIONS", 20_000, 1, 1_000_000),
+        maxConnectionsPerAddress: int("SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS", 256, 0, 1_000_000),
+        maxStreams: int("SWITCHBOARD_GATEWAY_MAX_STREAMS", 30_000, 1, 10_000_000),
+        maxStreamsPerAddress: int("SWITCHBOARD_GATEWAY_MAX_STREAMS_PER_ADDRESS", 2_000, 0, 10_000_000),
+        http1HeadersTimeoutMs,
+        http1RequestTimeoutMs,
+      },
     },
     metrics: {
       host: read("SWITCHBOARD_METRICS_HOST") ?? "127.0.0.1",
