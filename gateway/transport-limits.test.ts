@@ -35,6 +35,8 @@ const HEALTHZ_MAX_MS = 250;
 
 let mesh: MeshProcess;
 let port: number;
+/** The metrics listener (off the public port), which no transport budget of the public port touches. */
+let metricsPort: number;
 /** Source addresses handed out to tests so that budgets of one test never touch another's. */
 let nextAddress = 2;
 const takeAddress = (): string => `127.0.0.${nextAddress++}`;
@@ -56,7 +58,7 @@ function timedGet(path: string): Promise<{ status: number; body: string; ms: num
 }
 
 async function metric(name: string, labels: string): Promise<number> {
-  const text = (await timedGet("/metrics")).body;
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`));
   return line ? Number(line.split(" ").pop()) : 0;
 }
@@ -66,7 +68,8 @@ const sumResets = (conns: readonly RawH2[], code: number) => conns.reduce((n, c)
 
 beforeAll(async () => {
   port = await freePort();
-  mesh = spawnSwitchboard(["all"], { SWITCHBOARD_GATEWAY_PORT: String(port), ...LIMITS });
+  metricsPort = await freePort();
+  mesh = spawnSwitchboard(["all"], { SWITCHBOARD_GATEWAY_PORT: String(port), SWITCHBOARD_METRICS_PORT: String(metricsPort), ...LIMITS });
   await waitFor("the gateway's /healthz", async () => ((await timedGet("/healthz")).status === 200 ? true : undefined), 30_000);
 }, 40_000);
 afterAll(async () => {
