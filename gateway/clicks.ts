@@ -18,6 +18,10 @@
  *   dropped and counted in `redirect_clicks_dropped_total`.
  * - `drain()` / `close()` flush what is queued at once (graceful shutdown loses nothing that the
  *   stream accepts within the grace period).
+ * - Each click is stamped with the link it redirected through (owner + creation time, as the
+ *   door resolved it), so WatchClicks hands it only to that link's owner even when the code
+ *   names another link by the time the click arrives. The stamp is encoded once per resolved
+ *   link (the near-cache keeps handing out the same value object) and copied into each click.
  */
 import { randomBytes } from "node:crypto";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
@@ -47,6 +51,16 @@ export interface ClickEmitterOptions {
    * durable publish does not reach plain subscribers (NATS's does). Default false.
    */
   readonly livePublish?: boolean;
+}
+
+/**
+ * The link a click redirected through: the resolver's value (CachedLink) already is one, so the
+ * door passes what it answered from, with no extra lookup or object.
+ */
+export interface ClickedLink {
+  readonly ownerId: string;
+  /** Link.createdAt, epoch ms. */
+  readonly createdAtMs: number;
 }
 
 interface Batch {
@@ -129,6 +143,8 @@ export class ClickEmitter {
     return host === "" ? null : utf8.encode(host);
   }, REFERRER_CACHE_MAX);
   private readonly gatewayIdBytes: Uint8Array;
+  /** ClickEvent fields 9 and 10 (link_owner_id, link_create_time_ms), encoded once per link value. */
+  private readonly stamps = new WeakMap<ClickedLink, Uint8Array | null>();
 
   constructor(private readonly opts: ClickEmitterOptions) {
     this.max = opts.maxQueue ?? 100_000;
@@ -148,15 +164,19 @@ export class ClickEmitter {
       : undefined;
   }
 
-  /** Hot path: O(1), no I/O, one small object. */
-  record(code: string, referer: string | undefined, ua: string | undefined, head: boolean): void {
+  /**
+   * Hot path: O(1), no I/O, one small object. `link` is the link the redirect went to (its
+   * stamp); without it the click is published unstamped, and WatchClicks then authorises it
+   * against whatever the code names when the click arrives.
+   */
+  record(code: string, referer: string | undefined, ua: string | undefined, head: boolean, link?: ClickedLink): void {
     if (this.closed || this.pending >= this.max) {
       this.stats.dropped++;
       this.dropped?.inc();
       return;
     }
     this.stats.emitted++;
-    this.append(code, Date.now(), referer, ua, head);
+    this.append(code, Date.now(), referer, ua, head, link === undefined ? null : this.stampOf(link));
     if (++this.openCount >= this.batchSize) {
       this.cut();
       if (!this.flushSoon) {
@@ -223,8 +243,33 @@ export class ClickEmitter {
     this.openCount = 0;
   }
 
+  /** The encoded stamp of a link; null when it has no usable identity (nothing to stamp). */
+  private stampOf(link: ClickedLink): Uint8Array | null {
+    let bytes = this.stamps.get(link);
+    if (bytes === undefined) {
+      bytes =
+        link.ownerId !== "" && Number.isSafeInteger(link.createdAtMs)
+          ? new BinaryWriter()
+              .tag(9, WireType.LengthDelimited)
+              .string(link.ownerId) // link_owner_id
+              .tag(10, WireType.Varint)
+              .int64(link.createdAtMs) // link_create_time_ms
+              .finish()
+          : null;
+      this.stamps.set(link, bytes);
+    }
+    return bytes;
+  }
+
   /** Appends one ClickEvent to the open ClickBatch { repeated ClickEvent clicks = 1 } (events.proto). */
-  private append(code: string, ms: number, referer: string | undefined, ua: string | undefined, head: boolean): void {
+  private append(
+    code: string,
+    ms: number,
+    referer: string | undefined,
+    ua: string | undefined,
+    head: boolean,
+    stamp: Uint8Array | null,
+  ): void {
     const w = this.open;
     const referrer = this.refHostBytes(referer);
     const cls: UserAgentClass = this.classify(ua);
@@ -246,6 +291,7 @@ export class ClickEmitter {
     if (cls !== 0) w.tag(5, WireType.Varint).int32(cls); // user_agent_class
     if (head) w.tag(7, WireType.Varint).bool(true); // is_head
     if (this.gatewayIdBytes.length > 0) w.tag(8, WireType.LengthDelimited).bytes(this.gatewayIdBytes); // gateway_id
+    if (stamp !== null) w.raw(stamp); // link_owner_id, link_create_time_ms (already tagged)
     w.join();
   }
 

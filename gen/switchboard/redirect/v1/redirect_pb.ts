@@ -126,7 +126,7 @@ export const WatchClicksRequestSchema: GenMessage<WatchClicksRequest> = /*@__PUR
  */
 export type WatchClicksResponse = Message<"switchboard.redirect.v1.WatchClicksResponse"> & {
   /**
-   * The click (gateway_id cleared).
+   * The click (gateway_id, link_owner_id and link_create_time_ms cleared).
    *
    * @generated from field: switchboard.events.v1.ClickEvent click = 1;
    */
