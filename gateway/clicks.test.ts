@@ -91,7 +91,7 @@ describe("ClickEmitter", () => {
     const e = new ClickEmitter({ bus: spy, gatewayId: "g", log, flushMs: 60_000 });
     const link = { ownerId: "alice-ü", createdAtMs: 1_795_000_000_123 };
     e.record("st", undefined, CHROME, false, link);
-    e.record("st", undefined, CHROME, false, link); // same value object: encoded once, copied twice
+    e.record("st", undefined, CHROME, false, link);
     e.record("st", undefined, CHROME, false, { ownerId: "bob", createdAtMs: 1 });
     e.record("st", undefined, CHROME, false);
     e.record("st", undefined, CHROME, false, { ownerId: "", createdAtMs: 5 }); // an entry without owner
