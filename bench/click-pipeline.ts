@@ -33,6 +33,8 @@ async function main(): Promise<void> {
   const consumer = startClickConsumer({ bus, store, log });
   const emitter = new ClickEmitter({ bus, gatewayId: "bench-gw-1", log, livePublish: true });
   const codes = Array.from({ length: LINKS }, (_, i) => codeOf(i));
+  // What the door hands the emitter: the resolved link it redirected to (its stamp).
+  const links = codes.map((code, i) => ({ code, ownerId: `owner-${i % 1_000}`, createdAtMs: 1_795_000_000_000 + i }));
   let sent = 0;
   console.log(`click pipeline, memory engine, one thread: ${CLICKS} clicks per round over ${LINKS} links; node ${process.version}`);
   console.log("| round | clicks/s | CPU us per click | heap MB after |\n|---|---:|---:|---:|");
@@ -41,7 +43,8 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     // Like the door under load: clicks arrive in bursts between event-loop turns.
     for (let i = 0; i < CLICKS; i++) {
-      emitter.record(codes[(i * 7919) % LINKS]!, REFERER, UA, false);
+      const link = links[(i * 7919) % LINKS]!;
+      emitter.record(link.code, REFERER, UA, false, link);
       if (i % 50 === 49) await new Promise((r) => setImmediate(r));
     }
     sent += CLICKS;

@@ -86,6 +86,46 @@ describe("ClickEmitter", () => {
     await e.close();
   });
 
+  it("stamps a click with the link it redirected through (owner, creation ms); none without a usable link", async () => {
+    const { spy, sent } = spyBus(engine.bus);
+    const e = new ClickEmitter({ bus: spy, gatewayId: "g", log, flushMs: 60_000 });
+    const link = { ownerId: "alice-ü", createdAtMs: 1_795_000_000_123 };
+    e.record("st", undefined, CHROME, false, link);
+    e.record("st", undefined, CHROME, false, link);
+    e.record("st", undefined, CHROME, false, { ownerId: "bob", createdAtMs: 1 });
+    e.record("st", undefined, CHROME, false);
+    e.record("st", undefined, CHROME, false, { ownerId: "", createdAtMs: 5 }); // an entry without owner
+    expect(await e.drain(2_000)).toBe(true);
+    const b = fromBinary(ClickBatchSchema, sent[0]!.data);
+    expect(b.clicks.map((c) => [c.code, c.linkOwnerId, c.linkCreateTimeMs, c.gatewayId])).toEqual([
+      ["st", "alice-ü", 1_795_000_000_123n, "g"],
+      ["st", "alice-ü", 1_795_000_000_123n, "g"],
+      ["st", "bob", 1n, "g"],
+      ["st", "", 0n, "g"],
+      ["st", "", 0n, "g"],
+    ]);
+    await e.close();
+  });
+
+  it("the analytics consumer counts stamped clicks exactly as before", async () => {
+    await engine.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL]);
+    const store = new MemoryClickStatsStore();
+    const consumer = startClickConsumer({ bus: engine.bus, store, log });
+    const e = new ClickEmitter({ bus: engine.bus, gatewayId: "g", log, flushMs: 5 });
+    const link = { ownerId: "alice", createdAtMs: Date.now() };
+    for (let i = 0; i < 5; i++) e.record("sc", "https://t.co/x", CHROME, false, link);
+    e.record("sc", undefined, "Slackbot-LinkExpanding 1.0", false, link);
+    e.record("sc", undefined, CHROME, true, link);
+    expect(await e.drain(2_000)).toBe(true);
+    for (let i = 0; i < 200 && consumer.stats.counted < 7; i++) await sleep(10);
+    await sleep(30);
+    expect(consumer.stats).toMatchObject({ counted: 7, malformed: 0, duplicates: 0 });
+    const stats = await store.get("sc");
+    expect(stats).toMatchObject({ total: 7, human: 5, bot: 2, perReferrer: [{ referrer: "t.co", human: 5 }] });
+    await e.close();
+    await consumer.close();
+  });
+
   it("flushes by size (batchSize) and by time (flushMs)", async () => {
     const { spy, sent } = spyBus(engine.bus);
     const e = new ClickEmitter({ bus: spy, gatewayId: "g", log, flushMs: 60_000, batchSize: 10 });

@@ -9,7 +9,8 @@
  * - Near-cache hit: answered synchronously (no await, no promise) from the resolver's LRU;
  *   miss: Redis, then the LinkStore directly (no gRPC hop).
  * - Every redirect (301/302, GET or HEAD) records a click in the ClickEmitter queue after the
- *   response is written.
+ *   response is written, stamped with the link it redirected to (the resolved value itself:
+ *   owner and creation time, no further lookup).
  * - Metrics: `gateway_redirect_responses_total{status,cache="hit"|"miss"}` (plain tallies, copied
  *   into prom-client at scrape time);
  *   the gateway runs this door as a fast door, before its generic per-request wrapper.
@@ -22,7 +23,7 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Engine } from "../platform/engine.js";
 import { createLinkStore } from "../services/links/store.js";
-import { LinkResolver, type Lookup, type ResolverOptions } from "../services/redirect/resolver.js";
+import { LinkResolver, type CachedLink, type Lookup, type ResolverOptions } from "../services/redirect/resolver.js";
 import { ClickEmitter } from "./clicks.js";
 import type { HttpDoor } from "./gateway.js";
 
@@ -119,7 +120,7 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
       "content-length": "0",
     });
     res.end();
-    if (clicks) clickFrom(clicks, req, v.code, head);
+    if (clicks) clickFrom(clicks, req, v, head);
   };
 
   return (req, res, log) => {
@@ -157,7 +158,7 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
  * `req.headers` (an object of every header, names lower-cased) lazily on first access, and the
  * door needs only these two.
  */
-function clickFrom(clicks: ClickEmitter, req: Req, code: string, head: boolean): void {
+function clickFrom(clicks: ClickEmitter, req: Req, link: CachedLink, head: boolean): void {
   const raw = req.rawHeaders;
   let referer: string | undefined;
   let ua: string | undefined;
@@ -169,7 +170,7 @@ function clickFrom(clicks: ClickEmitter, req: Req, code: string, head: boolean):
       ua = raw[i + 1];
     }
   }
-  clicks.record(code, referer, ua, head);
+  clicks.record(link.code, referer, ua, head, link);
 }
 
 function plain(res: Res, status: number, body: string, head: boolean): void {

@@ -4,22 +4,27 @@
  * - Finding 3 replayed (embedded mesh in-process): alice watches alias x (one stream on x, one on
  *   all her links), deletes x, bob registers x and his link is clicked: alice gets none of bob's
  *   clicks, her x stream ends NotFound. A stream opened with a token expiring in ~2 s ends with
- *   Unauthenticated right after it expires.
+ *   Unauthenticated right after it expires. The click a redirect publishes is stamped with the
+ *   link it redirected to (owner, creation time); the owner's stream shows it without the stamp.
  * - Finding 4 replayed, scaled down (embedded mesh as a child process, so its time and memory
  *   are its own): one account's streams beyond the per-identity cap are refused with
  *   ResourceExhausted; with many accounts' idle streams at their cap, redirects of another
  *   account's link stay within 3x of the time they take with no stream open, and the process's
  *   resident memory grows by less than 150 MB for 800 streams (less than 50 MB during the redirects).
  */
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { readFileSync } from "node:fs";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
+import { ClickBatchSchema, type ClickEvent } from "../gen/switchboard/events/v1/events_pb.js";
 import { RedirectService, type WatchClicksResponse } from "../gen/switchboard/redirect/v1/redirect_pb.js";
 import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
 import { loadConfig } from "../platform/config.js";
+import { CLICK_BATCH_ALL } from "../services/redirect/subjects.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { DEV_JWT_SECRET } from "./auth/config.js";
 import { signHs256 } from "./auth/jwt.js";
@@ -113,6 +118,38 @@ describe("WatchClicks through the gateway (embedded mesh)", () => {
     expect(aliceX.ended()).toMatchObject({ code: Code.NotFound });
     expect(aliceAll.ended()).toBe("open");
     await Promise.all([aliceAll.stop(), bobAll.stop()]);
+  });
+
+  it("a redirect publishes its click stamped with the link it redirected to; the owner's stream shows no stamp", async () => {
+    const transport = createGrpcTransport({ baseUrl: base });
+    const shortener = createClient(ShortenerService, transport);
+    const redirect = createClient(RedirectService, transport);
+    const code = "stamped-alias";
+    const { link } = await shortener.createLink({ longUrl: "https://carol.example/s", customAlias: code }, auth("stamp-carol"));
+    const published: ClickEvent[] = [];
+    const off = running.engine!.bus.subscribe(CLICK_BATCH_ALL, (m) => {
+      published.push(...fromBinary(ClickBatchSchema, m.data).clicks.filter((c) => c.code === code));
+    });
+    const carolAll = watch(redirect, "", auth("stamp-carol"));
+    try {
+      await sleep(200);
+      // Cold (store) and warm (near-cache) lookups both stamp.
+      expect(await clickOn(code, "https://one.example/")).toBe(302);
+      expect(await clickOn(code, "https://two.example/")).toBe(302);
+      await until("both clicks published and streamed", () => published.length === 2 && carolAll.got.length === 2);
+      const createdMs = BigInt(timestampMs(link!.createTime!));
+      expect(published.map((c) => [c.referrer, c.linkOwnerId, c.linkCreateTimeMs])).toEqual([
+        ["one.example", "stamp-carol", createdMs],
+        ["two.example", "stamp-carol", createdMs],
+      ]);
+      expect(carolAll.got.map((m) => [m.click?.referrer, m.click?.linkOwnerId, m.click?.linkCreateTimeMs, m.click?.gatewayId])).toEqual([
+        ["one.example", "", 0n, ""],
+        ["two.example", "", 0n, ""],
+      ]);
+    } finally {
+      off();
+      await carolAll.stop();
+    }
   });
 
   it("a stream opened with a token expiring in ~2 s ends with Unauthenticated shortly after it expires", async () => {

@@ -72,11 +72,37 @@ async function deleteLink(code: string): Promise<void> {
 function announce(code: string, kind: LinkChangeKind, version: bigint): void {
   engine.bus.publish(linkChangedSubject(code), toBinary(LinkChangedSchema, create(LinkChangedSchema, { code, kind, version })));
 }
+/** Unstamped clicks, as a gateway that predates the link stamp publishes them. */
 function clicks(...codes: string[]): void {
+  publish(codes.map((code) => ({ code, referrer: `${code}.ref` })));
+}
+/** Clicks as the redirect door publishes them: each stamped with the link it redirected through. */
+function stampedClicks(...links: Link[]): void {
+  publish(
+    links.map((l) => ({
+      code: l.code,
+      referrer: `${l.ownerId}.${l.code}.ref`,
+      linkOwnerId: l.ownerId,
+      linkCreateTimeMs: BigInt(l.createdAt.getTime()),
+    })),
+  );
+}
+function publish(events: { code: string; referrer: string; linkOwnerId?: string; linkCreateTimeMs?: bigint }[]): void {
   const batch = create(ClickBatchSchema, {
-    clicks: codes.map((code) => create(ClickEventSchema, { eventId: `e${++eventSeq}`, code, referrer: `${code}.ref`, gatewayId: "gw-1" })),
+    clicks: events.map((e) => create(ClickEventSchema, { eventId: `e${++eventSeq}`, gatewayId: "gw-1", ...e })),
   });
   engine.bus.publish(clickBatchSubject("gw-1"), toBinary(ClickBatchSchema, batch));
+}
+/**
+ * The code now names another link in the store, but this process has not heard of it (on the
+ * cluster engine the shortener's LinkChanged may arrive after a gateway's click): nothing is
+ * announced, so the hub's cache keeps what it held.
+ */
+async function replaceUnannounced(old: Link, ownerId: string): Promise<Link> {
+  expect(await store.delete(old.code)).toBe(true);
+  const link: Link = { ...old, ownerId, longUrl: `https://example.com/${ownerId}/${old.code}`, createdAt: new Date() };
+  expect(await store.insertIfAbsent(link)).toBe(true);
+  return link;
 }
 const identity = (l: Link): LinkIdentity => ({ code: l.code, ownerId: l.ownerId, createdAtMs: l.createdAt.getTime() });
 
@@ -200,6 +226,79 @@ describe("ClickWatchHub", () => {
     for (let i = 0; i < 50 && single.got.length < 1; i++) await sleep(10);
     expect(single.got).toHaveLength(1);
     await single.stop();
+  });
+
+  it("cluster interleaving: the hub's cache still holds alice's x when clicks stamped with bob's x arrive: alice gets none, her x stream ends NotFound", async () => {
+    const alices = await addLink("x", "alice", new Date(Date.now() - 60_000));
+    const all = reader("alice");
+    const single = reader("alice", identity(alices));
+    await sleep(5);
+    expect(await resolver.resolve("x")).toMatchObject({ ownerId: "alice" });
+    const bobs = await replaceUnannounced(alices, "bob");
+    const bobAll = reader("bob");
+    const bobSingle = reader("bob", identity(bobs));
+    await sleep(5);
+    stampedClicks(bobs, bobs);
+    for (let i = 0; i < 50 && (bobAll.got.length < 2 || single.ended() === "open"); i++) await sleep(10);
+    await sleep(20);
+    // The cache never learned of the change: the stamp alone kept bob's clicks from alice.
+    expect(resolver.peek("x")).toMatchObject({ ownerId: "alice", createdAtMs: alices.createdAt.getTime() });
+    expect(all.got).toHaveLength(0);
+    expect(single.got).toHaveLength(0);
+    expect(single.ended()).toMatchObject({ kind: "NotFound" });
+    expect(all.ended()).toBe("open");
+    // What bob sees carries no stamp and no gateway id (internal).
+    const seen = (r: ReturnType<typeof reader>) => r.got.map((c) => [c.referrer, c.linkOwnerId, c.linkCreateTimeMs, c.gatewayId]);
+    expect(seen(bobAll)).toEqual([["bob.x.ref", "", 0n, ""], ["bob.x.ref", "", 0n, ""]]);
+    expect(seen(bobSingle)).toEqual(seen(bobAll));
+    await Promise.all([all, bobAll, bobSingle].map((r) => r.stop()));
+  });
+
+  it("a late click stamped with alice's old x reaches alice, not bob, and does not end bob's x stream", async () => {
+    // Redirected (by a gateway whose cache lagged) to alice's target after bob registered x.
+    const alices = await addLink("late", "alice", new Date(Date.now() - 60_000));
+    const aliceAll = reader("alice");
+    await deleteLink("late");
+    const bobs = await addLink("late", "bob");
+    const bobAll = reader("bob");
+    const bobSingle = reader("bob", identity(bobs));
+    await sleep(5);
+    expect(await resolver.resolve("late")).toMatchObject({ ownerId: "bob" });
+    stampedClicks(alices, bobs);
+    for (let i = 0; i < 50 && (aliceAll.got.length < 1 || bobAll.got.length < 1); i++) await sleep(10);
+    await sleep(30); // the mismatch on bob's stream is checked against the store meanwhile
+    expect(aliceAll.got.map((c) => c.referrer)).toEqual(["alice.late.ref"]);
+    expect(bobAll.got.map((c) => c.referrer)).toEqual(["bob.late.ref"]);
+    expect(bobSingle.got.map((c) => c.referrer)).toEqual(["bob.late.ref"]);
+    expect(bobSingle.ended()).toBe("open");
+    await Promise.all([aliceAll, bobAll, bobSingle].map((r) => r.stop()));
+  });
+
+  it("an unstamped click (older gateway) is still authorised by the hub's cache", async () => {
+    const alices = await addLink("old", "alice", new Date(Date.now() - 60_000));
+    const aliceAll = reader("alice");
+    await sleep(5);
+    await resolver.resolve("old");
+    const bobs = await replaceUnannounced(alices, "bob");
+    const bobAll = reader("bob");
+    const bobSingle = reader("bob", identity(bobs));
+    await sleep(5);
+    // Without a stamp the cache decides, and it still says alice: the fallback's known limit.
+    clicks("old");
+    for (let i = 0; i < 50 && aliceAll.got.length < 1; i++) await sleep(10);
+    await sleep(20);
+    expect(aliceAll.got).toHaveLength(1);
+    expect(bobAll.got).toHaveLength(0);
+    expect(bobSingle.got).toHaveLength(0);
+    // Once the change is heard of, the cache says bob.
+    announce("old", LinkChangeKind.CREATED, 1n);
+    clicks("old");
+    for (let i = 0; i < 50 && bobAll.got.length < 1; i++) await sleep(10);
+    await sleep(20);
+    expect(bobAll.got.map((c) => c.referrer)).toEqual(["old.ref"]);
+    expect(bobSingle.got.map((c) => c.referrer)).toEqual(["old.ref"]);
+    expect(aliceAll.got).toHaveLength(1);
+    await Promise.all([aliceAll, bobAll, bobSingle].map((r) => r.stop()));
   });
 
   it("caps streams per caller with ResourceExhausted and frees a slot when one ends", async () => {

@@ -3,17 +3,24 @@
  *
  * One hub per process holds every open stream. It has one bus subscription (taken while at
  * least one stream is open), decodes each ClickBatch once and dispatches each click by code
- * (single-code streams) and by the clicked link's current owner (all-links streams), so the
+ * (single-code streams) and by the clicked link's owner (all-links streams), so the
  * cost of a click does not grow with the number of streams other callers hold open.
  *
- * Authorisation is checked on delivery, not once at open: every click is looked up in the
- * LinkResolver (invalidated by LinkChanged) just before it is handed out.
- * - An all-links stream gets a click only when the link is, at that moment, the caller's.
+ * Authorisation is checked on delivery, not once at open, against the link the click was on:
+ * - A stamped click (the gateway's redirect door names the link it redirected through: owner
+ *   + creation time) belongs to that link, whatever the code names when it arrives. On the
+ *   cluster engine LinkChanged (from the shortener) and the click (from a gateway) travel
+ *   independently, so the hub's cache may not yet know that alice's x was deleted and bob's x
+ *   registered when bob's click comes in; the stamp still says it is bob's.
+ * - An unstamped click (from an older gateway) is looked up in the LinkResolver (invalidated by
+ *   LinkChanged) just before it is handed out.
+ * - An all-links stream gets a click only when it was on one of the caller's links.
  * - A single-code stream is bound to the link it was opened on (owner + creation time) and gets
- *   a click only while the code still names that link. When it stops (deleted, or deleted and
- *   registered again, by anyone) the stream ends with NotFound: on the LinkChanged event, or
- *   on the next click. The end itself is confirmed against the store, so a lagging cache can
- *   withhold a click but never ends a stream whose link is still there.
+ *   a click only when it was on that link. When the link stops being there (deleted, or deleted
+ *   and registered again, by anyone) the stream ends with NotFound: on the LinkChanged event, or
+ *   on the next click on another link. The end itself is confirmed against the store, so a
+ *   lagging cache (here or at the gateway) can withhold a click but never ends a stream whose
+ *   link is still there.
  *
  * Bounded: at most `maxPerCaller` streams per caller (ResourceExhausted beyond), `queueMax`
  * undelivered clicks per stream (a slow reader loses live clicks rather than growing), and
@@ -234,9 +241,9 @@ export class ClickWatchHub {
           if (this.seen.size > 4_096) this.seen.delete(this.seen.values().next().value!);
           return true;
         });
-        const links = fresh.map((click) => this.resolver.peek(click.code) ?? this.lookup(click.code));
+        const links = fresh.map((click) => stampOf(click) ?? this.resolver.peek(click.code) ?? this.lookup(click.code));
         const pending = links.some((l) => l instanceof Promise);
-        const resolved = pending ? await Promise.all(links) : (links as (Lookup | undefined)[]);
+        const resolved = pending ? await Promise.all(links) : (links as (ClickedLink | Lookup | undefined)[]);
         for (const [i, click] of fresh.entries()) this.dispatch(click, resolved[i]);
       }
     } finally {
@@ -252,8 +259,15 @@ export class ClickWatchHub {
     });
   }
 
-  private dispatch(click: ClickEvent, link: Lookup | undefined): void {
-    click.gatewayId = ""; // internal: never shown to link owners
+  /**
+   * `link`: the link the click was on (its stamp, or the resolver's answer for an unstamped
+   * click); undefined when that is unknown (lookup failed): the click goes to nobody.
+   */
+  private dispatch(click: ClickEvent, link: ClickedLink | Lookup | undefined): void {
+    // Internal, never shown to link owners (the stamp was read in drain).
+    click.gatewayId = "";
+    click.linkOwnerId = "";
+    click.linkCreateTimeMs = 0n;
     const single = this.byCode.get(click.code);
     if (single && link !== undefined) {
       for (const w of single) {
@@ -299,8 +313,21 @@ export class ClickWatchHub {
   }
 }
 
-function sameLink(bound: LinkIdentity, now: Lookup): boolean {
-  return now.found && now.ownerId === bound.ownerId && now.createdAtMs === bound.createdAtMs;
+/** The link a click was on, by its stamp (found: it existed when the gateway redirected). */
+interface ClickedLink {
+  readonly found: true;
+  readonly ownerId: string;
+  readonly createdAtMs: number;
+}
+
+/** undefined for an unstamped click (published by a gateway that predates the stamp). */
+function stampOf(click: ClickEvent): ClickedLink | undefined {
+  if (click.linkOwnerId === "") return undefined;
+  return { found: true, ownerId: click.linkOwnerId, createdAtMs: Number(click.linkCreateTimeMs) };
+}
+
+function sameLink(bound: LinkIdentity, clicked: ClickedLink | Lookup): boolean {
+  return clicked.found && clicked.ownerId === bound.ownerId && clicked.createdAtMs === bound.createdAtMs;
 }
 
 function sameStored(bound: LinkIdentity, link: Link | undefined): boolean {

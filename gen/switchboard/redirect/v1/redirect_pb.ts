@@ -126,7 +126,7 @@ export const WatchClicksRequestSchema: GenMessage<WatchClicksRequest> = /*@__PUR
  */
 export type WatchClicksResponse = Message<"switchboard.redirect.v1.WatchClicksResponse"> & {
   /**
-   * The click (gateway_id cleared).
+   * The click (gateway_id, link_owner_id and link_create_time_ms cleared).
    *
    * @generated from field: switchboard.events.v1.ClickEvent click = 1;
    */
@@ -164,10 +164,11 @@ export const RedirectService: GenService<{
    * replay). Bot and preview clicks are included, flagged by
    * user_agent_class.
    *
-   * Ownership is checked on every click, not once: a click is sent only while
-   * the link is the caller's. A stream on one code is bound to the link it
-   * opened on and ends with NOT_FOUND when that link is deleted (or deleted
-   * and registered again, by anyone).
+   * Ownership is checked on every click, not once: a click is sent only when
+   * the link the redirect was served for (not whatever the code names when
+   * the click arrives) is the caller's. A stream on one code is bound to the
+   * link it opened on and ends with NOT_FOUND when that link is deleted (or
+   * deleted and registered again, by anyone).
    *
    * Errors: UNAUTHENTICATED, INVALID_ARGUMENT, NOT_FOUND (unknown code),
    * NOT_FOUND (also for a link owned by someone else, so existence is not revealed),
