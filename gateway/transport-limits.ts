@@ -6,31 +6,11 @@
  * of thousands of long-lived subscribers spread over many addresses.
  */
 import { isIPv4 } from "node:net";
+import type { GatewayLimits } from "../platform/config.js";
 import { ipBucket } from "./rate-limit.js";
 
-export interface TransportLimits {
-  /**
-   * Absolute deadline from accept until a connection has told its protocol and, for HTTP/2,
-   * sent its first request headers. Trickling bytes does not extend it.
-   */
-  readonly firstBytesTimeoutMs: number;
-  /** An HTTP/2 session with no open stream for this long is closed (GOAWAY). Quiet open streams keep it. */
-  readonly h2IdleTimeoutMs: number;
-  /** SETTINGS_MAX_CONCURRENT_STREAMS announced on every HTTP/2 connection. */
-  readonly h2MaxStreamsPerConnection: number;
-  /** nghttp2's per-session memory budget (MB); beyond it new streams are refused. */
-  readonly h2MaxSessionMemoryMb: number;
-  /** Largest request header block (bytes), HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE and HTTP/1.1 alike. */
-  readonly maxHeaderBytes: number;
-  /** Open TCP connections in total (every protocol). */
-  readonly maxConnections: number;
-  /** Open TCP connections per remote address (IPv6 per /64); 0 = no per-address limit. */
-  readonly maxConnectionsPerAddress: number;
-  /** Open HTTP/2 streams in total, over all connections. */
-  readonly maxStreams: number;
-  /** Open HTTP/2 streams per remote address across its connections; 0 = no per-address limit. */
-  readonly maxStreamsPerAddress: number;
-}
+/** The port's connection and stream budgets and deadlines (documented on GatewayLimits). */
+export type TransportLimits = Omit<GatewayLimits, "http1HeadersTimeoutMs" | "http1RequestTimeoutMs">;
 
 export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   firstBytesTimeoutMs: 10_000,

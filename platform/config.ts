@@ -78,19 +78,32 @@ export interface Config {
   readonly mesh: { readonly secret: string | undefined };
 }
 
+/** Transport limits of the public port (gateway/transport-limits.ts enforces them). */
 export interface GatewayLimits {
+  /**
+   * Absolute deadline from accept until a connection has told its protocol and, for HTTP/2,
+   * sent its first request headers. Trickling bytes does not extend it.
+   */
   readonly firstBytesTimeoutMs: number;
+  /** An HTTP/2 session with no open stream for this long is closed (GOAWAY). Quiet open streams keep it. */
   readonly h2IdleTimeoutMs: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS announced on every HTTP/2 connection. */
   readonly h2MaxStreamsPerConnection: number;
+  /** nghttp2's per-session memory budget (MB); beyond it new streams are refused. */
   readonly h2MaxSessionMemoryMb: number;
+  /** Largest request header block (bytes), HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE and HTTP/1.1 alike. */
   readonly maxHeaderBytes: number;
+  /** Open TCP connections in total (every protocol). */
   readonly maxConnections: number;
-  /** 0 = no per-address limit (e.g. behind a proxy, where every connection has its address). */
+  /** Open TCP connections per remote address (IPv6 per /64); 0 = no per-address limit. */
   readonly maxConnectionsPerAddress: number;
+  /** Open HTTP/2 streams in total, over all connections. */
   readonly maxStreams: number;
-  /** 0 = no per-address limit. */
+  /** Open HTTP/2 streams per remote address across its connections; 0 = no per-address limit. */
   readonly maxStreamsPerAddress: number;
+  /** HTTP/1.1: longest a client may take to send a request's headers (408 then). */
   readonly http1HeadersTimeoutMs: number;
+  /** HTTP/1.1: longest a client may take to send a whole request (408 then). */
   readonly http1RequestTimeoutMs: number;
 }
 
