@@ -9,6 +9,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
 import { createFairAdmission } from "./fair-admission.js";
+import { createFairIntake, type FairIntake } from "./fair-intake.js";
 import { addressKey, Budget, DEFAULT_TRANSPORT_LIMITS, type TransportEvents, type TransportLimits } from "./transport-limits.js";
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
@@ -22,6 +23,12 @@ const ignore = (): void => {};
 const REFUSED = Object.assign(new Error("stream refused by a transport budget"), { code: "ERR_STREAM_REFUSED" });
 /** HTTP/2 requests started per event-loop turn before the rest wait their turn (fair-admission.ts). */
 const STREAM_STARTS_PER_TURN = 16;
+/**
+ * HTTP/2 bytes parsed per event-loop turn across all sessions (fair-intake.ts), in whole
+ * reads: about 200 HEADERS frames of a flood, a few tens of ms of parsing and refusing here,
+ * while a legitimate session rarely has that much in one turn.
+ */
+const H2_BYTES_PER_TURN = 32 * 1024;
 /** While closing, how often HTTP/1.1 connections that finished their request are closed. */
 const CLOSE_SWEEP_MS = 20;
 
@@ -99,6 +106,7 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
   const connections = new Budget(limits.maxConnections, limits.maxConnectionsPerAddress);
   const streams = new Budget(limits.maxStreams, limits.maxStreamsPerAddress);
   const admission = createFairAdmission(STREAM_STARTS_PER_TURN);
+  const intake = createFairIntake(H2_BYTES_PER_TURN);
   const sockets = new Set<net.Socket>();
   /** Connections whose first bytes have not told their protocol yet. */
   const undecided = new Set<net.Socket>();
@@ -206,7 +214,7 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
         // The deadline keeps running until the session's first request headers (guardSession).
         handingOver = { key, deadline };
         try {
-          h2.emit("connection", replayingStream(socket, head));
+          h2.emit("connection", replayingStream(socket, head, intake, key));
         } finally {
           handingOver = undefined;
         }
@@ -263,10 +271,13 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
  * wraps such a stream itself. The socket's address is copied so request logs and per-IP
  * limits still see the peer.
  */
-function replayingStream(socket: net.Socket, head: Buffer): Duplex {
+function replayingStream(socket: net.Socket, head: Buffer, intake: FairIntake, key: string): Duplex {
+  /** The session wants more bytes (it has not pushed back). */
+  let wanted = true;
   const stream = new Duplex({
     read() {
-      socket.resume();
+      wanted = true;
+      if (lane.pending === 0) socket.resume();
     },
     write(chunk: Buffer, _enc, cb) {
       socket.write(chunk, cb);
@@ -275,9 +286,24 @@ function replayingStream(socket: net.Socket, head: Buffer): Duplex {
       socket.end(cb);
     },
     destroy(err, cb) {
+      lane.close();
       socket.destroy(err ?? undefined);
       cb(err);
     },
+  });
+  // Every byte reaches the session through the intake, so that no turn parses more than its share.
+  const lane = intake.lane(key, {
+    deliver(chunk) {
+      if (!stream.push(chunk)) {
+        wanted = false;
+        socket.pause();
+      }
+    },
+    hold: () => socket.pause(),
+    release() {
+      if (wanted) socket.resume();
+    },
+    onEnd: () => stream.push(null),
   });
   Object.assign(stream, {
     remoteAddress: socket.remoteAddress,
@@ -286,12 +312,13 @@ function replayingStream(socket: net.Socket, head: Buffer): Duplex {
     localAddress: socket.localAddress,
     localPort: socket.localPort,
   });
-  stream.push(head);
-  socket.on("data", (d: Buffer) => {
-    if (!stream.push(d)) socket.pause();
+  lane.offer(head);
+  socket.on("data", (d: Buffer) => lane.offer(d));
+  socket.on("end", () => lane.end());
+  socket.on("close", () => {
+    lane.close();
+    stream.destroy();
   });
-  socket.on("end", () => stream.push(null));
-  socket.on("close", () => stream.destroy());
   socket.on("error", (e) => stream.destroy(e));
   return stream;
 }

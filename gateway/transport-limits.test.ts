@@ -98,27 +98,23 @@ describe("HTTP/2 stream flood (finding 1)", () => {
 
     // Each address opens 10 connections (2 over its budget of 8); one of the accepted ones
     // ignores SETTINGS_MAX_CONCURRENT_STREAMS and sends 2,500 Watch streams at once, the
-    // others send 50 streams each (350 per address against a budget of 60). The first
-    // address goes alone, so it meets its own budget before the total one fills.
-    for (const [i, address] of attackers.entries()) {
-      const conns = Array.from({ length: 10 }, () => new RawH2({ port, localAddress: address }));
-      all.push(...conns);
-      const outcomes = await Promise.all(conns.map((c) => c.settled));
-      for (const [j, c] of conns.entries()) {
-        if (outcomes[j] === "closed") {
-          refusedAtAccept.push(c);
-          continue;
-        }
-        if (!greedy.some((g) => g.options.localAddress === address)) {
-          greedy.push(c);
-          c.openGrpcStreams(WATCH, 2_500);
-        } else {
-          polite.push(c);
-          c.openGrpcStreams(WATCH, POLITE_STREAMS);
-        }
+    // others send 50 streams each (350 per address against a budget of 60). All six
+    // addresses start at once.
+    const conns = attackers.flatMap((address) => Array.from({ length: 10 }, () => new RawH2({ port, localAddress: address })));
+    all.push(...conns);
+    const outcomes = await Promise.all(conns.map((c) => c.settled));
+    for (const [j, c] of conns.entries()) {
+      if (outcomes[j] === "closed") {
+        refusedAtAccept.push(c);
+        continue;
       }
-      // The first address goes alone; then one address every 400 ms.
-      await sleep(i === 0 ? 1_500 : 400);
+      if (!greedy.some((g) => g.options.localAddress === c.options.localAddress)) {
+        greedy.push(c);
+        c.openGrpcStreams(WATCH, 2_500);
+      } else {
+        polite.push(c);
+        c.openGrpcStreams(WATCH, POLITE_STREAMS);
+      }
     }
     await sleep(3_000);
     const rssDuring = rssMb();
