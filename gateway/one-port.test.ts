@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -88,6 +89,40 @@ describe("one port for HTTP/1.1 and h2c", () => {
       req.end();
     });
     expect(body).toBe("2.0 GET /split");
+  });
+});
+
+describe("HTTP/2 bytes beyond the per-turn intake (fair-intake.ts)", () => {
+  it("delivers every byte of parallel uploads, in order, when reads wait for later turns", async () => {
+    const server = createOnePortServer((req, res) => {
+      const hash = createHash("sha256");
+      req.on("data", (d: Buffer) => hash.update(d));
+      req.on("end", () => res.end(hash.digest("hex")));
+    });
+    const port = await server.listen(0, "127.0.0.1");
+    // Six connections at once, 2 MB each: far more than one turn's 32 KB, so reads are held
+    // with their sockets paused and handed over round-robin.
+    const bodies = Array.from({ length: 6 }, () => randomBytes(2 * 1024 * 1024));
+    const sessions = bodies.map(() => http2.connect(`http://127.0.0.1:${port}`));
+    try {
+      const digests = await Promise.all(
+        bodies.map(
+          (body, i) =>
+            new Promise<string>((resolve, reject) => {
+              const req = sessions[i]!.request({ ":method": "POST", ":path": "/upload" });
+              let out = "";
+              req.on("data", (d: Buffer) => (out += d.toString()));
+              req.on("end", () => resolve(out));
+              req.on("error", reject);
+              req.end(body);
+            }),
+        ),
+      );
+      expect(digests).toEqual(bodies.map((b) => createHash("sha256").update(b).digest("hex")));
+    } finally {
+      for (const s of sessions) s.close();
+      await server.close(100);
+    }
   });
 });
 
