@@ -69,6 +69,8 @@ export interface Config {
     /** Redirect service: concurrent WatchClicks streams per caller (defence in depth behind the gateway's cap). */
     readonly watchClicksPerCaller: number;
   };
+  /** The chat service (services/chat/README.md says what each bounds). */
+  readonly chat: ChatConfig;
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
   /**
@@ -76,6 +78,31 @@ export interface Config {
    * internal services. Required by the serving roles on the cluster engine (platform/mesh-secret.ts).
    */
   readonly mesh: { readonly secret: string | undefined };
+}
+
+/** Chat limits and timings (services/chat/README.md). */
+export interface ChatConfig {
+  /** Most members of a group channel, owner included. */
+  readonly maxGroupMembers: number;
+  /** Most channels (direct and group) one user may be a member of. */
+  readonly maxChannelsPerUser: number;
+  /**
+   * Sync settle window: every message and change is persisted within this long of its id's time
+   * (writers re-mint or re-announce otherwise), so Sync's cursor never moves past an id that may
+   * still appear. Also the lag after which a live event is in Sync's settled region.
+   */
+  readonly settleWindowMs: number;
+  /** Client-side timeout of each chat write to the database (must be well under the settle window). */
+  readonly writeTimeoutMs: number;
+  /** Idle live streams get a keep_alive event this often. */
+  readonly keepAliveMs: number;
+  /** Events queued for one live stream before it is ended as a slow consumer (told to Sync). */
+  readonly outboxEvents: number;
+  /** Typing indicators per user per channel: at most this many per typingWindowMs. */
+  readonly typingPerWindow: number;
+  readonly typingWindowMs: number;
+  /** Messages are kept this long (0 = forever). */
+  readonly retentionDays: number;
 }
 
 /** Transport limits of the public port (gateway/transport-limits.ts enforces them). */
@@ -268,8 +295,31 @@ export function loadConfig(env: Env = process.env): Config {
       perIdentity: int("SWITCHBOARD_STREAMS_PER_IDENTITY", 16, 1, 100_000),
       watchClicksPerCaller: int("SWITCHBOARD_WATCH_CLICKS_PER_CALLER", 64, 1, 100_000),
     },
+    chat: chatConfig(int),
     codeKey: read("SWITCHBOARD_CODE_KEY"),
     mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
+  };
+}
+
+function chatConfig(int: (name: string, fallback: number, min: number, max: number) => number): ChatConfig {
+  const settleWindowMs = int("SWITCHBOARD_CHAT_SETTLE_WINDOW_MS", 5_000, 50, 600_000);
+  const writeTimeoutMs = int("SWITCHBOARD_CHAT_WRITE_TIMEOUT_MS", 2_000, 10, 600_000);
+  if (writeTimeoutMs * 2 > settleWindowMs) {
+    throw new ConfigError(
+      "SWITCHBOARD_CHAT_WRITE_TIMEOUT_MS",
+      `must be at most half of SWITCHBOARD_CHAT_SETTLE_WINDOW_MS (${settleWindowMs}; got ${writeTimeoutMs})`,
+    );
+  }
+  return {
+    maxGroupMembers: int("SWITCHBOARD_CHAT_MAX_GROUP_MEMBERS", 100, 2, 10_000),
+    maxChannelsPerUser: int("SWITCHBOARD_CHAT_MAX_CHANNELS_PER_USER", 1_000, 1, 100_000),
+    settleWindowMs,
+    writeTimeoutMs,
+    keepAliveMs: int("SWITCHBOARD_CHAT_KEEPALIVE_MS", 25_000, 100, 55_000),
+    outboxEvents: int("SWITCHBOARD_CHAT_OUTBOX_EVENTS", 1_000, 1, 1_000_000),
+    typingPerWindow: int("SWITCHBOARD_CHAT_TYPING_PER_WINDOW", 5, 1, 1_000),
+    typingWindowMs: int("SWITCHBOARD_CHAT_TYPING_WINDOW_MS", 5_000, 100, 600_000),
+    retentionDays: int("SWITCHBOARD_CHAT_RETENTION_DAYS", 0, 0, 36_500),
   };
 }
 

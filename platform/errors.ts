@@ -10,6 +10,7 @@ export type ErrorKind =
   | "Unauthenticated"
   | "ResourceExhausted"
   | "FailedPrecondition"
+  | "Aborted"
   | "Unavailable"
   | "Unimplemented"
   | "DeadlineExceeded"

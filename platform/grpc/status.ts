@@ -29,6 +29,7 @@ const KIND_TO_CODE: Readonly<Record<ErrorKind, Code>> = {
   Unauthenticated: Code.Unauthenticated,
   ResourceExhausted: Code.ResourceExhausted,
   FailedPrecondition: Code.FailedPrecondition,
+  Aborted: Code.Aborted,
   Unavailable: Code.Unavailable,
   Unimplemented: Code.Unimplemented,
   DeadlineExceeded: Code.DeadlineExceeded,
