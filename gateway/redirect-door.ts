@@ -14,7 +14,8 @@
  * - Metrics: `gateway_redirect_responses_total{status,cache="hit"|"miss"}` (plain tallies, copied
  *   into prom-client at scrape time);
  *   the gateway runs this door as a fast door, before its generic per-request wrapper.
- * Paths that are not code-shaped, or reserved words, are not this door's (returns false).
+ * Paths that are not link codes (services/links/code-grammar.ts: not code-shaped, or a reserved
+ *   word) are not this door's (returns false).
  */
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -22,6 +23,7 @@ import os from "node:os";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Engine } from "../platform/engine.js";
+import { isLinkCode } from "../services/links/code-grammar.js";
 import { createLinkStore } from "../services/links/store.js";
 import { LinkResolver, type CachedLink, type Lookup, type ResolverOptions } from "../services/redirect/resolver.js";
 import { ClickEmitter } from "./clicks.js";
@@ -29,15 +31,6 @@ import type { HttpDoor } from "./gateway.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
-
-const CODE_PATH = /^\/[A-Za-z0-9_-]{1,32}$/;
-
-/** Never treated as link codes (the gateway's own routes and reserved prefixes). */
-export const RESERVED_PATHS: ReadonlySet<string> = new Set([
-  "api", "healthz", "readyz", "livez", "metrics", "admin", "static", "assets", "grpc", "connect",
-  "login", "logout", "signup", "auth", "oauth", "docs", "help", "about", "robots", "favicon",
-  "well-known", "status", "v1", "v2",
-]);
 
 const SAFE_URL = /^https?:\/\/[^\s\x00-\x1f\x7f]+$/i;
 
@@ -130,9 +123,9 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
-    if (!CODE_PATH.test(path)) return false;
+    if (path.charCodeAt(0) !== 0x2f) return false; // "/": origin-form only
     const code = path.slice(1);
-    if (RESERVED_PATHS.has(code.toLowerCase())) return false;
+    if (!isLinkCode(code)) return false;
     const hit = resolver.peek(code);
     if (hit !== undefined) {
       answer(req, res, log, head, hit, counters.hit);
