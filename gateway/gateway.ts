@@ -16,7 +16,8 @@ import type { GatewayLimits } from "../platform/config.js";
 import { INTERNAL_HEADER_PREFIX } from "../platform/identity.js";
 import { createCors } from "./cors.js";
 import type { Admission } from "./auth/admission.js";
-import { HEALTHZ_PATH, METRICS_PATH, READYZ_PATH } from "./own-paths.js";
+import { homePage, prefersHtml, sendHtml } from "./html-pages.js";
+import { HEALTHZ_PATH, HOME_PATH, METRICS_PATH, READYZ_PATH } from "./own-paths.js";
 import { createOnePortServer, type OnePortServer } from "./one-port.js";
 import type { ReadinessProbe } from "./readiness.js";
 import { createRpcHandler } from "./rpc-handler.js";
@@ -116,6 +117,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" || req.method === "HEAD") {
       if (path === HEALTHZ_PATH) return sendJson(res, 200, { status: "ok" });
+      // A browser opening the bare host gets a page; API clients keep the router's JSON 404.
+      if (path === HOME_PATH && prefersHtml(req.headers.accept)) return sendHtml(res, 200, homePage(), req.method === "HEAD");
       if (path === READYZ_PATH) {
         const report = await opts.readiness();
         return sendJson(res, report.ready ? 200 : 503, report);
