@@ -58,6 +58,8 @@ sources=$(cd "$work/runtime" && find . -path ./node_modules -prune -o -name '*.t
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 port=$(free_port)
 base="http://127.0.0.1:$port"
+# Only the settings below: nothing inherited from the caller's environment changes what is proved.
+for v in $(env | grep -o '^SWITCHBOARD_[A-Z0-9_]*' || true); do unset "$v"; done
 export NODE_ENV=production SWITCHBOARD_ENGINE=memory SWITCHBOARD_GATEWAY_HOST=127.0.0.1 \
   SWITCHBOARD_GATEWAY_PORT="$port" SWITCHBOARD_PUBLIC_BASE_URL="$base" SWITCHBOARD_METRICS_PORT=off \
   SWITCHBOARD_LOG_LEVEL=warn SWITCHBOARD_SHUTDOWN_GRACE_MS=5000
