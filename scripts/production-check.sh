@@ -33,6 +33,16 @@ run() { # run LOG CMD...: runs CMD quietly, shows its output only when it fails
   [ "$rc" = 0 ] || { cat "$log" >&2; fail "$* (exit $rc)"; }
 }
 
+step "Dockerfile and compose describe the same install (no engine here to build them)"
+grep -q '^RUN npm run build$' Dockerfile || fail "Dockerfile does not build with npm run build"
+grep -q 'npm ci --omit=dev --ignore-scripts' Dockerfile || fail "Dockerfile runtime stage does not install with npm ci --omit=dev --ignore-scripts"
+grep -q '^ENTRYPOINT \["node", "dist/cmd/switchboard.js"\]$' Dockerfile || fail "Dockerfile ENTRYPOINT is not node dist/cmd/switchboard.js"
+grep -q '^USER node$' Dockerfile || fail "Dockerfile does not run as the non-root user node"
+while read -r src; do
+  [ -e "$src" ] || fail "Dockerfile copies $src, which does not exist"
+done < <(grep '^COPY ' Dockerfile | grep -v -- '--from=' | sed 's/^COPY //' | awk '{ for (i = 1; i < NF; i++) print $i }')
+if grep -n 'tsx\|\.ts"' docker-compose.yml; then fail "docker-compose.yml runs TypeScript (tsx is a dev dependency)"; fi
+
 step "fresh copy of the working tree (tracked and unignored files; no node_modules, no dist)"
 mkdir -p "$work/build" "$work/runtime"
 git -C "$repo" ls-files -z --cached --others --exclude-standard \
