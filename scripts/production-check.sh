@@ -65,6 +65,18 @@ done
 sources=$(cd "$work/runtime" && find . -path ./node_modules -prune -o -name '*.ts' -print | head -5)
 [ -z "$sources" ] || fail "TypeScript sources in the runtime copy: $sources"
 
+# HTTP through Node (curl is not on every CI machine): prints the status, the Location, the body.
+http() { # http METHOD URL [JSON_BODY [BEARER_TOKEN]]
+  node -e '
+    const [method, url, body, token] = process.argv.slice(1);
+    const headers = {};
+    if (body) headers["content-type"] = "application/json";
+    if (token) headers.authorization = `Bearer ${token}`;
+    fetch(url, { method, headers, body: body || undefined, redirect: "manual", signal: AbortSignal.timeout(5000) }).then(
+      async (r) => process.stdout.write(`${r.status}\n${r.headers.get("location") ?? ""}\n${await r.text()}`),
+      (e) => { process.stderr.write(`${method} ${url}: ${e.cause?.code ?? e.message}\n`); process.exit(1); },
+    );' "$@"
+}
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 port=$(free_port)
 base="http://127.0.0.1:$port"
@@ -81,7 +93,7 @@ pid=$!
 healthy=""
 for _ in $(seq 1 150); do
   kill -0 "$pid" 2>/dev/null || fail "the mesh exited before answering /healthz"
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthz" || true)" = "200" ]; then healthy=1; break; fi
+  if [ "$(http GET "$base/healthz" 2>/dev/null | head -n 1 || true)" = "200" ]; then healthy=1; break; fi
   sleep 0.2
 done
 [ -n "$healthy" ] || fail "/healthz did not answer 200 within 30 s"
@@ -90,14 +102,14 @@ step "dev token, create a link over REST, follow it"
 token=$(node dist/cmd/switchboard.js dev-token production-check 2>"$work/dev-token.err") \
   || { cat "$work/dev-token.err" >&2; fail "dev-token"; }
 long_url="https://example.com/production-check?at=$(date +%s)"
-created=$(curl -s -w '\n%{http_code}' -H "authorization: Bearer $token" -H 'content-type: application/json' \
-  -d "{\"long_url\":\"$long_url\"}" "$base/api/v1/shorten") || fail "POST /api/v1/shorten: no answer"
-status=${created##*$'\n'}
-body=${created%$'\n'*}
+answer=$(http POST "$base/api/v1/shorten" "{\"long_url\":\"$long_url\"}" "$token") || fail "POST /api/v1/shorten: no answer"
+status=$(printf '%s\n' "$answer" | sed -n 1p)
+body=$(printf '%s\n' "$answer" | sed -n '3,$p')
 [ "$status" = "200" ] || [ "$status" = "201" ] || fail "POST /api/v1/shorten answered $status: $body"
 code=$(printf '%s' "$body" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const c=JSON.parse(s).code;if(!c)process.exit(1);console.log(c)})') \
   || fail "no code in the shorten answer: $body"
-followed=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$base/$code") || fail "GET /$code: no answer"
+answer=$(http GET "$base/$code") || fail "GET /$code: no answer"
+followed="$(printf '%s\n' "$answer" | sed -n 1p) $(printf '%s\n' "$answer" | sed -n 2p)"
 [ "$followed" = "302 $long_url" ] || fail "GET /$code answered \"$followed\", expected \"302 $long_url\""
 
 step "stop: SIGTERM, exit 0 within the grace"
