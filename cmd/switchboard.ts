@@ -7,6 +7,7 @@
  *   dev-token <user>            print a JWT for <user> (see cmd/dev-token.ts)
  *   apikey create|revoke|list   manage partner API keys (cluster engine)
  */
+import { relative } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { Health, HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ConfigError, loadConfig, SERVICE_NAMES, type Config, type ServiceName } from "../platform/config.js";
@@ -97,7 +98,7 @@ function printBanner(config: Config, running: Running, metrics: MetricsServer | 
     `  metrics   ${metricsUrl}${config.metrics.onPublicPort ? `   and ${url}/metrics` : ""}`,
     `  services  ${Object.entries(running.grpcPorts).map(([n, p]) => `${n}=127.0.0.1:${p}`).join("  ")}  (internal gRPC)`,
     "",
-    `  auth      TOKEN=$(npx tsx cmd/switchboard.ts dev-token alice)   then -H "authorization: Bearer $TOKEN" (README "Auth")`,
+    `  auth      TOKEN=$(${selfCommand()} dev-token alice)   then -H "authorization: Bearer $TOKEN" (README "Auth")`,
     "",
     "  Try:",
     `    npx buf curl --protocol grpc --http2-prior-knowledge ${url} --list-services`,
@@ -106,6 +107,14 @@ function printBanner(config: Config, running: Running, metrics: MetricsServer | 
     "",
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+/** How to run this same entry point again: the compiled build has no tsx to offer. */
+function selfCommand(): string {
+  const script = process.argv[1] ?? "";
+  if (!script.endsWith(".js")) return "npx tsx cmd/switchboard.ts";
+  const rel = relative(process.cwd(), script);
+  return `node ${rel && !rel.startsWith("..") ? rel : script}`;
 }
 
 async function credentialCommand(role: "dev-token" | "apikey", args: readonly string[], config: Config): Promise<void> {

@@ -16,6 +16,8 @@ import type { GatewayLimits } from "../platform/config.js";
 import { INTERNAL_HEADER_PREFIX } from "../platform/identity.js";
 import { createCors } from "./cors.js";
 import type { Admission } from "./auth/admission.js";
+import { homePage, prefersHtml, sendHtml } from "./html-pages.js";
+import { HEALTHZ_PATH, HOME_PATH, METRICS_PATH, READYZ_PATH } from "./own-paths.js";
 import { createOnePortServer, type OnePortServer } from "./one-port.js";
 import type { ReadinessProbe } from "./readiness.js";
 import { createRpcHandler } from "./rpc-handler.js";
@@ -102,7 +104,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
   const routeOf = (req: Req): string => {
     const url = req.url ?? "/";
-    if (url === "/healthz" || url === "/readyz" || url === "/metrics") return url.slice(1);
+    if (url === HEALTHZ_PATH || url === READYZ_PATH || url === METRICS_PATH) return url.slice(1);
     const ct = String(req.headers["content-type"] ?? "");
     if (ct.startsWith("application/grpc-web")) return "grpc-web";
     if (ct.startsWith("application/grpc")) return "grpc";
@@ -114,12 +116,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (cors.handle(req, res)) return;
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" || req.method === "HEAD") {
-      if (path === "/healthz") return sendJson(res, 200, { status: "ok" });
-      if (path === "/readyz") {
+      if (path === HEALTHZ_PATH) return sendJson(res, 200, { status: "ok" });
+      // A browser opening the bare host gets a page; API clients keep the router's JSON 404.
+      if (path === HOME_PATH && prefersHtml(req.headers.accept)) return sendHtml(res, 200, homePage(), req.method === "HEAD");
+      if (path === READYZ_PATH) {
         const report = await opts.readiness();
         return sendJson(res, report.ready ? 200 : 503, report);
       }
-      if (path === "/metrics" && opts.metricsOnPublicPort === true) {
+      if (path === METRICS_PATH && opts.metricsOnPublicPort === true) {
         res.writeHead(200, { "content-type": registry.contentType });
         res.end(await registry.metrics());
         return;

@@ -15,6 +15,7 @@ export interface DoorTarget {
 }
 
 const CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+const FIREFOX_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until the engine's backends are all connected (cluster clients connect in the background). */
@@ -73,6 +74,52 @@ export function redirectDoorSuite(engineName: string, target: () => DoorTarget):
       const gone = await get(`/${c}`);
       expect(gone.status).toBe(410);
       expect(gone.headers.get("location")).toBeNull();
+    });
+
+    it("browsers get small HTML pages for /, an unknown code and an expired link; API clients keep text and JSON", async () => {
+      const browser = { accept: FIREFOX_ACCEPT };
+      const home = await get("/", { headers: browser });
+      expect(home.status).toBe(200);
+      expect(home.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(home.headers.get("vary")).toMatch(/accept/i);
+      expect(home.headers.get("content-security-policy")).toContain("default-src 'none'");
+      expect(await home.text()).toMatch(/^<!doctype html>[\s\S]*Switchboard[\s\S]*<\/html>\n$/);
+
+      const missing = code("nohtml");
+      const notFound = await get(`/${missing}`, { headers: browser });
+      expect(notFound.status).toBe(404);
+      expect(notFound.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(await notFound.text()).toContain(`<code>${missing}</code>`);
+      const old = await insert("oldhtml", { expiresAt: new Date(Date.now() - 1_000) });
+      const gone = await get(`/${old}`, { headers: browser });
+      expect(gone.status).toBe(410);
+      expect(gone.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(await gone.text()).toMatch(/expired/);
+      const headGone = await get(`/${old}`, { method: "HEAD", headers: browser });
+      expect(headGone.status).toBe(410);
+      expect(headGone.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(await headGone.text()).toBe("");
+
+      // A redirect is a redirect for everyone.
+      const live = await insert("livehtml");
+      const redirected = await get(`/${live}`, { headers: browser });
+      expect(redirected.status).toBe(302);
+      expect(await redirected.text()).toBe("");
+
+      for (const accept of ["application/json", "*/*", "application/json, text/html;q=0.5", undefined]) {
+        const headers: Record<string, string> = accept === undefined ? {} : { accept };
+        const apiHome = await get("/", { headers });
+        expect(apiHome.status, `${accept}`).toBe(404);
+        expect(apiHome.headers.get("content-type"), `${accept}`).toContain("application/json");
+        await apiHome.arrayBuffer();
+        const apiNotFound = await get(`/${missing}`, { headers });
+        expect(apiNotFound.status).toBe(404);
+        expect(apiNotFound.headers.get("content-type")).toBe("text/plain; charset=utf-8");
+        expect(await apiNotFound.text()).toBe("Not Found\n");
+        const apiGone = await get(`/${old}`, { headers });
+        expect(apiGone.status).toBe(410);
+        expect(await apiGone.text()).toBe("Gone\n");
+      }
     });
 
     it("HEAD answers like GET without a body", async () => {

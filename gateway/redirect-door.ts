@@ -5,7 +5,8 @@
  *   unreachable and the code is not cached. The target's scheme is re-checked before answering:
  *   a stored target that is not http(s) is never redirected to (404, logged).
  * - Cache-Control: 302 -> "private, no-store"; 301 -> "public, max-age=300"; 404/410/503 ->
- *   "no-store".
+ *   "no-store". 404/410/503 are a small HTML page when Accept prefers HTML (a browser), plain
+ *   text otherwise (html-pages.ts); both say Vary: Accept.
  * - Near-cache hit: answered synchronously (no await, no promise) from the resolver's LRU;
  *   miss: Redis, then the LinkStore directly (no gRPC hop).
  * - Every redirect (301/302, GET or HEAD) records a click in the ClickEmitter queue after the
@@ -14,7 +15,8 @@
  * - Metrics: `gateway_redirect_responses_total{status,cache="hit"|"miss"}` (plain tallies, copied
  *   into prom-client at scrape time);
  *   the gateway runs this door as a fast door, before its generic per-request wrapper.
- * Paths that are not code-shaped, or reserved words, are not this door's (returns false).
+ * Paths that are not link codes (services/links/code-grammar.ts: not code-shaped, or a reserved
+ *   word) are not this door's (returns false).
  */
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -22,22 +24,15 @@ import os from "node:os";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Engine } from "../platform/engine.js";
+import { isLinkCode } from "../services/links/code-grammar.js";
 import { createLinkStore } from "../services/links/store.js";
 import { LinkResolver, type CachedLink, type Lookup, type ResolverOptions } from "../services/redirect/resolver.js";
 import { ClickEmitter } from "./clicks.js";
 import type { HttpDoor } from "./gateway.js";
+import { gonePage, notFoundPage, prefersHtml, sendHtml, unavailablePage } from "./html-pages.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
-
-const CODE_PATH = /^\/[A-Za-z0-9_-]{1,32}$/;
-
-/** Never treated as link codes (the gateway's own routes and reserved prefixes). */
-export const RESERVED_PATHS: ReadonlySet<string> = new Set([
-  "api", "healthz", "readyz", "livez", "metrics", "admin", "static", "assets", "grpc", "connect",
-  "login", "logout", "signup", "auth", "oauth", "docs", "help", "about", "robots", "favicon",
-  "well-known", "status", "v1", "v2",
-]);
 
 const SAFE_URL = /^https?:\/\/[^\s\x00-\x1f\x7f]+$/i;
 
@@ -101,16 +96,16 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
   const answer = (req: Req, res: Res, log: Logger, head: boolean, v: Lookup, m: StatusCounters): void => {
     if (!v.found) {
       m[404].inc();
-      return plain(res, 404, NOT_FOUND_BODY, head);
+      return refusal(req, res, 404, v.code, head);
     }
     if (v.expiresAt <= now()) {
       m[410].inc();
-      return plain(res, 410, GONE_BODY, head);
+      return refusal(req, res, 410, v.code, head);
     }
     if (!isSafeTarget(v.longUrl)) {
       m[404].inc();
       log.warn({ code: v.code }, "refusing to redirect: stored target is not an http(s) URL");
-      return plain(res, 404, NOT_FOUND_BODY, head);
+      return refusal(req, res, 404, v.code, head);
     }
     const permanent = v.redirectType === 301;
     m[permanent ? 301 : 302].inc();
@@ -130,9 +125,9 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
-    if (!CODE_PATH.test(path)) return false;
+    if (path.charCodeAt(0) !== 0x2f) return false; // "/": origin-form only
     const code = path.slice(1);
-    if (RESERVED_PATHS.has(code.toLowerCase())) return false;
+    if (!isLinkCode(code)) return false;
     const hit = resolver.peek(code);
     if (hit !== undefined) {
       answer(req, res, log, head, hit, counters.hit);
@@ -146,7 +141,7 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
       (err: unknown) => {
         log.warn({ err, code }, "redirect lookup failed");
         counters.miss[503].inc();
-        plain(res, 503, UNAVAILABLE_BODY, head);
+        refusal(req, res, 503, code, head);
         return true;
       },
     );
@@ -173,10 +168,20 @@ function clickFrom(clicks: ClickEmitter, req: Req, link: CachedLink, head: boole
   clicks.record(link.code, referer, ua, head, link);
 }
 
+/** 404, 410 or 503: a small HTML page for browsers, plain text for everything else. */
+function refusal(req: Req, res: Res, status: 404 | 410 | 503, code: string, head: boolean): void {
+  if (prefersHtml(req.headers.accept)) {
+    const html = status === 404 ? notFoundPage(code) : status === 410 ? gonePage(code) : unavailablePage();
+    return sendHtml(res, status, html, head);
+  }
+  plain(res, status, status === 404 ? NOT_FOUND_BODY : status === 410 ? GONE_BODY : UNAVAILABLE_BODY, head);
+}
+
 function plain(res: Res, status: number, body: string, head: boolean): void {
   res.writeHead(status, {
     "content-type": "text/plain; charset=utf-8",
     "cache-control": "no-store",
+    vary: "accept",
     "content-length": String(Buffer.byteLength(body)),
   });
   const r = res as http.ServerResponse;

@@ -41,11 +41,12 @@ import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import { clientIpOf, type CreateRateLimiter } from "./rate-limit.js";
+import { SHORTEN_PATH } from "./own-paths.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
-export const SHORTEN_PATH = "/api/v1/shorten";
+export { SHORTEN_PATH };
 export const MAX_BODY_BYTES = 16 * 1024;
 const UPSTREAM_TIMEOUT_MS = 10_000;
 const CREATE_LINK_PATH = `/${ShortenerService.typeName}/${ShortenerService.method.createLink.name}`;

@@ -24,6 +24,7 @@ import { grpcService, startGrpcServer, type RunningGrpcServer } from "../../plat
 import { verifiedIdentity } from "../../platform/grpc/verified-identity.js";
 import { actingAs, signingClient, testMeshKey } from "../../testkit/mesh-identity.js";
 import { createClickStatsStore } from "../analytics/store.js";
+import { RESERVED_WORDS } from "../links/code-grammar.js";
 import { createLinkStore } from "../links/store.js";
 import { shortenerModule } from "./module.js";
 import { noUpstreams } from "../module.js";
@@ -147,6 +148,21 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
         expect((await client.listLinks({}, as(`racer-${i}`))).links).toEqual([]);
         expect((await failure(client.getLink({ code: c }, as(`racer-${i}`)))).code).toBe(Code.NotFound);
       }
+    });
+
+    it("refuses every reserved word of the links grammar as an alias, in any case, with ALIAS_RESERVED", async () => {
+      const u = user();
+      const refusedOtherwise: string[] = [];
+      for (const word of RESERVED_WORDS) {
+        for (const alias of [word, word.charAt(0).toUpperCase() + word.slice(1)]) {
+          const e = await failure(client.createLink({ longUrl: "https://example.com/", customAlias: alias }, as(u)));
+          if (e.code !== Code.InvalidArgument || reasonOf(e) !== LinkErrorReason.ALIAS_RESERVED || !/^custom_alias: .*reserved/.test(e.rawMessage)) {
+            refusedOtherwise.push(`${alias}: ${Code[e.code]} ${reasonOf(e)} ${e.rawMessage}`);
+          }
+        }
+      }
+      expect(refusedOtherwise).toEqual([]);
+      expect((await client.listLinks({}, as(u))).links).toEqual([]);
     });
 
     it("refuses invalid input with a reason and stores nothing", async () => {

@@ -108,8 +108,10 @@ describe("custom_alias", () => {
     ["7-char alphanumeric (generated code shape)", "abC1234", "ALIAS_INVALID"],
     ["7-char all letters", "mylinks", "ALIAS_INVALID"],
     ["reserved api", "api_", "ALIAS_INVALID"], // 4 chars but "api_" is not reserved -> see below
-    ["reserved healthz", "healthz", "ALIAS_INVALID"], // also generated-code shape
-    ["reserved metrics", "metrics", "ALIAS_INVALID"],
+    ["reserved healthz (also the generated-code shape: reserved is the reason)", "healthz", "ALIAS_RESERVED"],
+    ["reserved metrics", "metrics", "ALIAS_RESERVED"],
+    ["reserved about (a path the gateway keeps)", "About", "ALIAS_RESERVED"],
+    ["reserved api (shorter than 4)", "api", "ALIAS_RESERVED"],
     ["reserved admin (case-insensitive)", "ADMIN", "ALIAS_RESERVED"],
     ["reserved readyz", "readyz", "ALIAS_RESERVED"],
     ["reserved static", "Static", "ALIAS_RESERVED"],

@@ -11,21 +11,20 @@
  *   IPv4 and IPv6 form refused, IPv6 forms carrying an IPv4 judged by it: public-address.ts);
  *   not one of our own hosts or their subdomains (redirect loop); not on the blocklist (a listed
  *   domain blocks its subdomains too). The stored URL is the normalised href.
- * custom_alias: 4..32 characters of [A-Za-z0-9_-]; not exactly 7 characters of [A-Za-z0-9]
- *   (that shape is reserved for generated codes, so the two spaces never collide or shadow each
- *   other); not a reserved word (case-insensitive). The charset rules out path traversal.
+ * custom_alias and codes: the links grammar (services/links/code-grammar.ts), which the
+ *   gateway's redirect door shares: 4..32 characters of [A-Za-z0-9_-], not the 7-character shape
+ *   of generated codes, not a reserved word (case-insensitive).
  * expire_time: strictly in the future and at most 10 years ahead.
  */
 import { domainToASCII } from "node:url";
 import { isIP } from "node:net";
+import { aliasProblem, CODE_CHARSET_TEXT, CODE_MAX_LENGTH, isCodeShaped } from "../../links/code-grammar.js";
 import { badField, refuse } from "./errors.js";
 import { internalNameReason, isNonPublicIp } from "./public-address.js";
 
 export { isNonPublicIp } from "./public-address.js";
 
 export const MAX_URL_LENGTH = 2048;
-export const ALIAS_MIN = 4;
-export const ALIAS_MAX = 32;
 export const MAX_EXPIRY_YEARS = 10;
 /** now + 10 calendar years (UTC). */
 export function maxExpiry(now: Date): Date {
@@ -33,22 +32,6 @@ export function maxExpiry(now: Date): Date {
   d.setUTCFullYear(d.getUTCFullYear() + MAX_EXPIRY_YEARS);
   return d;
 }
-export const GENERATED_CODE = /^[A-Za-z0-9]{7}$/;
-const ALIAS_CHARS = /^[A-Za-z0-9_-]+$/;
-const CODE = /^[A-Za-z0-9_-]{1,32}$/;
-
-/**
- * First path segments the gateway serves or may serve, and words that would confuse users.
- * Compared case-insensitively.
- */
-export const RESERVED_ALIASES: ReadonlySet<string> = new Set([
-  "api", "apis", "v1", "v2", "healthz", "readyz", "livez", "health", "ready", "metrics", "admin",
-  "administrator", "static", "assets", "public", "favicon", "robots", "sitemap", "grpc", "connect",
-  "reflection", "switchboard", "login", "logout", "signin", "signup", "register", "auth", "oauth",
-  "oauth2", "token", "tokens", "callback", "account", "accounts", "user", "users", "settings",
-  "dashboard", "stats", "analytics", "links", "link", "shorten", "redirect", "docs", "help",
-  "support", "status", "debug", "internal", "root", "system", "www", "mail", "null", "undefined",
-]);
 
 export interface UrlPolicy {
   /** Our own hosts (lower-case ASCII, no port); their subdomains count too. */
@@ -131,14 +114,8 @@ export function blockedBy(host: string, blocked: ReadonlySet<string>): string | 
 
 /** Validates a custom alias; returns it unchanged. */
 export function validateAlias(alias: string, field = "custom_alias"): string {
-  if (alias.length < ALIAS_MIN || alias.length > ALIAS_MAX) {
-    throw refuse("ALIAS_INVALID", field, `must be ${ALIAS_MIN}-${ALIAS_MAX} characters (got ${alias.length})`);
-  }
-  if (!ALIAS_CHARS.test(alias)) throw refuse("ALIAS_INVALID", field, "may only contain A-Z, a-z, 0-9, '_' and '-'");
-  if (GENERATED_CODE.test(alias)) {
-    throw refuse("ALIAS_INVALID", field, "7 letters/digits is the shape of generated codes; use another length or add '-' or '_'");
-  }
-  if (RESERVED_ALIASES.has(alias.toLowerCase())) throw refuse("ALIAS_RESERVED", field, `"${alias}" is a reserved word`);
+  const problem = aliasProblem(alias);
+  if (problem) throw refuse(problem.reason, field, problem.message);
   return alias;
 }
 
@@ -151,9 +128,9 @@ export function validateExpiry(expiresAt: Date, now: Date, field = "expire_time"
   return expiresAt;
 }
 
-/** Link codes in requests: 1..32 characters of [A-Za-z0-9_-]. */
+/** Link codes in requests: code-shaped (reserved words simply name no link). */
 export function validateCode(code: string, field = "code"): string {
-  if (!CODE.test(code)) throw badField(field, "must be 1-32 characters of A-Z, a-z, 0-9, '_' or '-'");
+  if (!isCodeShaped(code)) throw badField(field, `must be 1-${CODE_MAX_LENGTH} characters of ${CODE_CHARSET_TEXT}`);
   return code;
 }
 
