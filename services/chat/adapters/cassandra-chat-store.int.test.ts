@@ -8,7 +8,7 @@ import { infra, useKeyspace } from "../../../testkit/keyspace.js";
 import { chatStoreConformance, idAt } from "../chat-store.conformance.js";
 import { chatMigrations } from "../migrations.js";
 import type { MessageRecord } from "../ports.js";
-import { CassandraChatStore } from "./cassandra-chat-store.js";
+import { bucketOf, CassandraChatStore } from "./cassandra-chat-store.js";
 
 const ks = useKeyspace("chat_store");
 const session = (): DriverCqlSession => new DriverCqlSession(ks.client, ks.keyspace);
@@ -72,7 +72,7 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     expect((await store.claimClientMessageId(m)).claimed).toBe(true);
     await store.putMessage(m);
     expect(await store.deleteMessage(ch, m.id, "alice", new Date(T + 1000))).toBe(true);
-    const rows = await ks.client.execute("SELECT text, deleted, deleted_by FROM chat_messages WHERE channel_id = ?", [ch], { prepare: true });
+    const rows = await ks.client.execute("SELECT text, deleted, deleted_by FROM chat_messages WHERE channel_id = ? AND bucket = ?", [ch, bucketOf(m.id)], { prepare: true });
     expect(rows.rows).toHaveLength(1);
     expect(rows.rows[0]!["text"]).toBe("");
     expect(rows.rows[0]!["deleted"]).toBe(true);
@@ -116,7 +116,7 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     const ch = `ttl_${randomUUID().slice(0, 8)}`;
     await new CassandraChatStore(session(), { retentionDays: 2 }).putMessage(msg(ch, idAt(T, 1)));
     await new CassandraChatStore(session()).putMessage(msg(ch, idAt(T, 2)));
-    const rows = await ks.client.execute("SELECT id, TTL(text) AS t FROM chat_messages WHERE channel_id = ? AND bucket = ?", [ch, Math.floor(T / 864_000_000)], {
+    const rows = await ks.client.execute("SELECT id, TTL(text) AS t FROM chat_messages WHERE channel_id = ? AND bucket = ?", [ch, bucketOf(idAt(T, 1))], {
       prepare: true,
     });
     const ttl = rows.rows.map((r) => r["t"]);

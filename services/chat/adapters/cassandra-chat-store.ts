@@ -57,8 +57,9 @@ export interface CassandraChatStoreOptions {
  * - `chat_members` ((channel_id), user_id) role, joined_at, joined_id: getMember is one row,
  *   getChannel one partition (members sorted by joined_id here; at most the member cap).
  * - `chat_user_channels` ((user_id), channel_id) joined_id, left_id: the user's channel list.
- *   Rows written at creation carry `USING TIMESTAMP` = the creation time, so a retried
- *   creation never overrides a later membership change.
+ *   Member and user-channel rows are only written `USING TIMESTAMP <channel version>`, so the
+ *   newest membership wins whatever the clocks, and a repeated creation (healing one that died
+ *   after its LWT) never undoes a later change.
  * - `chat_channel_last` (channel_id) last_message_id, last_event_id and the markers
  *   `chat_read_markers` ((user_id), channel_id) / `chat_delivered_markers` ((user_id,
  *   device_id), channel_id) up_to: only ever written `USING TIMESTAMP <id>`, so the larger id
@@ -139,12 +140,9 @@ export class CassandraChatStore implements ChatStore {
     );
   }
 
-  /**
-   * Member rows at the creation time as write timestamp: repeating them (a healed creation)
-   * never overrides a later membership change, whose writes carry a later timestamp.
-   */
+  /** Member rows of version 1 (see membershipTimestamp): a healed creation never undoes a later change. */
   private async writeCreation(channel: ChannelRecord, members: readonly MemberRecord[], event: ChangeRecord): Promise<void> {
-    const ts = long(BigInt(decodeSnowflake(event.id).timeMs) * 1000n);
+    const ts = membershipTimestamp(1);
     const rows: CqlStatement[] = [];
     for (const m of members) {
       rows.push(
@@ -243,22 +241,26 @@ export class CassandraChatStore implements ChatStore {
     );
     if (!applied) return "conflict";
     const eventId = long(change.event.id);
+    const ts = membershipTimestamp(expectedVersion + 1);
     const removed = new Set(change.remove ?? []);
     const rows: CqlStatement[] = [];
     for (const userId of removed) {
       rows.push(
-        { cql: "DELETE FROM chat_members WHERE channel_id = ? AND user_id = ?", params: [channelId, userId] },
-        { cql: "UPDATE chat_user_channels SET left_id = ? WHERE user_id = ? AND channel_id = ?", params: [eventId, userId, channelId] },
+        { cql: "DELETE FROM chat_members USING TIMESTAMP ? WHERE channel_id = ? AND user_id = ?", params: [ts, channelId, userId] },
+        { cql: "UPDATE chat_user_channels USING TIMESTAMP ? SET left_id = ? WHERE user_id = ? AND channel_id = ?", params: [ts, eventId, userId, channelId] },
       );
     }
     for (const m of change.add ?? []) {
       rows.push(
         {
-          cql: "INSERT INTO chat_members (channel_id, user_id, role, joined_at, joined_id) VALUES (?, ?, ?, ?, ?)",
-          params: [channelId, m.userId, m.role, m.joinedAt, long(m.joinedId)],
+          cql: "INSERT INTO chat_members (channel_id, user_id, role, joined_at, joined_id) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?",
+          params: [channelId, m.userId, m.role, m.joinedAt, long(m.joinedId), ts],
         },
-        { cql: "INSERT INTO chat_user_channels (user_id, channel_id, joined_id) VALUES (?, ?, ?)", params: [m.userId, channelId, eventId] },
-        { cql: "DELETE left_id FROM chat_user_channels WHERE user_id = ? AND channel_id = ?", params: [m.userId, channelId] },
+        {
+          cql: "INSERT INTO chat_user_channels (user_id, channel_id, joined_id) VALUES (?, ?, ?) USING TIMESTAMP ?",
+          params: [m.userId, channelId, eventId, ts],
+        },
+        { cql: "DELETE left_id FROM chat_user_channels USING TIMESTAMP ? WHERE user_id = ? AND channel_id = ?", params: [ts, m.userId, channelId] },
       );
     }
     const present = new Set([...(change.add ?? []).map((m) => m.userId)]);
@@ -266,7 +268,7 @@ export class CassandraChatStore implements ChatStore {
       if (removed.has(r.userId)) continue;
       // An UPDATE would create a half row for a non-member: only members and new members get a role.
       if (!present.has(r.userId) && !(await this.getMember(channelId, r.userId))) continue;
-      rows.push({ cql: "UPDATE chat_members SET role = ? WHERE channel_id = ? AND user_id = ?", params: [r.role, channelId, r.userId] });
+      rows.push({ cql: "UPDATE chat_members USING TIMESTAMP ? SET role = ? WHERE channel_id = ? AND user_id = ?", params: [ts, r.role, channelId, r.userId] });
     }
     await Promise.all([rows.length > 0 ? this.cql.executeBatch(rows, this.write) : undefined, this.storeChange(change.event)]);
     return "ok";
@@ -563,6 +565,15 @@ const serialRead: CqlOptions = { idempotent: true, consistency: "localSerial" };
 
 export function bucketOf(id: bigint): number {
   return Math.floor(decodeSnowflake(id).timeMs / BUCKET_MS);
+}
+
+/**
+ * Write timestamp of member and user-channel rows: the channel version they belong to. Versions
+ * are serialized by the LWT, so the newest membership wins regardless of clocks, and repeating
+ * an older write (a retry, a healed creation) never undoes a newer one.
+ */
+function membershipTimestamp(version: number): cassandra.types.Long {
+  return Long.fromNumber(version);
 }
 
 function long(v: bigint): cassandra.types.Long {
