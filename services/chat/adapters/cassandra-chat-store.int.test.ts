@@ -1,9 +1,11 @@
+import { create } from "@bufbuild/protobuf";
 import cassandra from "cassandra-driver";
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { readRecorded, runMigrations } from "../../../platform/cassandra/migrations.js";
 import { DriverCqlSession, type CqlOptions, type CqlRow, type CqlSession } from "../../../platform/cassandra/session.js";
 import { isDomainError } from "../../../platform/errors.js";
+import { ChatEventSchema } from "../../../gen/switchboard/chat/v1/chat_pb.js";
 import { infra, useKeyspace } from "../../../testkit/keyspace.js";
 import { chatStoreConformance, idAt } from "../chat-store.conformance.js";
 import { chatMigrations } from "../migrations.js";
@@ -89,6 +91,33 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
       const all = await ks.client.execute(`SELECT * FROM ${table}`);
       expect(JSON.stringify(all.rows.map((r) => Object.values(r).map(String)))).not.toContain("the secret words");
     }
+  });
+
+  it("createChannel heals a creation that died after its LWT (channel row without members)", async () => {
+    const store = new CassandraChatStore(session());
+    const id = `heal_${randomUUID().slice(0, 8)}`;
+    const createdAt = new Date(T);
+    // As left by a process that won the channel row and died before the member rows.
+    await ks.client.execute(
+      "INSERT INTO chat_channels (channel_id, type, name, created_at, created_by, version) VALUES (?, 'group', 'Team', ?, 'alice', 1)",
+      [id, createdAt],
+      { prepare: true },
+    );
+    const ev = idAt(T, 7);
+    const members = [
+      { userId: "alice", role: "owner" as const, joinedAt: createdAt, joinedId: ev },
+      { userId: "bob", role: "member" as const, joinedAt: createdAt, joinedId: ev },
+    ];
+    const event = { id: ev, channelId: id, kind: "member" as const, createdAt, event: create(ChatEventSchema, { eventId: ev }) };
+    expect(await store.getMember(id, "bob")).toBeUndefined();
+    const rec = { id, type: "group" as const, name: "Team", createdAt, createdBy: "alice", version: 1 };
+    expect(await store.createChannel(rec, members, event)).toBe(false);
+    expect((await store.getChannel(id))?.members.map((m) => m.userId)).toEqual(["alice", "bob"]);
+    expect((await store.userChannels("bob")).some((u) => u.channelId === id)).toBe(true);
+    expect((await store.getChannel(id))?.lastEventId).toBe(ev);
+    // Another creator's attempt on the same id does not write its members.
+    expect(await store.createChannel({ ...rec, createdBy: "mallory" }, [{ ...members[0]!, userId: "mallory" }], event)).toBe(false);
+    expect(await store.getMember(id, "mallory")).toBeUndefined();
   });
 
   it("history and eventsAfter over messages 3 years apart read the index plus the non-empty buckets only", async () => {
