@@ -205,6 +205,21 @@ function runSession(impl: Impl, userId: string, frames: AsyncIterable<SessionReq
 }
 
 describe("Session", () => {
+  it("a consumer that stops early (client gone) releases the device stream", async () => {
+    const { impl, delivery } = world();
+    const direct = ((await impl.createDirectChannel({ peerUserId: "bob" } as never, ctxOf("alice"))) as { channel: Channel }).channel;
+    const c = clientFrames();
+    c.send({ case: "open", value: { deviceId: "phone" } as never });
+    const it = (impl.session(c.iterable, ctxOf("alice")) as AsyncIterable<SessionResponse>)[Symbol.asyncIterator]();
+    expect((await it.next()).value.frame.case).toBe("opened");
+    for (let i = 0; i < 5; i++) await impl.sendMessage({ channelId: direct.channelId, clientMessageId: `b${i}`, text: "x" } as never, ctxOf("bob"));
+    await settle();
+    expect((await it.next()).value.frame.case).toBe("event");
+    expect(delivery.size()).toBe(1);
+    await it.return?.(undefined);
+    expect(delivery.size()).toBe(0);
+  }, 5_000); // a hang here (the event pump waiting for room forever) used to last until the next keep-alive
+
   it("the first frame must be open", async () => {
     const { impl } = world();
     const c = clientFrames();

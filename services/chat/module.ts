@@ -211,6 +211,8 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     } finally {
       callSignal.removeEventListener("abort", onCall);
       stop.abort();
+      // Frees an event pump waiting for room that nobody will drain any more.
+      out.close();
       await pumpEvents;
       // pumpInput ends with the call's request stream; its frames' effects are harmless after this.
       void pumpInput;
