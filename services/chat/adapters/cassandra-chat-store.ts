@@ -7,6 +7,7 @@ import type { EngineLog } from "../../../platform/engines/log.js";
 import { DomainError } from "../../../platform/errors.js";
 import { decodeSnowflake } from "../../tokenrange/snowflake.js";
 import { chatMigrations } from "../migrations.js";
+import { announcedMessage, tombstoneAnnounce } from "./announce.js";
 import type {
   Channel,
   ChannelEvent,
@@ -75,7 +76,8 @@ export interface CassandraChatStoreOptions {
  * - `chat_direct_pairs` (pair_key) channel_id; `chat_group_requests` ((creator_id,
  *   request_id)), TTL 24 h; `chat_client_ids` ((channel_id, sender_id, client_message_id)) id,
  *   text, created_at, TTL 25 h: `IF NOT EXISTS` claims (a lost claim reads the winner at
- *   LOCAL_SERIAL). Deleting a message also removes the text from its claim row.
+ *   LOCAL_SERIAL). Deleting a message also removes the text from its claim row and from
+ *   the "message" changes re-announcing it (found through chat_messages.announced_ids).
  *
  * Statements per call: putMessage = 1 unlogged batch (message row, last ids, bucket entry
  * when new); appendChange = 1 batch (change row, last event id, bucket entry when new);
@@ -401,9 +403,15 @@ export class CassandraChatStore implements ChatStore {
 
   async deleteMessage(channelId: string, id: bigint, by: string, at: Date): Promise<boolean> {
     await this.ensureSchema();
-    const cur = await this.getMessage(channelId, id);
+    const rows = await this.cql.execute(
+      `SELECT ${MESSAGE_COLUMNS}, announced_ids FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id = ?`,
+      [channelId, bucketOf(id), long(id)],
+      read,
+    );
+    const cur = rows[0] ? toMessage(channelId, rows[0]) : undefined;
     if (!cur) return false;
     if (cur.deleted) return true;
+    const announced = Array.isArray(rows[0]!["announced_ids"]) ? (rows[0]!["announced_ids"] as unknown[]).map((v) => BigInt(String(v))) : [];
     // Above the put's timestamp (the id's time) even when this clock is behind the minter's.
     const idMicros = BigInt(decodeSnowflake(id).timeMs) * 1000n;
     const ts = long(bigMax(BigInt(Date.now()) * 1000n, idMicros + 1n));
@@ -419,8 +427,25 @@ export class CassandraChatStore implements ChatStore {
         [channelId, cur.senderId, cur.clientMessageId, long(id)],
         this.write,
       ),
+      ...announced.map((changeId) => this.scrubAnnounce(channelId, changeId, at)),
     ]);
     return true;
+  }
+
+  /** Rewrites a re-announce change of a deleted message without its text. */
+  private async scrubAnnounce(channelId: string, changeId: bigint, at: Date): Promise<void> {
+    const rows = await this.cql.execute(
+      `SELECT ${CHANGE_COLUMNS} FROM chat_changes WHERE channel_id = ? AND bucket = ? AND id = ?`,
+      [channelId, bucketOf(changeId), long(changeId)],
+      read,
+    );
+    const c = rows[0] ? toChange(channelId, rows[0]) : undefined;
+    if (!c) return;
+    await this.cql.execute(
+      "UPDATE chat_changes USING TTL ? SET event = ? WHERE channel_id = ? AND bucket = ? AND id = ?",
+      [this.ttlS, Buffer.from(toBinary(ChatEventSchema, tombstoneAnnounce(c.event, at))), channelId, bucketOf(changeId), long(changeId)],
+      this.write,
+    );
   }
 
   async appendChange(change: ChangeRecord): Promise<void> {
@@ -530,6 +555,14 @@ export class CassandraChatStore implements ChatStore {
       },
       { cql: "UPDATE chat_channel_last USING TIMESTAMP ? SET last_event_id = ? WHERE channel_id = ?", params: [id, id, change.channelId] },
     ];
+    const announced = change.kind === "message" ? announcedMessage(change.event) : undefined;
+    if (announced) {
+      // Lets deleteMessage find this copy of the text (a set: more than one re-announce is harmless).
+      statements.push({
+        cql: "UPDATE chat_messages USING TTL ? SET announced_ids = announced_ids + ? WHERE channel_id = ? AND bucket = ? AND id = ?",
+        params: [this.ttlS, [id], change.channelId, bucketOf(announced.messageId), long(announced.messageId)],
+      });
+    }
     const entry = this.bucketEntry(change.channelId, bucket, "has_changes");
     if (entry) statements.push(entry.statement);
     await this.cql.executeBatch(statements, this.write);

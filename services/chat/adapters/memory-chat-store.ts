@@ -1,5 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ChatEventSchema } from "../../../gen/switchboard/chat/v1/chat_pb.js";
+import { announcedMessage, tombstoneAnnounce } from "./announce.js";
 import type {
   Channel,
   ChannelEvent,
@@ -198,6 +199,12 @@ export class MemoryChatStore implements ChatStore {
     if (cur.deleted) return true;
     const tombstone: MessageRecord = { ...cur, text: "", deleted: true, deletedAt: at, deletedBy: by };
     log.put(id, tombstone);
+    const changes = this.changes.get(channelId);
+    for (const cid of changes?.ids ?? []) {
+      const c = changes!.byId.get(cid)!;
+      const announced = c.kind === "message" ? announcedMessage(c.event) : undefined;
+      if (announced?.messageId === id) changes!.byId.set(cid, { ...c, event: tombstoneAnnounce(c.event, at) });
+    }
     const claim = this.clientIds.get(clientKey(cur.channelId, cur.senderId, cur.clientMessageId));
     if (claim && claim.message.id === id) claim.message = { ...claim.message, text: "" };
     return true;
