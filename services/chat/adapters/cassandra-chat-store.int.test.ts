@@ -150,6 +150,41 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     expect(counting.reads).toBe(3);
   });
 
+  it("every write carries the write timeout (driver readTimeout), so chat writes fail fast", async () => {
+    const seen: { cql: string; timeoutMs: number | undefined }[] = [];
+    const inner = session();
+    const recording: CqlSession = {
+      keyspace: inner.keyspace,
+      execute: (cql, params, options) => {
+        if (!/^\s*SELECT/i.test(cql)) seen.push({ cql, timeoutMs: options?.timeoutMs });
+        return inner.execute(cql, params, options);
+      },
+      executePage: (cql, params, page, options) => inner.executePage(cql, params, page, options),
+      executeLwt: (cql, params, options) => {
+        seen.push({ cql, timeoutMs: options?.timeoutMs });
+        return inner.executeLwt(cql, params, options);
+      },
+      executeBatch: (statements, options) => {
+        seen.push({ cql: statements[0]!.cql, timeoutMs: options?.timeoutMs });
+        return inner.executeBatch(statements, options);
+      },
+    };
+    const store = new CassandraChatStore(recording, { writeTimeoutMs: 1500 });
+    await store.ensureSchema();
+    seen.length = 0;
+    const ch = `to_${randomUUID().slice(0, 8)}`;
+    const m = msg(ch, idAt(T, 3));
+    await store.claimClientMessageId(m);
+    await store.putMessage(m);
+    await store.appendChange({ id: idAt(T, 4), channelId: ch, kind: "receipt", createdAt: new Date(T), event: create(ChatEventSchema, { eventId: idAt(T, 4) }) });
+    await store.deleteMessage(ch, m.id, "alice", new Date(T));
+    await store.advanceReadMarker("alice", ch, m.id);
+    await store.advanceDeliveredMarker("alice", "phone", ch, m.id);
+    await store.claimDirect(`p-${ch}`, ch);
+    expect(seen.length).toBeGreaterThanOrEqual(8);
+    expect(seen.filter((w) => w.timeoutMs !== 1500)).toEqual([]);
+  });
+
   it("messages get a TTL of retentionDays when set, none by default", async () => {
     const ch = `ttl_${randomUUID().slice(0, 8)}`;
     await new CassandraChatStore(session(), { retentionDays: 2 }).putMessage(msg(ch, idAt(T, 1)));
