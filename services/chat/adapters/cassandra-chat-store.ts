@@ -66,9 +66,9 @@ export interface CassandraChatStoreOptions {
  *   device_id), channel_id) up_to: only ever written `USING TIMESTAMP <id>`, so the larger id
  *   wins by last-write-wins without a read or an LWT; advances read the effective value back.
  * - `chat_messages` and `chat_changes` ((channel_id, bucket), id), bucket = floor(id time /
- *   10 days). Changes store the ChatEvent as a protobuf blob. Message rows are written `USING
- *   TIMESTAMP` = the id's time; a delete overwrites text with '' (deleted = true) at a later
- *   timestamp, so a retried put of a deleted message cannot bring its text back.
+ *   10 days). Changes store the ChatEvent as a protobuf blob. Message and change rows are
+ *   written `USING TIMESTAMP` = the id's time; a delete overwrites text with '' (deleted =
+ *   true) at a later timestamp, so a retried put of a deleted message cannot bring its text back.
  * - `chat_buckets` ((channel_id), bucket) has_messages, has_changes: the non-empty buckets.
  *   Reads take the index (one query) and then only the buckets they need; an entry is written
  *   (idempotent upsert, in the same batch as the row) the first time this process writes to
@@ -328,7 +328,7 @@ export class CassandraChatStore implements ChatStore {
   async putMessage(message: MessageRecord): Promise<void> {
     await this.ensureSchema();
     const bucket = bucketOf(message.id);
-    const at = long(BigInt(decodeSnowflake(message.id).timeMs) * 1000n);
+    const at = long(idMicrosOf(message.id));
     const id = long(message.id);
     const cols = ["channel_id", "bucket", "id", "sender_id", "client_message_id", "text", "created_at", "deleted"];
     const params: unknown[] = [message.channelId, bucket, id, message.senderId, message.clientMessageId, message.text, message.createdAt, message.deleted];
@@ -413,23 +413,34 @@ export class CassandraChatStore implements ChatStore {
     if (cur.deleted) return true;
     const announced = Array.isArray(rows[0]!["announced_ids"]) ? (rows[0]!["announced_ids"] as unknown[]).map((v) => BigInt(String(v))) : [];
     // Above the put's timestamp (the id's time) even when this clock is behind the minter's.
-    const idMicros = BigInt(decodeSnowflake(id).timeMs) * 1000n;
-    const ts = long(bigMax(BigInt(Date.now()) * 1000n, idMicros + 1n));
+    const idMicros = idMicrosOf(id);
+    const ts = long(laterThan(idMicros));
     await Promise.all([
       this.cql.execute(
         "UPDATE chat_messages USING TTL ? AND TIMESTAMP ? SET text = '', deleted = true, deleted_at = ?, deleted_by = ? WHERE channel_id = ? AND bucket = ? AND id = ?",
         [this.ttlS, ts, at, by, channelId, bucketOf(id), long(id)],
         this.write,
       ),
-      // The claim row holds the text for retries: it goes too (only while it is this message's).
-      this.cql.executeLwt(
-        "DELETE text FROM chat_client_ids WHERE channel_id = ? AND sender_id = ? AND client_message_id = ? IF id = ?",
-        [channelId, cur.senderId, cur.clientMessageId, long(id)],
-        this.write,
-      ),
+      this.scrubClaim(cur, idMicros),
       ...announced.map((changeId) => this.scrubAnnounce(channelId, changeId, at)),
     ]);
     return true;
+  }
+
+  /**
+   * The claim row holds the text for retries: it goes too. While the message is younger than the
+   * claim's TTL the claim is this message's (a key is claimed once per TTL), so a plain delete
+   * is enough; it is stamped a minute after the id's time so it beats the claim's LWT write
+   * (ballot time ~ id time) even with this clock behind. Older claims have expired.
+   */
+  private async scrubClaim(m: MessageRecord, idMicros: bigint): Promise<void> {
+    const nowMicros = BigInt(Date.now()) * 1000n;
+    if (nowMicros - idMicros >= BigInt(CLIENT_ID_TTL_S) * 1_000_000n) return;
+    await this.cql.execute(
+      "DELETE text FROM chat_client_ids USING TIMESTAMP ? WHERE channel_id = ? AND sender_id = ? AND client_message_id = ?",
+      [long(bigMax(nowMicros, idMicros + 60_000_000n)), m.channelId, m.senderId, m.clientMessageId],
+      this.write,
+    );
   }
 
   /** Rewrites a re-announce change of a deleted message without its text. */
@@ -442,8 +453,8 @@ export class CassandraChatStore implements ChatStore {
     const c = rows[0] ? toChange(channelId, rows[0]) : undefined;
     if (!c) return;
     await this.cql.execute(
-      "UPDATE chat_changes USING TTL ? SET event = ? WHERE channel_id = ? AND bucket = ? AND id = ?",
-      [this.ttlS, Buffer.from(toBinary(ChatEventSchema, tombstoneAnnounce(c.event, at))), channelId, bucketOf(changeId), long(changeId)],
+      "UPDATE chat_changes USING TTL ? AND TIMESTAMP ? SET event = ? WHERE channel_id = ? AND bucket = ? AND id = ?",
+      [this.ttlS, long(laterThan(idMicrosOf(changeId))), Buffer.from(toBinary(ChatEventSchema, tombstoneAnnounce(c.event, at))), channelId, bucketOf(changeId), long(changeId)],
       this.write,
     );
   }
@@ -550,8 +561,8 @@ export class CassandraChatStore implements ChatStore {
     const id = long(change.id);
     const statements: CqlStatement[] = [
       {
-        cql: "INSERT INTO chat_changes (channel_id, bucket, id, kind, created_at, event) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-        params: [change.channelId, bucket, id, change.kind, change.createdAt, Buffer.from(toBinary(ChatEventSchema, change.event)), this.ttlS],
+        cql: "INSERT INTO chat_changes (channel_id, bucket, id, kind, created_at, event) VALUES (?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+        params: [change.channelId, bucket, id, change.kind, change.createdAt, Buffer.from(toBinary(ChatEventSchema, change.event)), this.ttlS, long(idMicrosOf(change.id))],
       },
       { cql: "UPDATE chat_channel_last USING TIMESTAMP ? SET last_event_id = ? WHERE channel_id = ?", params: [id, id, change.channelId] },
     ];
@@ -615,6 +626,16 @@ function long(v: bigint): cassandra.types.Long {
 
 function big(v: unknown): bigint | undefined {
   return v == null ? undefined : BigInt(String(v));
+}
+
+/** The id's time in µs: the write timestamp of message and change rows (a retried write ties, never wins). */
+function idMicrosOf(id: bigint): bigint {
+  return BigInt(decodeSnowflake(id).timeMs) * 1000n;
+}
+
+/** A timestamp for overwriting a row stamped `micros`: now, or just above it when this clock is behind. */
+function laterThan(micros: bigint): bigint {
+  return bigMax(BigInt(Date.now()) * 1000n, micros + 1n);
 }
 
 function bigMax(a: bigint, b: bigint): bigint {
