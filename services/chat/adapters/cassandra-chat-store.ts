@@ -79,14 +79,25 @@ export interface CassandraChatStoreOptions {
  *   LOCAL_SERIAL). Deleting a message also removes the text from its claim row and from
  *   the "message" changes re-announcing it (found through chat_messages.announced_ids).
  *
- * Statements per call: putMessage = 1 unlogged batch (message row, last ids, bucket entry
- * when new); appendChange = 1 batch (change row, last event id, bucket entry when new);
- * claimClientMessageId = 1 LWT (+ 2 reads when lost); getMember/getMessage = 1 read; getChannel
- * = 3 reads in parallel; createChannel = 1 LWT + 1 batch of member rows, in parallel with the
- * change batch; changeMembership = 1 LWT + 1 member batch in parallel with the change batch;
- * history/eventsAfter/countUnread = 1 index read + 1 read per non-empty bucket touched (two per
- * bucket for eventsAfter: messages and changes, in parallel); markers = 1 write + 1 read;
- * readMarkers = 1 read per 100 channels, in parallel.
+ * Statements per call (one round trip each; "batch" = one unlogged batch request):
+ * - putMessage: 1 batch (message row, last ids, bucket entry when new to this process).
+ * - appendChange: 1 batch (change row, last event id, bucket entry when new; a "message"
+ *   re-announce also adds its id to the message's announced_ids).
+ * - claimClientMessageId: 1 LWT (+ 1 serial read and 1 message read when lost).
+ * - getMember, getMessage, userChannels: 1 read. getChannel: 3 reads in parallel.
+ * - createChannel: 1 LWT, then the member batch and the change batch in parallel (a lost LWT:
+ *   1 serial read, and the same writes when it was our own creation).
+ * - changeMembership: 1 LWT, then the member batch and the change batch in parallel.
+ * - claimDirect, claimGroupRequest: 1 LWT (+ 1 serial read when lost).
+ * - history, eventsAfter, countUnread: 1 index read + 1 read per non-empty bucket touched
+ *   (eventsAfter: messages and changes of a bucket in parallel).
+ * - deleteMessage: 1 read, then the tombstone write and the claim scrub in parallel (+ 1 read
+ *   and 1 write per re-announce of the message).
+ * - advance markers: 1 write + 1 read. readMarkers: 1 read per 100 channels, in parallel.
+ *
+ * The "newest wins" timestamps are ids read as µs (far in the future as wall time): fine by
+ * default, but a Cassandra `maximum_timestamp` guardrail, if an operator enables it, would
+ * refuse them.
  *
  * Messages and changes get `USING TTL` when retentionDays > 0. Writes are idempotent, carry the
  * write timeout, and run at LOCAL_QUORUM (the session's default); driver failures surface as
