@@ -95,9 +95,10 @@ export interface CassandraChatStoreOptions {
  *   and 1 write per re-announce of the message).
  * - advance markers: 1 write + 1 read. readMarkers: 1 read per 100 channels, in parallel.
  *
- * The "newest wins" timestamps are ids read as µs (far in the future as wall time): fine by
- * default, but a Cassandra `maximum_timestamp` guardrail, if an operator enables it, would
- * refuse them.
+ * Write timestamps that are not wall time: ids read as µs ("newest wins", far in the future)
+ * and channel versions (membership rows, near 1970). Fine by default, but Cassandra's
+ * maximum/minimum timestamp guardrails (off by default), if an operator enables them, would
+ * refuse these writes.
  *
  * Messages and changes get `USING TTL` when retentionDays > 0. Writes are idempotent, carry the
  * write timeout, and run at LOCAL_QUORUM (the session's default); driver failures surface as
