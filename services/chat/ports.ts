@@ -117,7 +117,7 @@ export type ClaimResult = { readonly claimed: true } | { readonly claimed: false
 
 /**
  * ChatStore: channels, members, messages, changes, markers. Cassandra tables are designed from
- * these calls (services/chat/adapters/cassandra-migrations.ts); the memory twin keeps Maps.
+ * these calls (services/chat/migrations.ts); the memory twin keeps Maps.
  *
  * Channels and members
  * - `createChannel(channel, members, event)`: stores a new channel (version 1), its members, each
