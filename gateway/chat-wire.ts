@@ -6,6 +6,7 @@
  */
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import type { Agent } from "node:http";
 import { ChatService, type ChatEvent, type SyncResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 
 export type ChatClient = Client<typeof ChatService>;
@@ -16,16 +17,18 @@ type EventOf<K extends EventCase> = Extract<ChatEvent["event"], { case: K }>["va
 export type Protocol = "connect-json-1.1" | "connect-1.1" | "connect-h2" | "grpc-web-1.1" | "grpc-web-h2" | "grpc";
 export const PROTOCOLS: readonly Protocol[] = ["connect-json-1.1", "connect-1.1", "connect-h2", "grpc-web-1.1", "grpc-web-h2", "grpc"];
 
-export function transportFor(protocol: Protocol, baseUrl: string, interceptors: Interceptor[] = []): Transport {
+/** `agent`: the HTTP/1.1 connection pool (default: Node's global one, shared by every client). */
+export function transportFor(protocol: Protocol, baseUrl: string, interceptors: Interceptor[] = [], agent?: Agent): Transport {
+  const nodeOptions = agent ? { nodeOptions: { agent } } : {};
   switch (protocol) {
     case "connect-json-1.1":
-      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors });
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors, ...nodeOptions });
     case "connect-1.1":
-      return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors, ...nodeOptions });
     case "connect-h2":
       return createConnectTransport({ baseUrl, httpVersion: "2", interceptors });
     case "grpc-web-1.1":
-      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors });
+      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors, ...nodeOptions });
     case "grpc-web-h2":
       return createGrpcWebTransport({ baseUrl, httpVersion: "2", interceptors });
     case "grpc":
@@ -41,8 +44,8 @@ export function withHeaders(headers: Readonly<Record<string, string>>): Intercep
   };
 }
 
-export function chatClient(baseUrl: string, protocol: Protocol, headers: Readonly<Record<string, string>> = {}): ChatClient {
-  return createClient(ChatService, transportFor(protocol, baseUrl, [withHeaders(headers)]));
+export function chatClient(baseUrl: string, protocol: Protocol, headers: Readonly<Record<string, string>> = {}, agent?: Agent): ChatClient {
+  return createClient(ChatService, transportFor(protocol, baseUrl, [withHeaders(headers)], agent));
 }
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
