@@ -141,6 +141,23 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         expect(ch?.lastEventId).toBe(created);
       });
 
+      it("a retried createChannel (same content) after a membership change returns false and undoes nothing", async () => {
+        const id = chId();
+        const created = nextId();
+        const ms = [member("alice", created, "owner"), member("bob", created)];
+        const ev = memberEvent(id, created, MemberChangeKind.CREATED, ["alice", "bob"]);
+        expect(await s().createChannel(record(id), ms, ev)).toBe(true);
+        const left = nextId();
+        expect(await s().changeMembership({ channelId: id, expectedVersion: 1, remove: ["bob"], event: memberEvent(id, left, MemberChangeKind.LEFT, ["bob"]) })).toBe("ok");
+        expect(await s().createChannel(record(id), ms, ev)).toBe(false);
+        expect(await s().getMember(id, "bob")).toBeUndefined();
+        expect((await s().userChannels("bob")).find((u) => u.channelId === id)?.leftId).toBe(left);
+        const ch = await s().getChannel(id);
+        expect(ch?.version).toBe(2);
+        expect(ch?.members.map((m) => m.userId)).toEqual(["alice"]);
+        expect((await s().eventsAfter(id, 0n, 10)).map((e) => e.id)).toEqual([created, left]);
+      });
+
       it("members are listed in join order (joinedId ascending)", async () => {
         const { id, created } = await group(["zed", "amy"]);
         const addId = nextId();
@@ -398,6 +415,33 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         expect(again.claimed).toBe(false);
         expect(!again.claimed && again.existing.id).toBe(m.id);
         expect(!again.claimed && again.existing.text).toBe("");
+      });
+
+      it("deleteMessage also removes the text from a change re-announcing the message", async () => {
+        const id = chId();
+        const m = message(id, nextId(), { text: "announced secret" });
+        await s().putMessage(m);
+        const cid = nextId();
+        await s().appendChange({
+          id: cid,
+          channelId: id,
+          kind: "message",
+          createdAt: new Date(T0),
+          event: create(ChatEventSchema, {
+            eventId: cid,
+            event: { case: "message", value: create(MessageSchema, { messageId: m.id, channelId: id, senderId: "alice", text: m.text }) },
+          }),
+        });
+        const at = new Date(T0 + 1000);
+        expect(await s().deleteMessage(id, m.id, "alice", at)).toBe(true);
+        const evs = await s().eventsAfter(id, 0n, 10);
+        expect(evs.map((e) => e.id)).toEqual([m.id, cid]);
+        const c = evs[1]!;
+        if (c.kind !== "change" || c.change.event.event.case !== "message") throw new Error("expected the re-announce");
+        expect(c.change.event.event.value.text).toBe("");
+        expect(c.change.event.event.value.deleted).toBe(true);
+        expect(c.change.event.event.value.messageId).toBe(m.id);
+        expect(c.change.event.eventId).toBe(cid);
       });
 
       it("countUnread counts others' live messages after the id, at most cap", async () => {

@@ -29,6 +29,7 @@ import {
   SendTypingResponseSchema,
   SessionResponseSchema,
   SyncResponseSchema,
+  type ChatEvent,
   type SendMessageRequest,
   type SessionRequest,
   type SessionResponse,
@@ -45,6 +46,9 @@ import { validateDeviceId } from "./domain/validate.js";
 import { DeviceStream, replacedStream } from "./live/device-stream.js";
 import type { Delivery, HistoryAnchor } from "./ports.js";
 import { createChatStore } from "./store.js";
+
+/** Devices of one user that can hold a live stream (Subscribe or Session) at the same time. */
+export const MAX_STREAMS_PER_USER = 32;
 
 export const chatModule: ServiceModule = {
   name: "chat",
@@ -75,18 +79,42 @@ export interface ChatImplOptions {
 export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions): Partial<ServiceImpl<typeof ChatService>> {
   const cfg = chat.config;
   const user = (ctx: HandlerContext) => requireCaller(ctx).userId;
+  // Live devices per user, so one account cannot hold unbounded streams (memory stays bounded).
+  const devicesOf = new Map<string, Set<string>>();
+  const owner = new Map<string, DeviceStream>();
 
-  /** A live stream of one device, attached until the returned generator finishes. */
-  async function* live(userId: string, deviceId: string, signal: AbortSignal) {
+  /**
+   * Attaches a device stream now: events from this moment on are kept for it. Eager on purpose:
+   * Session's `opened` frame promises delivery from then on, before its output is read further.
+   * `close` detaches it and ends it (its events() generator then finishes).
+   */
+  function live(userId: string, deviceId: string): { stream: DeviceStream; close: () => void } {
+    const mine = devicesOf.get(userId) ?? new Set<string>();
+    if (!mine.has(deviceId) && mine.size >= MAX_STREAMS_PER_USER) {
+      throw new DomainError(
+        "ResourceExhausted",
+        `too many live streams: at most ${MAX_STREAMS_PER_USER} devices of one user can be subscribed at once`,
+      );
+    }
     const stream = new DeviceStream({ userId, deviceId, outboxEvents: cfg.outboxEvents, keepAliveMs: cfg.keepAliveMs });
     const previous = delivery.attach(stream);
     if (previous instanceof DeviceStream) previous.end(replacedStream());
-    try {
-      yield* stream.events(signal);
-    } finally {
-      delivery.detach(stream);
-      stream.end();
-    }
+    mine.add(deviceId);
+    devicesOf.set(userId, mine);
+    owner.set(`${userId}\u0000${deviceId}`, stream);
+    return {
+      stream,
+      close: () => {
+        delivery.detach(stream);
+        stream.end();
+        // A replaced stream must not forget the device its successor now holds.
+        const key = `${userId}\u0000${deviceId}`;
+        if (owner.get(key) !== stream) return;
+        owner.delete(key);
+        mine.delete(deviceId);
+        if (mine.size === 0) devicesOf.delete(userId);
+      },
+    };
   }
 
   const send = async (userId: string, req: SendMessageRequest) => {
@@ -154,7 +182,12 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     async *subscribe(req, ctx) {
       const userId = user(ctx);
       validateDeviceId(req.deviceId);
-      for await (const event of live(userId, req.deviceId, ctx.signal)) yield { event };
+      const device = live(userId, req.deviceId);
+      try {
+        for await (const event of device.stream.events(ctx.signal)) yield { event };
+      } finally {
+        device.close();
+      }
     },
     async *session(requests, ctx) {
       const userId = user(ctx);
@@ -162,10 +195,15 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       const first = await input.next();
       if (first.done || first.value.frame.case !== "open") throw invalidArgument("open", "the first Session frame must be `open` (with device_id)");
       const deviceId = validateDeviceId(first.value.frame.value.deviceId, "open.device_id");
-      yield create(SessionResponseSchema, {
-        frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
-      });
-      yield* sessionFrames(userId, deviceId, input, ctx.signal);
+      const device = live(userId, deviceId);
+      try {
+        yield create(SessionResponseSchema, {
+          frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
+        });
+        yield* sessionFrames(userId, deviceId, input, device.stream.events(ctx.signal));
+      } finally {
+        device.close();
+      }
     },
   };
 
@@ -173,12 +211,14 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
    * Output of an open session: live events and send_acks in one stream. The client's frames are
    * handled one at a time, in order (a send's ack precedes the next frame's effects).
    */
-  async function* sessionFrames(userId: string, deviceId: string, input: AsyncIterator<SessionRequest>, callSignal: AbortSignal): AsyncGenerator<SessionResponse> {
-    const stop = new AbortController();
-    const onCall = () => stop.abort();
-    callSignal.addEventListener("abort", onCall, { once: true });
+  async function* sessionFrames(
+    userId: string,
+    deviceId: string,
+    input: AsyncIterator<SessionRequest>,
+    events: AsyncGenerator<ChatEvent>,
+  ): AsyncGenerator<SessionResponse> {
     const out = new FrameQueue();
-    const events = live(userId, deviceId, stop.signal);
+    let stopped = false;
     const pumpEvents = (async () => {
       try {
         for await (const event of events) {
@@ -196,7 +236,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       try {
         for (;;) {
           const r = await input.next();
-          if (r.done || stop.signal.aborted) break;
+          if (r.done || stopped) break;
           const ack = await handleFrame(userId, deviceId, r.value);
           if (ack) out.push(ack);
         }
@@ -209,9 +249,11 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     try {
       yield* out.drain();
     } finally {
-      callSignal.removeEventListener("abort", onCall);
-      stop.abort();
-      await pumpEvents;
+      stopped = true;
+      // Frees an event pump waiting for room that nobody will drain any more; the caller then
+      // ends the device stream, which ends the pump.
+      out.close();
+      void pumpEvents;
       // pumpInput ends with the call's request stream; its frames' effects are harmless after this.
       void pumpInput;
     }
