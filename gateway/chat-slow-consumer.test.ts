@@ -34,6 +34,8 @@ const CHECK_AFTER_MESSAGES = 3 * OUTBOX;
 /** 1 KiB texts: the hops' HTTP/2 windows (64 KiB each) hold tens of events, not thousands. */
 const TEXT = "m".repeat(1_024);
 const WARMUP_MESSAGES = 300;
+/** Sends in flight at once: a client pool of this size, as a busy sender has. */
+const MAX_IN_FLIGHT = Number(process.env.CHAT_FLOOD_IN_FLIGHT ?? 20);
 const RSS_GROWTH_LIMIT_MB = 64;
 const ALICE = "flood-alice";
 const BOB = "flood-bob";
@@ -185,7 +187,7 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
     sample();
     const sampler = setInterval(sample, 500);
 
-    // The flood: paced in 10 ms ticks, at most 200 sends in flight, over HTTP/1.1 Connect and
+    // The flood: paced in 10 ms ticks, at most MAX_IN_FLIGHT sends in flight, over HTTP/1.1 Connect and
     // gRPC alternately (the edge's two common doors).
     const senders = [alice, chatClient(base, "connect-1.1", bearer(tokenFor(ALICE)), new Agent({ keepAlive: true, maxSockets: 64 }))];
     const acked: bigint[] = [];
@@ -214,7 +216,7 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
           return;
         }
         const due = Math.floor((elapsed * RATE_PER_S) / 1000) - issued;
-        for (let i = 0; i < due && inFlight < 200; i++) {
+        for (let i = 0; i < due && inFlight < MAX_IN_FLIGHT; i++) {
           const n = issued++;
           inFlight++;
           senders[n % 2]!
