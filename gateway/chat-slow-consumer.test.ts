@@ -13,6 +13,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import http2 from "node:http2";
 import { readFileSync } from "node:fs";
 import { Agent } from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SubscribeRequestSchema, SubscribeResponseSchema, type ChatEvent } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
@@ -68,6 +69,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await mesh?.stop();
 });
+
+/** CPU seconds (user + system) the process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks. */
+const cpuSeconds = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
 
 const rssMb = (pid: number): number => {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -186,6 +193,9 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
     const sample = () => samples.push({ atMs: Date.now() - t0, rssMb: Math.round(rssMb(pid) * 10) / 10 });
     sample();
     const sampler = setInterval(sample, 500);
+    const cpu0 = cpuSeconds(pid);
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
 
     // The flood: paced in 10 ms ticks, at most MAX_IN_FLIGHT sends in flight, over HTTP/1.1 Connect and
     // gRPC alternately (the edge's two common doors).
@@ -228,6 +238,8 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
       }, 10);
     });
     const floodMs = Date.now() - t0;
+    const childCpuPct = Math.round(((cpuSeconds(pid) - cpu0) * 100_000) / floodMs);
+    loopDelay.disable();
     sample();
 
     // Every acknowledged message reaches the healthy device.
@@ -252,6 +264,7 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
       `[slow-consumer] sent ${acked.length} acked (${failures.length} failed) in ${floodMs} ms = ${rate}/s; ` +
         `stuck stream looked at ${checkedAt} ms (after ${CHECK_AFTER_MESSAGES} acks): ${JSON.stringify(stuckAtCheck)}; after resume: status ${stuck.status} "${stuck.message}", ` +
         `rst ${stuck.rstCode}, ${stuck.messageIds().length - stuckBefore} flood messages delivered to it, ended ${stuck.endedAt ? stuck.endedAt - t0 : "never"} ms; ` +
+        `child CPU ${childCpuPct}% of a core during the flood, test-process event-loop delay p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms max ${Math.round(loopDelay.max / 1e6)} ms; ` +
         `healthy got ${healthy.messageIds().length} (end: ${healthy.end === undefined ? "open" : String(healthy.end)}); RSS MB first ${first}, peak ${peak}, growth ${Math.round((peak - first) * 10) / 10}\n` +
         `[slow-consumer] RSS samples (ms:MB) ${samples.map((s) => `${s.atMs}:${s.rssMb}`).join(" ")}`,
     );
