@@ -1,0 +1,148 @@
+/**
+ * Test-side chat clients through the gateway: one ChatService client per (user, protocol), and a
+ * live device that collects what its Subscribe stream delivers. Shared by the chat end-to-end,
+ * bad-input and slow-consumer tests; it knows only the public contract, never the service's
+ * internals.
+ */
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import type { Agent } from "node:http";
+import { ChatService, type ChatEvent, type SyncResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
+
+export type ChatClient = Client<typeof ChatService>;
+type EventCase = NonNullable<ChatEvent["event"]["case"]>;
+type EventOf<K extends EventCase> = Extract<ChatEvent["event"], { case: K }>["value"];
+
+/** Every way a client reaches the public port. */
+export type Protocol = "connect-json-1.1" | "connect-1.1" | "connect-h2" | "grpc-web-1.1" | "grpc-web-h2" | "grpc";
+export const PROTOCOLS: readonly Protocol[] = ["connect-json-1.1", "connect-1.1", "connect-h2", "grpc-web-1.1", "grpc-web-h2", "grpc"];
+
+/** `agent`: the HTTP/1.1 connection pool (default: Node's global one, shared by every client). */
+export function transportFor(protocol: Protocol, baseUrl: string, interceptors: Interceptor[] = [], agent?: Agent): Transport {
+  const nodeOptions = agent ? { nodeOptions: { agent } } : {};
+  switch (protocol) {
+    case "connect-json-1.1":
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors, ...nodeOptions });
+    case "connect-1.1":
+      return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors, ...nodeOptions });
+    case "connect-h2":
+      return createConnectTransport({ baseUrl, httpVersion: "2", interceptors });
+    case "grpc-web-1.1":
+      return createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors, ...nodeOptions });
+    case "grpc-web-h2":
+      return createGrpcWebTransport({ baseUrl, httpVersion: "2", interceptors });
+    case "grpc":
+      return createGrpcTransport({ baseUrl, interceptors });
+  }
+}
+
+/** Sets request headers on every call (credentials, or forged headers in hostile tests). */
+export function withHeaders(headers: Readonly<Record<string, string>>): Interceptor {
+  return (next) => (req) => {
+    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+    return next(req);
+  };
+}
+
+export function chatClient(baseUrl: string, protocol: Protocol, headers: Readonly<Record<string, string>> = {}, agent?: Agent): ChatClient {
+  return createClient(ChatService, transportFor(protocol, baseUrl, [withHeaders(headers)], agent));
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** A device holding one live Subscribe stream and everything it delivered, in arrival order. */
+export class LiveDevice {
+  readonly events: ChatEvent[] = [];
+  /** How the stream ended: undefined while open. */
+  end: ConnectError | "closed" | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(
+    readonly userId: string,
+    readonly deviceId: string,
+    readonly protocol: Protocol,
+    /** Called on start: the target may not exist yet when the device is declared. */
+    private readonly client: () => ChatClient,
+  ) {}
+
+  start(): this {
+    void (async () => {
+      try {
+        for await (const res of this.client().subscribe({ deviceId: this.deviceId }, { signal: this.abort.signal })) {
+          if (res.event) this.events.push(res.event);
+        }
+        this.end = "closed";
+      } catch (e) {
+        this.end = ConnectError.from(e);
+      }
+    })();
+    return this;
+  }
+
+  stop(): void {
+    this.abort.abort();
+  }
+
+  /** Message ids delivered for a channel (or every channel), in arrival order, duplicates kept. */
+  messageIds(channelId?: string): bigint[] {
+    return this.events.flatMap((e) =>
+      e.event.case === "message" && (channelId === undefined || e.event.value.channelId === channelId) ? [e.event.value.messageId] : [],
+    );
+  }
+
+  of<K extends EventCase>(kind: K): EventOf<K>[] {
+    const out: EventOf<K>[] = [];
+    for (const e of this.events) if (e.event.case === kind) out.push(e.event.value as EventOf<K>);
+    return out;
+  }
+
+  toString(): string {
+    return `${this.userId}/${this.deviceId} (${this.protocol})`;
+  }
+}
+
+export interface SyncResult {
+  /** Deduped by event_id, in first-seen order. */
+  readonly events: ChatEvent[];
+  /** Every event as returned, duplicates included. */
+  readonly raw: ChatEvent[];
+  readonly cursor: string;
+  readonly pages: number;
+  readonly reset: boolean;
+}
+
+/** Syncs a device from a cursor to the end (loops while has_more), deduping by event_id as clients must. */
+export async function syncAll(client: ChatClient, deviceId: string, cursor: string, pageSize = 0): Promise<SyncResult> {
+  const raw: ChatEvent[] = [];
+  let pages = 0;
+  let reset = false;
+  let res: SyncResponse;
+  do {
+    res = await client.sync({ deviceId, cursor, pageSize });
+    pages++;
+    reset ||= res.reset;
+    raw.push(...res.events);
+    cursor = res.nextCursor;
+    if (pages > 10_000) throw new Error("Sync never ended: has_more stayed true for 10,000 pages");
+  } while (res.hasMore);
+  const seen = new Set<bigint>();
+  const events = raw.filter((e) => {
+    if (e.eventId === 0n) return true;
+    if (seen.has(e.eventId)) return false;
+    seen.add(e.eventId);
+    return true;
+  });
+  return { events, raw, cursor, pages, reset };
+}
+
+/** Calls fn and returns the ConnectError it failed with (or undefined when it succeeded). */
+export async function failure(fn: () => Promise<unknown>): Promise<ConnectError | undefined> {
+  try {
+    await fn();
+    return undefined;
+  } catch (e) {
+    return ConnectError.from(e);
+  }
+}
+
+export const codeName = (c: Code | undefined) => (c === undefined ? "OK" : Code[c]);
