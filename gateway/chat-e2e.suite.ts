@@ -441,7 +441,7 @@ export function chatEndToEndSuite(engine: string, target: () => ChatE2eTarget): 
       // Bob answers: the session receives it as an event, interleaved with its own frames.
       const reply = await send(BOB, direct, "d-bob-to-session", "connect-json-1.1");
       await waitFor("bob's reply on the session", async () =>
-        got.some((f) => f.frame.case === "event" && f.frame.value.event.case === "message" && f.frame.value.event.value.messageId === reply.id) ? true : undefined,
+        got.some((f) => f.frame.case === "events" && f.frame.value.events.some((e) => e.event.case === "message" && e.event.value.messageId === reply.id)) ? true : undefined,
       LIVE_WAIT_MS);
       // A failed send does not end the session: it is reported in its send_ack.
       frames.push(create(SessionRequestSchema, { frame: { case: "send", value: { channelId: direct, clientMessageId: `session-empty-${run}`, text: "" } } }));

@@ -6,7 +6,8 @@
  *
  * Asserted: the stuck stream is ended with RESOURCE_EXHAUSTED naming "slow consumer" and Sync,
  * within a bounded time (by the time 3 outboxes' worth of messages passed it); the healthy device
- * receives every message exactly once; the child's RSS stays flat after a warm-up (samples
+ * receives every message exactly once; no outbox ever holds more than its bound (gauge) and the
+ * child's RSS stays within a guard after a warm-up (samples
  * printed for the notes). The send rate is what the mesh sustains up to 1,000/s; it is printed.
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -37,7 +38,12 @@ const TEXT = "m".repeat(1_024);
 const WARMUP_MESSAGES = 300;
 /** Sends in flight at once: a client pool of this size, as a busy sender has. */
 const MAX_IN_FLIGHT = Number(process.env.CHAT_FLOOD_IN_FLIGHT ?? 20);
-const RSS_GROWTH_LIMIT_MB = 64;
+/**
+ * A guard, not the proof: the memory engine keeps every message, and one event queued for the
+ * stuck stream shares its text with the store, so RSS cannot tell a bounded outbox from an
+ * unbounded one at this size. The proof is the outbox gauge sampled below.
+ */
+const RSS_GROWTH_LIMIT_MB = 160;
 const ALICE = "flood-alice";
 const BOB = "flood-bob";
 
@@ -55,6 +61,8 @@ beforeAll(async () => {
     SWITCHBOARD_RATE_LIMIT_CREATE_PER_MINUTE_IP: "0",
     SWITCHBOARD_RATE_LIMIT_CREATE_PER_MINUTE_USER: "0",
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "500",
+    // The outbox gauges are read from the gateway port (embedded: one registry for the mesh).
+    SWITCHBOARD_METRICS_ON_PUBLIC_PORT: "true",
   });
   base = `http://127.0.0.1:${port}`;
   await waitFor(
@@ -150,7 +158,7 @@ class StuckSubscriber {
       const len = this.buf.readUInt32BE(1);
       if (this.buf.length < 5 + len) break;
       const res = fromBinary(SubscribeResponseSchema, this.buf.subarray(5, 5 + len));
-      if (res.event) this.events.push(res.event);
+      this.events.push(...res.events);
       this.buf = this.buf.subarray(5 + len);
     }
   }
@@ -190,7 +198,17 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
     const pid = mesh.child.pid!;
     const samples: { atMs: number; rssMb: number }[] = [];
     const t0 = Date.now();
-    const sample = () => samples.push({ atMs: Date.now() - t0, rssMb: Math.round(rssMb(pid) * 10) / 10 });
+    const outboxMax: number[] = [];
+    const sample = () => {
+      samples.push({ atMs: Date.now() - t0, rssMb: Math.round(rssMb(pid) * 10) / 10 });
+      void fetch(`${base}/metrics`)
+        .then((r) => r.text())
+        .then((text) => {
+          const m = /^chat_live_outbox_events_max (\d+)/m.exec(text);
+          if (m) outboxMax.push(Number(m[1]));
+        })
+        .catch(() => undefined);
+    };
     sample();
     const sampler = setInterval(sample, 500);
     const cpu0 = cpuSeconds(pid);
@@ -266,7 +284,8 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
         `rst ${stuck.rstCode}, ${stuck.messageIds().length - stuckBefore} flood messages delivered to it, ended ${stuck.endedAt ? stuck.endedAt - t0 : "never"} ms; ` +
         `child CPU ${childCpuPct}% of a core during the flood, test-process event-loop delay p99 ${Math.round(loopDelay.percentile(99) / 1e6)} ms max ${Math.round(loopDelay.max / 1e6)} ms; ` +
         `healthy got ${healthy.messageIds().length} (end: ${healthy.end === undefined ? "open" : String(healthy.end)}); RSS MB first ${first}, peak ${peak}, growth ${Math.round((peak - first) * 10) / 10}\n` +
-        `[slow-consumer] RSS samples (ms:MB) ${samples.map((s) => `${s.atMs}:${s.rssMb}`).join(" ")}`,
+        `[slow-consumer] RSS samples (ms:MB) ${samples.map((s) => `${s.atMs}:${s.rssMb}`).join(" ")}\n` +
+        `[slow-consumer] fullest outbox per sample (events, limit ${OUTBOX}): ${outboxMax.join(" ")}`,
     );
     if (failures.length) console.log(`[slow-consumer] first failures: ${failures.slice(0, 3).join(" | ")}`);
 
@@ -289,7 +308,11 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
     const ids = healthy.messageIds();
     expect(new Set(ids).size, "no duplicates at the healthy device").toBe(ids.length);
     expect(ids.length).toBe(acked.length + WARMUP_MESSAGES);
-    // Memory stays flat while one stream is stuck and thousands of messages pass.
+    // Memory stays flat while one stream is stuck and thousands of messages pass: no outbox ever
+    // held more than its bound (the stuck one filled up and was cut), and RSS stayed in its guard.
+    expect(outboxMax.length, "outbox gauge samples").toBeGreaterThan(10);
+    expect(Math.max(...outboxMax), "fullest outbox seen (events)").toBeLessThanOrEqual(OUTBOX);
+    expect(outboxMax.at(-1), "outboxes after the flood (events)").toBeLessThan(OUTBOX);
     expect(peak - first, "RSS growth of the chat server's process (MB)").toBeLessThan(RSS_GROWTH_LIMIT_MB);
 
     healthy.stop();

@@ -69,7 +69,7 @@ export class LiveDevice {
     void (async () => {
       try {
         for await (const res of this.client().subscribe({ deviceId: this.deviceId }, { signal: this.abort.signal })) {
-          if (res.event) this.events.push(res.event);
+          this.events.push(...res.events);
         }
         this.end = "closed";
       } catch (e) {

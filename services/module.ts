@@ -5,6 +5,7 @@
  */
 import type { DescService } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
+import type { Registry } from "prom-client";
 import type { Config, ServiceName } from "../platform/config.js";
 import type { Engine } from "../platform/engine.js";
 
@@ -12,6 +13,8 @@ export interface ServiceDeps {
   readonly config: Config;
   readonly log: Logger;
   readonly engine: Engine;
+  /** The process's Prometheus registry, for the service's own metrics (absent in some tests). */
+  readonly registry?: Registry;
   /**
    * "host:port" at which another internal service is reached from this process (embedded: the
    * loopback port of a service started earlier; alone: its configured upstream address). Throws

@@ -29,7 +29,7 @@ export async function serveService(
   const log = deps.log.child({ service: module.name });
   // Before building the module: a missing mesh secret stops the process before it opens anything.
   const meshKey = meshKeyOf(deps.config);
-  const running = await module.create({ ...deps, log });
+  const running = await module.create({ ...deps, log, ...(opts.metrics ? { registry: opts.metrics.registry } : {}) });
   const server = await startGrpcServer({
     services: [grpcService(module.desc, running.impl)],
     host: opts.host,

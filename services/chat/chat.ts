@@ -180,9 +180,11 @@ export class Chat {
     if (userIds.length === 0) throw invalidArgument("user_ids", "is required (1-100 user ids)");
     if (userIds.length > MAX_ADD_MEMBERS) throw invalidArgument("user_ids", `has more than ${MAX_ADD_MEMBERS} user ids`);
     const wanted = distinctUserIds(userIds, "user_ids");
-    if (wanted.includes(caller)) throw invalidArgument("user_ids", "contains yourself (you are already a member)");
     let added: string[] = [];
     const channel = await this.changeMembers(caller, channelId, async (ch, me) => {
+      // After the membership check: a non-member learns nothing about the channel, not even that
+      // they are not in it.
+      if (wanted.includes(caller)) throw invalidArgument("user_ids", "contains yourself (you are already a member)");
       requireGroup(ch, "add members");
       if (!canManageMembers(me.role)) throw new DomainError("PermissionDenied", "only the group's owner or an admin can add members");
       const present = new Set(ch.members.map((m) => m.userId));

@@ -44,8 +44,8 @@ function subscribe(impl: Impl, userId: string, deviceId: string) {
   let error: unknown;
   const done = (async () => {
     try {
-      for await (const r of impl.subscribe({ deviceId } as never, ctxOf(userId, ac.signal)) as AsyncIterable<{ event?: ChatEvent }>) {
-        if (r.event && r.event.event.case !== "keepAlive") got.push(r.event);
+      for await (const r of impl.subscribe({ deviceId } as never, ctxOf(userId, ac.signal)) as AsyncIterable<{ events: ChatEvent[] }>) {
+        for (const ev of r.events) if (ev.event.case !== "keepAlive") got.push(ev);
       }
     } catch (e) {
       error = e;
@@ -236,7 +236,7 @@ describe("Session", () => {
     expect((await it.next()).value.frame.case).toBe("opened");
     for (let i = 0; i < 5; i++) await impl.sendMessage({ channelId: direct.channelId, clientMessageId: `b${i}`, text: "x" } as never, ctxOf("bob"));
     await settle();
-    expect((await it.next()).value.frame.case).toBe("event");
+    expect((await it.next()).value.frame.case).toBe("events");
     expect(delivery.size()).toBe(1);
     await it.return?.(undefined);
     expect(delivery.size()).toBe(0);
@@ -262,12 +262,12 @@ describe("Session", () => {
     expect(s.out[0]!.frame.case).toBe("opened");
     expect(s.out[0]!.frame.value).toMatchObject({ serverId: "test-server", keepAliveInterval: { seconds: 25n } });
 
-    const kind = (f: SessionResponse) => (f.frame.case === "event" ? `event:${f.frame.value.event.case}` : String(f.frame.case));
+    const kinds = (f: SessionResponse): string[] => (f.frame.case === "events" ? f.frame.value.events.map((e) => `event:${e.event.case}`) : [String(f.frame.case)]);
     const step = async (act: () => unknown): Promise<string[]> => {
       const from = s.out.length;
       await act();
       await settle();
-      return s.out.slice(from).map(kind).sort();
+      return s.out.slice(from).flatMap(kinds).sort();
     };
     // The sender's own device gets its message as an event too (every device of every member).
     expect(await step(() => c.send({ case: "send", value: { channelId: direct.channelId, clientMessageId: "s1", text: "from the session" } as never }))).toEqual(["event:message", "sendAck"]);

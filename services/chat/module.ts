@@ -54,11 +54,11 @@ export const chatModule: ServiceModule = {
   name: "chat",
   desc: ChatService,
   public: true,
-  async create({ config, log, engine, upstreamAddress }) {
+  async create({ config, log, engine, upstreamAddress, registry }) {
     const store = await createChatStore(engine, log, { retentionDays: config.chat.retentionDays, writeTimeoutMs: config.chat.writeTimeoutMs });
     const instanceId = `chat@${hostname()}:${process.pid}`;
     const ids = await tokenRangeIdMinter({ target: upstreamAddress("tokenrange"), instanceId, log });
-    const delivery = new LocalDelivery();
+    const delivery = new LocalDelivery(registry ? { registry } : {});
     const chat = new Chat({ store, ids, delivery, config: config.chat });
     return {
       impl: chatImpl(chat, delivery, { serverId: instanceId }),
@@ -184,7 +184,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       validateDeviceId(req.deviceId);
       const device = live(userId, req.deviceId);
       try {
-        for await (const event of device.stream.events(ctx.signal)) yield { event };
+        for await (const events of device.stream.batches(ctx.signal)) yield { events };
       } finally {
         device.close();
       }
@@ -200,7 +200,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
         yield create(SessionResponseSchema, {
           frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
         });
-        yield* sessionFrames(userId, deviceId, input, device.stream.events(ctx.signal));
+        yield* sessionFrames(userId, deviceId, input, device.stream.batches(ctx.signal));
       } finally {
         device.close();
       }
@@ -215,14 +215,14 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     userId: string,
     deviceId: string,
     input: AsyncIterator<SessionRequest>,
-    events: AsyncGenerator<ChatEvent>,
+    batches: AsyncGenerator<ChatEvent[]>,
   ): AsyncGenerator<SessionResponse> {
     const out = new FrameQueue();
     let stopped = false;
     const pumpEvents = (async () => {
       try {
-        for await (const event of events) {
-          out.push(create(SessionResponseSchema, { frame: { case: "event", value: event } }));
+        for await (const events of batches) {
+          out.push(create(SessionResponseSchema, { frame: { case: "events", value: { events } } }));
           // Take the next event only once the transport took this one: the stream's bounded outbox
           // stays the only buffer, so a client that stops reading is still cut off as a slow consumer.
           await out.room();

@@ -204,6 +204,8 @@ export interface LiveStream {
   readonly deviceId: string;
   /** Queues an event; the stream ends itself as a slow consumer when its outbox is full. */
   push(event: ChatEvent): void;
+  /** Events waiting in its outbox (metrics). */
+  readonly queued?: number;
 }
 
 /**

@@ -27,6 +27,26 @@ export class LocalDelivery implements Delivery {
           this.set(self.count);
         },
       });
+      new Gauge({
+        name: "chat_live_outbox_events",
+        help: "Events waiting in the outboxes of this chat server's live streams (each bounded by SWITCHBOARD_CHAT_OUTBOX_EVENTS)",
+        registers: [opts.registry],
+        collect() {
+          let n = 0;
+          for (const devices of self.streams.values()) for (const s of devices.values()) n += s.queued ?? 0;
+          this.set(n);
+        },
+      });
+      new Gauge({
+        name: "chat_live_outbox_events_max",
+        help: "Events waiting in the fullest outbox of this chat server's live streams",
+        registers: [opts.registry],
+        collect() {
+          let n = 0;
+          for (const devices of self.streams.values()) for (const s of devices.values()) n = Math.max(n, s.queued ?? 0);
+          this.set(n);
+        },
+      });
       this.delivered = new Counter({
         name: "chat_live_events_total",
         help: "Events handed to live device streams of this chat server",

@@ -22,6 +22,9 @@ export interface DeviceStreamOptions {
   readonly onEnd?: (stream: DeviceStream, error: DomainError | undefined) => void;
 }
 
+/** Most events in one live response (bounds one write's size; a burst still leaves in few). */
+export const MAX_BATCH = 128;
+
 export const slowConsumer = (outboxEvents: number): DomainError =>
   new DomainError(
     "ResourceExhausted",
@@ -80,15 +83,26 @@ export class DeviceStream implements LiveStream {
     this.notifyEnd();
   }
 
+  /** Events one at a time (see batches). */
   async *events(signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    for await (const batch of this.batches(signal, 1)) yield* batch;
+  }
+
+  /**
+   * Queued events in order, up to `maxBatch` per yield: everything that queued up while the
+   * previous batch was being written goes out together, so a reader that fell behind catches
+   * up in fewer, larger writes instead of paying every hop once per event. A keep_alive event
+   * when idle keepAliveMs; stops when the signal aborts; throws the end error.
+   */
+  async *batches(signal: AbortSignal, maxBatch = MAX_BATCH): AsyncGenerator<ChatEvent[]> {
     const onAbort = () => this.end();
     signal.addEventListener("abort", onAbort, { once: true });
     try {
       if (signal.aborted) this.end();
       for (;;) {
-        const next = this.take();
-        if (next) {
-          yield next;
+        const batch = this.takeUpTo(maxBatch);
+        if (batch.length > 0) {
+          yield batch;
           continue;
         }
         if (this.endedWith) {
@@ -96,13 +110,23 @@ export class DeviceStream implements LiveStream {
           return;
         }
         if (await this.waitOrKeepAlive()) continue;
-        yield create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } });
+        yield [create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } })];
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
       // The consumer stopped (client gone, write failed): nothing more may queue here.
       this.end();
     }
+  }
+
+  private takeUpTo(max: number): ChatEvent[] {
+    const out: ChatEvent[] = [];
+    while (out.length < max) {
+      const ev = this.take();
+      if (!ev) break;
+      out.push(ev);
+    }
+    return out;
   }
 
   private take(): ChatEvent | undefined {
