@@ -116,6 +116,8 @@ async function closeAll(
 ): Promise<void> {
   // Edge first so no new calls arrive, then the services drain, then the shared engine.
   await edge?.close(config.shutdownGraceMs);
-  await Promise.all(servers.map(({ server }) => server.shutdown(config.shutdownGraceMs)));
+  // Reverse start order: a service's callers stop before it does (chat hands its worker id
+  // back to token-range on the way out).
+  for (const { server } of [...servers].reverse()) await server.shutdown(config.shutdownGraceMs);
   await engine.close();
 }

@@ -118,3 +118,19 @@ describe("LocalDelivery", () => {
     expect(d.size()).toBe(0);
   });
 });
+
+describe("DeviceStream batches", () => {
+  it("hands everything that queued meanwhile to the reader in one batch, in order, at most maxBatch", async () => {
+    const s = stream({ outboxEvents: 100 });
+    const ac = new AbortController();
+    const it = s.batches(ac.signal, 4);
+    for (let i = 1; i <= 6; i++) s.push(msg(i));
+    expect((await it.next()).value!.map((e: ChatEvent) => e.eventId)).toEqual([1n, 2n, 3n, 4n]);
+    expect((await it.next()).value!.map((e: ChatEvent) => e.eventId)).toEqual([5n, 6n]);
+    const waiting = it.next();
+    s.push(msg(7));
+    expect((await waiting).value!.map((e: ChatEvent) => e.eventId)).toEqual([7n]);
+    ac.abort();
+    await it.return(undefined);
+  });
+});
