@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
-import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
+import { PresenceService } from "../gen/switchboard/presence/v1/presence_pb.js";
 import { PushService, SendNotificationRequestSchema } from "../gen/switchboard/push/v1/push_pb.js";
 import { RedirectService } from "../gen/switchboard/redirect/v1/redirect_pb.js";
 import { RedirectType, ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
@@ -99,12 +99,12 @@ export function gatewaySmokeSuite(engine: string, target: () => SmokeTarget): vo
     });
 
     it("answers Unimplemented, naming the method, for services not built yet", async () => {
-      const client = createClient(ChatService, createGrpcTransport({ baseUrl: target().baseUrl }));
+      const client = createClient(PresenceService, createGrpcTransport({ baseUrl: target().baseUrl }));
       const headers = { authorization: `Bearer ${target().token}` };
-      const err = await client.listMyChannels({}, { headers }).catch((e: unknown) => e);
+      const err = await client.getPresence({}, { headers }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.Unimplemented);
-      expect((err as ConnectError).rawMessage).toContain("ChatService/ListMyChannels is not implemented yet");
+      expect((err as ConnectError).rawMessage).toContain("PresenceService/GetPresence is not implemented yet");
     });
 
     it("never forwards internal-only methods", async () => {
