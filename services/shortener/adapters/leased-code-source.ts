@@ -50,12 +50,21 @@ export function leasedCodeSource(options: LeasedCodeSourceOptions): CodeSource {
   return {
     async next() {
       const k = loadKey();
-      const v = client.next() ?? (await client.nextAsync());
+      const v = client.next() ?? (await client.nextAsync().catch((e: unknown) => {
+        if (!(e instanceof DomainError) || e.kind !== "Unavailable") throw e;
+        // The detail (addresses, transport text) goes to the log; the caller learns which service is down.
+        options.log?.warn({ err: e }, "no short codes left in the buffer and token-range is unreachable");
+        throw new DomainError(
+          "Unavailable",
+          "generated codes are unavailable: the token-range service cannot be reached and the buffered codes are used up; retry shortly (custom aliases still work)",
+          { retryAfterMs: 1_000 },
+          { cause: e },
+        );
+      }));
       return encodeCode(v, k);
     },
     async close() {
-      await client.close();
-      await options.source.close?.();
+      await client.close(); // closes the source too
     },
   };
 }
