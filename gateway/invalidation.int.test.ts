@@ -11,8 +11,12 @@ import cassandra from "cassandra-driver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signHs256 } from "./auth/jwt.js";
 import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
-import { upstreamVariable, type ServiceName } from "../platform/config.js";
+import pino from "pino";
+import { loadConfig, upstreamVariable, type ServiceName } from "../platform/config.js";
+import { openEngine, type Engine } from "../platform/engine.js";
 import { TcpProxy } from "../platform/engines/cluster/testing/tcp-proxy.js";
+import { LINK_FENCE_TTL_MS, linkKey } from "../services/links/shared-cache.js";
+import { decode } from "../services/redirect/resolver.js";
 import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { infraEnv } from "../testkit/servers/index.js";
@@ -25,6 +29,7 @@ const procs: MeshProcess[] = [];
 const gateways: string[] = [];
 let proxy: TcpProxy;
 let shortener: Client<typeof ShortenerService>;
+let engine: Engine | undefined;
 
 const auth = () => ({
   headers: { authorization: `Bearer ${signHs256({ sub: "inval-owner", exp: Math.floor(Date.now() / 1000) + 600 }, JWT_SECRET)}` },
@@ -56,13 +61,24 @@ async function pollFor(ms: number, codes: readonly string[]): Promise<Sample[]> 
   return out;
 }
 
-/** Creates a link through gateway 0 and warms both gateways' near-caches and Redis with it. */
+/**
+ * Creates a link through gateway 0 and warms both gateways' near-caches and Redis with it. The
+ * create's own event fences Redis for a while: it is waited out before the first lookup, so
+ * that Redis really holds the old target (else the test would prove nothing about Redis).
+ */
 async function warmLink(alias: string, longUrl: string): Promise<void> {
   await shortener.createLink({ longUrl, customAlias: alias }, auth());
-  await waitFor(`both gateways redirect ${alias}`, async () => {
-    const all = await Promise.all(gateways.map((_, g) => probe(g, alias)));
-    return all.every((s) => s.location === longUrl) ? true : undefined;
-  });
+  await sleep(LINK_FENCE_TTL_MS + 500);
+  await waitFor(
+    `Redis and both gateways hold ${alias}`,
+    async () => {
+      const all = await Promise.all(gateways.map((_, g) => probe(g, alias)));
+      const shared = await engine!.cache.get(linkKey(alias));
+      const held = shared !== undefined && decode(alias, shared);
+      return all.every((s) => s.location === longUrl) && held && held.found && held.longUrl === longUrl ? true : undefined;
+    },
+    20_000,
+  );
   for (let i = 0; i < 3; i++) for (let g = 0; g < gateways.length; g++) expect((await probe(g, alias)).location).toBe(longUrl);
 }
 
@@ -83,6 +99,8 @@ beforeAll(async () => {
     SWITCHBOARD_JWT_HS256_SECRET: JWT_SECRET,
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
   };
+  // The test's own view of Redis (to check the precondition: the old target is in the shared cache).
+  engine = await openEngine(loadConfig(env), pino({ level: "silent" }));
   const services: ServiceName[] = ["tokenrange", "shortener"];
   for (const name of services) env[upstreamVariable(name)] = `127.0.0.1:${await freePort()}`;
   for (const name of services) {
@@ -115,6 +133,7 @@ afterAll(async () => {
   await proxy?.up().catch(() => undefined);
   await Promise.all(procs.map((p) => p.stop()));
   await proxy?.down();
+  await engine?.close();
   const admin = new cassandra.Client(cassandraClientOptions());
   try {
     await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
@@ -130,8 +149,7 @@ describe("invalidation through the gateway (cluster engine, two gateway processe
   });
 
   it("UpdateLink and DeleteLink: the old target is gone on both gateways within a second of the answer", async () => {
-    await warmLink("inval-upd-a", "https://old.example/upd-a");
-    await warmLink("inval-del-a", "https://old.example/del-a");
+    await Promise.all([warmLink("inval-upd-a", "https://old.example/upd-a"), warmLink("inval-del-a", "https://old.example/del-a")]);
     // Through the second gateway: the change does not depend on which gateway takes it.
     const other = createClient(ShortenerService, createGrpcTransport({ baseUrl: gateways[1]! }));
     await other.updateLink({ code: "inval-upd-a", link: { longUrl: "https://new.example/upd-a" }, updateMask: { paths: ["long_url"] } }, auth());
@@ -142,11 +160,10 @@ describe("invalidation through the gateway (cluster engine, two gateway processe
     expect(samples.filter((s) => s.code === "inval-upd-a" && s.sentAt >= ackAt + ACK_GRACE_MS).every((s) => s.location === "https://new.example/upd-a")).toBe(true);
     expect(samples.filter((s) => s.code === "inval-del-a" && s.sentAt >= ackAt + ACK_GRACE_MS).every((s) => s.status === 404)).toBe(true);
     console.log(`[invalidation] NATS up: old target last seen ${last} ms after the answer (${samples.length} probes)`);
-  }, 60_000);
+  }, 90_000);
 
   it("with the gateways' NATS cut: events are lost, yet no old target after ack + 1 s, during the cut and once NATS is back", async () => {
-    await warmLink("inval-upd-b", "https://old.example/upd-b");
-    await warmLink("inval-del-b", "https://old.example/del-b");
+    await Promise.all([warmLink("inval-upd-b", "https://old.example/upd-b"), warmLink("inval-del-b", "https://old.example/del-b")]);
     await proxy.down();
     // Warm again while cut: what the gateways now cache is the old state, and no event will say otherwise.
     for (let i = 0; i < 3; i++) for (let g = 0; g < gateways.length; g++) expect((await probe(g, "inval-upd-b")).location).toBe("https://old.example/upd-b");
@@ -163,7 +180,7 @@ describe("invalidation through the gateway (cluster engine, two gateway processe
     expect(after.filter((s) => s.code === "inval-upd-b").every((s) => s.location === "https://new.example/upd-b")).toBe(true);
     expect(after.filter((s) => s.code === "inval-del-b").every((s) => s.status === 404)).toBe(true);
     console.log(`[invalidation] NATS cut: old target last seen ${lastDuring} ms after the answer; ${during.length + after.length} probes`);
-  }, 90_000);
+  }, 120_000);
 
   it("a link changed again after NATS is back is invalidated by event as before", async () => {
     await warmLink("inval-upd-c", "https://old.example/upd-c");
@@ -171,5 +188,5 @@ describe("invalidation through the gateway (cluster engine, two gateway processe
     const ackAt = Date.now();
     const samples = await pollFor(1_500, ["inval-upd-c"]);
     assertNeverStale(samples, ackAt, (s) => s.location === "https://old.example/upd-c");
-  }, 60_000);
+  }, 90_000);
 });
