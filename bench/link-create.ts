@@ -39,7 +39,8 @@ import { grpcService, startGrpcServer } from "../platform/grpc/server.js";
 import { verifiedIdentity } from "../platform/grpc/verified-identity.js";
 import { createMetrics, type Metrics } from "../platform/metrics.js";
 import { shortenerModule } from "../services/shortener/module.js";
-import { noUpstreams } from "../services/module.js";
+import { serveService } from "../services/serve.js";
+import { tokenrangeModule } from "../services/tokenrange/module.js";
 import { assertionHeaders, testMeshKey } from "../testkit/mesh-identity.js";
 import { infraEnv, startInfra } from "../testkit/servers/index.js";
 import { EXIT_MISSING_TOOL, provenance } from "./bench-guard.js";
@@ -227,7 +228,9 @@ async function main(): Promise<void> {
   const log = pino({ level: "warn" });
   try {
     for (let i = 0; i < 600 && !(await engine.readiness()).ready; i++) await new Promise((r) => setTimeout(r, 100));
-    const running = await shortenerModule.create({ config, log, engine, upstreamAddress: noUpstreams });
+    // Code ranges come from a token-range server over gRPC, as in production.
+    const tokenrange = await serveService(tokenrangeModule, { config, log, engine, upstreamAddress: () => "" }, { host: "127.0.0.1", port: 0 });
+    const running = await shortenerModule.create({ config, log, engine, upstreamAddress: () => `127.0.0.1:${tokenrange.port}` });
     const metrics = createMetrics();
     const server = await startGrpcServer({
       services: [grpcService(ShortenerService, running.impl)],
@@ -310,6 +313,7 @@ async function main(): Promise<void> {
     closeLoader();
     await server.shutdown(1_000);
     await running.close?.();
+    await tokenrange.shutdown(1_000);
     if (!passed) throw new Error("CreateLink calls failed on the server (see CHECK lines above)");
   } finally {
     await engine.close();

@@ -26,6 +26,7 @@ import { StreamGuard } from "./stream-guard.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
 import { combineProbes, type ReadinessProbe, type ReadinessReport } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
+import { fillShortUrls } from "./short-urls.js";
 import { createMessageLimits } from "./rpc-limits.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
@@ -75,7 +76,10 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     clients.push(client);
     const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams });
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
-    if (module.desc.typeName === ShortenerService.typeName) limitBulkCreateOf(impl, auth.limiter);
+    if (module.desc.typeName === ShortenerService.typeName) {
+      limitBulkCreateOf(impl, auth.limiter);
+      fillShortUrls(impl, opts.config.gateway.publicBaseUrl);
+    }
     mounted.push({ desc: module.desc, impl });
   }
   const restDoors: HttpDoor[] = [];

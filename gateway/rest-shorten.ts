@@ -42,6 +42,7 @@ import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import { clientIpOf, type CreateRateLimiter } from "./rate-limit.js";
 import { SHORTEN_PATH } from "./own-paths.js";
+import { shortUrlOf } from "./short-urls.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -58,7 +59,7 @@ export interface RestShortenOptions {
   readonly identityHeaders: (identity: Identity, methodPath: string) => Headers;
   readonly limiter?: CreateRateLimiter;
   readonly trustProxyHops: number;
-  /** Used for short_url when the shortener does not return one. */
+  /** The gateway's public base URL: short_url is always built on it (gateway/short-urls.ts). */
   readonly publicBaseUrl: string;
 }
 
@@ -124,7 +125,7 @@ async function handle(opts: RestShortenOptions, req: Req, res: Res, log: Logger)
   if (!link) throw new Error("CreateLink answered without a link");
   log.debug({ code: link.code }, "shortened over REST");
   const payload = {
-    short_url: link.shortUrl || `${opts.publicBaseUrl}/${link.code}`,
+    short_url: shortUrlOf(opts.publicBaseUrl, link.code),
     code: link.code,
     long_url: link.longUrl,
     expiry_date: link.expireTime ? timestampDate(link.expireTime).toISOString() : null,

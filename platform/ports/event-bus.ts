@@ -75,6 +75,12 @@ export interface PublishAck {
 export interface EventBus {
   publish(subject: string, data: Uint8Array): void;
   subscribe(subject: string, handler: (msg: BusMessage) => void | Promise<void>): Unsubscribe;
+  /**
+   * Connection state of a bus that can lose its backend: the listener is called at once with
+   * the current state, then on every change (false = fire-and-forget messages may be missed
+   * from now on). Absent on a bus that is never disconnected (in-process).
+   */
+  onConnectionChange?(listener: (connected: boolean) => void): Unsubscribe;
 
   ensureStream(name: string, subjects: readonly string[], options?: StreamOptions): Promise<void>;
   publishDurable(subject: string, data: Uint8Array, msgId: string): Promise<PublishAck>;

@@ -7,6 +7,7 @@ import { unavailable } from "../../platform/errors.js";
 import type { Cache } from "../../platform/ports/cache.js";
 import { MemoryLinkStore } from "../links/adapters/memory-link-store.js";
 import type { Link } from "../links/ports.js";
+import { LINK_FENCE } from "../links/shared-cache.js";
 import { decode, encode, LinkResolver } from "./resolver.js";
 import { linkChangedSubject } from "./subjects.js";
 
@@ -36,7 +37,7 @@ describe("LinkResolver", () => {
   beforeEach(() => {
     engine = openMemoryEngine(silentLog);
     store = new CountingStore();
-    resolver = new LinkResolver(engine.cache, store, { redeleteMs: 0 }).listen(engine.bus);
+    resolver = new LinkResolver(engine.cache, store).listen(engine.bus);
   });
   afterEach(async () => {
     resolver.close();
@@ -79,7 +80,7 @@ describe("LinkResolver", () => {
     r.close();
   });
 
-  it("LinkChanged over the bus drops the near-cache and Redis entries", async () => {
+  it("LinkChanged over the bus drops the near-cache entry and fences the Redis entry", async () => {
     await store.insertIfAbsent(link("chg", "https://old.example/"));
     await resolver.resolve("chg");
     await sleep(5);
@@ -92,7 +93,7 @@ describe("LinkResolver", () => {
     );
     await sleep(5);
     expect(resolver.peek("chg")).toBeUndefined();
-    expect(await engine.cache.get("sb:link:chg")).toBeUndefined();
+    expect(await engine.cache.get("sb:link:chg")).toBe(LINK_FENCE);
     expect(await resolver.resolve("chg")).toMatchObject({ longUrl: "https://new.example/" });
   });
 
@@ -128,7 +129,7 @@ describe("LinkResolver", () => {
       }
     })();
     await slow.insertIfAbsent(link("race", "https://old.example/"));
-    const r = new LinkResolver(engine.cache, slow, { redeleteMs: 0 });
+    const r = new LinkResolver(engine.cache, slow);
     const p = r.resolve("race");
     await sleep(5);
     r.invalidate("race");
@@ -136,7 +137,66 @@ describe("LinkResolver", () => {
     expect(await p).toMatchObject({ longUrl: "https://old.example/" });
     await sleep(5);
     expect(r.peek("race")).toBeUndefined();
-    expect(await engine.cache.get("sb:link:race")).toBeUndefined();
+    expect(await engine.cache.get("sb:link:race")).toBe(LINK_FENCE);
+    r.close();
+  });
+
+  it("a fenced entry is answered from the database and never overwritten by a late fill", async () => {
+    await store.insertIfAbsent(link("fenced", "https://new.example/"));
+    await engine.cache.set("sb:link:fenced", LINK_FENCE, 10_000);
+    expect(await resolver.resolve("fenced")).toMatchObject({ longUrl: "https://new.example/" });
+    await sleep(5);
+    expect(await engine.cache.get("sb:link:fenced")).toBe(LINK_FENCE);
+    // A reader of another process that read the old row before the change: its fill loses to the fence.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = new (class extends MemoryLinkStore {
+      override async get(code: string) {
+        const v = await super.get(code);
+        await gate;
+        return v;
+      }
+    })();
+    await slow.insertIfAbsent(link("late-fill", "https://old.example/"));
+    const other = new LinkResolver(engine.cache, slow);
+    const p = other.resolve("late-fill");
+    await sleep(5);
+    await engine.cache.set("sb:link:late-fill", LINK_FENCE, 10_000); // the shortener's fence
+    release();
+    await p;
+    await sleep(5);
+    expect(await engine.cache.get("sb:link:late-fill")).toBe(LINK_FENCE);
+    other.close();
+  });
+
+  it("drops the near-cache when the bus disconnects and reconnects; while down entries live briefly", async () => {
+    let t = 1_000_000;
+    let notify: (up: boolean) => void = () => {};
+    const bus = Object.assign(Object.create(engine.bus) as typeof engine.bus, {
+      subscribe: engine.bus.subscribe.bind(engine.bus),
+      onConnectionChange: (l: (up: boolean) => void) => {
+        notify = l;
+        l(true);
+        return () => {};
+      },
+    });
+    const r = new LinkResolver(engine.cache, store, { now: () => t, disconnectedLruTtlMs: 500 }).listen(bus);
+    await store.insertIfAbsent(link("nc", "https://one.example/"));
+    await r.resolve("nc");
+    expect(r.peek("nc")).toBeDefined();
+    notify(false);
+    expect(r.size).toBe(0);
+    await r.resolve("nc");
+    t += 400;
+    expect(r.peek("nc")).toBeDefined();
+    t += 200;
+    expect(r.peek("nc")).toBeUndefined();
+    await r.resolve("nc");
+    notify(true);
+    expect(r.size).toBe(0);
+    await r.resolve("nc");
+    t += 30_000;
+    expect(r.peek("nc")).toBeDefined();
     r.close();
   });
 

@@ -4,11 +4,17 @@
  *   in-process LRU (bounded, TTL) -> engine.cache (Redis, TTL) -> LinkStore (database)
  *
  * Unknown codes are cached negatively (short TTL) at both levels. LinkChanged events on
- * `switchboard.links.changed.>` (from any process) drop the code from this LRU and from Redis;
- * a lookup that was in flight while its code was invalidated does not repopulate the caches,
- * and the Redis key is deleted a second time shortly after (closes the read-then-write race
- * with other processes). Concurrent misses for one code share one lookup. A failing Redis is
- * skipped (the database answers); a failing database surfaces as Unavailable.
+ * `switchboard.links.changed.>` (from any process) drop the code from this LRU and fence it in
+ * Redis; a lookup that was in flight while its code was invalidated does not repopulate the
+ * caches. Concurrent misses for one code share one lookup. A failing Redis is skipped (the
+ * database answers); a failing database surfaces as Unavailable.
+ *
+ * Invalidation that cannot be lost (services/links/shared-cache.ts): the shortener fences the
+ * Redis entry before it acknowledges a change, and this chain fills Redis only with
+ * setIfAbsent, so Redis never answers an old target after the acknowledgement. Events only
+ * matter for the near-cache, and that is bounded: it is dropped whenever the bus connection
+ * goes down or comes back (an event lost in between leaves nothing stale), and while the bus
+ * is down its entries live at most `disconnectedLruTtlMs`.
  *
  * A code can be deleted and registered again by someone else: `ownerId` + `createdAtMs` name
  * one incarnation of a link (`version` restarts at 1), and a CREATED event always invalidates
@@ -19,6 +25,7 @@ import { LinkChangedSchema, LinkChangeKind } from "../../gen/switchboard/events/
 import type { Cache } from "../../platform/ports/cache.js";
 import type { EventBus, Unsubscribe } from "../../platform/ports/event-bus.js";
 import type { LinkStore, RedirectType } from "../links/ports.js";
+import { LINK_FENCE, LINK_FENCE_TTL_MS, LINK_KEY_PREFIX, MAX_FILL_AGE_MS } from "../links/shared-cache.js";
 import { LINKS_CHANGED_ALL, LINKS_CHANGED_PREFIX } from "./subjects.js";
 
 /** What a code resolves to. `expiresAt` is epoch ms (Infinity = never). */
@@ -45,14 +52,14 @@ export interface ResolverOptions {
   readonly lruMaxEntries?: number;
   /** Near-cache TTL for links. Default 60 s (invalidation is by event; the TTL bounds a lost one). */
   readonly lruTtlMs?: number;
-  /** Redis TTL for links. Default 1 h. */
+  /** Near-cache TTL while the bus is disconnected (no event can reach us). Default 500 ms. */
+  readonly disconnectedLruTtlMs?: number;
+  /** Redis TTL for links. Default 1 h (safe: every change fences the entry before it is acknowledged). */
   readonly redisTtlMs?: number;
   /** TTL of negative entries (near-cache and Redis). Default 5 s. */
   readonly negativeTtlMs?: number;
   /** Redis key prefix. Default "sb:link:". */
   readonly keyPrefix?: string;
-  /** Delay of the second Redis delete after an invalidation. Default 250 ms; 0 = none. */
-  readonly redeleteMs?: number;
   readonly now?: () => number;
   readonly onError?: (what: string, err: unknown) => void;
 }
@@ -83,11 +90,13 @@ export class LinkResolver {
   private readonly redisTtl: number;
   private readonly negTtl: number;
   private readonly prefix: string;
-  private readonly redeleteMs: number;
+  private readonly disconnectedLruTtl: number;
+  /** False while the bus is known to be disconnected: events may be missed. */
+  private busUp = true;
   private readonly now: () => number;
   private readonly onError: (what: string, err: unknown) => void;
-  private readonly timers = new Set<NodeJS.Timeout>();
   private unsubscribe: Unsubscribe | undefined;
+  private unwatch: Unsubscribe | undefined;
   private readonly invalidationListeners = new Set<(code: string) => void>();
 
   constructor(
@@ -99,8 +108,8 @@ export class LinkResolver {
     this.lruTtl = opts.lruTtlMs ?? 60_000;
     this.redisTtl = opts.redisTtlMs ?? 3_600_000;
     this.negTtl = opts.negativeTtlMs ?? 5_000;
-    this.prefix = opts.keyPrefix ?? "sb:link:";
-    this.redeleteMs = opts.redeleteMs ?? 250;
+    this.prefix = opts.keyPrefix ?? LINK_KEY_PREFIX;
+    this.disconnectedLruTtl = opts.disconnectedLruTtlMs ?? 500;
     this.now = opts.now ?? Date.now;
     this.onError = opts.onError ?? (() => {});
   }
@@ -119,6 +128,11 @@ export class LinkResolver {
         this.onError("decode LinkChanged", e);
       }
       this.invalidate(code, version);
+    });
+    this.unwatch ??= bus.onConnectionChange?.((up) => {
+      // Whatever changed while we could not hear about it may be cached here: forget it all.
+      this.busUp = up;
+      this.clearNearCache();
     });
     return this;
   }
@@ -160,8 +174,9 @@ export class LinkResolver {
   }
 
   /**
-   * Drops the code here and in Redis (and again after `redeleteMs`). With `version` (from
-   * LinkChanged), an event older than the near-cached link (version < cached) is ignored.
+   * Drops the code here and fences it in Redis (a delete would let another reader's late fill
+   * back in). With `version` (from LinkChanged), an event older than the near-cached link
+   * (version < cached) is ignored.
    */
   invalidate(code: string, version = 0): void {
     const slot = this.lru.get(code);
@@ -175,15 +190,7 @@ export class LinkResolver {
       const oldest = this.invalidatedAt.keys().next().value;
       if (oldest !== undefined) this.invalidatedAt.delete(oldest);
     }
-    this.redisDelete(code);
-    if (this.redeleteMs > 0) {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        this.redisDelete(code);
-      }, this.redeleteMs);
-      t.unref();
-      this.timers.add(t);
-    }
+    this.redisFence(code);
     for (const listener of this.invalidationListeners) {
       try {
         listener(code);
@@ -205,13 +212,14 @@ export class LinkResolver {
   close(): void {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
     this.invalidationListeners.clear();
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
   }
 
   private async fetch(code: string): Promise<Lookup> {
     const startSeq = this.seq;
+    const startedAt = this.now();
     const key = this.prefix + code;
     let cached: string | undefined;
     try {
@@ -220,7 +228,9 @@ export class LinkResolver {
       this.stats.redisErrors++;
       this.onError("redis get", e);
     }
-    if (cached !== undefined) {
+    // Fenced: changed moments ago; the database answers and nothing is written back.
+    const fenced = cached === LINK_FENCE;
+    if (cached !== undefined && !fenced) {
       const v = decode(code, cached);
       if (v !== undefined) {
         this.stats.redisHits++;
@@ -246,10 +256,15 @@ export class LinkResolver {
     else this.stats.negative++;
     if (!this.invalidatedSince(code, startSeq)) {
       this.remember(v);
-      this.cache.set(key, encode(v), v.found ? this.redisTtl : this.negTtl).catch((e: unknown) => {
-        this.stats.redisErrors++;
-        this.onError("redis set", e);
-      });
+      if (!fenced && this.now() - startedAt < MAX_FILL_AGE_MS) {
+        // setIfAbsent: a fence written since our read wins. An undecodable (older format) entry is replaced.
+        const ttl = v.found ? this.redisTtl : this.negTtl;
+        const write = cached === undefined ? this.cache.setIfAbsent(key, encode(v), ttl) : this.cache.set(key, encode(v), ttl);
+        write.catch((e: unknown) => {
+          this.stats.redisErrors++;
+          this.onError("redis set", e);
+        });
+      }
     }
     return v;
   }
@@ -261,17 +276,18 @@ export class LinkResolver {
 
   private remember(v: Lookup): void {
     this.lru.delete(v.code);
-    this.lru.set(v.code, { value: v, until: this.now() + (v.found ? this.lruTtl : this.negTtl) });
+    const ttl = Math.min(v.found ? this.lruTtl : this.negTtl, this.busUp ? Infinity : this.disconnectedLruTtl);
+    this.lru.set(v.code, { value: v, until: this.now() + ttl });
     if (this.lru.size > this.max) {
       const oldest = this.lru.keys().next().value;
       if (oldest !== undefined) this.lru.delete(oldest);
     }
   }
 
-  private redisDelete(code: string): void {
-    this.cache.delete(this.prefix + code).catch((e: unknown) => {
+  private redisFence(code: string): void {
+    this.cache.set(this.prefix + code, LINK_FENCE, LINK_FENCE_TTL_MS).catch((e: unknown) => {
       this.stats.redisErrors++;
-      this.onError("redis delete", e);
+      this.onError("redis fence", e);
     });
   }
 }

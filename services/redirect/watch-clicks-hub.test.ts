@@ -49,7 +49,7 @@ function countingBus(bus: EventBus): EventBus {
 beforeEach(() => {
   engine = openMemoryEngine(silentLog);
   store = new MemoryLinkStore();
-  resolver = new LinkResolver(engine.cache, store, { redeleteMs: 0 }).listen(engine.bus);
+  resolver = new LinkResolver(engine.cache, store).listen(engine.bus);
   subscriptions = 0;
   hub = new ClickWatchHub(countingBus(engine.bus), resolver, store, { maxPerCaller: 4 });
 });

@@ -29,7 +29,8 @@ import { requireCaller } from "../../platform/identity.js";
 import { createClickStatsStore } from "../analytics/store.js";
 import { updatedAtOf, versionOf, type Link, type RedirectType } from "../links/ports.js";
 import { createLinkStore } from "../links/store.js";
-import { loadCodeKey } from "../tokenrange/index.js";
+import { cacheFence } from "../links/shared-cache.js";
+import { grpcRangeSource, loadCodeKey } from "../tokenrange/index.js";
 import type { ServiceModule } from "../module.js";
 import { leasedCodeSource } from "./adapters/leased-code-source.js";
 import { LinkError, badField } from "./domain/errors.js";
@@ -40,27 +41,31 @@ export const shortenerModule: ServiceModule = {
   name: "shortener",
   desc: ShortenerService,
   public: true,
-  async create({ config, log, engine }) {
+  async create({ config, log, engine, upstreamAddress }) {
     const policy = { ownHosts: readOwnHosts(config.gateway.publicBaseUrl), blockedDomains: readBlocklist() };
     // Read at start so a cluster process without SWITCHBOARD_CODE_KEY stops with one clear line.
     const codeKey = loadCodeKey(engine.kind, log, { SWITCHBOARD_CODE_KEY: config.codeKey });
-    const codes = leasedCodeSource({ coordinator: engine.coordinator, key: () => codeKey, log });
+    // Ranges through the token-range service (mission: services talk over gRPC, ZooKeeper behind token-range).
+    const codes = leasedCodeSource({ source: grpcRangeSource(upstreamAddress("tokenrange")), key: () => codeKey, log });
     const shortener = new Shortener({
       store: await createLinkStore(engine, log),
       codes,
       policy,
       bus: engine.bus,
+      linkCache: cacheFence(engine.cache),
       stats: createClickStatsStore(engine, log),
       log,
     });
-    return { impl: shortenerImpl(shortener, config.gateway.publicBaseUrl), close: () => codes.close?.() ?? Promise.resolve() };
+    return { impl: shortenerImpl(shortener), close: () => codes.close?.() ?? Promise.resolve() };
   },
 };
 
-/** The handlers; exported for tests that build a Shortener on their own ports. */
-export function shortenerImpl(s: Shortener, publicBaseUrl: string): Partial<ServiceImpl<typeof ShortenerService>> {
-  const base = publicBaseUrl.replace(/\/+$/, "");
-  const pb = (l: Link) => toPbLink(l, base);
+/**
+ * The handlers; exported for tests that build a Shortener on their own ports. Links leave
+ * without short_url: the gateway owns the public base URL and fills it in (gateway/short-urls.ts).
+ */
+export function shortenerImpl(s: Shortener): Partial<ServiceImpl<typeof ShortenerService>> {
+  const pb = (l: Link) => toPbLink(l);
   return {
     createLink: (req, ctx) =>
       guard(async () => {
@@ -176,10 +181,9 @@ export function bulkResponse(
   return { results: out, succeeded, failed: results.length - succeeded, truncated };
 }
 
-export function toPbLink(l: Link, base: string): MessageInitShape<typeof LinkSchema> {
+export function toPbLink(l: Link): MessageInitShape<typeof LinkSchema> {
   return {
     code: l.code,
-    shortUrl: `${base}/${l.code}`,
     longUrl: l.longUrl,
     ownerId: l.ownerId,
     createTime: timestampFromDate(l.createdAt),

@@ -27,6 +27,7 @@ import {
   validateLongUrl,
   type UrlPolicy,
 } from "./domain/validate.js";
+import type { LinkCacheFence } from "../links/shared-cache.js";
 import type { CodeSource } from "./ports.js";
 
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
@@ -95,6 +96,12 @@ export interface ShortenerDeps {
   readonly codes: CodeSource;
   readonly policy: UrlPolicy;
   readonly bus?: EventBus;
+  /**
+   * The shared cache the redirect chain reads: an update or delete is fenced there before it is
+   * made (Unavailable = nothing changed) and again before it is acknowledged, so an
+   * acknowledged change never depends on the LinkChanged event arriving.
+   */
+  readonly linkCache?: LinkCacheFence;
   readonly stats?: ClickStatsStore;
   readonly log?: EngineLog;
   readonly now?: () => Date;
@@ -149,6 +156,7 @@ export class Shortener {
           field: "expected_version",
         });
       }
+      if (attempt === 0) await this.deps.linkCache?.fence(code);
       const { expiresAt: _drop, ...rest } = cur;
       const keepExpiry = !paths.has("expire_time") && cur.expiresAt ? { expiresAt: cur.expiresAt } : {};
       const next: Link = {
@@ -163,6 +171,7 @@ export class Shortener {
       };
       const r = await this.deps.store.update(next, curVersion);
       if (r.kind === "updated") {
+        await this.fenceChanged(code);
         this.publish(code, LinkChangeKind.UPDATED, versionOf(r.link));
         return r.link;
       }
@@ -177,7 +186,9 @@ export class Shortener {
 
   async delete(owner: string, code: string): Promise<void> {
     const cur = await this.owned(owner, code);
+    await this.deps.linkCache?.fence(code);
     if (!(await this.deps.store.delete(code, owner))) throw notFound(`link "${code}"`);
+    await this.fenceChanged(code);
     this.publish(code, LinkChangeKind.DELETED, versionOf(cur) + 1);
   }
 
@@ -334,6 +345,20 @@ export class Shortener {
     const link = await this.deps.store.get(code);
     if (!link || link.ownerId !== owner) throw notFound(`link "${code}"`);
     return link;
+  }
+
+  /**
+   * The fence after a change made: a reader may have read the old row between the first fence
+   * and the write. Failing here (the cache went away mid-call) answers Unavailable although the
+   * change is stored: the caller retries, and the retry fences again.
+   */
+  private async fenceChanged(code: string): Promise<void> {
+    try {
+      await this.deps.linkCache?.fence(code);
+    } catch (e) {
+      this.deps.log?.error({ err: e, code }, "link changed but its shared cache entry could not be fenced");
+      throw new DomainError("Unavailable", `link "${code}" was changed, but the shared link cache could not be cleared; retry the call`, { retryAfterMs: 1_000 }, { cause: e });
+    }
   }
 
   /** Fire-and-forget LinkChanged on switchboard.links.changed.<code>. */

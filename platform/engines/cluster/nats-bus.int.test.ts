@@ -31,6 +31,30 @@ describe("NatsBus failure behaviour", () => {
     await Promise.all(buses.map((b) => b.close()));
   });
 
+  it("reports its connection state: down at start, up, down on a cut, up again (near-caches rely on it)", async () => {
+    const proxy = new TcpProxy(await freePort(), { host: "127.0.0.1", port: infra().nats.port });
+    const bus = new NatsBus({ servers: [`nats://127.0.0.1:${proxy.port}`] });
+    buses.push(bus);
+    const seen: boolean[] = [];
+    const stop = bus.onConnectionChange((up) => seen.push(up));
+    const until = async (want: boolean[]) => {
+      for (let i = 0; i < 100 && seen.join() !== want.join(); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(seen).toEqual(want);
+    };
+    try {
+      expect(seen).toEqual([false]);
+      await proxy.up();
+      await until([false, true]);
+      await proxy.down();
+      await until([false, true, false]);
+      await proxy.up();
+      await until([false, true, false, true]);
+    } finally {
+      stop();
+      await proxy.down();
+    }
+  }, 30_000);
+
   it("constructing against a dead port does not throw; durable calls fail fast with Unavailable", async () => {
     const bus = new NatsBus({ servers: [`nats://127.0.0.1:${await freePort()}`] });
     buses.push(bus);

@@ -58,6 +58,7 @@ export class NatsBus implements EventBus {
   private lastError: string | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly subs = new Set<LocalSub>();
+  private readonly connectionListeners = new Set<(connected: boolean) => void>();
   private readonly consumptions = new Set<ConsumerMessages>();
   private readonly log: EngineLog;
   private readonly timeoutMs: number;
@@ -86,6 +87,12 @@ export class NatsBus implements EventBus {
   /** Version of the server this client is connected to. */
   serverVersion(): string | undefined {
     return this.nc?.info?.version;
+  }
+
+  onConnectionChange(listener: (connected: boolean) => void): Unsubscribe {
+    this.connectionListeners.add(listener);
+    listener(this.connected);
+    return () => this.connectionListeners.delete(listener);
   }
 
   publish(subject: string, data: Uint8Array): void {
@@ -254,7 +261,7 @@ export class NatsBus implements EventBus {
       this.nc = nc;
       this.js = nc.jetstream({ timeout: this.timeoutMs });
       this.jsm = jsm;
-      this.connected = true;
+      this.setConnected(true);
       this.lastError = undefined;
       this.log.info({ server: nc.getServer(), version: nc.info?.version }, "nats connected");
       for (const sub of this.subs) this.attach(nc, sub);
@@ -270,7 +277,7 @@ export class NatsBus implements EventBus {
 
   private async watch(nc: NatsConnection): Promise<void> {
     void nc.closed().then((err) => {
-      this.connected = false;
+      this.setConnected(false);
       if (this.nc === nc) this.nc = undefined;
       if (err) this.lastError = err.message;
       if (!this.closed) {
@@ -280,15 +287,27 @@ export class NatsBus implements EventBus {
     });
     for await (const s of nc.status()) {
       if (s.type === "disconnect") {
-        this.connected = false;
+        this.setConnected(false);
         this.lastError = "disconnected";
         this.log.warn({ server: s.data }, "nats disconnected");
       } else if (s.type === "reconnect") {
-        this.connected = true;
+        this.setConnected(true);
         this.lastError = undefined;
         this.log.info({ server: s.data }, "nats reconnected");
       } else if (s.type === "error") {
         this.lastError = String(s.data);
+      }
+    }
+  }
+
+  private setConnected(up: boolean): void {
+    if (this.connected === up) return;
+    this.connected = up;
+    for (const listener of this.connectionListeners) {
+      try {
+        listener(up);
+      } catch (e) {
+        this.log.warn({ err: e }, "connection listener failed");
       }
     }
   }
