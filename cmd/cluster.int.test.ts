@@ -18,6 +18,14 @@ import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testki
 import { infraEnv } from "../testkit/servers/index.js";
 
 const keyspace = uniqueKeyspaceName("cluster_run");
+/** One Connect streaming envelope (flags 0, big-endian length, the JSON message). */
+const envelope = (json: string): ArrayBuffer => {
+  const body = Buffer.from(json);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(body.length, 1);
+  const b = Buffer.concat([head, body]);
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+};
 const JWT_SECRET = "cluster-test-secret-0123456789abcdef0123456789";
 const procs: MeshProcess[] = [];
 let gatewayUrl: string;
@@ -87,6 +95,56 @@ describe("cluster run: one process per service", () => {
       longUrl: "https://example.org/cluster",
       redirectType: "REDIRECT_TYPE_TEMPORARY",
     });
+  });
+
+  it("chat in its own process: ids leased from the token-range process, messages in Cassandra, live to a subscriber", async () => {
+    const token = (sub: string) => signHs256({ sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 600 }, JWT_SECRET);
+    const call = async (sub: string, method: string, body: unknown) => {
+      const res = await fetch(`${gatewayUrl}/switchboard.chat.v1.ChatService/${method}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token(sub)}` },
+        body: JSON.stringify(body),
+      });
+      const json = (await res.json()) as Record<string, unknown>;
+      if (res.status !== 200) throw new Error(`${method}: HTTP ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    };
+    const channel = ((await call("cl-alice", "CreateDirectChannel", { peerUserId: "cl-bob" })) as { channel: { channelId: string } }).channel;
+    // Bob's device subscribed over Connect's server-streaming JSON (HTTP/1.1).
+    const ac = new AbortController();
+    const live = fetch(`${gatewayUrl}/switchboard.chat.v1.ChatService/Subscribe`, {
+      method: "POST",
+      headers: { "content-type": "application/connect+json", authorization: `Bearer ${token("cl-bob")}` },
+      body: envelope(JSON.stringify({ deviceId: "phone" })),
+      signal: ac.signal,
+    });
+    let text = "";
+    const reading = live.then(async (res) => {
+      const reader = res.body!.getReader();
+      for (;;) {
+        const r = await reader.read().catch(() => ({ done: true, value: undefined }));
+        if (r.done) return;
+        text += Buffer.from(r.value!).toString("utf8");
+      }
+    });
+    // Sent until one arrives live: the subscription may not be attached yet when the first goes
+    // out, and the chat process may still be leasing its worker id.
+    const ids: string[] = [];
+    await waitFor(
+      "a message sent by alice, live at bob's device",
+      async () => {
+        const sent = await call("cl-alice", "SendMessage", { channelId: channel.channelId, clientMessageId: `cl-${ids.length}`, text: "across processes" }).catch(() => undefined);
+        if (sent) ids.push((sent as { message: { messageId: string } }).message.messageId);
+        await new Promise((r) => setTimeout(r, 300));
+        return ids.some((id) => text.includes(`"messageId":"${id}"`)) ? true : undefined;
+      },
+      30_000,
+    );
+    ac.abort();
+    await reading;
+    for (const id of ids) expect(id).toMatch(/^\d{15,20}$/);
+    const history = (await call("cl-bob", "GetHistory", { channelId: channel.channelId })) as { messages: { messageId: string; text: string }[] };
+    expect(history.messages.map((m) => m.messageId)).toEqual(ids);
   });
 
   it("the shortener's internal port refuses identities without the gateway's proof; the gateway's path works", async () => {
