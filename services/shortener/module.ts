@@ -40,6 +40,8 @@ export const shortenerModule: ServiceModule = {
   name: "shortener",
   desc: ShortenerService,
   public: true,
+  // Links live in Cassandra, codes are leased from ZooKeeper; LinkChanged on NATS is best effort.
+  needs: ["cassandra", "zookeeper"],
   async create({ config, log, engine }) {
     const policy = { ownHosts: readOwnHosts(config.gateway.publicBaseUrl), blockedDomains: readBlocklist() };
     // Read at start so a cluster process without SWITCHBOARD_CODE_KEY stops with one clear line.
