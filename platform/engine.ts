@@ -30,12 +30,15 @@ export interface Readiness {
 export const BACKENDS = ["cassandra", "zookeeper", "nats", "redis"] as const;
 export type Backend = (typeof BACKENDS)[number];
 
+export function isBackend(name: string): name is Backend {
+  return (BACKENDS as readonly string[]).includes(name);
+}
+
 /**
  * The failing checks that matter to a user of `needs`: the named backends it depends on, and
  * any check that is not one backend (the memory engine's single check stands for all of them).
  */
 export function unmetNeeds(readiness: Readiness, needs: readonly Backend[]): ReadinessCheck[] {
-  const isBackend = (name: string): name is Backend => (BACKENDS as readonly string[]).includes(name);
   return readiness.checks.filter((c) => !c.ok && (!isBackend(c.name) || needs.includes(c.name)));
 }
 

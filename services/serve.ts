@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import { create } from "@bufbuild/protobuf";
 import { HealthCheckRequestSchema, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import type { ServiceName } from "../platform/config.js";
-import { BACKENDS, unmetNeeds, type Backend, type ReadinessCheck } from "../platform/engine.js";
+import { isBackend, unmetNeeds, type Backend, type ReadinessCheck } from "../platform/engine.js";
 import { createGrpcClient, type GrpcClient } from "../platform/grpc/client.js";
 import { Health } from "../platform/grpc/health.js";
 import type { Metrics } from "../platform/metrics.js";
@@ -60,8 +60,8 @@ interface NeedsProbe {
 }
 
 function needsProbe(needs: readonly ServiceNeed[], deps: ServiceDeps): NeedsProbe {
-  const backends = needs.filter((n): n is Backend => (BACKENDS as readonly string[]).includes(n));
-  const upstreams = needs.filter((n): n is ServiceName => !(BACKENDS as readonly string[]).includes(n));
+  const backends = needs.filter((n): n is Backend => isBackend(n));
+  const upstreams = needs.filter((n): n is ServiceName => !isBackend(n));
   const clients = new Map<ServiceName, GrpcClient<typeof Health>>();
   const upstreamCheck = async (name: ServiceName): Promise<ReadinessCheck> => {
     try {
