@@ -80,7 +80,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     if (!module.public) continue;
     const client = createGrpcClient(module.desc, address);
     clients.push(client);
-    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams });
+    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams, service: module.name });
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
     if (module.desc.typeName === ShortenerService.typeName) limitBulkCreateOf(impl, auth.limiter);
     mounted.push({ desc: module.desc, impl });

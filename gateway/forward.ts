@@ -5,8 +5,9 @@
  * calls go through the StreamGuard when one is given (per-identity cap, end at token expiry).
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { ConnectError, type CallOptions, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type CallOptions, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import { identityKey } from "../platform/identity.js";
 import type { StreamGuard } from "./stream-guard.js";
 
@@ -35,8 +36,12 @@ const TRANSPORT_FIELD = /^(?:content-type|content-length|content-encoding|transf
  * code, message and application metadata (retry-after), and turns grpc-status-details-bin into
  * proper error details so Connect and gRPC-web clients see them too.
  */
-export function edgeError(e: unknown): unknown {
+export function edgeError(e: unknown, service?: string): unknown {
   if (!(e instanceof ConnectError)) return e;
+  if (service !== undefined) {
+    const sick = sickUpstreamError(e, service);
+    if (sick) return sick;
+  }
   let dirty = false;
   const metadata = new Headers();
   e.metadata.forEach((v, k) => {
@@ -57,7 +62,34 @@ export function edgeError(e: unknown): unknown {
   return out;
 }
 
+/**
+ * An upstream that cannot be reached or cannot serve, said in the edge's words: grpc-js's own
+ * text ("No connection established. Last error: connect ECONNREFUSED 10.0.0.7:50052 ...
+ * Resolution note") and a service's backend detail both name internal hosts. Unavailable is
+ * always renamed (the retry hint is kept); a deadline is renamed when the upstream never answered
+ * (no response headers: grpc-js made the status up), not when the service itself gave up.
+ */
+function sickUpstreamError(e: ConnectError, service: string): ConnectError | undefined {
+  const answered = e.metadata.has("content-type");
+  if (e.code === Code.Unavailable) {
+    const metadata = new Headers();
+    for (const k of RETRY_HINTS) {
+      const v = e.metadata.get(k);
+      if (v !== null) metadata.set(k, v);
+    }
+    return new ConnectError(`${service} service is unavailable`, Code.Unavailable, metadata, undefined, e);
+  }
+  if (e.code === Code.DeadlineExceeded && !answered) {
+    return new ConnectError(`${service} service did not answer in time`, Code.DeadlineExceeded, undefined, undefined, e);
+  }
+  return undefined;
+}
+
+const RETRY_HINTS = [RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER] as const;
+
 export interface ForwardingOptions {
+  /** Named in the error when the upstream cannot be reached ("chat service is unavailable"). */
+  readonly service?: string;
   /** Applied to every server-streaming and bidi method. */
   readonly streams?: StreamGuard;
 }
@@ -85,7 +117,7 @@ export function forwardingImpl<S extends DescService>(
           try {
             yield* stream(input, ctx);
           } catch (e) {
-            throw edgeError(e);
+            throw edgeError(e, options.service);
           }
         };
         break;
@@ -94,7 +126,7 @@ export function forwardingImpl<S extends DescService>(
           try {
             return await call(input, opts(ctx));
           } catch (e) {
-            throw edgeError(e);
+            throw edgeError(e, options.service);
           }
         };
     }

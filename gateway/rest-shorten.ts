@@ -263,7 +263,7 @@ export function validate(body: Record<string, unknown>): ShortenInput {
 const FIELD_NAMES: Readonly<Record<string, string>> = { expire_time: "expiry_date" };
 
 function fromError(e: unknown, log: Logger): RestError {
-  const err = edgeError(e instanceof ConnectError ? e : toConnectError(e, log)) as ConnectError;
+  const err = (e instanceof ConnectError ? edgeError(e, "shortener") : toConnectError(e, log)) as ConnectError;
   const status = httpStatusFor(err.code);
   const headers: Record<string, string> = {};
   const retry = retryAfterMsOf(err);

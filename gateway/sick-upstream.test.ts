@@ -1,0 +1,109 @@
+/**
+ * A call to an upstream whose process has stopped: the edge answers at once with Unavailable
+ * naming the service, over Connect, gRPC and REST, never grpc-js text or an internal address.
+ */
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import pino from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PresenceService } from "../gen/switchboard/presence/v1/presence_pb.js";
+import { loadConfig } from "../platform/config.js";
+import { openMemoryEngine, type Engine } from "../platform/engine.js";
+import { silentLog } from "../platform/engines/log.js";
+import { createMetrics } from "../platform/metrics.js";
+import { noUpstreams } from "../services/module.js";
+import { presenceModule } from "../services/presence/module.js";
+import { serveService } from "../services/serve.js";
+import { shortenerModule } from "../services/shortener/module.js";
+import { TEST_MESH_SECRET } from "../testkit/mesh-identity.js";
+import { freePort } from "../testkit/processes.js";
+import { DEV_JWT_SECRET } from "./auth/config.js";
+import { signHs256 } from "./auth/jwt.js";
+import { startEdge, type Edge } from "./edge.js";
+
+const config = loadConfig({
+  SWITCHBOARD_ENGINE: "memory",
+  SWITCHBOARD_GATEWAY_PORT: "0",
+  SWITCHBOARD_MESH_SECRET: TEST_MESH_SECRET,
+  SWITCHBOARD_SHUTDOWN_GRACE_MS: "200",
+});
+const log = pino({ level: "silent" });
+const headers = { authorization: `Bearer ${signHs256({ sub: "sick-bob", exp: Math.floor(Date.now() / 1000) + 600 }, DEV_JWT_SECRET)}` };
+const INTERNAL = /127\.0\.0\.1|ECONNREFUSED|Resolution note|No connection established|:\d{4,5}\b/;
+
+let engine: Engine;
+let edge: Edge;
+let base: string;
+
+beforeAll(async () => {
+  engine = openMemoryEngine(silentLog);
+  // Presence really ran, then stopped: the gateway's channel had a live upstream that went away.
+  const presence = await serveService(presenceModule, { config, log, engine, upstreamAddress: noUpstreams }, { host: "127.0.0.1", port: 0 });
+  const presenceAddress = `127.0.0.1:${presence.port}`;
+  edge = await startEdge({
+    config,
+    engine,
+    log,
+    metrics: createMetrics(),
+    env: {},
+    redirects: false,
+    upstreams: [
+      { module: presenceModule, address: presenceAddress },
+      { module: shortenerModule, address: `127.0.0.1:${await freePort()}` }, // never started
+    ],
+  });
+  base = `http://127.0.0.1:${edge.port}`;
+  await presence.shutdown(0);
+});
+afterAll(async () => {
+  await edge?.close(0);
+  await engine?.close();
+});
+
+async function timedFailure(p: Promise<unknown>): Promise<{ err: ConnectError; ms: number }> {
+  const t0 = Date.now();
+  const err = await p.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ConnectError);
+  return { err: err as ConnectError, ms: Date.now() - t0 };
+}
+
+describe("a stopped upstream", () => {
+  for (const [protocol, transport] of [
+    ["connect", () => createConnectTransport({ baseUrl: base, httpVersion: "1.1" })],
+    ["grpc", () => createGrpcTransport({ baseUrl: base })],
+  ] as const) {
+    it(`answers Unavailable "presence service is unavailable" over ${protocol}, within two seconds`, async () => {
+      const client = createClient(PresenceService, transport());
+      for (let i = 0; i < 2; i++) {
+        const { err, ms } = await timedFailure(client.heartbeat({ deviceId: "d1" }, { headers }));
+        expect(Code[err.code]).toBe(Code[Code.Unavailable]);
+        expect(err.rawMessage).toBe("presence service is unavailable");
+        expect(ms).toBeLessThan(2_000);
+      }
+    });
+  }
+
+  it("REST shorten with the shortener down: 503 naming the service, no address", async () => {
+    const t0 = Date.now();
+    const res = await fetch(`${base}/api/v1/shorten`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify({ long_url: "https://example.com/sick" }),
+    });
+    const text = await res.text();
+    expect(res.status).toBe(503);
+    expect(text).toContain("shortener service is unavailable");
+    expect(text).not.toMatch(INTERNAL);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+
+  it("/readyz names both services as down, and stays 200: redirects need neither", async () => {
+    const res = await fetch(`${base}/readyz`);
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    const report = JSON.parse(text) as { ready: boolean; degraded: string[] };
+    expect(report.ready).toBe(true);
+    expect([...report.degraded].sort()).toEqual(["presence", "shortener"]);
+    expect(text).not.toMatch(INTERNAL);
+  });
+});
