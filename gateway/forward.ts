@@ -87,6 +87,19 @@ function sickUpstreamError(e: ConnectError, service: string): ConnectError | und
 
 const RETRY_HINTS = [RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER] as const;
 
+/** Longest a call waits for a connection to its upstream before answering Unavailable. */
+export const UPSTREAM_CONNECT_TIMEOUT_MS = 1_000;
+
+/**
+ * Bounds the wait for a connection (a grpc-js channel waits for the call's deadline, possibly
+ * none, when the upstream accepts TCP and never answers). A no-op for clients without the probe.
+ */
+export async function connected(upstream: object, timeoutMs = UPSTREAM_CONNECT_TIMEOUT_MS): Promise<void> {
+  const within = (upstream as { connectedWithin?: (ms: number) => Promise<boolean> }).connectedWithin;
+  if (typeof within !== "function") return;
+  if (!(await within.call(upstream, timeoutMs))) throw new ConnectError("upstream not connected", Code.Unavailable);
+}
+
 export interface ForwardingOptions {
   /** Named in the error when the upstream cannot be reached ("chat service is unavailable"). */
   readonly service?: string;
@@ -115,6 +128,7 @@ export function forwardingImpl<S extends DescService>(
       case "bidi_streaming":
         impl[method.localName] = async function* (input: unknown, ctx: HandlerContext) {
           try {
+            await connected(upstream);
             yield* stream(input, ctx);
           } catch (e) {
             throw edgeError(e, options.service);
@@ -124,6 +138,7 @@ export function forwardingImpl<S extends DescService>(
       default: // unary and client streaming both resolve to one response
         impl[method.localName] = async (input: unknown, ctx: HandlerContext) => {
           try {
+            await connected(upstream);
             return await call(input, opts(ctx));
           } catch (e) {
             throw edgeError(e, options.service);

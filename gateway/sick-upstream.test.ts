@@ -2,17 +2,20 @@
  * A call to an upstream whose process has stopped: the edge answers at once with Unavailable
  * naming the service, over Connect, gRPC and REST, never grpc-js text or an internal address.
  */
+import net from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PresenceService } from "../gen/switchboard/presence/v1/presence_pb.js";
+import { PushService } from "../gen/switchboard/push/v1/push_pb.js";
 import { loadConfig } from "../platform/config.js";
 import { openMemoryEngine, type Engine } from "../platform/engine.js";
 import { silentLog } from "../platform/engines/log.js";
 import { createMetrics } from "../platform/metrics.js";
 import { noUpstreams } from "../services/module.js";
 import { presenceModule } from "../services/presence/module.js";
+import { pushModule } from "../services/push/module.js";
 import { serveService } from "../services/serve.js";
 import { shortenerModule } from "../services/shortener/module.js";
 import { TEST_MESH_SECRET } from "../testkit/mesh-identity.js";
@@ -32,11 +35,15 @@ const headers = { authorization: `Bearer ${signHs256({ sub: "sick-bob", exp: Mat
 const INTERNAL = /127\.0\.0\.1|ECONNREFUSED|Resolution note|No connection established|:\d{4,5}\b/;
 
 let engine: Engine;
+/** Accepts TCP and never speaks: a hung process, or a host whose packets vanish. */
+let silent: net.Server;
 let edge: Edge;
 let base: string;
 
 beforeAll(async () => {
   engine = openMemoryEngine(silentLog);
+  silent = net.createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
   // Presence really ran, then stopped: the gateway's channel had a live upstream that went away.
   const presence = await serveService(presenceModule, { config, log, engine, upstreamAddress: noUpstreams }, { host: "127.0.0.1", port: 0 });
   const presenceAddress = `127.0.0.1:${presence.port}`;
@@ -50,6 +57,7 @@ beforeAll(async () => {
     upstreams: [
       { module: presenceModule, address: presenceAddress },
       { module: shortenerModule, address: `127.0.0.1:${await freePort()}` }, // never started
+      { module: pushModule, address: `127.0.0.1:${(silent.address() as net.AddressInfo).port}` },
     ],
   });
   base = `http://127.0.0.1:${edge.port}`;
@@ -58,6 +66,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await edge?.close(0);
   await engine?.close();
+  silent?.close();
 });
 
 async function timedFailure(p: Promise<unknown>): Promise<{ err: ConnectError; ms: number }> {
@@ -83,6 +92,16 @@ describe("a stopped upstream", () => {
     });
   }
 
+  it("an upstream that accepts and never answers: Unavailable within two seconds though the call has no deadline", async () => {
+    const client = createClient(PushService, createGrpcTransport({ baseUrl: base }));
+    const method = PushService.methods.find((m) => m.methodKind === "unary")!;
+    const call = (client as unknown as Record<string, (req: object, o: object) => Promise<unknown>>)[method.localName]!;
+    const { err, ms } = await timedFailure(call.call(client, {}, { headers }));
+    expect(Code[err.code]).toBe(Code[Code.Unavailable]);
+    expect(err.rawMessage).toBe("push service is unavailable");
+    expect(ms).toBeLessThan(2_000);
+  });
+
   it("REST shorten with the shortener down: 503 naming the service, no address", async () => {
     const t0 = Date.now();
     const res = await fetch(`${base}/api/v1/shorten`, {
@@ -97,13 +116,13 @@ describe("a stopped upstream", () => {
     expect(Date.now() - t0).toBeLessThan(2_000);
   });
 
-  it("/readyz names both services as down, and stays 200: redirects need neither", async () => {
+  it("/readyz names every service that is down, and stays 200: redirects need none of them", async () => {
     const res = await fetch(`${base}/readyz`);
     const text = await res.text();
     expect(res.status).toBe(200);
     const report = JSON.parse(text) as { ready: boolean; degraded: string[] };
     expect(report.ready).toBe(true);
-    expect([...report.degraded].sort()).toEqual(["presence", "shortener"]);
+    expect([...report.degraded].sort()).toEqual(["presence", "push", "shortener"]);
     expect(text).not.toMatch(INTERNAL);
   });
 });
