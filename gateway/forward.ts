@@ -63,15 +63,17 @@ export function edgeError(e: unknown, service?: string): unknown {
 }
 
 /**
- * An upstream that cannot be reached or cannot serve, said in the edge's words: grpc-js's own
- * text ("No connection established. Last error: connect ECONNREFUSED 10.0.0.7:50052 ...
- * Resolution note") and a service's backend detail both name internal hosts. Unavailable is
- * always renamed (the retry hint is kept); a deadline is renamed when the upstream never answered
- * (no response headers: grpc-js made the status up), not when the service itself gave up.
+ * An upstream that cannot be reached or cannot serve, said in the edge's words. When the upstream
+ * never answered (no response headers: grpc-js made the status up), its text names internal hosts
+ * ("No connection established. Last error: connect ECONNREFUSED 10.0.0.7:50052 ... Resolution
+ * note") and is replaced by "<service> service is unavailable" (a deadline: "did not answer in
+ * time"). A service's own Unavailable is its answer ("token-range service cannot be reached ...")
+ * and passes, unless it carries an address or socket error text (a backend driver's detail).
+ * The retry hint is kept.
  */
 function sickUpstreamError(e: ConnectError, service: string): ConnectError | undefined {
   const answered = e.metadata.has("content-type");
-  if (e.code === Code.Unavailable) {
+  if (e.code === Code.Unavailable && (!answered || INTERNAL_DETAIL.test(e.rawMessage))) {
     const metadata = new Headers();
     for (const k of RETRY_HINTS) {
       const v = e.metadata.get(k);
@@ -84,6 +86,9 @@ function sickUpstreamError(e: ConnectError, service: string): ConnectError | und
   }
   return undefined;
 }
+
+/** An IPv4/IPv6 literal, a host:port, or Node/grpc-js socket and resolver text. */
+const INTERNAL_DETAIL = /\b\d{1,3}(?:\.\d{1,3}){3}\b|\[[0-9a-f:]+\]|[\w\].-]:\d{2,5}\b|\bE(?:CONNREFUSED|CONNRESET|HOSTUNREACH|NETUNREACH|TIMEDOUT|AI_AGAIN|NOTFOUND)\b|Resolution note|No connection established/i;
 
 const RETRY_HINTS = [RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER] as const;
 

@@ -23,6 +23,7 @@ import { freePort } from "../testkit/processes.js";
 import { DEV_JWT_SECRET } from "./auth/config.js";
 import { signHs256 } from "./auth/jwt.js";
 import { startEdge, type Edge } from "./edge.js";
+import { edgeError } from "./forward.js";
 
 const config = loadConfig({
   SWITCHBOARD_ENGINE: "memory",
@@ -124,5 +125,39 @@ describe("a stopped upstream", () => {
     expect(report.ready).toBe(true);
     expect([...report.degraded].sort()).toEqual(["presence", "push", "shortener"]);
     expect(text).not.toMatch(INTERNAL);
+  });
+});
+
+describe("edgeError for a named upstream", () => {
+  const answered = (message: string, extra: Record<string, string> = {}) =>
+    new ConnectError(message, Code.Unavailable, new Headers({ "content-type": "application/grpc+proto", ...extra }));
+
+  it("a service's own clean Unavailable passes with its retry hint", () => {
+    const out = edgeError(answered("token-range service cannot be reached: no new codes; retry shortly", { "retry-after-ms": "1000" }), "shortener") as ConnectError;
+    expect(out.rawMessage).toBe("token-range service cannot be reached: no new codes; retry shortly");
+    expect(out.metadata.get("retry-after-ms")).toBe("1000");
+    expect(out.metadata.get("content-type")).toBeNull();
+  });
+
+  it("a service's Unavailable carrying a backend address is renamed, keeping the retry hint", () => {
+    for (const message of [
+      "cassandra is unavailable (not connected to 10.1.2.3:9042: All host(s) tried for query failed)",
+      "nats is unavailable (not connected to nats://nats:4222)",
+      "redis is unavailable (connect ECONNREFUSED)",
+      "upstream [fd00::7]:50051 is gone",
+    ]) {
+      const out = edgeError(answered(message, { "retry-after-ms": "1000" }), "redirect") as ConnectError;
+      expect(out.rawMessage, message).toBe("redirect service is unavailable");
+      expect(out.metadata.get("retry-after-ms")).toBe("1000");
+    }
+  });
+
+  it("no answer at all: Unavailable and deadlines are said in the edge's words; other codes pass", () => {
+    const refused = new ConnectError("No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ", Code.Unavailable);
+    expect((edgeError(refused, "chat") as ConnectError).rawMessage).toBe("chat service is unavailable");
+    const late = new ConnectError("Deadline exceeded after 8.000s,name resolution: 0.008s,Waiting for LB pick", Code.DeadlineExceeded);
+    expect(edgeError(late, "chat")).toMatchObject({ code: Code.DeadlineExceeded, rawMessage: "chat service did not answer in time" });
+    const notFound = answered("link \"abc\" not found");
+    expect((edgeError(new ConnectError(notFound.rawMessage, Code.NotFound), "shortener") as ConnectError).rawMessage).toBe('link "abc" not found');
   });
 });
