@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const bus = new MemoryBus();
   const store = new MemoryClickStatsStore();
   const consumer = startClickConsumer({ bus, store, log });
-  const emitter = new ClickEmitter({ bus, gatewayId: "bench-gw-1", log, livePublish: true });
+  const emitter = new ClickEmitter({ bus, gatewayId: "bench-gw-1", log });
   const codes = Array.from({ length: LINKS }, (_, i) => codeOf(i));
   // What the door hands the emitter: the resolved link it redirected to (its stamp).
   const links = codes.map((code, i) => ({ code, ownerId: `owner-${i % 1_000}`, createdAtMs: 1_795_000_000_000 + i }));

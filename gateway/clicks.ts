@@ -46,11 +46,6 @@ export interface ClickEmitterOptions {
   readonly batchSize?: number;
   /** Longest a click waits before its batch is flushed. Default 50 ms. */
   readonly flushMs?: number;
-  /**
-   * Also publish each batch on core NATS for live watchers. Needed on the memory bus, whose
-   * durable publish does not reach plain subscribers (NATS's does). Default false.
-   */
-  readonly livePublish?: boolean;
 }
 
 /**
@@ -306,13 +301,6 @@ export class ClickEmitter {
         this.stats.published += b.count;
         this.stats.batches++;
         this.backoffMs = 0;
-        if (this.opts.livePublish) {
-          try {
-            this.opts.bus.publish(subject, b.bytes);
-          } catch {
-            // live fan-out is best effort
-          }
-        }
         this.pump();
       },
       (err: unknown) => {

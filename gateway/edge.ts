@@ -12,7 +12,7 @@ import { HealthService } from "../platform/grpc/health.js";
 import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from "../platform/grpc/reflection.js";
 import { servedContracts } from "./served-contracts.js";
 import type { Config } from "../platform/config.js";
-import type { Engine } from "../platform/engine.js";
+import { isBackend, type Backend, type Engine } from "../platform/engine.js";
 import { meshKeyOf } from "../platform/mesh-secret.js";
 import type { Metrics } from "../platform/metrics.js";
 import type { ServiceModule } from "../services/module.js";
@@ -24,7 +24,7 @@ import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
 import { StreamGuard } from "./stream-guard.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
-import { combineProbes, type ReadinessProbe, type ReadinessReport } from "./readiness.js";
+import { combineProbes, type Check, type PartProbe } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
 import { fillShortUrls } from "./short-urls.js";
 import { createMessageLimits } from "./rpc-limits.js";
@@ -53,6 +53,13 @@ export interface Edge extends Gateway {
 
 const UPSTREAM_HEALTH_TIMEOUT_MS = 1_500;
 
+/**
+ * The gateway's own backends it cannot serve redirects without: the link store (and the API key
+ * store) live in Cassandra. Redis is a cache in front of it, NATS carries invalidation and clicks,
+ * ZooKeeper is not used by the edge: their loss degrades the gateway, it stays ready.
+ */
+export const GATEWAY_NEEDS: readonly Backend[] = ["cassandra"];
+
 export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const auth = createGatewayAuth({
     env: opts.env ?? process.env,
@@ -66,7 +73,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const streams = new StreamGuard({ maxPerIdentity: opts.config.streams.perIdentity });
   const clients: GrpcClient<DescService>[] = [];
   const mounted: MountedService[] = [];
-  const probes: ReadinessProbe[] = [];
+  const probes: PartProbe[] = [engineProbe(opts.engine, opts.log)];
   for (const { module, address } of opts.upstreams) {
     const health = createGrpcClient(Health, address, { defaultTimeoutMs: UPSTREAM_HEALTH_TIMEOUT_MS });
     clients.push(health as unknown as GrpcClient<DescService>);
@@ -74,7 +81,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     if (!module.public) continue;
     const client = createGrpcClient(module.desc, address);
     clients.push(client);
-    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams });
+    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams, service: module.name });
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
     if (module.desc.typeName === ShortenerService.typeName) {
       limitBulkCreateOf(impl, auth.limiter);
@@ -167,6 +174,36 @@ function blockMethod(impl: ServiceImpl<DescService>, desc: DescService, name: st
   };
 }
 
+/** Logs a part's state on each change, with the detail /readyz leaves out (addresses, driver text). */
+function changeLog(log: Logger, part: Record<string, string>): (ok: boolean, why: string) => void {
+  let last: boolean | undefined;
+  return (ok, why) => {
+    if (ok === last) return;
+    last = ok;
+    if (ok) log.info(part, "readiness: up");
+    else log.warn({ ...part, why }, "readiness: down");
+  };
+}
+
+/** The gateway's own engine: each backend a check, critical when the redirect door needs it. */
+function engineProbe(engine: Engine, log: Logger): PartProbe {
+  const logs = new Map<string, (ok: boolean, why: string) => void>();
+  return {
+    async run() {
+      const r = await engine.readiness();
+      return r.checks.map((c): Check => {
+        let logChange = logs.get(c.name);
+        if (!logChange) logs.set(c.name, (logChange = changeLog(log, { backend: c.name })));
+        logChange(c.ok, c.detail);
+        // A check that is not one backend (the memory engine's) stands for the whole engine.
+        const critical = !isBackend(c.name) || GATEWAY_NEEDS.includes(c.name);
+        return { name: c.name, kind: "backend", critical, ok: c.ok, detail: c.ok ? "up" : "down" };
+      });
+    },
+    failed: (detail) => [{ name: "engine", kind: "backend", critical: true, ok: false, detail }],
+  };
+}
+
 /**
  * /readyz is public: its checks name a service and its state only. The address and the grpc-js
  * error text (which names hosts and ports) go to the log, once per change of state.
@@ -177,24 +214,23 @@ function upstreamProbe(
   address: string,
   health: GrpcClient<typeof Health>,
   log: Logger,
-): ReadinessProbe {
-  let lastDetail: string | undefined;
-  const report = (ok: boolean, detail: string, why: string): ReadinessReport => {
-    if (detail !== lastDetail) {
-      lastDetail = detail;
-      if (ok) log.info({ upstream: name, address }, "upstream serving");
-      else log.warn({ upstream: name, address, why }, "upstream not ready");
-    }
-    return { ready: ok, checks: [{ name, ok, detail }] };
-  };
-  return async () => {
-    try {
-      const res = await health.check(create(HealthCheckRequestSchema, { service: typeName }));
-      const ok = res.status === HealthCheckResponse_ServingStatus.SERVING;
-      const status = HealthCheckResponse_ServingStatus[res.status] ?? String(res.status);
-      return report(ok, ok ? "serving" : status.toLowerCase(), status);
-    } catch (e) {
-      return report(false, "unavailable", e instanceof Error ? e.message : String(e));
-    }
+): PartProbe {
+  const logChange = changeLog(log, { upstream: name, address });
+  // No upstream is needed to serve redirects: a service down degrades the gateway, never drains it.
+  const check = (ok: boolean, detail: string): Check => ({ name, kind: "service", critical: false, ok, detail });
+  return {
+    async run() {
+      try {
+        const res = await health.check(create(HealthCheckRequestSchema, { service: typeName }));
+        const ok = res.status === HealthCheckResponse_ServingStatus.SERVING;
+        const status = HealthCheckResponse_ServingStatus[res.status] ?? String(res.status);
+        logChange(ok, status);
+        return [check(ok, ok ? "serving" : status.toLowerCase())];
+      } catch (e) {
+        logChange(false, e instanceof Error ? e.message : String(e));
+        return [check(false, "unavailable")];
+      }
+    },
+    failed: (detail) => [check(false, detail)],
   };
 }

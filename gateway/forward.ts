@@ -5,8 +5,9 @@
  * calls go through the StreamGuard when one is given (per-identity cap, end at token expiry).
  */
 import type { DescService } from "@bufbuild/protobuf";
-import { ConnectError, type CallOptions, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type CallOptions, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
+import { RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import { identityKey } from "../platform/identity.js";
 import type { StreamGuard } from "./stream-guard.js";
 
@@ -35,8 +36,12 @@ const TRANSPORT_FIELD = /^(?:content-type|content-length|content-encoding|transf
  * code, message and application metadata (retry-after), and turns grpc-status-details-bin into
  * proper error details so Connect and gRPC-web clients see them too.
  */
-export function edgeError(e: unknown): unknown {
+export function edgeError(e: unknown, service?: string): unknown {
   if (!(e instanceof ConnectError)) return e;
+  if (service !== undefined) {
+    const sick = sickUpstreamError(e, service);
+    if (sick) return sick;
+  }
   let dirty = false;
   const metadata = new Headers();
   e.metadata.forEach((v, k) => {
@@ -57,7 +62,52 @@ export function edgeError(e: unknown): unknown {
   return out;
 }
 
+/**
+ * An upstream that cannot be reached or cannot serve, said in the edge's words. When the upstream
+ * never answered (no response headers: grpc-js made the status up), its text names internal hosts
+ * ("No connection established. Last error: connect ECONNREFUSED 10.0.0.7:50052 ... Resolution
+ * note") and is replaced by "<service> service is unavailable" (a deadline: "did not answer in
+ * time"). A service's own Unavailable is its answer ("token-range service cannot be reached ...")
+ * and passes, unless it carries an address or socket error text (a backend driver's detail).
+ * The retry hint is kept.
+ */
+function sickUpstreamError(e: ConnectError, service: string): ConnectError | undefined {
+  const answered = e.metadata.has("content-type");
+  if (e.code === Code.Unavailable && (!answered || INTERNAL_DETAIL.test(e.rawMessage))) {
+    const metadata = new Headers();
+    for (const k of RETRY_HINTS) {
+      const v = e.metadata.get(k);
+      if (v !== null) metadata.set(k, v);
+    }
+    return new ConnectError(`${service} service is unavailable`, Code.Unavailable, metadata, undefined, e);
+  }
+  if (e.code === Code.DeadlineExceeded && !answered) {
+    return new ConnectError(`${service} service did not answer in time`, Code.DeadlineExceeded, undefined, undefined, e);
+  }
+  return undefined;
+}
+
+/** An IPv4/IPv6 literal, a host:port, or Node/grpc-js socket and resolver text. */
+const INTERNAL_DETAIL = /\b\d{1,3}(?:\.\d{1,3}){3}\b|\[[0-9a-f:]+\]|[\w\].-]:\d{2,5}\b|\bE(?:CONNREFUSED|CONNRESET|HOSTUNREACH|NETUNREACH|TIMEDOUT|AI_AGAIN|NOTFOUND)\b|Resolution note|No connection established/i;
+
+const RETRY_HINTS = [RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER] as const;
+
+/** Longest a call waits for a connection to its upstream before answering Unavailable. */
+export const UPSTREAM_CONNECT_TIMEOUT_MS = 1_000;
+
+/**
+ * Bounds the wait for a connection (a grpc-js channel waits for the call's deadline, possibly
+ * none, when the upstream accepts TCP and never answers). A no-op for clients without the probe.
+ */
+export async function connected(upstream: object, timeoutMs = UPSTREAM_CONNECT_TIMEOUT_MS): Promise<void> {
+  const within = (upstream as { connectedWithin?: (ms: number) => Promise<boolean> }).connectedWithin;
+  if (typeof within !== "function") return;
+  if (!(await within.call(upstream, timeoutMs))) throw new ConnectError("upstream not connected", Code.Unavailable);
+}
+
 export interface ForwardingOptions {
+  /** Named in the error when the upstream cannot be reached ("chat service is unavailable"). */
+  readonly service?: string;
   /** Applied to every server-streaming and bidi method. */
   readonly streams?: StreamGuard;
 }
@@ -83,18 +133,20 @@ export function forwardingImpl<S extends DescService>(
       case "bidi_streaming":
         impl[method.localName] = async function* (input: unknown, ctx: HandlerContext) {
           try {
+            await connected(upstream);
             yield* stream(input, ctx);
           } catch (e) {
-            throw edgeError(e);
+            throw edgeError(e, options.service);
           }
         };
         break;
       default: // unary and client streaming both resolve to one response
         impl[method.localName] = async (input: unknown, ctx: HandlerContext) => {
           try {
+            await connected(upstream);
             return await call(input, opts(ctx));
           } catch (e) {
-            throw edgeError(e);
+            throw edgeError(e, options.service);
           }
         };
     }

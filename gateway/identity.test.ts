@@ -194,9 +194,12 @@ describe("public /readyz names services, never where they listen", () => {
     const res = await fetch(`${base}/readyz`);
     expect(res.status).toBe(200);
     const text = await res.text();
-    const report = JSON.parse(text) as { ready: boolean; checks: { name: string; ok: boolean; detail: string }[] };
-    expect(report.checks.map((c) => c.name).sort()).toEqual(Object.keys(running.grpcPorts).sort());
-    for (const c of report.checks) expect(c).toEqual({ name: c.name, ok: true, detail: "serving" });
+    const report = JSON.parse(text) as { ready: boolean; degraded: string[]; checks: { name: string; kind: string; ok: boolean; detail: string }[] };
+    const services = report.checks.filter((c) => c.kind === "service");
+    expect(services.map((c) => c.name).sort()).toEqual(Object.keys(running.grpcPorts).sort());
+    for (const c of services) expect(c).toEqual({ name: c.name, kind: "service", critical: false, ok: true, detail: "serving" });
+    for (const c of report.checks.filter((c) => c.kind === "backend")) expect(c).toMatchObject({ ok: true, detail: "up" });
+    expect(report.degraded).toEqual([]);
     expect(text).not.toMatch(/127\.0\.0\.1|localhost/);
     for (const port of Object.values(running.grpcPorts)) expect(text).not.toContain(String(port));
   });

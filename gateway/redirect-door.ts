@@ -212,7 +212,6 @@ export async function createGatewayRedirects(
     gatewayId: options.gatewayId ?? `${os.hostname()}-${process.pid}`,
     log,
     ...(options.registry ? { registry: options.registry } : {}),
-    livePublish: engine.kind === "memory",
   });
   return {
     door: createRedirectDoor({ resolver, clicks, ...(options.registry ? { registry: options.registry } : {}) }),

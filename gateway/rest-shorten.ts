@@ -38,7 +38,7 @@ import { httpStatusFor, retryAfterMsOf, toConnectError } from "../platform/grpc/
 import type { Identity } from "../platform/identity.js";
 import type { Authenticator } from "./auth/authenticator.js";
 import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
-import { edgeError } from "./forward.js";
+import { connected, edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import { clientIpOf, type CreateRateLimiter } from "./rate-limit.js";
 import { SHORTEN_PATH } from "./own-paths.js";
@@ -111,6 +111,7 @@ async function handle(opts: RestShortenOptions, req: Req, res: Res, log: Logger)
     const v = req.headers[name];
     if (typeof v === "string") headers.set(name, v);
   }
+  await connected(opts.shortener);
   const out = await opts.shortener.createLink(
     create(CreateLinkRequestSchema, {
       longUrl: input.longUrl,
@@ -264,7 +265,7 @@ export function validate(body: Record<string, unknown>): ShortenInput {
 const FIELD_NAMES: Readonly<Record<string, string>> = { expire_time: "expiry_date" };
 
 function fromError(e: unknown, log: Logger): RestError {
-  const err = edgeError(e instanceof ConnectError ? e : toConnectError(e, log)) as ConnectError;
+  const err = (e instanceof ConnectError ? edgeError(e, "shortener") : toConnectError(e, log)) as ConnectError;
   const status = httpStatusFor(err.code);
   const headers: Record<string, string> = {};
   const retry = retryAfterMsOf(err);

@@ -33,7 +33,8 @@ beforeAll(async () => {
   metricsServer = await startMetricsServer(running.metrics!, "127.0.0.1", 0);
   await waitFor("the cluster mesh to be ready", async () => {
     const res = await fetch(`http://127.0.0.1:${running.gatewayPort}/readyz`);
-    return res.status === 200 ? true : undefined;
+    // 200 comes once redirects can be served; the suite wants every service up as well.
+    return res.status === 200 && ((await res.json()) as { degraded: string[] }).degraded.length === 0 ? true : undefined;
   });
 });
 

@@ -162,10 +162,12 @@ export function gatewaySmokeSuite(engine: string, target: () => SmokeTarget): vo
       const base = target().baseUrl;
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       const ready = await fetch(`${base}/readyz`);
-      const report = (await ready.json()) as { ready: boolean; checks: { name: string; ok: boolean }[] };
+      const report = (await ready.json()) as { ready: boolean; degraded: string[]; checks: { name: string; kind: string; ok: boolean }[] };
       expect(ready.status).toBe(200);
       expect(report.ready).toBe(true);
-      expect(report.checks.map((c) => c.name).sort()).toEqual(
+      expect(report.degraded).toEqual([]);
+      expect(report.checks.filter((c) => c.kind === "backend").length).toBeGreaterThan(0);
+      expect(report.checks.filter((c) => c.kind === "service").map((c) => c.name).sort()).toEqual(
         ["chat", "presence", "push", "redirect", "shortener", "tokenrange"],
       );
       expect((await fetch(`${base}/metrics`)).status).toBe(404);

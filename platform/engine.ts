@@ -26,6 +26,22 @@ export interface Readiness {
   readonly checks: readonly ReadinessCheck[];
 }
 
+/** The backends a cluster engine reports on, by the names of its readiness checks. */
+export const BACKENDS = ["cassandra", "zookeeper", "nats", "redis"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+export function isBackend(name: string): name is Backend {
+  return (BACKENDS as readonly string[]).includes(name);
+}
+
+/**
+ * The failing checks that matter to a user of `needs`: the named backends it depends on, and
+ * any check that is not one backend (the memory engine's single check stands for all of them).
+ */
+export function unmetNeeds(readiness: Readiness, needs: readonly Backend[]): ReadinessCheck[] {
+  return readiness.checks.filter((c) => !c.ok && (!isBackend(c.name) || needs.includes(c.name)));
+}
+
 /**
  * The backends a process runs on. Memory: everything in this process. Cluster: Cassandra/ScyllaDB
  * (`cql`), ZooKeeper, NATS + JetStream, Redis; every client connects in the background, so

@@ -7,7 +7,9 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Config, ServiceName } from "../platform/config.js";
-import type { Engine } from "../platform/engine.js";
+import type { Backend, Engine } from "../platform/engine.js";
+
+export type ServiceNeed = Backend | ServiceName;
 
 export interface ServiceDeps {
   readonly config: Config;
@@ -41,5 +43,12 @@ export interface ServiceModule {
   readonly public: boolean;
   /** Methods of a public service the gateway must never forward (internal-only calls). */
   readonly internalMethods?: readonly string[];
+  /**
+   * What the service cannot answer without: backends (by engine readiness check name) and
+   * upstream services it calls. It is NOT_SERVING while one of these is down and SERVING
+   * otherwise; a backend it only uses as a cache or best-effort channel is not listed. Absent =
+   * needs nothing (stubs).
+   */
+  readonly needs?: readonly ServiceNeed[];
   create(deps: ServiceDeps): Promise<RunningService>;
 }

@@ -30,6 +30,9 @@ export interface GatewayAuth {
   readonly identityHeaders: (identity: Identity, methodPath: string) => Headers;
 }
 
+/** How long a verified API key is trusted without a store read: a revocation takes effect within it, on every engine. */
+export const API_KEY_CACHE_TTL_MS = 5_000;
+
 /** Throws ConfigError (one line naming the variable) on a bad setting. */
 export function createGatewayAuth(deps: {
   readonly env: Env;
@@ -45,7 +48,7 @@ export function createGatewayAuth(deps: {
   if (settings.jwt.devSecret) {
     log.warn({}, "auth: using the built-in DEV JWT secret (memory engine only); set SWITCHBOARD_JWT_HS256_SECRET or SWITCHBOARD_JWKS_URL for anything real");
   }
-  const apiKeys = new ApiKeyVerifier(createApiKeyStore(deps.engine, log), { cacheTtlMs: deps.engine.kind === "memory" ? 0 : 5_000 });
+  const apiKeys = new ApiKeyVerifier(createApiKeyStore(deps.engine, log), { cacheTtlMs: API_KEY_CACHE_TTL_MS });
   const authenticator = createAuthenticator({ jwt: settings.jwt, apiKeys, log });
   const limiter = new CreateRateLimiter({
     cache: deps.engine.cache,

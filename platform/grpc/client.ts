@@ -11,6 +11,7 @@ import {
   Channel,
   Client as GrpcJsClient,
   Metadata,
+  connectivityState,
   credentials as grpcCredentials,
   type ChannelCredentials,
   type ChannelOptions,
@@ -45,6 +46,13 @@ export type GrpcClient<S extends DescService> = Client<S> & {
   close(): void;
   /** Resolves once the channel is connected; rejects after `deadlineMs` ms. */
   waitForReady(deadlineMs: number): Promise<void>;
+  /**
+   * Whether the channel can carry a call now: true at once when connected; otherwise starts
+   * connecting and answers true when it connects within `ms`, false when the connection fails
+   * or is still pending by then. grpc-js has no connect timeout of its own: a call to an
+   * upstream that accepts TCP and never answers would wait for the call's deadline, or forever.
+   */
+  connectedWithin(ms: number): Promise<boolean>;
 };
 
 /**
@@ -121,6 +129,17 @@ export function createGrpcClient<S extends DescService>(
         if (err) reject(new ConnectError(`${target} not ready after ${deadlineMs} ms: ${err.message}`, Code.Unavailable));
         else resolve();
       });
+    });
+  out["connectedWithin"] = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      const deadline = Date.now() + ms;
+      const check = (): void => {
+        const state = channel.getConnectivityState(true);
+        if (state === connectivityState.READY) return resolve(true);
+        if (state === connectivityState.TRANSIENT_FAILURE || state === connectivityState.SHUTDOWN) return resolve(false);
+        channel.watchConnectivityState(state, deadline, (err) => (err ? resolve(false) : check()));
+      };
+      check();
     });
   return out as GrpcClient<S>;
 }

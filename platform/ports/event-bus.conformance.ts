@@ -91,6 +91,18 @@ export function eventBusConformance(makeBus: () => Promise<EventBusFixture>): vo
       expect(c.seq).toBe(a.seq + 1);
     });
 
+    it("a durable publish also reaches plain subscribers of its subject", async () => {
+      const stream = `S_${ns}`;
+      await f.bus.ensureStream(stream, [`${ns}.live.>`]);
+      const got: string[] = [];
+      const off = f.bus.subscribe(`${ns}.live.*`, (m) => void got.push(`${m.subject}:${dec(m.data)}`));
+      await sleep(50); // let the subscription reach the server
+      await f.bus.publishDurable(`${ns}.live.1`, enc("one"), "live-1");
+      await until("the live copy of a durable publish", () => got.length >= 1);
+      off();
+      expect(got).toEqual([`${ns}.live.1:one`]);
+    });
+
     it("publishDurable to a subject no stream captures is FailedPrecondition", async () => {
       const e = await f.bus.publishDurable(`${ns}.nostream`, enc("x"), "m").then(() => undefined, (err: unknown) => err);
       expect(isDomainError(e) && e.kind).toBe("FailedPrecondition");

@@ -14,7 +14,9 @@
  *    - `ensureStream(name, subjects)` creates the stream or updates its subjects (idempotent).
  *    - `publishDurable(subject, data, msgId)` resolves once the stream has stored the message;
  *      a second publish with the same msgId within the dedupe window is acknowledged as
- *      `duplicate: true` and stored once.
+ *      `duplicate: true` and stored once. As on NATS, a durable publish is also an ordinary
+ *      message on its subject: plain `subscribe`rs of that subject receive it (every publish,
+ *      duplicates included), so live watchers need no second publish.
  *    - `consume(stream, durableName, handler)` attaches to a durable consumer (created on first
  *      use, starting at the beginning of the stream). Delivery is at-least-once with explicit
  *      ack: the handler must call `msg.ack()`. A message is redelivered when the handler calls

@@ -54,6 +54,10 @@ export const chatModule: ServiceModule = {
   name: "chat",
   desc: ChatService,
   public: true,
+  // Messages, channels and markers live in Cassandra. Without token-range no new id can be
+  // minted once the worker-id lease runs out (sends answer UNAVAILABLE), but reads, Sync,
+  // receipts and live streams go on, so it is not a reason to be NOT_SERVING.
+  needs: ["cassandra"],
   async create({ config, log, engine, upstreamAddress, registry }) {
     const store = await createChatStore(engine, log, { retentionDays: config.chat.retentionDays, writeTimeoutMs: config.chat.writeTimeoutMs });
     const instanceId = `chat@${hostname()}:${process.pid}`;

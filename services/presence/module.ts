@@ -6,5 +6,7 @@ export const presenceModule: ServiceModule = {
   name: "presence",
   desc: PresenceService,
   public: true,
+  // A stub: answers Unimplemented without touching any backend.
+  needs: [],
   create: async () => notYetImplemented(PresenceService, "planned for a later release"),
 };

@@ -6,6 +6,8 @@ export const pushModule: ServiceModule = {
   name: "push",
   desc: PushService,
   public: true,
+  // A stub: answers Unimplemented without touching any backend.
+  needs: [],
   internalMethods: ["SendNotification"],
   create: async () => notYetImplemented(PushService, "planned for a later release"),
 };

@@ -17,6 +17,8 @@ export const redirectModule: ServiceModule = {
   name: "redirect",
   desc: RedirectService,
   public: true,
+  // Links in Cassandra (Redis is only a cache in front); click analytics and WatchClicks ride NATS.
+  needs: ["cassandra", "nats"],
   async create({ config, engine, log }) {
     const store = await createLinkStore(engine);
     const resolver = new LinkResolver(engine.cache, store, {

@@ -41,6 +41,9 @@ export const shortenerModule: ServiceModule = {
   name: "shortener",
   desc: ShortenerService,
   public: true,
+  // Links live in Cassandra. Token-range down still leaves buffered codes, aliases and reads;
+  // Redis down only refuses updates and deletes (the fence); NATS is best effort.
+  needs: ["cassandra"],
   async create({ config, log, engine, upstreamAddress }) {
     const policy = { ownHosts: readOwnHosts(config.gateway.publicBaseUrl), blockedDomains: readBlocklist() };
     // Read at start so a cluster process without SWITCHBOARD_CODE_KEY stops with one clear line.

@@ -9,6 +9,8 @@ export const tokenrangeModule: ServiceModule = {
   name: "tokenrange",
   desc: TokenRangeService,
   public: false,
+  // Ranges and worker ids are leased in ZooKeeper; nothing else is touched.
+  needs: ["zookeeper"],
   async create({ engine, log }) {
     const allocator = new RangeAllocator(engine.coordinator, { owner: `tokenrange-${process.pid}` });
     const workers = new WorkerLeaseRegistry(engine.coordinator, DEFAULT_ROOT);

@@ -82,6 +82,11 @@ export class MemoryBus implements EventBus {
 
   publish(subject: string, data: Uint8Array): void {
     checkSubject(subject, false);
+    this.fanOut(subject, data);
+  }
+
+  /** Core delivery to plain subscribers; handlers run later, never inside the publisher's call. */
+  private fanOut(subject: string, data: Uint8Array): void {
     for (const sub of this.subs) {
       if (!subjectMatches(sub.pattern, subject)) continue;
       queueMicrotask(() => {
@@ -147,6 +152,9 @@ export class MemoryBus implements EventBus {
       if (now - v.at <= stream.duplicateWindowMs) break;
       stream.msgIds.delete(id);
     }
+    // A JetStream publish is a NATS message first: plain subscribers of the subject get every
+    // publish, the repeated ones too (the dedupe is the stream's, not the subject's).
+    this.fanOut(subject, data.slice());
     const dup = stream.msgIds.get(msgId);
     if (dup) return { seq: dup.seq, duplicate: true };
     const seq = ++stream.lastSeq;
