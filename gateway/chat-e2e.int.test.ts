@@ -25,8 +25,9 @@ beforeAll(async () => {
   running = await runEmbedded(config, pino({ level: "warn" }), { env: { SWITCHBOARD_JWT_HS256_SECRET: jwtSecret } });
   await waitFor("the cluster mesh to be ready", async () => {
     const res = await fetch(`http://127.0.0.1:${running.gatewayPort}/readyz`);
-    return res.status === 200 ? true : undefined;
-  });
+    // 200 comes as soon as the gateway's own Cassandra is up; every service serving = nothing degraded.
+    return res.status === 200 && ((await res.json()) as { degraded: string[] }).degraded.length === 0 ? true : undefined;
+  }, 120_000);
 });
 
 afterAll(async () => {

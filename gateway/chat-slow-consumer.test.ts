@@ -69,7 +69,8 @@ beforeAll(async () => {
     "the child mesh to be ready",
     async () => {
       if (mesh.child.exitCode !== null) throw new Error(`mesh exited: ${mesh.output()}`);
-      return (await fetch(`${base}/readyz`)).ok ? true : undefined;
+      const res = await fetch(`${base}/readyz`);
+      return res.ok && ((await res.json()) as { degraded: string[] }).degraded.length === 0 ? true : undefined;
     },
     60_000,
   );
