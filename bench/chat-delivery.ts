@@ -24,6 +24,7 @@
  * of its channel exactly once (lost = never received within `--grace` s after the last ack,
  * duplicated = received more than once); no stream ended early (e.g. slow consumer).
  */
+import { setMaxListeners } from "node:events";
 import { fileURLToPath } from "node:url";
 import { ConnectError } from "@connectrpc/connect";
 import {
@@ -97,6 +98,8 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
   const sendErrors: string[] = [];
   let otherEvents = 0;
   const stop = new AbortController();
+  // One signal for every stream: each call adds a listener to it.
+  setMaxListeners(0, stop.signal);
 
   // Streams first: they must be attached before anything is sent.
   const streams: Promise<void>[] = [];
@@ -175,21 +178,23 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
     for (let i = 0; i < total; ) {
       const now = performance.now();
       for (; i < total && t0 + i * interval <= now; i++) {
-        const scheduled = t0 + i * interval;
-        track.scheduled[i] = scheduled;
-        const c = i % input.channels;
+        // The callbacks below run later, after i has moved on.
+        const k = i;
+        const scheduled = t0 + k * interval;
+        track.scheduled[k] = scheduled;
+        const c = k % input.channels;
         const start = performance.now();
         lag.push(start - scheduled);
         const p = clients[c % clients.length]!
-          .sendMessage({ channelId: channelIds[c]!, clientMessageId: `${name}:${i}`, text: `bench ${name} ${i}` }, { headers: senderHeaders[c]!, timeoutMs: 10_000 })
+          .sendMessage({ channelId: channelIds[c]!, clientMessageId: `${name}:${k}`, text: `bench ${name} ${k}` }, { headers: senderHeaders[c]!, timeoutMs: 10_000 })
           .then(
             () => {
-              ok[i] = 1;
+              ok[k] = 1;
               ackLat.push(performance.now() - start);
             },
             (e: unknown) => {
               failed++;
-              if (sendErrors.length < 5) sendErrors.push(`${name}:${i}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
+              if (sendErrors.length < 5) sendErrors.push(`${name}:${k}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
             },
           )
           .finally(() => inFlight.delete(p));

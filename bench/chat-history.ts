@@ -159,7 +159,7 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
   return { rows, problems };
 }
 
-type ChatStoreFactory = (engine: Engine, log?: EngineLog) => Promise<ChatStore> | ChatStore;
+type ChatStoreFactory = (engine: Engine, log?: EngineLog, options?: { writeTimeoutMs?: number }) => Promise<ChatStore>;
 
 async function seed(store: ChatStore, l: Layout, sender: string, inFlight: number, label: string): Promise<number> {
   const t0 = performance.now();
@@ -237,7 +237,8 @@ async function main(): Promise<boolean> {
         stepMs: (now - DAY_MS - sparseStart) / (sparse - 1),
       },
     ];
-    const store = await createChatStore(mesh.engine, pino({ level: "warn" }));
+    // A longer write timeout than the service's (2 s): 256 writes in flight queue up in Cassandra.
+    const store = await createChatStore(mesh.engine, pino({ level: "warn" }), { writeTimeoutMs: 10_000 });
     const seeded: string[] = [];
     for (const l of layouts) {
       const secs = await seed(store, l, reader, inFlight, l.name);
