@@ -39,6 +39,7 @@ import { grpcService, startGrpcServer } from "../platform/grpc/server.js";
 import { verifiedIdentity } from "../platform/grpc/verified-identity.js";
 import { createMetrics, type Metrics } from "../platform/metrics.js";
 import { shortenerModule } from "../services/shortener/module.js";
+import { noUpstreams } from "../services/module.js";
 import { assertionHeaders, testMeshKey } from "../testkit/mesh-identity.js";
 import { infraEnv, startInfra } from "../testkit/servers/index.js";
 import { childrenTicks, cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
@@ -221,7 +222,7 @@ async function main(): Promise<void> {
   const log = pino({ level: "warn" });
   try {
     for (let i = 0; i < 600 && !(await engine.readiness()).ready; i++) await new Promise((r) => setTimeout(r, 100));
-    const running = await shortenerModule.create({ config, log, engine });
+    const running = await shortenerModule.create({ config, log, engine, upstreamAddress: noUpstreams });
     const metrics = createMetrics();
     const server = await startGrpcServer({
       services: [grpcService(ShortenerService, running.impl)],

@@ -33,9 +33,15 @@ export async function runEmbedded(config: Config, log: Logger, options: MeshOpti
   const engine = await openEngine(config, log);
   const metrics = createMetrics();
   const servers: { name: ServiceName; server: RunningGrpcServer }[] = [];
+  // Services start in SERVICE_MODULES order, so a service reaches only those listed before it.
+  const upstreamAddress = (name: ServiceName): string => {
+    const started = servers.find((s) => s.name === name);
+    if (!started) throw new Error(`service ${name} is not started yet in the embedded mesh: list it before its callers in SERVICE_MODULES`);
+    return `127.0.0.1:${started.server.port}`;
+  };
   try {
     for (const module of Object.values(SERVICE_MODULES)) {
-      const server = await serveService(module, { config, log, engine }, { host: "127.0.0.1", port: 0, metrics });
+      const server = await serveService(module, { config, log, engine, upstreamAddress }, { host: "127.0.0.1", port: 0, metrics });
       servers.push({ name: module.name, server });
     }
     const edge = await startEdge({
@@ -67,7 +73,8 @@ export async function runService(name: ServiceName, config: Config, log: Logger)
   const engine = await openEngine(config, log);
   const metrics = createMetrics({ labels: { service: name } });
   const port = config.grpc.port || config.upstreams[name].port;
-  const server = await serveService(SERVICE_MODULES[name], { config, log, engine }, { host: config.grpc.host, port, metrics });
+  const upstreamAddress = (upstream: ServiceName): string => hostPort(config.upstreams[upstream]);
+  const server = await serveService(SERVICE_MODULES[name], { config, log, engine, upstreamAddress }, { host: config.grpc.host, port, metrics });
   server.onClose("engine", () => engine.close());
   return { grpcPorts: { [name]: server.port }, engine, close: () => server.shutdown(config.shutdownGraceMs) };
 }
@@ -82,10 +89,7 @@ export async function runGateway(config: Config, log: Logger, options: MeshOptio
     log,
     metrics,
     ...(options.env ? { env: options.env } : {}),
-    upstreams: Object.values(SERVICE_MODULES).map((module) => {
-      const { host, port } = config.upstreams[module.name];
-      return { module, address: `${host.includes(":") ? `[${host}]` : host}:${port}` };
-    }),
+    upstreams: Object.values(SERVICE_MODULES).map((module) => ({ module, address: hostPort(config.upstreams[module.name]) })),
   });
   return {
     gatewayPort: edge.port,
@@ -97,6 +101,11 @@ export async function runGateway(config: Config, log: Logger, options: MeshOptio
       await engine.close();
     },
   };
+}
+
+/** "host:port", IPv6 literals in brackets (what gRPC targets expect). */
+function hostPort({ host, port }: { readonly host: string; readonly port: number }): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
 async function closeAll(

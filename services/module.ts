@@ -12,7 +12,18 @@ export interface ServiceDeps {
   readonly config: Config;
   readonly log: Logger;
   readonly engine: Engine;
+  /**
+   * "host:port" at which another internal service is reached from this process (embedded: the
+   * loopback port of a service started earlier; alone: its configured upstream address). Throws
+   * for a service that cannot be reached from here yet.
+   */
+  readonly upstreamAddress: (name: ServiceName) => string;
 }
+
+/** For tests and tools that build one module without a mesh around it. */
+export const noUpstreams = (name: ServiceName): string => {
+  throw new Error(`no upstream address for service ${name} in this process`);
+};
 
 export interface RunningService {
   /** A Connect-style ServiceImpl (possibly partial: missing methods answer Unimplemented). */

@@ -1,10 +1,303 @@
-import { ChatService } from "../../gen/switchboard/chat/v1/chat_pb.js";
+/**
+ * ChatService over gRPC (public through the gateway): protobuf <-> Chat use cases, plus the two
+ * live streams. The caller is always requireCaller(ctx); device ids only scope delivery.
+ *
+ * Subscribe: one DeviceStream per (user, device) attached to the Delivery port (a newer stream
+ *   ends the older one with ABORTED), its events written as they come; detached when the call ends.
+ * Session: the same stream for output, with the client's frames read concurrently; send_acks are
+ *   merged into the output between events. A failed send is reported in its send_ack, and the
+ *   session stays open; a malformed frame ends it (INVALID_ARGUMENT).
+ */
+import { hostname } from "node:os";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  AddMembersResponseSchema,
+  ChatService,
+  CreateDirectChannelResponseSchema,
+  CreateGroupChannelResponseSchema,
+  DeleteMessageResponseSchema,
+  GetChannelResponseSchema,
+  GetHistoryResponseSchema,
+  LeaveChannelResponseSchema,
+  ListMyChannelsResponseSchema,
+  MarkDeliveredResponseSchema,
+  MarkReadResponseSchema,
+  RemoveMemberResponseSchema,
+  SendMessageResponseSchema,
+  SendTypingResponseSchema,
+  SessionResponseSchema,
+  SyncResponseSchema,
+  type SendMessageRequest,
+  type SessionRequest,
+  type SessionResponse,
+} from "../../gen/switchboard/chat/v1/chat_pb.js";
+import { DomainError, invalidArgument, isDomainError } from "../../platform/errors.js";
+import { codeForKind } from "../../platform/grpc/status.js";
+import { requireCaller } from "../../platform/identity.js";
 import type { ServiceModule } from "../module.js";
-import { notYetImplemented } from "../not-yet.js";
+import { LocalDelivery } from "./adapters/local-delivery.js";
+import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
+import { Chat } from "./chat.js";
+import { toPbChannel, toPbMessage } from "./domain/events.js";
+import { validateDeviceId } from "./domain/validate.js";
+import { DeviceStream, replacedStream } from "./live/device-stream.js";
+import type { Delivery, HistoryAnchor } from "./ports.js";
+import { createChatStore } from "./store.js";
 
 export const chatModule: ServiceModule = {
   name: "chat",
   desc: ChatService,
   public: true,
-  create: async () => notYetImplemented(ChatService, "planned for a later release"),
+  async create({ config, log, engine, upstreamAddress }) {
+    const store = await createChatStore(engine, log, { retentionDays: config.chat.retentionDays, writeTimeoutMs: config.chat.writeTimeoutMs });
+    const instanceId = `chat@${hostname()}:${process.pid}`;
+    const ids = await tokenRangeIdMinter({ target: upstreamAddress("tokenrange"), instanceId, log });
+    const delivery = new LocalDelivery();
+    const chat = new Chat({ store, ids, delivery, config: config.chat });
+    return {
+      impl: chatImpl(chat, delivery, { serverId: instanceId }),
+      close: async () => {
+        await ids.close?.();
+        await store.close?.();
+      },
+    };
+  },
 };
+
+export interface ChatImplOptions {
+  /** Named in Session's opened frame (diagnostics). */
+  readonly serverId: string;
+}
+
+/** The handlers; exported for tests that build a Chat on their own ports. */
+export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions): Partial<ServiceImpl<typeof ChatService>> {
+  const cfg = chat.config;
+  const user = (ctx: HandlerContext) => requireCaller(ctx).userId;
+
+  /** A live stream of one device, attached until the returned generator finishes. */
+  async function* live(userId: string, deviceId: string, signal: AbortSignal) {
+    const stream = new DeviceStream({ userId, deviceId, outboxEvents: cfg.outboxEvents, keepAliveMs: cfg.keepAliveMs });
+    const previous = delivery.attach(stream);
+    if (previous instanceof DeviceStream) previous.end(replacedStream());
+    try {
+      yield* stream.events(signal);
+    } finally {
+      delivery.detach(stream);
+      stream.end();
+    }
+  }
+
+  const send = async (userId: string, req: SendMessageRequest) => {
+    const r = await chat.send(userId, req.channelId, req.clientMessageId, req.text);
+    return create(SendMessageResponseSchema, { message: toPbMessage(r.message), duplicate: r.duplicate });
+  };
+
+  return {
+    async createDirectChannel(req, ctx) {
+      const r = await chat.createDirect(user(ctx), req.peerUserId);
+      return create(CreateDirectChannelResponseSchema, { channel: toPbChannel(r.channel), created: r.created });
+    },
+    async createGroupChannel(req, ctx) {
+      const channel = await chat.createGroup(user(ctx), req.name, req.memberUserIds, req.requestId);
+      return create(CreateGroupChannelResponseSchema, { channel: toPbChannel(channel) });
+    },
+    async getChannel(req, ctx) {
+      const r = await chat.getChannel(user(ctx), req.channelId);
+      return create(GetChannelResponseSchema, { channel: toPbChannel(r.channel, r.readUpToId) });
+    },
+    async addMembers(req, ctx) {
+      const r = await chat.addMembers(user(ctx), req.channelId, req.userIds);
+      return create(AddMembersResponseSchema, { channel: toPbChannel(r.channel), addedUserIds: r.added });
+    },
+    async removeMember(req, ctx) {
+      await chat.removeMember(user(ctx), req.channelId, req.userId);
+      return create(RemoveMemberResponseSchema, {});
+    },
+    async leaveChannel(req, ctx) {
+      await chat.leave(user(ctx), req.channelId);
+      return create(LeaveChannelResponseSchema, {});
+    },
+    async listMyChannels(req, ctx) {
+      const r = await chat.listMine(user(ctx), req.pageSize, req.pageToken);
+      return create(ListMyChannelsResponseSchema, {
+        channels: r.channels.map((c) => ({ ...toPbChannel(c.channel, c.readUpToId), unreadCount: c.unreadCount })),
+        nextPageToken: r.nextPageToken,
+      });
+    },
+    sendMessage: (req, ctx) => send(user(ctx), req),
+    async getHistory(req, ctx) {
+      const anchor: HistoryAnchor =
+        req.anchor.case === "beforeId" ? { beforeId: req.anchor.value } : req.anchor.case === "afterId" ? { afterId: req.anchor.value } : { newest: true };
+      const r = await chat.history(user(ctx), req.channelId, anchor, req.pageSize);
+      return create(GetHistoryResponseSchema, { messages: r.messages.map(toPbMessage), hasMore: r.hasMore });
+    },
+    async sync(req, ctx) {
+      const r = await chat.sync(user(ctx), req.deviceId, req.cursor, req.pageSize);
+      return create(SyncResponseSchema, { events: [...r.events], nextCursor: r.nextCursor, hasMore: r.hasMore, reset: r.reset });
+    },
+    async markRead(req, ctx) {
+      return create(MarkReadResponseSchema, { readUpToId: await chat.markRead(user(ctx), req.channelId, req.upToId) });
+    },
+    async markDelivered(req, ctx) {
+      return create(MarkDeliveredResponseSchema, { deliveredUpToId: await chat.markDelivered(user(ctx), req.deviceId, req.channelId, req.upToId) });
+    },
+    async deleteMessage(req, ctx) {
+      await chat.deleteMessage(user(ctx), req.channelId, req.messageId);
+      return create(DeleteMessageResponseSchema, {});
+    },
+    async sendTyping(req, ctx) {
+      await chat.sendTyping(user(ctx), req.channelId, req.active);
+      return create(SendTypingResponseSchema, {});
+    },
+    async *subscribe(req, ctx) {
+      const userId = user(ctx);
+      validateDeviceId(req.deviceId);
+      for await (const event of live(userId, req.deviceId, ctx.signal)) yield { event };
+    },
+    async *session(requests, ctx) {
+      const userId = user(ctx);
+      const input = requests[Symbol.asyncIterator]();
+      const first = await input.next();
+      if (first.done || first.value.frame.case !== "open") throw invalidArgument("open", "the first Session frame must be `open` (with device_id)");
+      const deviceId = validateDeviceId(first.value.frame.value.deviceId, "open.device_id");
+      yield create(SessionResponseSchema, {
+        frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
+      });
+      yield* sessionFrames(userId, deviceId, input, ctx.signal);
+    },
+  };
+
+  /**
+   * Output of an open session: live events and send_acks in one stream. The client's frames are
+   * handled one at a time, in order (a send's ack precedes the next frame's effects).
+   */
+  async function* sessionFrames(userId: string, deviceId: string, input: AsyncIterator<SessionRequest>, callSignal: AbortSignal): AsyncGenerator<SessionResponse> {
+    const stop = new AbortController();
+    const onCall = () => stop.abort();
+    callSignal.addEventListener("abort", onCall, { once: true });
+    const out = new FrameQueue();
+    const events = live(userId, deviceId, stop.signal);
+    const pumpEvents = (async () => {
+      try {
+        for await (const event of events) {
+          out.push(create(SessionResponseSchema, { frame: { case: "event", value: event } }));
+          // Take the next event only once the transport took this one: the stream's bounded outbox
+          // stays the only buffer, so a client that stops reading is still cut off as a slow consumer.
+          await out.room();
+        }
+        out.close();
+      } catch (e) {
+        out.close(e);
+      }
+    })();
+    const pumpInput = (async () => {
+      try {
+        for (;;) {
+          const r = await input.next();
+          if (r.done || stop.signal.aborted) break;
+          const ack = await handleFrame(userId, deviceId, r.value);
+          if (ack) out.push(ack);
+        }
+        // The client closed its side: nothing more will be asked, so the session is done.
+        out.close();
+      } catch (e) {
+        out.close(e);
+      }
+    })();
+    try {
+      yield* out.drain();
+    } finally {
+      callSignal.removeEventListener("abort", onCall);
+      stop.abort();
+      await pumpEvents;
+      // pumpInput ends with the call's request stream; its frames' effects are harmless after this.
+      void pumpInput;
+    }
+  }
+
+  async function handleFrame(userId: string, deviceId: string, req: SessionRequest): Promise<SessionResponse | undefined> {
+    const f = req.frame;
+    switch (f.case) {
+      case "open":
+        throw invalidArgument("open", "may only be the first Session frame");
+      case "send":
+        try {
+          const sent = await send(userId, f.value);
+          return create(SessionResponseSchema, { frame: { case: "sendAck", value: { clientMessageId: f.value.clientMessageId, result: { case: "sent", value: sent } } } });
+        } catch (e) {
+          const err = isDomainError(e) && e.kind !== "Internal" ? e : new DomainError("Unavailable", "the message was not stored; retry");
+          return create(SessionResponseSchema, {
+            frame: { case: "sendAck", value: { clientMessageId: f.value.clientMessageId, result: { case: "error", value: { code: codeForKind(err.kind), message: err.message } } } },
+          });
+        }
+      case "ack":
+        await chat.markDelivered(userId, f.value.deviceId || deviceId, f.value.channelId, f.value.upToId);
+        return undefined;
+      case "typing":
+        try {
+          await chat.sendTyping(userId, f.value.channelId, f.value.active);
+        } catch (e) {
+          // Typing is best effort: a flood is dropped, not a reason to end the session.
+          if (!(isDomainError(e) && e.kind === "ResourceExhausted")) throw e;
+        }
+        return undefined;
+      case "read":
+        await chat.markRead(userId, f.value.channelId, f.value.upToId);
+        return undefined;
+      default:
+        throw invalidArgument("frame", "is empty (one of open, send, ack, typing, read)");
+    }
+  }
+}
+
+/** A single-consumer queue of output frames that can end with an error. */
+class FrameQueue {
+  private readonly items: SessionResponse[] = [];
+  private ended: { error: unknown } | undefined;
+  private wake: (() => void) | undefined;
+  private roomWaiter: (() => void) | undefined;
+
+  /** Resolves once at most one frame is waiting (or the queue ended). */
+  room(): Promise<void> {
+    if (this.items.length <= 1 || this.ended) return Promise.resolve();
+    return new Promise<void>((r) => (this.roomWaiter = r));
+  }
+
+  push(f: SessionResponse): void {
+    if (this.ended) return;
+    this.items.push(f);
+    this.wake?.();
+  }
+
+  close(error?: unknown): void {
+    if (this.ended) return;
+    this.ended = { error };
+    this.wake?.();
+    this.freeRoom();
+  }
+
+  private freeRoom(): void {
+    const r = this.roomWaiter;
+    this.roomWaiter = undefined;
+    r?.();
+  }
+
+  async *drain(): AsyncGenerator<SessionResponse> {
+    for (;;) {
+      const f = this.items.shift();
+      if (f) {
+        if (this.items.length <= 1) this.freeRoom();
+        yield f;
+        continue;
+      }
+      if (this.ended) {
+        if (this.ended.error !== undefined) throw this.ended.error;
+        return;
+      }
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = undefined;
+    }
+  }
+}

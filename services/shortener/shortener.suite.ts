@@ -26,6 +26,7 @@ import { actingAs, signingClient, testMeshKey } from "../../testkit/mesh-identit
 import { createClickStatsStore } from "../analytics/store.js";
 import { createLinkStore } from "../links/store.js";
 import { shortenerModule } from "./module.js";
+import { noUpstreams } from "../module.js";
 
 export interface SuiteFixture {
   readonly engine: Engine;
@@ -48,7 +49,7 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       fx = await open();
       const config = loadConfig({ ...fx.env, SWITCHBOARD_PUBLIC_BASE_URL: BASE });
       const log = pino({ level: "silent" });
-      const running = await shortenerModule.create({ config, log, engine: fx.engine });
+      const running = await shortenerModule.create({ config, log, engine: fx.engine, upstreamAddress: noUpstreams });
       closeModule = running.close?.bind(running);
       server = await startGrpcServer({ services: [grpcService(ShortenerService, running.impl)], port: 0, log, contextValues: verifiedIdentity(testMeshKey) });
       // Calls carry the gateway's proof of the caller: an assertion signed per method.

@@ -12,6 +12,7 @@ import { grpcService, startGrpcServer, type RunningGrpcServer } from "../../plat
 import type { Config } from "../../platform/config.js";
 import { createLeaseClient } from "./lease-client.js";
 import { tokenrangeModule } from "./module.js";
+import { noUpstreams } from "../module.js";
 import { grpcRangeSource, type RangeSource } from "./range-source.js";
 
 const log = pino({ level: "silent" });
@@ -22,7 +23,7 @@ let closeSvc: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   engine = openMemoryEngine(silentLog);
-  const svc = await tokenrangeModule.create({ engine, log, config: {} as Config });
+  const svc = await tokenrangeModule.create({ engine, log, config: {} as Config, upstreamAddress: noUpstreams });
   closeSvc = svc.close;
   srv = await startGrpcServer({ services: [grpcService(TokenRangeService, svc.impl)], port: 0, log });
   client = createGrpcClient(TokenRangeService, `127.0.0.1:${srv.port}`, { defaultTimeoutMs: 5_000 });

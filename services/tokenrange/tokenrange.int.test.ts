@@ -12,6 +12,7 @@ import { grpcService, startGrpcServer } from "../../platform/grpc/server.js";
 import { infra } from "../../testkit/keyspace.js";
 import { freePort } from "../../testkit/servers/index.js";
 import { createLeaseClient } from "./lease-client.js";
+import { noUpstreams } from "../module.js";
 import { tokenrangeModule } from "./module.js";
 import { grpcRangeSource } from "./range-source.js";
 import { tokenRangeConformance } from "./testing/tokenrange.conformance.js";
@@ -42,7 +43,7 @@ it("gRPC service on ZooKeeper: ZooKeeper down -> Unavailable; the lease client s
   await zk.whenConnected(20_000);
   const engine = { kind: "cluster", coordinator: zk } as unknown as Engine;
   const log = pino({ level: "silent" });
-  const svc = await tokenrangeModule.create({ engine, log, config: {} as Config });
+  const svc = await tokenrangeModule.create({ engine, log, config: {} as Config, upstreamAddress: noUpstreams });
   const srv = await startGrpcServer({ services: [grpcService(TokenRangeService, svc.impl)], port: 0, log });
   cleanups.push(() => srv.shutdown(100));
   cleanups.push(() => svc.close?.());

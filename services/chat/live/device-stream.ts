@@ -1,0 +1,144 @@
+/**
+ * One device's live stream: a bounded outbox between the delivery port (which must never wait)
+ * and the transport (which writes only as fast as the client reads, thanks to HTTP/2 flow
+ * control and grpc-js drain). When the outbox is full the reader has fallen too far behind;
+ * thinning it silently would lie to the client (the Centrifugo `recovered` complaint), so the
+ * stream ends as a slow consumer and the client recovers everything with Sync.
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { ChatEventSchema, KeepAliveSchema, type ChatEvent } from "../../../gen/switchboard/chat/v1/chat_pb.js";
+import { DomainError } from "../../../platform/errors.js";
+import type { LiveStream } from "../ports.js";
+
+export interface DeviceStreamOptions {
+  readonly userId: string;
+  readonly deviceId: string;
+  /** Events queued before the stream ends as a slow consumer. */
+  readonly outboxEvents: number;
+  /** A keep_alive event after this long without any event. */
+  readonly keepAliveMs: number;
+  /** Told once when the stream has ended, however it ended (e.g. to detach it from delivery). */
+  readonly onEnd?: (stream: DeviceStream, error: DomainError | undefined) => void;
+}
+
+export const slowConsumer = (outboxEvents: number): DomainError =>
+  new DomainError(
+    "ResourceExhausted",
+    `slow consumer: more than ${outboxEvents} events waited for this stream; call Sync from your last cursor and subscribe again`,
+  );
+
+export const replacedStream = (): DomainError =>
+  new DomainError("Aborted", "replaced by a newer stream of the same device");
+
+export class DeviceStream implements LiveStream {
+  readonly userId: string;
+  readonly deviceId: string;
+  private readonly outboxEvents: number;
+  private readonly keepAliveMs: number;
+  private readonly onEnd: DeviceStreamOptions["onEnd"];
+  private queue: ChatEvent[] = [];
+  private head = 0;
+  private wake: (() => void) | undefined;
+  private endedWith: { error: DomainError | undefined } | undefined;
+  private notified = false;
+
+  constructor(opts: DeviceStreamOptions) {
+    this.userId = opts.userId;
+    this.deviceId = opts.deviceId;
+    this.outboxEvents = opts.outboxEvents;
+    this.keepAliveMs = opts.keepAliveMs;
+    this.onEnd = opts.onEnd;
+  }
+
+  get ended(): boolean {
+    return this.endedWith !== undefined;
+  }
+
+  /** Events waiting to be written (metrics, tests). */
+  get queued(): number {
+    return this.queue.length - this.head;
+  }
+
+  push(event: ChatEvent): void {
+    if (this.endedWith) return;
+    if (this.queued >= this.outboxEvents) {
+      this.end(slowConsumer(this.outboxEvents));
+      return;
+    }
+    this.queue.push(event);
+    this.signal();
+  }
+
+  /** Ends the stream now; queued events are dropped (the client recovers them with Sync). */
+  end(error?: DomainError): void {
+    if (this.endedWith) return;
+    this.endedWith = { error };
+    this.queue = [];
+    this.head = 0;
+    this.signal();
+    this.notifyEnd();
+  }
+
+  async *events(signal: AbortSignal): AsyncGenerator<ChatEvent> {
+    const onAbort = () => this.end();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      if (signal.aborted) this.end();
+      for (;;) {
+        const next = this.take();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (this.endedWith) {
+          if (this.endedWith.error) throw this.endedWith.error;
+          return;
+        }
+        if (await this.waitOrKeepAlive()) continue;
+        yield create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } });
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      // The consumer stopped (client gone, write failed): nothing more may queue here.
+      this.end();
+    }
+  }
+
+  private take(): ChatEvent | undefined {
+    if (this.head >= this.queue.length) return undefined;
+    const ev = this.queue[this.head]!;
+    this.head += 1;
+    // Compact now and then so a long-lived stream does not keep every event it ever sent.
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    return ev;
+  }
+
+  /** True when woken by an event or the end; false when the keep-alive interval passed idle. */
+  private waitOrKeepAlive(): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wake = undefined;
+        resolve(false);
+      }, this.keepAliveMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve(true);
+      };
+    });
+  }
+
+  private signal(): void {
+    this.wake?.();
+  }
+
+  private notifyEnd(): void {
+    if (this.notified) return;
+    this.notified = true;
+    this.onEnd?.(this, this.endedWith?.error);
+  }
+}
