@@ -27,9 +27,8 @@
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { ConnectError } from "@connectrpc/connect";
-import type { Engine } from "../platform/engine.js";
-import type { EngineLog } from "../platform/engines/log.js";
 import type { ChatStore, MessageRecord } from "../services/chat/ports.js";
+import { createChatStore } from "../services/chat/store.js";
 import { SNOWFLAKE_EPOCH_MS } from "../services/tokenrange/snowflake.js";
 import {
   authHeaders,
@@ -159,8 +158,6 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
   return { rows, problems };
 }
 
-type ChatStoreFactory = (engine: Engine, log?: EngineLog, options?: { writeTimeoutMs?: number }) => Promise<ChatStore>;
-
 async function seed(store: ChatStore, l: Layout, sender: string, inFlight: number, label: string): Promise<number> {
   const t0 = performance.now();
   let lastPrint = t0;
@@ -214,9 +211,6 @@ async function main(): Promise<boolean> {
   if (spanDays * DAY_MS < messages) usage("--span-days too short: the dense channel needs at least 1 ms per message");
   const { chatClient } = await loadGenerator(); // fail fast (exit 3) before starting any server
   const header = runHeader();
-  // The chat store ships on branch chat/store; named at run time so this file typechecks before it lands.
-  const storeModule = "../services/chat/store.js";
-  const { createChatStore } = (await import(storeModule)) as { createChatStore: ChatStoreFactory };
   const mesh = await startChatMesh(engineKind, "chat_history");
   try {
     console.log(`mesh ready on ${mesh.baseUrl} (${engineKind} engine)`);
