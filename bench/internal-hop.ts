@@ -10,8 +10,8 @@
  *                 (c) vs (a) is grpc-js's own cost; (b) vs (c) is our adapter's.
  *
  * All are driven by the same h2load command (unary, same body). Rounds alternate a/b/c to spread
- * machine noise. p50/p99 come from h2load's per-request log. If h2load is missing, an in-process
- * grpc-js client loop drives (b) only, and the output says so.
+ * machine noise. p50/p99 come from h2load's per-request log. Without h2load it exits 2 with the
+ * install line; `--inproc` asks for an in-process grpc-js client loop driving (b) only.
  *
  *   npx tsx bench/internal-hop.ts [--requests 30000] [--clients 10] [--streams 10] [--rounds 2]
  */
@@ -29,6 +29,7 @@ import { createMetrics } from "../platform/metrics.js";
 import { startGrpcServer } from "../platform/grpc/server.js";
 import { grpcServiceDefinition } from "../platform/grpc/service-definition.js";
 import { createGrpcClient } from "../platform/grpc/client.js";
+import { EXIT_MISSING_TOOL, provenance } from "./bench-guard.js";
 import {
   Health,
   HealthCheckResponseSchema,
@@ -165,7 +166,12 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(path.join(os.tmpdir(), "bench-hop-"));
   const results: Result[] = [];
-  const useH2load = await hasH2load();
+  const useH2load = !process.argv.includes("--inproc");
+  if (useH2load && !(await hasH2load())) {
+    console.error("h2load not found: this benchmark needs it as its load generator. Install it with: apt-get install nghttp2-client (or pass --inproc for the in-process client loop, hop only)");
+    process.exit(EXIT_MISSING_TOOL);
+  }
+  console.log(provenance());
   try {
     if (useH2load) {
       console.log(`driver: h2load -n${REQUESTS} -c${CLIENTS} -m${STREAMS} -t1 (unary ${PATH})`);
@@ -183,7 +189,8 @@ async function main(): Promise<void> {
         for (const [name, port] of bc) results.push(await h2load(name, port, dir, REQUESTS));
       }
     } else {
-      console.log("h2load not found: FALLBACK in-process grpc-js client loop, hop only (no baseline)");
+      // Only on request: a client loop in this process measures something else (no baseline).
+      console.log("--inproc: in-process grpc-js client loop, hop only (no baseline)");
       await clientLoop("warmup", hop.port, 5_000);
       for (let r = 1; r <= ROUNDS; r++) results.push(await clientLoop(`(b) grpc-js + adapter hop #${r}`, hop.port, REQUESTS));
     }

@@ -42,6 +42,7 @@ import { shortenerModule } from "../services/shortener/module.js";
 import { noUpstreams } from "../services/module.js";
 import { assertionHeaders, testMeshKey } from "../testkit/mesh-identity.js";
 import { infraEnv, startInfra } from "../testkit/servers/index.js";
+import { EXIT_MISSING_TOOL, provenance } from "./bench-guard.js";
 import { childrenTicks, cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
 import { grpcFrame, H2LOAD_INSTALL_HINT, hasH2load, percentile, startH2load } from "./h2load.js";
 
@@ -198,9 +199,13 @@ async function main(): Promise<void> {
   const h2loadPresent = LOADER_ARG === undefined || LOADER_ARG === "h2load" ? await hasH2load() : false;
   const LOADER = LOADER_ARG ?? (h2loadPresent && MODE === "generated" ? "h2load" : "fork");
   const OWNERS = LOADER === "h2load" ? Number(OWNERS_ARG ?? CLIENTS) : Math.min(16, CONCURRENCY);
-  if (LOADER_ARG === undefined && LOADER !== "h2load") {
-    console.log(h2loadPresent ? `--mode ${MODE} needs distinct requests: using --loader fork` : `${H2LOAD_INSTALL_HINT}; using --loader fork (grpc-js)`);
+  if (LOADER_ARG === undefined && MODE === "generated" && !h2loadPresent) {
+    // Never a silent switch to another load generator: its figures are not comparable.
+    console.error(`${H2LOAD_INSTALL_HINT} (the default load generator; or pass --loader fork for grpc-js clients)`);
+    process.exit(EXIT_MISSING_TOOL);
   }
+  if (LOADER_ARG === undefined && LOADER !== "h2load") console.log(`--mode ${MODE} needs distinct requests: using --loader fork`);
+  console.log(provenance());
   if (!["h2load", "fork", "inproc"].includes(LOADER)) throw new Error(`--loader ${LOADER}: expected h2load, fork or inproc`);
   if (LOADER === "h2load") {
     const usage = (msg: string): never => {

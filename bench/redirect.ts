@@ -4,7 +4,11 @@
  * lost" check; then the cache-miss path (near-cache hit vs Redis vs database) in-process.
  *
  *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split] [--drain] [--links 10000]
- *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare]
+ *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare] [--sabotage]
+ *
+ * Exits 2 when wrk (or /usr/bin/time) is missing, 1 when a check fails: any non-3xx answer or socket
+ * error, the door's count of redirects not matching wrk's, or clicks recorded != redirects served.
+ * `--sabotage` sends 5 redirects behind wrk's back to show that the checks fail the run.
  *
  * --engine cluster uses the SWITCHBOARD_* servers of the environment (e.g. from `npm run
  * infra:up`), or starts its own (testkit startInfra()) when SWITCHBOARD_CASSANDRA_CONTACT_POINTS
@@ -39,6 +43,7 @@ import { createClickStatsStore } from "../services/analytics/store.js";
 import { CLICKS_STREAM, clickBatchSubject } from "../services/redirect/subjects.js";
 import { freePort, spawnSwitchboard, waitFor } from "../testkit/processes.js";
 import { infraEnv, startInfra, type Infra } from "../testkit/servers/index.js";
+import { Checks, provenance, requireTool } from "./bench-guard.js";
 import { cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
 import type { Link } from "../services/links/ports.js";
 import { createLinkStore } from "../services/links/store.js";
@@ -61,6 +66,8 @@ const TOPOLOGY = args.get("topology") ?? "embedded";
 const DRAIN = args.has("drain");
 const DRAIN_LIMIT_MS = 30 * 60_000;
 const HOT = Math.floor(LINKS / 5);
+/** Break the run on purpose (extra redirects behind wrk's back): the bench must then exit 1. */
+const SABOTAGE = args.has("sabotage");
 /** "door" or "bare": only that server is measured (for profiling with --cpu-prof). */
 const ONLY = args.get("only") ?? "";
 const CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
@@ -104,6 +111,8 @@ function ms(v: string, unit: string): number {
   return unit === "us" ? x / 1000 : unit === "s" ? x * 1000 : x;
 }
 
+const checks = new Checks();
+
 /** Other processes whose CPU each run reports (the servers this bench started itself). */
 const watched: [string, number][] = [];
 
@@ -122,6 +131,8 @@ async function wrk(name: string, port: number, script: string, serverPid: number
     p.on("error", reject);
     p.on("exit", () => resolve(s));
   });
+  // A wrk that could not run (bad script, refused connection) prints no summary: never a row of NaN.
+  if (!/Requests\/sec:/.test(out)) throw new Error(`wrk printed no result for ${name}:\n${out}`);
   const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
   const lat = (pct: string) => {
     const m = new RegExp(`\\s${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
@@ -231,6 +242,9 @@ async function closedLoop(name: string, seconds: number, concurrency: number, op
 }
 
 async function main(): Promise<void> {
+  requireTool("wrk", "apt-get install wrk");
+  requireTool("/usr/bin/time", "apt-get install time");
+  console.log(provenance());
   const env: Record<string, string | undefined> = {
     ...process.env,
     SWITCHBOARD_ENGINE: ENGINE,
@@ -322,7 +336,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
     const bare = await startBare();
     // Warm-up (JIT, near-cache): counted in redirects served like every other door request.
     await wrk("warm-up bare", bare.port, script, process.pid, 2);
-    await wrk("warm-up door", gatewayPort, script, gatewayPid, 2);
+    const doorWarmUp = await wrk("warm-up door", gatewayPort, script, gatewayPid, 2);
     const rows: WrkResult[] = [];
     for (let r = 1; r <= ROUNDS; r++) {
       const order = ONLY === "door" ? ["door"] : ONLY === "bare" ? ["bare"] : r % 2 === 1 ? ["bare", "door"] : ["door", "bare"];
@@ -339,6 +353,27 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
     }
     await bare.close();
     console.log(`\n${table(rows)}`);
+    for (const r of [doorWarmUp, ...rows]) {
+      checks.check(r.non3xx === 0, `${r.name}: every answer a redirect (${r.non3xx} non-3xx)`);
+      checks.check(r.errors === 0, `${r.name}: no socket errors (${r.errors})`);
+    }
+    if (SABOTAGE) {
+      // Proves the checks bite: redirects wrk never sent, answered to a link-preview bot (served
+      // by the door, not a human click), so both the served and the clicks checks must fail.
+      for (let i = 0; i < 5; i++) {
+        await fetch(`http://127.0.0.1:${gatewayPort}/${codeOf(i)}`, { redirect: "manual", headers: { "user-agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)" } });
+      }
+      console.log("--sabotage: 5 redirects outside wrk, to a preview bot");
+    }
+    // "Served" counted twice: by the load generator and by the door. The door also counts what
+    // wrk cut off at the end of a run (at most one in-flight request per connection).
+    const doorRuns = [doorWarmUp, ...rows.filter((x) => x.name.startsWith("(b)"))];
+    const sentByWrk = doorRuns.reduce((a, x) => a + x.requests, 0);
+    const countedByDoor = await redirectsServed(gatewayPort);
+    checks.check(
+      countedByDoor >= sentByWrk && countedByDoor <= sentByWrk + CONNECTIONS * doorRuns.length,
+      `redirects: wrk completed ${sentByWrk}, the door counted ${countedByDoor} (may exceed by at most ${CONNECTIONS} per run)`,
+    );
     if (watched.length > 0) for (const r of rows) console.log(`${r.name}: ${r.others}`);
     const avg = (prefix: string) => {
       const xs = rows.filter((x) => x.name.startsWith(prefix));
@@ -407,6 +442,7 @@ async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void
   console.log(
     `\nclicks: redirects served ${served} (${servedAtStop} when wrk stopped), recorded human ${human}, recorded total ${total}, dropped ${dropped}, drained in ${Date.now() - tDrain} ms -> ${human === served ? "OK: equal" : "MISMATCH"}`,
   );
+  checks.check(served > 0 && human === served && dropped === 0, `clicks recorded (human ${human}) == redirects served (${served}), none dropped (${dropped})`);
 }
 
 /**
@@ -443,6 +479,7 @@ async function clicksInStream(engine: Engine, gatewayPort: number, gatewayPid: n
   console.log(
     `\nclicks (CLICKS stream, ${subject}): redirects served ${served} (${servedAtStop} when wrk stopped), clicks in the stream ${clicks}, human ${human}, dropped ${dropped}, read in ${Date.now() - t0} ms -> ${human === served && clicks === served ? "OK: equal" : "MISMATCH"}`,
   );
+  checks.check(served > 0 && human === served && clicks === served && dropped === 0, `clicks in the stream (${clicks}, human ${human}) == redirects served (${served}), none dropped (${dropped})`);
 }
 
 /** Cache-miss path, in-process through the shared resolver module. */
@@ -468,7 +505,7 @@ async function missPath(engine: Engine): Promise<void> {
 }
 
 main().then(
-  () => process.exit(0),
+  () => checks.exit(),
   (e: unknown) => {
     console.error(e);
     process.exit(1);

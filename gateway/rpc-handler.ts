@@ -29,7 +29,7 @@ import {
 } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
 import type { Admission } from "./auth/admission.js";
 import { ACCEPT_COMPRESSION, bodyShapeOf, checkGetMessage, guardBody } from "./body-guard.js";
@@ -110,10 +110,13 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
           })
         : uReq.body;
     }
-    const uRes = await route.handler({ ...uReq, header, body });
+    let uRes = await route.handler({ ...uReq, header, body });
     // HTTP/1.1 can only skip an unread body by closing the connection after the answer (HTTP/2
     // flow control already caps what a client can push into a stream nobody reads).
-    if (refusal !== undefined && !req.complete && !("stream" in req)) uRes.header?.set("connection", "close");
+    if (!("stream" in req)) {
+      if (refusal !== undefined && !req.complete) uRes.header?.set("connection", "close");
+      else uRes = closingAfterUnreadBody(uRes, req as http.IncomingMessage);
+    }
     await universalResponseToNodeResponse(uRes, res as http.ServerResponse);
   };
 
@@ -126,6 +129,29 @@ export function createRpcHandler(opts: RpcHandlerOptions): RpcHandler {
       if (!res.headersSent) writeConnectUnaryError(res, new ConnectError("internal error", Code.Internal));
       else res.end();
     });
+  };
+}
+
+/**
+ * A body refused part-way (a message over the size limit, found while reading) is still on the
+ * connection when the answer starts; Node does not skip a body that was partly consumed, so a
+ * keep-alive connection would hang the client's next request. The answer's headers go out with
+ * its first chunk, after the read failed: mark the connection to close then.
+ */
+function closingAfterUnreadBody(uRes: UniversalServerResponse, req: http.IncomingMessage): UniversalServerResponse {
+  const body = uRes.body;
+  if (!body || !uRes.header || !(Symbol.asyncIterator in body)) return uRes;
+  const header = uRes.header;
+  return {
+    ...uRes,
+    body: (async function* () {
+      let first = true;
+      for await (const chunk of body) {
+        if (first && !req.complete) header.set("connection", "close");
+        first = false;
+        yield chunk;
+      }
+    })(),
   };
 }
 

@@ -9,17 +9,46 @@
  * URL at most 2048 (services/shortener/domain/validate.ts); 16 KiB leaves room for that in JSON
  * with every optional field. Operators override per method (SWITCHBOARD_GATEWAY_METHOD_MAX_BYTES)
  * or change the default (SWITCHBOARD_GATEWAY_MAX_MESSAGE_BYTES).
+ *
+ * Chat: a message text is up to 100,000 code points, 400,000 UTF-8 bytes in protobuf, and up to
+ * 600,000 bytes as JSON when every character is a \u-escaped control character. SendMessage and
+ * Session (whose `send` frame carries a SendMessageRequest; the limit is per frame) get 1 MiB.
+ * Group membership calls carry up to 100 user ids of up to 256 characters, which JSON escaping
+ * can double (about 52 KB): 64 KiB. Raising SWITCHBOARD_CHAT_MAX_GROUP_MEMBERS far above 100
+ * needs a matching override for CreateGroupChannel and AddMembers.
+ * The calls that carry only ids (a channel, a device, a user, a message, a flag) get 4 KiB:
+ * 256-character ids escaped are still a few hundred bytes, and a request flood of those methods
+ * cannot make the edge parse 16 KiB each. Calls with page tokens or cursors keep the default.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConfigError } from "../platform/config.js";
 
-/** Methods whose requests are tiny by construction. */
+/** A chat message of 100,000 code points, in protobuf or JSON (escapes included). */
+export const CHAT_TEXT_BYTES = 1024 * 1024;
+const CHAT_MEMBERS_BYTES = 64 * 1024;
+const CHAT_IDS_BYTES = 4 * 1024;
+
+/** Methods whose requests are tiny by construction, or larger than the default by design. */
 const BUILT_IN: Readonly<Record<string, number>> = {
   "switchboard.redirect.v1.RedirectService/Resolve": 1024,
   "switchboard.redirect.v1.RedirectService/WatchClicks": 1024,
   "grpc.health.v1.Health/Check": 1024,
   "grpc.health.v1.Health/Watch": 1024,
   "grpc.health.v1.Health/List": 1024,
+  // Chat: see the header for the sizes.
+  "switchboard.chat.v1.ChatService/SendMessage": CHAT_TEXT_BYTES,
+  "switchboard.chat.v1.ChatService/Session": CHAT_TEXT_BYTES,
+  "switchboard.chat.v1.ChatService/CreateGroupChannel": CHAT_MEMBERS_BYTES,
+  "switchboard.chat.v1.ChatService/AddMembers": CHAT_MEMBERS_BYTES,
+  "switchboard.chat.v1.ChatService/CreateDirectChannel": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/GetChannel": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/RemoveMember": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/LeaveChannel": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/MarkRead": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/MarkDelivered": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/DeleteMessage": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/SendTyping": CHAT_IDS_BYTES,
+  "switchboard.chat.v1.ChatService/Subscribe": CHAT_IDS_BYTES,
   // Reflection requests carry a host and one file or symbol name.
   "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": 2048,
   "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": 2048,

@@ -16,6 +16,8 @@ export interface CqlOptions {
   readonly prepare?: boolean;
   /** Lets the driver retry/speculate; set for reads and idempotent writes. */
   readonly idempotent?: boolean;
+  /** Client-side timeout of this request (driver readTimeout); default: the client's. */
+  readonly timeoutMs?: number;
 }
 
 export interface CqlPage {
@@ -113,6 +115,7 @@ export class DriverCqlSession implements CqlSession {
           ...(options.counter ? { counter: true } : {}),
           consistency: CONSISTENCY[options.consistency ?? "localQuorum"],
           ...(options.idempotent !== undefined ? { isIdempotent: options.idempotent } : {}),
+          ...(options.timeoutMs !== undefined ? { readTimeout: options.timeoutMs } : {}),
         },
       );
     } catch (err) {
@@ -132,6 +135,7 @@ export class DriverCqlSession implements CqlSession {
         consistency: CONSISTENCY[options.consistency ?? "localQuorum"],
         serialConsistency: types.consistencies.localSerial,
         ...(options.idempotent !== undefined ? { isIdempotent: options.idempotent } : {}),
+        ...(options.timeoutMs !== undefined ? { readTimeout: options.timeoutMs } : {}),
         ...(page ? { fetchSize: page.fetchSize, ...(page.pageState ? { pageState: page.pageState } : {}) } : {}),
       });
     } catch (err) {

@@ -141,6 +141,23 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         expect(ch?.lastEventId).toBe(created);
       });
 
+      it("a retried createChannel (same content) after a membership change returns false and undoes nothing", async () => {
+        const id = chId();
+        const created = nextId();
+        const ms = [member("alice", created, "owner"), member("bob", created)];
+        const ev = memberEvent(id, created, MemberChangeKind.CREATED, ["alice", "bob"]);
+        expect(await s().createChannel(record(id), ms, ev)).toBe(true);
+        const left = nextId();
+        expect(await s().changeMembership({ channelId: id, expectedVersion: 1, remove: ["bob"], event: memberEvent(id, left, MemberChangeKind.LEFT, ["bob"]) })).toBe("ok");
+        expect(await s().createChannel(record(id), ms, ev)).toBe(false);
+        expect(await s().getMember(id, "bob")).toBeUndefined();
+        expect((await s().userChannels("bob")).find((u) => u.channelId === id)?.leftId).toBe(left);
+        const ch = await s().getChannel(id);
+        expect(ch?.version).toBe(2);
+        expect(ch?.members.map((m) => m.userId)).toEqual(["alice"]);
+        expect((await s().eventsAfter(id, 0n, 10)).map((e) => e.id)).toEqual([created, left]);
+      });
+
       it("members are listed in join order (joinedId ascending)", async () => {
         const { id, created } = await group(["zed", "amy"]);
         const addId = nextId();

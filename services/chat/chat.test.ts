@@ -158,6 +158,20 @@ describe("groups", () => {
   });
 });
 
+describe("membership conflicts", () => {
+  it("a change that keeps losing the compare-and-set answers ABORTED after a few fresh attempts", async () => {
+    const { chat, store } = testWorld();
+    const g = await chat.createGroup("alice", "g", ["bob"], "");
+    let attempts = 0;
+    store.changeMembership = async () => {
+      attempts++;
+      return "conflict";
+    };
+    await refused(chat.addMembers("alice", g.id, ["carol"]), "Aborted", /changed concurrently/);
+    expect(attempts).toBe(5);
+  });
+});
+
 describe("messages", () => {
   it("send is idempotent by client_message_id, delivered to every member's devices, readable in history", async () => {
     const { chat, delivery } = testWorld();
@@ -323,6 +337,15 @@ describe("list and sync basics", () => {
     await chat.send("alice", c1.id, "x", "bump c1");
     const p1 = await chat.listMine("alice", 1, "");
     expect(p1.channels.map((c) => c.channel.id)).toEqual([c1.id]);
+    clock.advance(1);
+    await chat.markRead("carol", c2.id, (await chat.send("alice", c2.id, "y", "bump c2")).message.id);
+    clock.advance(1);
+    await chat.send("alice", c1.id, "z", "bump c1 again");
+    clock.advance(1);
+    await chat.markRead("carol", c2.id, (await chat.history("carol", c2.id, { newest: true }, 1)).messages[0]!.id);
+    await chat.markRead("bob", c1.id, (await chat.history("bob", c1.id, { newest: true }, 1)).messages[0]!.id);
+    // Reading is not activity: c1 has the newest message.
+    expect((await chat.listMine("alice", 0, "")).channels.map((c) => c.channel.id)).toEqual([c1.id, c2.id]);
     const p2 = await chat.listMine("alice", 1, p1.nextPageToken);
     expect(p2.channels.map((c) => c.channel.id)).toEqual([c2.id]);
     expect(p2.nextPageToken).toBe("");

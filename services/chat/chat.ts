@@ -237,11 +237,18 @@ export class Chat {
     const size = pageSizeOf(pageSize, "page_size", LIST_DEFAULT, LIST_MAX);
     const offset = decodeChannelPageToken(caller, pageToken);
     const rows = (await this.store.userChannels(caller)).filter((u) => u.leftId === undefined);
+    const joined = new Map(rows.map((r) => [r.channelId, r.joinedId]));
     const channels = (await Promise.all(rows.map((r) => this.store.getChannel(r.channelId)))).filter((c): c is Channel => c !== undefined);
-    channels.sort((a, b) => (a.lastEventId === b.lastEventId ? (a.id < b.id ? -1 : 1) : a.lastEventId > b.lastEventId ? -1 : 1));
+    // Activity = the newest message, or joining (a new channel shows on top); reading a channel
+    // or a delete must not move it up (lastEventId would: receipts are stored changes).
+    const activity = (c: Channel) => maxBig(c.lastMessageId, joined.get(c.id) ?? 0n);
+    channels.sort((a, b) => {
+      const x = activity(a);
+      const y = activity(b);
+      return x === y ? (a.id < b.id ? -1 : 1) : x > y ? -1 : 1;
+    });
     const page = channels.slice(offset, offset + size);
     const marks = await this.store.readMarkers(caller, page.map((c) => c.id));
-    const joined = new Map(rows.map((r) => [r.channelId, r.joinedId]));
     const out = await Promise.all(
       page.map(async (channel): Promise<ChannelWithReads> => {
         const readUpToId = marks.get(channel.id) ?? 0n;

@@ -29,6 +29,7 @@ import {
   SendTypingResponseSchema,
   SessionResponseSchema,
   SyncResponseSchema,
+  type ChatEvent,
   type SendMessageRequest,
   type SessionRequest,
   type SessionResponse,
@@ -76,17 +77,22 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
   const cfg = chat.config;
   const user = (ctx: HandlerContext) => requireCaller(ctx).userId;
 
-  /** A live stream of one device, attached until the returned generator finishes. */
-  async function* live(userId: string, deviceId: string, signal: AbortSignal) {
+  /**
+   * Attaches a device stream now: events from this moment on are kept for it. Eager on purpose:
+   * Session's `opened` frame promises delivery from then on, before its output is read further.
+   * `close` detaches it and ends it (its events() generator then finishes).
+   */
+  function live(userId: string, deviceId: string): { stream: DeviceStream; close: () => void } {
     const stream = new DeviceStream({ userId, deviceId, outboxEvents: cfg.outboxEvents, keepAliveMs: cfg.keepAliveMs });
     const previous = delivery.attach(stream);
     if (previous instanceof DeviceStream) previous.end(replacedStream());
-    try {
-      yield* stream.events(signal);
-    } finally {
-      delivery.detach(stream);
-      stream.end();
-    }
+    return {
+      stream,
+      close: () => {
+        delivery.detach(stream);
+        stream.end();
+      },
+    };
   }
 
   const send = async (userId: string, req: SendMessageRequest) => {
@@ -154,7 +160,12 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     async *subscribe(req, ctx) {
       const userId = user(ctx);
       validateDeviceId(req.deviceId);
-      for await (const event of live(userId, req.deviceId, ctx.signal)) yield { event };
+      const device = live(userId, req.deviceId);
+      try {
+        for await (const event of device.stream.events(ctx.signal)) yield { event };
+      } finally {
+        device.close();
+      }
     },
     async *session(requests, ctx) {
       const userId = user(ctx);
@@ -162,10 +173,15 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       const first = await input.next();
       if (first.done || first.value.frame.case !== "open") throw invalidArgument("open", "the first Session frame must be `open` (with device_id)");
       const deviceId = validateDeviceId(first.value.frame.value.deviceId, "open.device_id");
-      yield create(SessionResponseSchema, {
-        frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
-      });
-      yield* sessionFrames(userId, deviceId, input, ctx.signal);
+      const device = live(userId, deviceId);
+      try {
+        yield create(SessionResponseSchema, {
+          frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
+        });
+        yield* sessionFrames(userId, deviceId, input, device.stream.events(ctx.signal));
+      } finally {
+        device.close();
+      }
     },
   };
 
@@ -173,12 +189,14 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
    * Output of an open session: live events and send_acks in one stream. The client's frames are
    * handled one at a time, in order (a send's ack precedes the next frame's effects).
    */
-  async function* sessionFrames(userId: string, deviceId: string, input: AsyncIterator<SessionRequest>, callSignal: AbortSignal): AsyncGenerator<SessionResponse> {
-    const stop = new AbortController();
-    const onCall = () => stop.abort();
-    callSignal.addEventListener("abort", onCall, { once: true });
+  async function* sessionFrames(
+    userId: string,
+    deviceId: string,
+    input: AsyncIterator<SessionRequest>,
+    events: AsyncGenerator<ChatEvent>,
+  ): AsyncGenerator<SessionResponse> {
     const out = new FrameQueue();
-    const events = live(userId, deviceId, stop.signal);
+    let stopped = false;
     const pumpEvents = (async () => {
       try {
         for await (const event of events) {
@@ -196,7 +214,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       try {
         for (;;) {
           const r = await input.next();
-          if (r.done || stop.signal.aborted) break;
+          if (r.done || stopped) break;
           const ack = await handleFrame(userId, deviceId, r.value);
           if (ack) out.push(ack);
         }
@@ -209,9 +227,11 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     try {
       yield* out.drain();
     } finally {
-      callSignal.removeEventListener("abort", onCall);
-      stop.abort();
-      await pumpEvents;
+      stopped = true;
+      // Frees an event pump waiting for room that nobody will drain any more; the caller then
+      // ends the device stream, which ends the pump.
+      out.close();
+      void pumpEvents;
       // pumpInput ends with the call's request stream; its frames' effects are harmless after this.
       void pumpInput;
     }

@@ -1,7 +1,7 @@
 import type { Engine } from "../../platform/engine.js";
 import { storeFactory } from "../../platform/engine-store.js";
 import type { EngineLog } from "../../platform/engines/log.js";
-import { unimplemented } from "../../platform/errors.js";
+import { CassandraChatStore } from "./adapters/cassandra-chat-store.js";
 import { MemoryChatStore } from "./adapters/memory-chat-store.js";
 import type { ChatStore } from "./ports.js";
 
@@ -18,9 +18,7 @@ const storeFor = storeFactory<(options: ChatStoreOptions) => ChatStore>(
     const shared = new MemoryChatStore();
     return () => shared;
   },
-  () => () => {
-    throw unimplemented("CassandraChatStore");
-  },
+  (cql, log) => (options) => new CassandraChatStore(cql, { ...options, ...(log ? { log } : {}) }),
 );
 
 /**

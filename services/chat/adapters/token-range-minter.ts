@@ -29,8 +29,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { TokenRangeService } from "../../../gen/switchboard/tokenrange/v1/tokenrange_pb.js";
-import { AcquireWorkerIdRequestSchema } from "../../../gen/switchboard/tokenrange/v1/tokenrange_pb.js";
+import { AcquireWorkerIdRequestSchema, TokenRangeService } from "../../../gen/switchboard/tokenrange/v1/tokenrange_pb.js";
 import { DomainError, isDomainError } from "../../../platform/errors.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { createGrpcClient, type GrpcClient } from "../../../platform/grpc/client.js";
@@ -164,6 +163,7 @@ class LeasedWorkerId implements WorkerIdSource {
 
   private fatal: (e: unknown) => void = () => {};
 
+  /** Releases the lease. An acquisition cut short here may leave a lease that lapses at its TTL. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
