@@ -30,6 +30,7 @@ import { ConnectError } from "@connectrpc/connect";
 import {
   authHeaders,
   fmt,
+  formatCpu,
   isLoaderChild,
   loadGenerator,
   loaderChild,
@@ -282,7 +283,7 @@ async function main(): Promise<boolean> {
           `${fmt(p.latency.p50)} | ${fmt(p.latency.p99)} | ${fmt(p.latency.max)} | ${fmt(p.ack.p50)} / ${fmt(p.ack.p99)} | ${fmt(p.startLag.p99)} / ${fmt(p.startLag.max)} |`,
       );
     }
-    console.log(`\nCPU during the measured run (% of one core): ${cpu.get("measured") ?? "-"}`);
+    console.log(`\nCPU during the measured sends (% of one core): ${formatCpu(cpu.get("measured"), r.measured.offered, "message")}`);
     console.log(`other live events seen (member changes, keep-alives): ${r.otherEvents}`);
     for (const e of r.sendErrors) console.log(`send error: ${e}`);
     for (const e of r.streamErrors) console.log(`stream error: ${e}`);

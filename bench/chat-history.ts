@@ -33,6 +33,7 @@ import { SNOWFLAKE_EPOCH_MS } from "../services/tokenrange/snowflake.js";
 import {
   authHeaders,
   fmt,
+  formatCpu,
   isLoaderChild,
   loadGenerator,
   loaderChild,
@@ -251,7 +252,7 @@ async function main(): Promise<boolean> {
     console.log("|---|---|---:|---:|---:|---:|---:|---:|");
     for (const row of r.rows) console.log(`| ${row.name} | ${row.kind} | ${row.pages} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${fmt(row.max)} | ${row.bad} | ${row.failed} |`);
     console.log("\nCPU per measured kind (% of one core):");
-    for (const [name, split] of cpu) console.log(`- ${name}: ${split}`);
+    for (const [name, split] of cpu) console.log(`- ${name}: ${formatCpu(split)}`);
     for (const p of r.problems) console.log(`CHECK FAILED: ${p}`);
     const passed = r.problems.length === 0 && r.rows.every((x) => x.bad === 0 && x.failed === 0 && x.pages > 0);
     console.log(passed ? "CHECK ok: every page the 50 ids right before its anchor, ascending, contiguous, has_more right" : "FAIL: see CHECK FAILED above");

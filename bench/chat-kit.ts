@@ -178,8 +178,16 @@ export function summarize(latencies: number[]): { n: number; p50: number; p99: n
 
 export const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(2) : "-");
 
-/** CPU of the given processes and of the machine between start() and stop(), % of one core. */
-export function cpuMeter(processes: readonly (readonly [string, number])[]): { stop(): string } {
+/** CPU of each process over a window, % of one core; the machine's too (200% = both cores of 2 busy). */
+export interface CpuSplit {
+  readonly parts: readonly (readonly [string, number])[];
+  readonly machine: number;
+  readonly cores: number;
+  readonly secs: number;
+}
+
+/** CPU of the given processes and of the machine between the call and stop(). */
+export function cpuMeter(processes: readonly (readonly [string, number])[]): { stop(): CpuSplit } {
   const t0 = performance.now();
   const before = processes.map(([, pid]) => cpuTicks(pid));
   const m0 = machineTicks();
@@ -187,11 +195,21 @@ export function cpuMeter(processes: readonly (readonly [string, number])[]): { s
     stop() {
       const secs = (performance.now() - t0) / 1000;
       const m1 = machineTicks();
-      const parts = processes.map(([name, pid], i) => `${name} ${Math.round(((cpuTicks(pid) - before[i]!) / TICKS_PER_SECOND / secs) * 100)}%`);
-      const machine = ((m1.busy - m0.busy) / (m1.total - m0.total)) * availableParallelism() * 100;
-      return `${parts.join(", ")}; machine ${Math.round(machine)}% of ${availableParallelism() * 100}%`;
+      const parts = processes.map(([name, pid], i) => [name, ((cpuTicks(pid) - before[i]!) / TICKS_PER_SECOND / secs) * 100] as const);
+      const cores = availableParallelism();
+      return { parts, machine: ((m1.busy - m0.busy) / (m1.total - m0.total)) * cores * 100, cores, secs };
     },
   };
+}
+
+/** "mesh (node) 80% (0.40 ms/send), ...; machine 190% of 200%"; per-op figures when opsPerSec is given. */
+export function formatCpu(split: CpuSplit | undefined, opsPerSec?: number, op = "op"): string {
+  if (!split) return "-";
+  const parts = split.parts
+    .filter(([, pct]) => pct >= 0.5 || opsPerSec === undefined)
+    .map(([name, pct]) => `${name} ${Math.round(pct)}%${opsPerSec ? ` (${((pct / 100 / opsPerSec) * 1000).toFixed(2)} ms/${op})` : ""}`);
+  const ours = split.parts.reduce((a, [, pct]) => a + pct, 0);
+  return `${parts.join(", ")}; machine ${Math.round(split.machine)}% of ${split.cores * 100}% (everything else on the machine: ${Math.round(Math.max(0, split.machine - ours))}%)`;
 }
 
 /** Messages a loader child sends: phase marks (for the parent's CPU windows) and one result. */
@@ -200,7 +218,7 @@ type ChildMessage = { readonly phase: string } | { readonly result: unknown } | 
 export interface LoaderRun<R> {
   readonly result: R;
   /** CPU split of each measured phase, by phase name. */
-  readonly cpu: ReadonlyMap<string, string>;
+  readonly cpu: ReadonlyMap<string, CpuSplit>;
 }
 
 /**
@@ -211,8 +229,8 @@ export interface LoaderRun<R> {
 export async function runLoader<R>(file: string, input: unknown, processes: readonly (readonly [string, number])[]): Promise<LoaderRun<R>> {
   const child = fork(file, ["--loader-child"], { execArgv: process.execArgv.filter((a) => !a.startsWith("--cpu-prof")) });
   const all = [...processes, ["load generator (node)", child.pid!] as const];
-  const meters = new Map<string, { stop(): string }>();
-  const cpu = new Map<string, string>();
+  const meters = new Map<string, { stop(): CpuSplit }>();
+  const cpu = new Map<string, CpuSplit>();
   return new Promise<LoaderRun<R>>((resolve, reject) => {
     let done = false;
     child.on("message", (m: ChildMessage) => {

@@ -22,6 +22,7 @@ import { ConnectError } from "@connectrpc/connect";
 import {
   authHeaders,
   fmt,
+  formatCpu,
   isLoaderChild,
   loadGenerator,
   loaderChild,
@@ -183,7 +184,7 @@ async function main(): Promise<boolean> {
     console.log("\n| engine | sends/s | p50 ms | p99 ms | max ms | acked | failed | secs |");
     console.log("|---|---:|---:|---:|---:|---:|---:|---:|");
     console.log(`| ${engineKind} | ${Math.round(rate)} | ${fmt(r.measured.p50)} | ${fmt(r.measured.p99)} | ${fmt(r.measured.max)} | ${r.measured.ok} | ${r.measured.failed} | ${r.measured.secs.toFixed(1)} |`);
-    console.log(`\nCPU during the measured run (% of one core): ${cpu.get("measured") ?? "-"}`);
+    console.log(`\nCPU during the measured run (% of one core): ${formatCpu(cpu.get("measured"), rate, "send")}`);
     console.log(`history check: ${r.acked} acked in total (warm-up + measured), ${r.inHistory} in GetHistory (${r.historyPages} pages)`);
     for (const e of r.errors) console.log(`error: ${e}`);
     for (const p of r.problems) console.log(`CHECK FAILED: ${p}`);
