@@ -417,6 +417,33 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         expect(!again.claimed && again.existing.text).toBe("");
       });
 
+      it("deleteMessage also removes the text from a change re-announcing the message", async () => {
+        const id = chId();
+        const m = message(id, nextId(), { text: "announced secret" });
+        await s().putMessage(m);
+        const cid = nextId();
+        await s().appendChange({
+          id: cid,
+          channelId: id,
+          kind: "message",
+          createdAt: new Date(T0),
+          event: create(ChatEventSchema, {
+            eventId: cid,
+            event: { case: "message", value: create(MessageSchema, { messageId: m.id, channelId: id, senderId: "alice", text: m.text }) },
+          }),
+        });
+        const at = new Date(T0 + 1000);
+        expect(await s().deleteMessage(id, m.id, "alice", at)).toBe(true);
+        const evs = await s().eventsAfter(id, 0n, 10);
+        expect(evs.map((e) => e.id)).toEqual([m.id, cid]);
+        const c = evs[1]!;
+        if (c.kind !== "change" || c.change.event.event.case !== "message") throw new Error("expected the re-announce");
+        expect(c.change.event.event.value.text).toBe("");
+        expect(c.change.event.event.value.deleted).toBe(true);
+        expect(c.change.event.event.value.messageId).toBe(m.id);
+        expect(c.change.event.eventId).toBe(cid);
+      });
+
       it("countUnread counts others' live messages after the id, at most cap", async () => {
         const id = chId();
         const ids = Array.from({ length: 8 }, () => nextId());

@@ -47,6 +47,7 @@ export const chatMigrations: MigrationSet = {
           deleted boolean,
           deleted_at timestamp,
           deleted_by text,
+          announced_ids set<bigint>,
           PRIMARY KEY ((channel_id, bucket), id))`,
         `CREATE TABLE IF NOT EXISTS chat_changes (
           channel_id text,

@@ -16,7 +16,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { Channel, ListMyChannelsResponse, SendMessageResponse, SyncResponse } from "../../gen/switchboard/chat/v1/chat_pb.js";
 import { DomainError } from "../../platform/errors.js";
 import { identityKey } from "../../platform/identity.js";
-import { chatImpl } from "./module.js";
+import { MAX_STREAMS_PER_USER, chatImpl } from "./module.js";
 import { testWorld } from "./test-fixtures.js";
 
 type Impl = ServiceImpl<typeof ChatService>;
@@ -157,6 +157,28 @@ describe("Subscribe", () => {
     second.stop();
     await second.done;
     expect(delivery.size()).toBe(0);
+  });
+});
+
+describe("stream cap", () => {
+  it("one user holds at most MAX_STREAMS_PER_USER live devices; a replaced or ended stream frees its slot", async () => {
+    const { impl } = world();
+    const subs = Array.from({ length: MAX_STREAMS_PER_USER }, (_, i) => subscribe(impl, "alice", `d${i}`));
+    await settle();
+    const extra = subscribe(impl, "alice", "one-too-many");
+    await extra.done;
+    expect(extra.error()).toMatchObject({ kind: "ResourceExhausted", message: /at most 32 devices/ });
+    const again = subscribe(impl, "alice", "d0"); // replaces d0: still 32
+    await subs[0]!.done;
+    await settle();
+    const other = subscribe(impl, "bob", "phone");
+    subs[1]!.stop();
+    await subs[1]!.done;
+    const fits = subscribe(impl, "alice", "new");
+    await settle();
+    expect(fits.error()).toBeUndefined();
+    for (const s of [...subs, again, other, fits]) s.stop();
+    await Promise.all([...subs, again, other, fits].map((s) => s.done));
   });
 });
 

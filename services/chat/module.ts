@@ -47,6 +47,9 @@ import { DeviceStream, replacedStream } from "./live/device-stream.js";
 import type { Delivery, HistoryAnchor } from "./ports.js";
 import { createChatStore } from "./store.js";
 
+/** Devices of one user that can hold a live stream (Subscribe or Session) at the same time. */
+export const MAX_STREAMS_PER_USER = 32;
+
 export const chatModule: ServiceModule = {
   name: "chat",
   desc: ChatService,
@@ -76,6 +79,9 @@ export interface ChatImplOptions {
 export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions): Partial<ServiceImpl<typeof ChatService>> {
   const cfg = chat.config;
   const user = (ctx: HandlerContext) => requireCaller(ctx).userId;
+  // Live devices per user, so one account cannot hold unbounded streams (memory stays bounded).
+  const devicesOf = new Map<string, Set<string>>();
+  const owner = new Map<string, DeviceStream>();
 
   /**
    * Attaches a device stream now: events from this moment on are kept for it. Eager on purpose:
@@ -83,14 +89,30 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
    * `close` detaches it and ends it (its events() generator then finishes).
    */
   function live(userId: string, deviceId: string): { stream: DeviceStream; close: () => void } {
+    const mine = devicesOf.get(userId) ?? new Set<string>();
+    if (!mine.has(deviceId) && mine.size >= MAX_STREAMS_PER_USER) {
+      throw new DomainError(
+        "ResourceExhausted",
+        `too many live streams: at most ${MAX_STREAMS_PER_USER} devices of one user can be subscribed at once`,
+      );
+    }
     const stream = new DeviceStream({ userId, deviceId, outboxEvents: cfg.outboxEvents, keepAliveMs: cfg.keepAliveMs });
     const previous = delivery.attach(stream);
     if (previous instanceof DeviceStream) previous.end(replacedStream());
+    mine.add(deviceId);
+    devicesOf.set(userId, mine);
+    owner.set(`${userId}\u0000${deviceId}`, stream);
     return {
       stream,
       close: () => {
         delivery.detach(stream);
         stream.end();
+        // A replaced stream must not forget the device its successor now holds.
+        const key = `${userId}\u0000${deviceId}`;
+        if (owner.get(key) !== stream) return;
+        owner.delete(key);
+        mine.delete(deviceId);
+        if (mine.size === 0) devicesOf.delete(userId);
       },
     };
   }

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { readRecorded, runMigrations } from "../../../platform/cassandra/migrations.js";
 import { DriverCqlSession, type CqlOptions, type CqlRow, type CqlSession } from "../../../platform/cassandra/session.js";
 import { isDomainError } from "../../../platform/errors.js";
-import { ChatEventSchema } from "../../../gen/switchboard/chat/v1/chat_pb.js";
+import { ChatEventSchema, MessageSchema } from "../../../gen/switchboard/chat/v1/chat_pb.js";
 import { infra, useKeyspace } from "../../../testkit/keyspace.js";
 import { chatStoreConformance, idAt } from "../chat-store.conformance.js";
 import { chatMigrations } from "../migrations.js";
@@ -73,6 +73,14 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     const m = msg(ch, idAt(T, 1), { text: "the secret words", clientMessageId: "k-raw" });
     expect((await store.claimClientMessageId(m)).claimed).toBe(true);
     await store.putMessage(m);
+    const cid = idAt(T, 2);
+    await store.appendChange({
+      id: cid,
+      channelId: ch,
+      kind: "message",
+      createdAt: new Date(T),
+      event: create(ChatEventSchema, { eventId: cid, event: { case: "message", value: create(MessageSchema, { messageId: m.id, channelId: ch, text: m.text }) } }),
+    });
     expect(await store.deleteMessage(ch, m.id, "alice", new Date(T + 1000))).toBe(true);
     const rows = await ks.client.execute("SELECT text, deleted, deleted_by FROM chat_messages WHERE channel_id = ? AND bucket = ?", [ch, bucketOf(m.id)], { prepare: true });
     expect(rows.rows).toHaveLength(1);
@@ -87,9 +95,10 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     expect(String(claim.rows[0]!["id"])).toBe(String(m.id));
     expect(claim.rows[0]!["text"]).toBeNull();
     // No table of the chat scope holds the text any more.
-    for (const table of ["chat_messages", "chat_client_ids"]) {
+    for (const table of ["chat_messages", "chat_client_ids", "chat_changes"]) {
       const all = await ks.client.execute(`SELECT * FROM ${table}`);
-      expect(JSON.stringify(all.rows.map((r) => Object.values(r).map(String)))).not.toContain("the secret words");
+      expect(all.rows.length).toBeGreaterThan(0);
+      expect(JSON.stringify(all.rows.map((r) => Object.values(r).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : String(v)))))).not.toContain("the secret words");
     }
   });
 
@@ -139,6 +148,41 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     counting.reads = 0;
     expect(await store.countUnread(ch, "bob", 0n, 10)).toBe(2);
     expect(counting.reads).toBe(3);
+  });
+
+  it("every write carries the write timeout (driver readTimeout), so chat writes fail fast", async () => {
+    const seen: { cql: string; timeoutMs: number | undefined }[] = [];
+    const inner = session();
+    const recording: CqlSession = {
+      keyspace: inner.keyspace,
+      execute: (cql, params, options) => {
+        if (!/^\s*SELECT/i.test(cql)) seen.push({ cql, timeoutMs: options?.timeoutMs });
+        return inner.execute(cql, params, options);
+      },
+      executePage: (cql, params, page, options) => inner.executePage(cql, params, page, options),
+      executeLwt: (cql, params, options) => {
+        seen.push({ cql, timeoutMs: options?.timeoutMs });
+        return inner.executeLwt(cql, params, options);
+      },
+      executeBatch: (statements, options) => {
+        seen.push({ cql: statements[0]!.cql, timeoutMs: options?.timeoutMs });
+        return inner.executeBatch(statements, options);
+      },
+    };
+    const store = new CassandraChatStore(recording, { writeTimeoutMs: 1500 });
+    await store.ensureSchema();
+    seen.length = 0;
+    const ch = `to_${randomUUID().slice(0, 8)}`;
+    const m = msg(ch, idAt(T, 3));
+    await store.claimClientMessageId(m);
+    await store.putMessage(m);
+    await store.appendChange({ id: idAt(T, 4), channelId: ch, kind: "receipt", createdAt: new Date(T), event: create(ChatEventSchema, { eventId: idAt(T, 4) }) });
+    await store.deleteMessage(ch, m.id, "alice", new Date(T));
+    await store.advanceReadMarker("alice", ch, m.id);
+    await store.advanceDeliveredMarker("alice", "phone", ch, m.id);
+    await store.claimDirect(`p-${ch}`, ch);
+    expect(seen.length).toBeGreaterThanOrEqual(8);
+    expect(seen.filter((w) => w.timeoutMs !== 1500)).toEqual([]);
   });
 
   it("messages get a TTL of retentionDays when set, none by default", async () => {

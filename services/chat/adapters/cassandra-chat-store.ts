@@ -7,6 +7,7 @@ import type { EngineLog } from "../../../platform/engines/log.js";
 import { DomainError } from "../../../platform/errors.js";
 import { decodeSnowflake } from "../../tokenrange/snowflake.js";
 import { chatMigrations } from "../migrations.js";
+import { announcedMessage, tombstoneAnnounce } from "./announce.js";
 import type {
   Channel,
   ChannelEvent,
@@ -65,9 +66,9 @@ export interface CassandraChatStoreOptions {
  *   device_id), channel_id) up_to: only ever written `USING TIMESTAMP <id>`, so the larger id
  *   wins by last-write-wins without a read or an LWT; advances read the effective value back.
  * - `chat_messages` and `chat_changes` ((channel_id, bucket), id), bucket = floor(id time /
- *   10 days). Changes store the ChatEvent as a protobuf blob. Message rows are written `USING
- *   TIMESTAMP` = the id's time; a delete overwrites text with '' (deleted = true) at a later
- *   timestamp, so a retried put of a deleted message cannot bring its text back.
+ *   10 days). Changes store the ChatEvent as a protobuf blob. Message and change rows are
+ *   written `USING TIMESTAMP` = the id's time; a delete overwrites text with '' (deleted =
+ *   true) at a later timestamp, so a retried put of a deleted message cannot bring its text back.
  * - `chat_buckets` ((channel_id), bucket) has_messages, has_changes: the non-empty buckets.
  *   Reads take the index (one query) and then only the buckets they need; an entry is written
  *   (idempotent upsert, in the same batch as the row) the first time this process writes to
@@ -75,16 +76,29 @@ export interface CassandraChatStoreOptions {
  * - `chat_direct_pairs` (pair_key) channel_id; `chat_group_requests` ((creator_id,
  *   request_id)), TTL 24 h; `chat_client_ids` ((channel_id, sender_id, client_message_id)) id,
  *   text, created_at, TTL 25 h: `IF NOT EXISTS` claims (a lost claim reads the winner at
- *   LOCAL_SERIAL). Deleting a message also removes the text from its claim row.
+ *   LOCAL_SERIAL). Deleting a message also removes the text from its claim row and from
+ *   the "message" changes re-announcing it (found through chat_messages.announced_ids).
  *
- * Statements per call: putMessage = 1 unlogged batch (message row, last ids, bucket entry
- * when new); appendChange = 1 batch (change row, last event id, bucket entry when new);
- * claimClientMessageId = 1 LWT (+ 2 reads when lost); getMember/getMessage = 1 read; getChannel
- * = 3 reads in parallel; createChannel = 1 LWT + 1 batch of member rows, in parallel with the
- * change batch; changeMembership = 1 LWT + 1 member batch in parallel with the change batch;
- * history/eventsAfter/countUnread = 1 index read + 1 read per non-empty bucket touched (two per
- * bucket for eventsAfter: messages and changes, in parallel); markers = 1 write + 1 read;
- * readMarkers = 1 read per 100 channels, in parallel.
+ * Statements per call (one round trip each; "batch" = one unlogged batch request):
+ * - putMessage: 1 batch (message row, last ids, bucket entry when new to this process).
+ * - appendChange: 1 batch (change row, last event id, bucket entry when new; a "message"
+ *   re-announce also adds its id to the message's announced_ids).
+ * - claimClientMessageId: 1 LWT (+ 1 serial read and 1 message read when lost).
+ * - getMember, getMessage, userChannels: 1 read. getChannel: 3 reads in parallel.
+ * - createChannel: 1 LWT, then the member batch and the change batch in parallel (a lost LWT:
+ *   1 serial read, and the same writes when it was our own creation).
+ * - changeMembership: 1 LWT, then the member batch and the change batch in parallel.
+ * - claimDirect, claimGroupRequest: 1 LWT (+ 1 serial read when lost).
+ * - history, eventsAfter, countUnread: 1 index read + 1 read per non-empty bucket touched
+ *   (eventsAfter: messages and changes of a bucket in parallel).
+ * - deleteMessage: 1 read, then the tombstone write and the claim scrub in parallel (+ 1 read
+ *   and 1 write per re-announce of the message).
+ * - advance markers: 1 write + 1 read. readMarkers: 1 read per 100 channels, in parallel.
+ *
+ * Write timestamps that are not wall time: ids read as µs ("newest wins", far in the future)
+ * and channel versions (membership rows, near 1970). Fine by default, but Cassandra's
+ * maximum/minimum timestamp guardrails (off by default), if an operator enables them, would
+ * refuse these writes.
  *
  * Messages and changes get `USING TTL` when retentionDays > 0. Writes are idempotent, carry the
  * write timeout, and run at LOCAL_QUORUM (the session's default); driver failures surface as
@@ -326,7 +340,7 @@ export class CassandraChatStore implements ChatStore {
   async putMessage(message: MessageRecord): Promise<void> {
     await this.ensureSchema();
     const bucket = bucketOf(message.id);
-    const at = long(BigInt(decodeSnowflake(message.id).timeMs) * 1000n);
+    const at = long(idMicrosOf(message.id));
     const id = long(message.id);
     const cols = ["channel_id", "bucket", "id", "sender_id", "client_message_id", "text", "created_at", "deleted"];
     const params: unknown[] = [message.channelId, bucket, id, message.senderId, message.clientMessageId, message.text, message.createdAt, message.deleted];
@@ -401,26 +415,60 @@ export class CassandraChatStore implements ChatStore {
 
   async deleteMessage(channelId: string, id: bigint, by: string, at: Date): Promise<boolean> {
     await this.ensureSchema();
-    const cur = await this.getMessage(channelId, id);
+    const rows = await this.cql.execute(
+      `SELECT ${MESSAGE_COLUMNS}, announced_ids FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id = ?`,
+      [channelId, bucketOf(id), long(id)],
+      read,
+    );
+    const cur = rows[0] ? toMessage(channelId, rows[0]) : undefined;
     if (!cur) return false;
     if (cur.deleted) return true;
+    const announced = Array.isArray(rows[0]!["announced_ids"]) ? (rows[0]!["announced_ids"] as unknown[]).map((v) => BigInt(String(v))) : [];
     // Above the put's timestamp (the id's time) even when this clock is behind the minter's.
-    const idMicros = BigInt(decodeSnowflake(id).timeMs) * 1000n;
-    const ts = long(bigMax(BigInt(Date.now()) * 1000n, idMicros + 1n));
+    const idMicros = idMicrosOf(id);
+    const ts = long(laterThan(idMicros));
     await Promise.all([
       this.cql.execute(
         "UPDATE chat_messages USING TTL ? AND TIMESTAMP ? SET text = '', deleted = true, deleted_at = ?, deleted_by = ? WHERE channel_id = ? AND bucket = ? AND id = ?",
         [this.ttlS, ts, at, by, channelId, bucketOf(id), long(id)],
         this.write,
       ),
-      // The claim row holds the text for retries: it goes too (only while it is this message's).
-      this.cql.executeLwt(
-        "DELETE text FROM chat_client_ids WHERE channel_id = ? AND sender_id = ? AND client_message_id = ? IF id = ?",
-        [channelId, cur.senderId, cur.clientMessageId, long(id)],
-        this.write,
-      ),
+      this.scrubClaim(cur, idMicros),
+      ...announced.map((changeId) => this.scrubAnnounce(channelId, changeId, at)),
     ]);
     return true;
+  }
+
+  /**
+   * The claim row holds the text for retries: it goes too. While the message is younger than the
+   * claim's TTL the claim is this message's (a key is claimed once per TTL), so a plain delete
+   * is enough; it is stamped a minute after the id's time so it beats the claim's LWT write
+   * (ballot time ~ id time) even with this clock behind. Older claims have expired.
+   */
+  private async scrubClaim(m: MessageRecord, idMicros: bigint): Promise<void> {
+    const nowMicros = BigInt(Date.now()) * 1000n;
+    if (nowMicros - idMicros >= BigInt(CLIENT_ID_TTL_S) * 1_000_000n) return;
+    await this.cql.execute(
+      "DELETE text FROM chat_client_ids USING TIMESTAMP ? WHERE channel_id = ? AND sender_id = ? AND client_message_id = ?",
+      [long(bigMax(nowMicros, idMicros + 60_000_000n)), m.channelId, m.senderId, m.clientMessageId],
+      this.write,
+    );
+  }
+
+  /** Rewrites a re-announce change of a deleted message without its text. */
+  private async scrubAnnounce(channelId: string, changeId: bigint, at: Date): Promise<void> {
+    const rows = await this.cql.execute(
+      `SELECT ${CHANGE_COLUMNS} FROM chat_changes WHERE channel_id = ? AND bucket = ? AND id = ?`,
+      [channelId, bucketOf(changeId), long(changeId)],
+      read,
+    );
+    const c = rows[0] ? toChange(channelId, rows[0]) : undefined;
+    if (!c) return;
+    await this.cql.execute(
+      "UPDATE chat_changes USING TTL ? AND TIMESTAMP ? SET event = ? WHERE channel_id = ? AND bucket = ? AND id = ?",
+      [this.ttlS, long(laterThan(idMicrosOf(changeId))), Buffer.from(toBinary(ChatEventSchema, tombstoneAnnounce(c.event, at))), channelId, bucketOf(changeId), long(changeId)],
+      this.write,
+    );
   }
 
   async appendChange(change: ChangeRecord): Promise<void> {
@@ -525,11 +573,19 @@ export class CassandraChatStore implements ChatStore {
     const id = long(change.id);
     const statements: CqlStatement[] = [
       {
-        cql: "INSERT INTO chat_changes (channel_id, bucket, id, kind, created_at, event) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?",
-        params: [change.channelId, bucket, id, change.kind, change.createdAt, Buffer.from(toBinary(ChatEventSchema, change.event)), this.ttlS],
+        cql: "INSERT INTO chat_changes (channel_id, bucket, id, kind, created_at, event) VALUES (?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+        params: [change.channelId, bucket, id, change.kind, change.createdAt, Buffer.from(toBinary(ChatEventSchema, change.event)), this.ttlS, long(idMicrosOf(change.id))],
       },
       { cql: "UPDATE chat_channel_last USING TIMESTAMP ? SET last_event_id = ? WHERE channel_id = ?", params: [id, id, change.channelId] },
     ];
+    const announced = change.kind === "message" ? announcedMessage(change.event) : undefined;
+    if (announced) {
+      // Lets deleteMessage find this copy of the text (a set: more than one re-announce is harmless).
+      statements.push({
+        cql: "UPDATE chat_messages USING TTL ? SET announced_ids = announced_ids + ? WHERE channel_id = ? AND bucket = ? AND id = ?",
+        params: [this.ttlS, [id], change.channelId, bucketOf(announced.messageId), long(announced.messageId)],
+      });
+    }
     const entry = this.bucketEntry(change.channelId, bucket, "has_changes");
     if (entry) statements.push(entry.statement);
     await this.cql.executeBatch(statements, this.write);
@@ -582,6 +638,16 @@ function long(v: bigint): cassandra.types.Long {
 
 function big(v: unknown): bigint | undefined {
   return v == null ? undefined : BigInt(String(v));
+}
+
+/** The id's time in µs: the write timestamp of message and change rows (a retried write ties, never wins). */
+function idMicrosOf(id: bigint): bigint {
+  return BigInt(decodeSnowflake(id).timeMs) * 1000n;
+}
+
+/** A timestamp for overwriting a row stamped `micros`: now, or just above it when this clock is behind. */
+function laterThan(micros: bigint): bigint {
+  return bigMax(BigInt(Date.now()) * 1000n, micros + 1n);
 }
 
 function bigMax(a: bigint, b: bigint): bigint {

@@ -1,5 +1,6 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ChatEventSchema } from "../../../gen/switchboard/chat/v1/chat_pb.js";
+import { announcedMessage, tombstoneAnnounce } from "./announce.js";
 import type {
   Channel,
   ChannelEvent,
@@ -62,6 +63,8 @@ export class MemoryChatStore implements ChatStore {
   private readonly userRows = new Map<string, Map<string, UserChannel>>();
   private readonly messages = new Map<string, IdLog<MessageRecord>>();
   private readonly changes = new Map<string, IdLog<ChangeRecord>>();
+  /** channel + message id -> ids of the "message" changes re-announcing it (scrubbed on delete). */
+  private readonly announces = new Map<string, bigint[]>();
   private readonly directPairs = new Map<string, string>();
   private readonly groupRequests = new Map<string, { record: { channelId: string; requestHash: string }; expiresAt: number }>();
   private readonly clientIds = new Map<string, { message: MessageRecord; expiresAt: number }>();
@@ -198,6 +201,11 @@ export class MemoryChatStore implements ChatStore {
     if (cur.deleted) return true;
     const tombstone: MessageRecord = { ...cur, text: "", deleted: true, deletedAt: at, deletedBy: by };
     log.put(id, tombstone);
+    const changes = this.changes.get(channelId);
+    for (const cid of this.announces.get(`${channelId}\u0000${id}`) ?? []) {
+      const c = changes?.byId.get(cid);
+      if (c) changes!.byId.set(cid, { ...c, event: tombstoneAnnounce(c.event, at) });
+    }
     const claim = this.clientIds.get(clientKey(cur.channelId, cur.senderId, cur.clientMessageId));
     if (claim && claim.message.id === id) claim.message = { ...claim.message, text: "" };
     return true;
@@ -256,6 +264,13 @@ export class MemoryChatStore implements ChatStore {
 
   private storeChange(change: ChangeRecord): void {
     this.log(this.changes, change.channelId).put(change.id, copyChange(change));
+    const announced = change.kind === "message" ? announcedMessage(change.event) : undefined;
+    if (announced) {
+      const key = `${change.channelId}\u0000${announced.messageId}`;
+      const ids = this.announces.get(key) ?? [];
+      if (!ids.includes(change.id)) ids.push(change.id);
+      this.announces.set(key, ids);
+    }
     this.bump(change.channelId, change.id, false);
   }
 
