@@ -9,7 +9,7 @@
  *       most buckets one page can touch.
  *
  *   npx tsx bench/chat-history.ts [--engine cluster|memory] [--messages 1000000] [--span-days 30] [--sparse 100]
- *                                 [--requests 2000] [--concurrency 4] [--warmup 200] [--in-flight 256]
+ *                                 [--requests 2000] [--concurrency 4] [--warmup 200] [--in-flight 256] [--dataset NAME]
  *
  * Seeding goes straight into the ChatStore (`createChatStore(engine)`, services/chat/store.ts),
  * not through 1M SendMessage calls: `putMessage` with `--in-flight` writes outstanding (progress
@@ -17,6 +17,11 @@
  * 1023 << 12 | seq`, strictly increasing with the message index, so the expected page for any
  * anchor is known. The channels themselves are created through the API (CreateGroupChannel), so
  * the reader is a real member.
+ *
+ * `--dataset NAME` (with long-lived servers, e.g. `npm run infra:up` and a fixed
+ * SWITCHBOARD_CASSANDRA_KEYSPACE): reader, channels and ids are derived from NAME and today's date,
+ * and a channel whose first and last seeded ids are already stored is not seeded again, so the
+ * 1M channel can be measured several times (or seeded while the machine is busy and measured later).
  *
  * Measured, per channel, by a forked load generator (generated client, connect-node gRPC over
  * h2c, `--concurrency` calls in flight, after `--warmup` calls per kind): the newest page (no
@@ -199,6 +204,13 @@ async function seed(store: ChatStore, l: Layout, sender: string, inFlight: numbe
   return (performance.now() - t0) / 1000;
 }
 
+/** The oldest and the newest seeded ids are there: an earlier run with the same --dataset completed seeding. */
+async function alreadySeeded(store: ChatStore, l: Layout): Promise<boolean> {
+  const oldest = await store.history(l.channelId, { afterId: 0n }, 1);
+  const newest = await store.history(l.channelId, { newest: true }, 1);
+  return oldest.messages[0]?.id === idOf(l, 0) && newest.messages[0]?.id === idOf(l, l.count - 1);
+}
+
 async function main(): Promise<boolean> {
   const args = parseArgs();
   const engineKind = args.get("engine") ?? "cluster";
@@ -209,6 +221,8 @@ async function main(): Promise<boolean> {
   const requests = numberFlag(args, "requests", 2000, 1);
   const concurrency = numberFlag(args, "concurrency", 4, 1);
   const warmup = numberFlag(args, "warmup", 200, 0);
+  const dataset = args.get("dataset");
+  if (dataset !== undefined && !/^[a-z0-9-]{1,20}$/.test(dataset)) usage("--dataset: 1-20 of [a-z0-9-]");
   if (spanDays * DAY_MS < messages) usage("--span-days too short: the dense channel needs at least 1 ms per message");
   const { chatClient } = await loadGenerator(); // fail fast (exit 3) before starting any server
   const header = runHeader();
@@ -216,11 +230,13 @@ async function main(): Promise<boolean> {
   try {
     console.log(`mesh ready on ${mesh.baseUrl} (${engineKind} engine)`);
     const client = chatClient(mesh.baseUrl);
-    const reader = `bench-hist-${Date.now().toString(36)}`;
+    // --dataset: the same reader, channels (request_id idempotency) and ids as the last run with that
+    // name on this keyspace, so a seeded keyspace can be measured again without seeding it again.
+    const reader = dataset ? `bench-hist-${dataset}` : `bench-hist-${Date.now().toString(36)}`;
     const headers = authHeaders(mesh.jwtSecret, reader);
     const create = async (name: string) =>
       (await client.createGroupChannel({ name, memberUserIds: [], requestId: `${reader}-${name}` }, { headers, timeoutMs: 10_000 })).channel!.channelId;
-    const now = Date.now();
+    const now = dataset ? Math.floor(Date.now() / DAY_MS) * DAY_MS : Date.now();
     const sparseStart = SNOWFLAKE_EPOCH_MS + DAY_MS;
     const layouts = [
       { name: `dense (${messages.toLocaleString("en")} messages over ${spanDays} days)`, channelId: await create("dense"), count: messages, startMs: now - spanDays * DAY_MS, stepMs: (spanDays * DAY_MS - 60_000) / messages },
@@ -236,6 +252,11 @@ async function main(): Promise<boolean> {
     const store = await createChatStore(mesh.engine, pino({ level: "warn" }), { writeTimeoutMs: 10_000 });
     const seeded: string[] = [];
     for (const l of layouts) {
+      if (dataset && (await alreadySeeded(store, l))) {
+        seeded.push(`${l.name}: already seeded (--dataset ${dataset}), ~${bucketsOf(l)} ten-day buckets`);
+        console.log(seeded[seeded.length - 1]);
+        continue;
+      }
       const secs = await seed(store, l, reader, inFlight, l.name);
       seeded.push(`${l.name}: ${l.count.toLocaleString("en")} putMessage in ${secs.toFixed(1)} s (${Math.round(l.count / secs)}/s, ${inFlight} in flight), ~${bucketsOf(l)} ten-day buckets`);
       console.log(`seeded ${seeded[seeded.length - 1]}`);
