@@ -127,6 +127,12 @@ export async function startChatMesh(engineKind: string, tag: string, extraEnv: R
       infra = await startInfra({ log: (l) => console.log(l) });
       Object.assign(env, infraEnv(infra.info));
       processes.push(["cassandra", infra.cassandra.pid], ["zookeeper", infra.zookeeper.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid]);
+    } else {
+      // Servers of the environment: BENCH_WATCH_PIDS="cassandra=123,nats=456" puts their CPU in the split.
+      for (const item of (process.env.BENCH_WATCH_PIDS ?? "").split(",").filter(Boolean)) {
+        const [name, pid] = item.split("=");
+        if (name && Number(pid) > 0) processes.push([name, Number(pid)]);
+      }
     }
     env.SWITCHBOARD_CASSANDRA_KEYSPACE ??= `bench_${tag}_${Date.now().toString(36)}`;
     env.SWITCHBOARD_JWT_HS256_SECRET ??= `bench-${tag}-secret-0123456789abcdef0123456789`;
