@@ -1,0 +1,292 @@
+/**
+ * What the chat benchmarks (bench/chat-send.ts, chat-delivery.ts, chat-history.ts) share: the
+ * mesh under test (embedded, both engines; the cluster engine's servers from testkit), tokens,
+ * the load generator in a child process, CPU accounting, percentiles and the run header.
+ *
+ * Topology: the whole mesh (every service + the gateway) runs in the bench process with
+ * `runEmbedded`, as `npm start` does; the load generator runs in a forked child process, so its
+ * CPU is not on the gateway's event loop and both can be measured apart. The child talks to the
+ * gateway only through the public contract (ChatService, generated client, connect-node gRPC
+ * transport over h2c), never to the chat server directly.
+ */
+import { execFileSync, fork } from "node:child_process";
+import { availableParallelism, cpus } from "node:os";
+import pino from "pino";
+import type { Client, Transport } from "@connectrpc/connect";
+import { runEmbedded } from "../cmd/mesh.js";
+import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
+import { DEV_JWT_SECRET } from "../gateway/auth/config.js";
+import { signHs256 } from "../gateway/auth/jwt.js";
+import { loadConfig } from "../platform/config.js";
+import type { Engine } from "../platform/engine.js";
+import { waitFor } from "../testkit/processes.js";
+import { infraEnv, startInfra, type Infra } from "../testkit/servers/index.js";
+import { cpuTicks, machineTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
+
+export type Args = ReadonlyMap<string, string>;
+
+/** `--name value` pairs; a flag followed by another flag (or nothing) is "". */
+export function parseArgs(argv: readonly string[] = process.argv.slice(2)): Args {
+  const args = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    const bare = next === undefined || next.startsWith("--");
+    args.set(argv[i]!.replace(/^--/, ""), bare ? "" : next);
+    if (!bare) i++;
+  }
+  return args;
+}
+
+export function numberFlag(args: Args, name: string, fallback: number, min = 0): number {
+  const raw = args.get(name);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) usage(`--${name} must be a number >= ${min} (got "${raw}")`);
+  return n;
+}
+
+export function usage(message: string): never {
+  console.error(`usage error: ${message}`);
+  process.exit(2);
+}
+
+/** The run header every result block starts with: what was run, on which commit, where. */
+export function runHeader(): string {
+  let commit = "unknown";
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { encoding: "utf8" }).trim();
+    if (dirty !== "") commit += " (+ uncommitted changes)";
+  } catch {
+    /* not a checkout: the header says unknown */
+  }
+  const command = `npx tsx ${process.argv.slice(1).map((a) => a.replace(/^.*\/bench\//, "bench/")).join(" ")}`;
+  return [
+    `command: ${command}`,
+    `commit: ${commit}`,
+    `date: ${new Date().toISOString().replace(/\.\d+Z$/, "Z")}`,
+    `node ${process.version}, ${availableParallelism()}x ${cpus()[0]?.model ?? "cpu"}`,
+  ].join("\n");
+}
+
+/**
+ * The load generator is connect-node's gRPC transport (HTTP/2 h2c) driving the generated
+ * ChatService client. Without it there is nothing to measure: exit non-zero, never a silent
+ * fallback to something else.
+ */
+export async function loadGenerator(): Promise<{ chatClient(baseUrl: string): Client<typeof ChatService> }> {
+  try {
+    const { createGrpcTransport } = await import("@connectrpc/connect-node");
+    const { createClient } = await import("@connectrpc/connect");
+    return {
+      chatClient(baseUrl: string) {
+        // One transport = one HTTP/2 session: callers that want several connections make several clients.
+        const transport: Transport = createGrpcTransport({ baseUrl, pingIntervalMs: 10_000 });
+        return createClient(ChatService, transport);
+      },
+    };
+  } catch (e) {
+    console.error(`load generator missing: @connectrpc/connect-node could not be loaded (${String(e)}); run npm ci`);
+    process.exit(3);
+  }
+}
+
+export interface ChatMesh {
+  readonly engineKind: "memory" | "cluster";
+  readonly baseUrl: string;
+  readonly engine: Engine;
+  /** HS256 secret the gateway verifies caller tokens with. */
+  readonly jwtSecret: string;
+  /** Processes whose CPU the benchmark reports: the mesh itself and the servers it started. */
+  readonly processes: readonly (readonly [string, number])[];
+  readonly env: Readonly<Record<string, string>>;
+  close(): Promise<void>;
+}
+
+/**
+ * The embedded mesh on `engineKind`. Cluster: the SWITCHBOARD_* servers of the environment when
+ * SWITCHBOARD_CASSANDRA_CONTACT_POINTS is set (e.g. `npm run infra:up`), otherwise fresh
+ * Cassandra, ZooKeeper, NATS and Redis from testkit startInfra(); a fresh keyspace either way.
+ */
+export async function startChatMesh(engineKind: string, tag: string, extraEnv: Record<string, string> = {}): Promise<ChatMesh> {
+  if (engineKind !== "memory" && engineKind !== "cluster") usage(`--engine ${engineKind}: expected memory or cluster`);
+  const env: Record<string, string> = {
+    ...(Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>),
+    SWITCHBOARD_ENGINE: engineKind,
+    SWITCHBOARD_GATEWAY_PORT: "0",
+    SWITCHBOARD_SHUTDOWN_GRACE_MS: "2000",
+    SWITCHBOARD_LOG_LEVEL: "warn",
+    SWITCHBOARD_METRICS_PORT: "0",
+    ...extraEnv,
+  };
+  let infra: Infra | undefined;
+  const processes: [string, number][] = [["mesh (node)", process.pid]];
+  if (engineKind === "cluster") {
+    if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
+      console.log("starting Cassandra, ZooKeeper, NATS and Redis for this run (testkit startInfra) ...");
+      infra = await startInfra({ log: (l) => console.log(l) });
+      Object.assign(env, infraEnv(infra.info));
+      processes.push(["cassandra", infra.cassandra.pid], ["zookeeper", infra.zookeeper.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid]);
+    } else {
+      // Servers of the environment: BENCH_WATCH_PIDS="cassandra=123,nats=456" puts their CPU in the split.
+      for (const item of (process.env.BENCH_WATCH_PIDS ?? "").split(",").filter(Boolean)) {
+        const [name, pid] = item.split("=");
+        if (name && Number(pid) > 0) processes.push([name, Number(pid)]);
+      }
+    }
+    env.SWITCHBOARD_CASSANDRA_KEYSPACE ??= `bench_${tag}_${Date.now().toString(36)}`;
+    env.SWITCHBOARD_JWT_HS256_SECRET ??= `bench-${tag}-secret-0123456789abcdef0123456789`;
+    env.SWITCHBOARD_CODE_KEY ??= `bench-${tag}-code-key-0123456789abcdef`;
+  }
+  const jwtSecret = env.SWITCHBOARD_JWT_HS256_SECRET ?? DEV_JWT_SECRET;
+  try {
+    const config = loadConfig(env);
+    const running = await runEmbedded(config, pino({ level: "warn" }), { env });
+    const baseUrl = `http://127.0.0.1:${running.gatewayPort}`;
+    await waitFor(
+      "the mesh to be ready (/readyz 200)",
+      async () => ((await fetch(`${baseUrl}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined),
+      120_000,
+    ).catch(async (e: unknown) => {
+      await running.close();
+      throw e;
+    });
+    return {
+      engineKind,
+      baseUrl,
+      engine: running.engine!,
+      jwtSecret,
+      processes,
+      env,
+      async close() {
+        await running.close();
+        await infra?.stop();
+      },
+    };
+  } catch (e) {
+    await infra?.stop();
+    throw e;
+  }
+}
+
+/** `authorization` header for `userId`, valid an hour (the gateway caps lifetimes at a day). */
+export function authHeaders(jwtSecret: string, userId: string): { authorization: string } {
+  const now = Math.floor(Date.now() / 1000);
+  return { authorization: `Bearer ${signHs256({ sub: userId, iat: now, exp: now + 3600 }, jwtSecret)}` };
+}
+
+/** p50 / p99 / max of latencies in ms (sorts in place). */
+export function summarize(latencies: number[]): { n: number; p50: number; p99: number; max: number } {
+  latencies.sort((a, b) => a - b);
+  const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
+  return { n: latencies.length, p50: at(0.5), p99: at(0.99), max: latencies[latencies.length - 1] ?? NaN };
+}
+
+export const fmt = (ms: number) => (Number.isFinite(ms) ? ms.toFixed(2) : "-");
+
+/** CPU of each process over a window, % of one core; the machine's too (200% = both cores of 2 busy). */
+export interface CpuSplit {
+  readonly parts: readonly (readonly [string, number])[];
+  readonly machine: number;
+  readonly cores: number;
+  readonly secs: number;
+}
+
+/** CPU of the given processes and of the machine between the call and stop(). */
+export function cpuMeter(processes: readonly (readonly [string, number])[]): { stop(): CpuSplit } {
+  const t0 = performance.now();
+  const before = processes.map(([, pid]) => cpuTicks(pid));
+  const m0 = machineTicks();
+  return {
+    stop() {
+      const secs = (performance.now() - t0) / 1000;
+      const m1 = machineTicks();
+      const parts = processes.map(([name, pid], i) => [name, ((cpuTicks(pid) - before[i]!) / TICKS_PER_SECOND / secs) * 100] as const);
+      const cores = availableParallelism();
+      return { parts, machine: ((m1.busy - m0.busy) / (m1.total - m0.total)) * cores * 100, cores, secs };
+    },
+  };
+}
+
+/** "mesh (node) 80% (0.40 ms/send), ...; machine 190% of 200%"; per-op figures when opsPerSec is given. */
+export function formatCpu(split: CpuSplit | undefined, opsPerSec?: number, op = "op"): string {
+  if (!split) return "-";
+  const parts = split.parts
+    .filter(([, pct]) => pct >= 0.5 || opsPerSec === undefined)
+    .map(([name, pct]) => `${name} ${Math.round(pct)}%${opsPerSec ? ` (${((pct / 100 / opsPerSec) * 1000).toFixed(2)} ms/${op})` : ""}`);
+  const ours = split.parts.reduce((a, [, pct]) => a + pct, 0);
+  return `${parts.join(", ")}; machine ${Math.round(split.machine)}% of ${split.cores * 100}% (everything else on the machine: ${Math.round(Math.max(0, split.machine - ours))}%)`;
+}
+
+/** Messages a loader child sends: phase marks (for the parent's CPU windows) and one result. */
+type ChildMessage = { readonly phase: string } | { readonly result: unknown } | { readonly error: string };
+
+export interface LoaderRun<R> {
+  readonly result: R;
+  /** CPU split of each measured phase, by phase name. */
+  readonly cpu: ReadonlyMap<string, CpuSplit>;
+}
+
+/**
+ * Forks `file` as the load generator with `--loader-child`, hands it `input` over IPC and waits
+ * for its result. Between the child's `phase: "<name>"` and `phase: "end <name>"` marks, the
+ * CPU of the mesh processes and of the child is measured.
+ */
+export async function runLoader<R>(file: string, input: unknown, processes: readonly (readonly [string, number])[]): Promise<LoaderRun<R>> {
+  const child = fork(file, ["--loader-child"], { execArgv: process.execArgv.filter((a) => !a.startsWith("--cpu-prof")) });
+  const all = [...processes, ["load generator (node)", child.pid!] as const];
+  const meters = new Map<string, { stop(): CpuSplit }>();
+  const cpu = new Map<string, CpuSplit>();
+  return new Promise<LoaderRun<R>>((resolve, reject) => {
+    let done = false;
+    child.on("message", (m: ChildMessage) => {
+      if ("phase" in m) {
+        if (m.phase.startsWith("end ")) {
+          const name = m.phase.slice(4);
+          const meter = meters.get(name);
+          if (meter) cpu.set(name, meter.stop());
+        } else meters.set(m.phase, cpuMeter(all));
+      } else if ("result" in m) {
+        done = true;
+        resolve({ result: m.result as R, cpu });
+        child.send("exit");
+      } else {
+        done = true;
+        reject(new Error(`load generator failed: ${m.error}`));
+        child.send("exit");
+      }
+    });
+    child.once("exit", (code) => {
+      if (!done) reject(new Error(`load generator exited with ${code} before reporting`));
+    });
+    child.send(input as object);
+  });
+}
+
+/** Child side of runLoader: runs `fn` on the parent's input, reports, exits when told. */
+export function loaderChild<I, R>(fn: (input: I, phase: (name: string) => void) => Promise<R>): void {
+  process.once("message", (input: I) => {
+    fn(input, (name) => process.send!({ phase: name })).then(
+      (result) => process.send!({ result }),
+      (e: unknown) => process.send!({ error: e instanceof Error ? (e.stack ?? e.message) : String(e) }),
+    );
+    process.on("message", (m) => {
+      if (m === "exit") process.exit(0);
+    });
+  });
+}
+
+export const isLoaderChild = () => process.argv.includes("--loader-child");
+
+/** Runs a benchmark's main: exit 0 when it passed, 1 when its check failed or it threw. */
+export function runMain(main: () => Promise<boolean>): void {
+  main().then(
+    (passed) => process.exit(passed ? 0 : 1),
+    (e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    },
+  );
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
