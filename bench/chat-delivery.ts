@@ -113,27 +113,29 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
           try {
             for await (const res of client.subscribe({ deviceId: "bench" }, { headers, signal: stop.signal })) {
               const now = performance.now();
-              const ev = res.event?.event;
-              if (ev?.case !== "message") {
-                otherEvents++;
-                continue;
+              for (const event of res.events) {
+                const ev = event.event;
+                if (ev.case !== "message") {
+                  otherEvents++;
+                  continue;
+                }
+                const key = ev.value.clientMessageId;
+                const colon = key.indexOf(":");
+                const name = key.slice(0, colon);
+                if (name === "probe") {
+                  probesSeen.add(`${c}/${j}`);
+                  continue;
+                }
+                const track = tracks.get(name);
+                const i = Number(key.slice(colon + 1));
+                if (!track || !Number.isInteger(i) || i % input.channels !== c) {
+                  streamErrors.push(`recipient ${c}/${j}: unexpected message ${key}`);
+                  continue;
+                }
+                const slot = i * R + j;
+                if (track.counts[slot]! === 0) track.latency.push(now - track.scheduled[i]!);
+                if (track.counts[slot]! < 255) track.counts[slot]!++;
               }
-              const key = ev.value.clientMessageId;
-              const colon = key.indexOf(":");
-              const name = key.slice(0, colon);
-              if (name === "probe") {
-                probesSeen.add(`${c}/${j}`);
-                continue;
-              }
-              const track = tracks.get(name);
-              const i = Number(key.slice(colon + 1));
-              if (!track || !Number.isInteger(i) || i % input.channels !== c) {
-                streamErrors.push(`recipient ${c}/${j}: unexpected message ${key}`);
-                continue;
-              }
-              const slot = i * R + j;
-              if (track.counts[slot]! === 0) track.latency.push(now - track.scheduled[i]!);
-              if (track.counts[slot]! < 255) track.counts[slot]!++;
             }
             if (!stop.signal.aborted) streamErrors.push(`recipient ${c}/${j}: stream ended by the server`);
           } catch (e) {
