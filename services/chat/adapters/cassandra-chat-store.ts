@@ -36,6 +36,30 @@ const CLIENT_ID_TTL_S = DAY_S + 3600;
 /** Most bucket-index entries remembered as written (per process); beyond it the cache restarts. */
 const BUCKET_CACHE_MAX = 200_000;
 const MARKER_IN_CHUNK = 100;
+/** Buckets read at once by a history page, doubling per wave up to this (a sparse channel's page). */
+const MAX_BUCKET_WAVE = 16;
+
+/**
+ * Rows from buckets in walk order until `want` are in hand. One bucket first (a busy channel's
+ * page is in its newest bucket), then 2, 4, ... in parallel: a sparse channel whose page spans
+ * fifty one-message buckets costs a few round trips instead of fifty, and at most one wave of
+ * buckets is read beyond what the page needed.
+ */
+async function inWaves<T>(buckets: readonly number[], want: number, read: (bucket: number, n: number) => Promise<T[]>): Promise<T[]> {
+  const got: T[] = [];
+  let wave = 1;
+  for (let i = 0; i < buckets.length && got.length < want; ) {
+    const slice = buckets.slice(i, i + wave);
+    i += slice.length;
+    const n = want - got.length;
+    for (const rows of await Promise.all(slice.map((b) => read(b, n)))) {
+      got.push(...rows);
+      if (got.length >= want) break;
+    }
+    wave = Math.min(wave * 2, MAX_BUCKET_WAVE);
+  }
+  return got;
+}
 
 const MESSAGE_COLUMNS = "id, sender_id, client_message_id, text, created_at, deleted, deleted_at, deleted_by";
 const CHANGE_COLUMNS = "id, kind, created_at, event";
@@ -376,40 +400,44 @@ export class CassandraChatStore implements ChatStore {
     await this.ensureSchema();
     const want = limit + 1;
     const buckets = (await this.buckets(channelId)).filter((b) => b.messages).map((b) => b.bucket);
-    const got: MessageRecord[] = [];
     if ("afterId" in anchor) {
       const from = bucketOf(anchor.afterId);
-      for (const b of buckets) {
-        if (b < from) continue;
-        const rows = await this.cql.execute(
-          `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id > ? LIMIT ?`,
-          [channelId, b, long(anchor.afterId), want - got.length],
-          read,
-        );
-        got.push(...messagesOf(channelId, rows));
-        if (got.length >= want) break;
-      }
+      const got = await inWaves(
+        buckets.filter((b) => b >= from),
+        want,
+        async (b, n) =>
+          messagesOf(
+            channelId,
+            await this.cql.execute(
+              `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id > ? LIMIT ?`,
+              [channelId, b, long(anchor.afterId), n],
+              read,
+            ),
+          ),
+      );
       return { messages: got.slice(0, limit), hasMore: got.length > limit };
     }
     const before = "beforeId" in anchor ? anchor.beforeId : undefined;
     const to = before === undefined ? Infinity : bucketOf(before);
-    for (const b of [...buckets].reverse()) {
-      if (b > to) continue;
-      const rows =
-        before === undefined
-          ? await this.cql.execute(
-              `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? ORDER BY id DESC LIMIT ?`,
-              [channelId, b, want - got.length],
-              read,
-            )
-          : await this.cql.execute(
-              `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id < ? ORDER BY id DESC LIMIT ?`,
-              [channelId, b, long(before), want - got.length],
-              read,
-            );
-      got.push(...messagesOf(channelId, rows));
-      if (got.length >= want) break;
-    }
+    const got = await inWaves(
+      buckets.filter((b) => b <= to).reverse(),
+      want,
+      async (b, n) =>
+        messagesOf(
+          channelId,
+          before === undefined
+            ? await this.cql.execute(
+                `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? ORDER BY id DESC LIMIT ?`,
+                [channelId, b, n],
+                read,
+              )
+            : await this.cql.execute(
+                `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+                [channelId, b, long(before), n],
+                read,
+              ),
+        ),
+    );
     return { messages: got.slice(0, limit).reverse(), hasMore: got.length > limit };
   }
 
