@@ -111,6 +111,29 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         expect(await s().getMember(chId(), "alice")).toBeUndefined();
       });
 
+      it("getMembers is the current members in join order, the same as getChannel's; [] for an unknown channel", async () => {
+        expect(await s().getMembers(chId())).toEqual([]);
+        const { id } = await group(["alice", "bob", "carol"]);
+        const ev = nextId();
+        expect(
+          await s().changeMembership({
+            channelId: id,
+            expectedVersion: 1,
+            add: [member("dave", ev)],
+            remove: ["bob"],
+            roles: [{ userId: "carol", role: "admin" }],
+            event: memberEvent(id, ev, MemberChangeKind.ADDED, ["dave"]),
+          }),
+        ).toBe("ok");
+        const members = await s().getMembers(id);
+        expect(members).toEqual((await s().getChannel(id))!.members);
+        expect(members.map((m) => [m.userId, m.role])).toEqual([
+          ["alice", "owner"],
+          ["carol", "admin"],
+          ["dave", "member"],
+        ]);
+      });
+
       it("createChannel stores the channel (version 1), members in join order, UserChannels and the CREATED change", async () => {
         const id = chId();
         const created = nextId();

@@ -270,7 +270,7 @@ export class Chat {
     validateText(text);
     // The id is the message's time, taken on arrival; slow steps before the write may age it.
     let id = this.mint();
-    const channel = await this.memberChannel(caller, channelId);
+    const channel = await this.memberList(caller, channelId);
     if (tooOldToWrite(id, this.now(), this.config.settleWindowMs, this.config.writeTimeoutMs)) id = this.mint();
     const message: MessageRecord = { id, channelId: channel.id, senderId: caller, clientMessageId, text, createdAt: new Date(this.now()), deleted: false };
     const claim = await this.store.claimClientMessageId(message);
@@ -289,7 +289,7 @@ export class Chat {
     if ("beforeId" in anchor) validateId(anchor.beforeId, "before_id");
     if ("afterId" in anchor) validateId(anchor.afterId, "after_id");
     const size = pageSizeOf(pageSize, "page_size", HISTORY_DEFAULT, HISTORY_MAX);
-    const channel = await this.memberChannel(caller, channelId);
+    const channel = await this.memberList(caller, channelId);
     const page = await this.store.history(channel.id, anchor, size);
     return { messages: page.messages, hasMore: page.hasMore };
   }
@@ -347,7 +347,7 @@ export class Chat {
 
   async sendTyping(caller: string, channelId: string, active: boolean): Promise<void> {
     validateChannelId(channelId);
-    const channel = await this.memberChannel(caller, channelId);
+    const channel = await this.memberList(caller, channelId);
     const wait = this.typing.take(`${caller}\u0000${channel.id}`, this.now());
     if (wait > 0) {
       throw new DomainError(
@@ -447,7 +447,7 @@ export class Chat {
   }
 
   /** A retried send: the first message, its row healed when the first write never landed. */
-  private async healRetry(existing: MessageRecord, channel: Channel): Promise<MessageRecord> {
+  private async healRetry(existing: MessageRecord, channel: MemberList): Promise<MessageRecord> {
     const row = await this.store.getMessage(channel.id, existing.id);
     if (row) return row;
     await this.store.putMessage(existing);
@@ -484,6 +484,14 @@ export class Chat {
   }
 
   /** The channel, when the caller is a member; NotFound otherwise (existence is not revealed). */
+  /** Only the members, when the caller is one (one read; the hot calls need nothing else). */
+  private async memberList(caller: string, channelId: string): Promise<MemberList> {
+    validateChannelId(channelId);
+    const members = await this.store.getMembers(channelId);
+    if (!members.some((m) => m.userId === caller)) throw notFound(`channel ${channelId}`);
+    return { id: channelId, members };
+  }
+
   private async memberChannel(caller: string, channelId: string): Promise<Channel> {
     validateChannelId(channelId);
     const channel = await this.store.getChannel(channelId);
@@ -558,6 +566,11 @@ function requireGroup(ch: Channel, what: string): void {
 
 function refuseFuture(ch: Channel, upToId: bigint): void {
   if (upToId > ch.lastMessageId) throw invalidArgument("up_to_id", "is after the newest message of the channel");
+}
+
+interface MemberList {
+  readonly id: string;
+  readonly members: readonly MemberRecord[];
 }
 
 const memberIds = (ch: { readonly members: readonly MemberRecord[] }): string[] => ch.members.map((m) => m.userId);

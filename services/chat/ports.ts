@@ -129,7 +129,9 @@ export type ClaimResult = { readonly claimed: true } | { readonly claimed: false
  * - `claimGroupRequest(creatorId, requestId, channelId, requestHash)`: idempotent group creation
  *   (kept 24 h); returns the record now stored.
  * - `getChannel(id)`: channel with members and last ids, or undefined.
- * - `getMember(channelId, userId)`: one member or undefined (the membership check of every call).
+ * - `getMember(channelId, userId)`: one member or undefined.
+ * - `getMembers(channelId)`: the current members in join order (joinedId ascending), [] for an
+ *   unknown channel: the membership check and fan-out list of a send, one read.
  * - `changeMembership(change)`: compare-and-set on the version; "conflict" when another change
  *   won (the caller re-reads and retries). Applies adds/removes/roles, the users' UserChannel
  *   rows (leftId for removed users; a re-added user gets a new joinedId and no leftId), stores
@@ -172,6 +174,7 @@ export interface ChatStore {
   ): Promise<{ readonly channelId: string; readonly requestHash: string }>;
   getChannel(id: string): Promise<Channel | undefined>;
   getMember(channelId: string, userId: string): Promise<MemberRecord | undefined>;
+  getMembers(channelId: string): Promise<readonly MemberRecord[]>;
   changeMembership(change: MembershipChange): Promise<"ok" | "conflict">;
   userChannels(userId: string): Promise<readonly UserChannel[]>;
 

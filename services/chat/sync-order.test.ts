@@ -154,7 +154,7 @@ describe("the settle rules on writes", () => {
     const shared = new MemoryChatStore(clock.now);
     let slow = false;
     const store = interceptedStore(shared, {
-      getChannel: () => {
+      getMembers: () => {
         if (slow) clock.advance(W - T + 1);
       },
     });

@@ -36,6 +36,13 @@ const CLIENT_ID_TTL_S = DAY_S + 3600;
 /** Most bucket-index entries remembered as written (per process); beyond it the cache restarts. */
 const BUCKET_CACHE_MAX = 200_000;
 const MARKER_IN_CHUNK = 100;
+function membersInJoinOrder(rows: readonly CqlRow[]): MemberRecord[] {
+  return rows
+    .map(toMember)
+    .filter((m): m is MemberRecord => m !== undefined)
+    .sort((a, b) => (a.joinedId < b.joinedId ? -1 : a.joinedId > b.joinedId ? 1 : a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+}
+
 /** Buckets read at once by a history page, doubling per wave up to this (a sparse channel's page). */
 const MAX_BUCKET_WAVE = 16;
 
@@ -241,10 +248,7 @@ export class CassandraChatStore implements ChatStore {
     ]);
     const r = chRows[0];
     if (!r || (r["type"] !== "direct" && r["type"] !== "group")) return undefined;
-    const members = memberRows
-      .map(toMember)
-      .filter((m): m is MemberRecord => m !== undefined)
-      .sort((a, b) => (a.joinedId < b.joinedId ? -1 : a.joinedId > b.joinedId ? 1 : a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+    const members = membersInJoinOrder(memberRows);
     const last = lastRows[0];
     return {
       id,
@@ -257,6 +261,11 @@ export class CassandraChatStore implements ChatStore {
       lastMessageId: big(last?.["last_message_id"]) ?? 0n,
       lastEventId: big(last?.["last_event_id"]) ?? 0n,
     };
+  }
+
+  async getMembers(channelId: string): Promise<readonly MemberRecord[]> {
+    await this.ensureSchema();
+    return membersInJoinOrder(await this.cql.execute("SELECT user_id, role, joined_at, joined_id FROM chat_members WHERE channel_id = ?", [channelId], read));
   }
 
   async getMember(channelId: string, userId: string): Promise<MemberRecord | undefined> {

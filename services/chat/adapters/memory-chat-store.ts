@@ -117,6 +117,10 @@ export class MemoryChatStore implements ChatStore {
     };
   }
 
+  async getMembers(channelId: string): Promise<readonly MemberRecord[]> {
+    return (await this.getChannel(channelId))?.members ?? [];
+  }
+
   async getMember(channelId: string, userId: string): Promise<MemberRecord | undefined> {
     const m = this.channels.get(channelId)?.members.get(userId);
     return m ? { ...m } : undefined;
