@@ -4,6 +4,9 @@ import { RedisCache } from "../platform/engines/cluster/redis-cache.js";
 import { startRedis, type RedisHandle } from "../testkit/servers/index.js";
 import { CreateRateLimiter } from "./rate-limit.js";
 
+// Fixed minute windows: a wall clock crossing a minute boundary mid-test would reset the counts.
+const fixedNow = (): number => 1_800_000_000_000 + 10_000;
+
 let redis: RedisHandle | undefined;
 let cache: RedisCache;
 
@@ -21,8 +24,8 @@ describe("rate limiter on Redis", () => {
   const alice = { userId: "alice", kind: "user" as const };
 
   it("two gateways share one count through Redis", async () => {
-    const a = new CreateRateLimiter({ cache, perMinuteIp: 0, perMinuteUser: 4 });
-    const b = new CreateRateLimiter({ cache, perMinuteIp: 0, perMinuteUser: 4 });
+    const a = new CreateRateLimiter({ cache, perMinuteIp: 0, perMinuteUser: 4, now: fixedNow });
+    const b = new CreateRateLimiter({ cache, perMinuteIp: 0, perMinuteUser: 4, now: fixedNow });
     await a.check("10.0.0.1", alice);
     await b.check("10.0.0.2", alice);
     await a.check("10.0.0.1", alice);
@@ -34,7 +37,7 @@ describe("rate limiter on Redis", () => {
   });
 
   it("Redis down: creation is never refused for that, limits hold per process", async () => {
-    const limiter = new CreateRateLimiter({ cache, perMinuteIp: 3, perMinuteUser: 0, cacheTimeoutMs: 300 });
+    const limiter = new CreateRateLimiter({ cache, perMinuteIp: 3, perMinuteUser: 0, cacheTimeoutMs: 300, now: fixedNow });
     await limiter.check("10.9.9.9", alice);
     await redis!.stop();
     redis = undefined;

@@ -36,7 +36,7 @@ describe("CreateRateLimiter", () => {
   });
 
   it("limits per identity across IPs", async () => {
-    const limiter = new CreateRateLimiter({ cache: new MemoryCache(), perMinuteIp: 0, perMinuteUser: 2 });
+    const limiter = new CreateRateLimiter({ cache: new MemoryCache(), perMinuteIp: 0, perMinuteUser: 2, now: () => 1_800_000_000_000 + 10_000 });
     await limiter.check("10.0.0.1", alice);
     await limiter.check("10.0.0.2", alice);
     const e = await refusal(limiter.check("10.0.0.3", alice));
@@ -77,7 +77,9 @@ describe("CreateRateLimiter", () => {
       child: () => log,
     };
     const registry = new Registry();
-    const limiter = new CreateRateLimiter({ cache: flaky, perMinuteIp: 2, perMinuteUser: 0, log, registry, cacheTimeoutMs: 50 });
+    // Fixed minute windows: a wall clock crossing a minute boundary mid-test would reset the counts.
+    const now = () => 1_800_000_000_000 + 10_000;
+    const limiter = new CreateRateLimiter({ cache: flaky, perMinuteIp: 2, perMinuteUser: 0, log, registry, cacheTimeoutMs: 50, now });
     await limiter.check("10.0.0.1", alice);
     expect(limiter.isDegraded).toBe(true);
     mode = "hang";
