@@ -38,7 +38,7 @@ import { codeForKind } from "../../platform/grpc/status.js";
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceModule } from "../module.js";
 import { LocalDelivery } from "./adapters/local-delivery.js";
-import { ChatServerRegistration, newChatServerId, watchChatServers } from "./cluster/registry.js";
+import { ChatServerRegistration, chatServersPath, newChatServerId, watchChatServers } from "./cluster/registry.js";
 import { RoutedDelivery } from "./cluster/routed-delivery.js";
 import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
 import { Chat } from "./chat.js";
@@ -68,14 +68,15 @@ export const chatModule: ServiceModule = {
     // server registers, so nothing addressed to it after it appears in the registry is missed.
     const delivery = new RoutedDelivery({ local, bus: engine.bus, serverId, log, ...(registry ? { registry } : {}) });
     delivery.start();
-    const unwatch = watchChatServers(engine.coordinator, (servers) => delivery.setServers(servers));
+    const registryPath = chatServersPath(config.cassandra.keyspace);
+    const unwatch = watchChatServers(engine.coordinator, registryPath, (servers) => delivery.setServers(servers));
     const chat = new Chat({ store, ids, delivery, config: config.chat });
     const lifecycle = new StreamLifecycle();
     let registration: ChatServerRegistration | undefined;
     return {
       impl: chatImpl(chat, delivery, { serverId, lifecycle }),
       listening(address) {
-        registration = new ChatServerRegistration({ coordinator: engine.coordinator, id: serverId, address, streams: () => local.size(), log });
+        registration = new ChatServerRegistration({ coordinator: engine.coordinator, path: registryPath, id: serverId, address, streams: () => local.size(), log });
       },
       async drain() {
         // No new streams here (gateways see the flag and place elsewhere), then the held ones end

@@ -1,16 +1,21 @@
 /**
  * The chat-server registry in the Coordinator (ZooKeeper in clusters): each chat server keeps an
- * ephemeral node `/switchboard/chat/servers/<server id>` holding where it is reached, how many
+ * ephemeral node `/switchboard/<keyspace>/chat/servers/<server id>` holding where it is reached, how many
  * live streams it holds and whether it is draining. Gateways watch it to place new streams;
  * chat servers watch it to know where to route live events. A server that dies disappears with
  * its session (ZooKeeper's session timeout); a clean stop removes the node at once.
  */
 import { randomBytes } from "node:crypto";
-import { hostname } from "node:os";
 import type { Logger } from "pino";
 import type { ChildrenSnapshot, Coordinator, Registration } from "../../../platform/ports/coordinator.js";
 
-export const CHAT_SERVERS_PATH = "/switchboard/chat/servers";
+/**
+ * One registry per mesh: the processes that share a database keyspace are one mesh, so two
+ * meshes (or two test runs) on one ZooKeeper never place calls on each other's servers.
+ */
+export function chatServersPath(keyspace: string): string {
+  return `/switchboard/${keyspace}/chat/servers`;
+}
 
 export interface ChatServerInfo {
   /** Node name; also the server's NATS delivery subject token ([A-Za-z0-9_-]). */
@@ -23,10 +28,12 @@ export interface ChatServerInfo {
   readonly draining: boolean;
 }
 
-/** A server id that stays unique across restarts on one host (containers all run as pid 1). */
+/**
+ * A fresh id per process start (containers all run as pid 1, so host and pid would repeat). It
+ * names no host: ids show in the gateway's public /readyz; each server logs its id with its address.
+ */
 export function newChatServerId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 40) || "host";
-  return `${host}-${process.pid}-${randomBytes(4).toString("hex")}`;
+  return `chat-${randomBytes(6).toString("hex")}`;
 }
 
 const enc = new TextEncoder();
@@ -53,12 +60,14 @@ export function parseServers(snapshot: ChildrenSnapshot): ChatServerInfo[] {
 }
 
 /** Calls `listener` with the registered chat servers now and after every change. */
-export function watchChatServers(coordinator: Coordinator, listener: (servers: readonly ChatServerInfo[]) => void): () => void {
-  return coordinator.watchChildren(CHAT_SERVERS_PATH, (snapshot) => listener(parseServers(snapshot)));
+export function watchChatServers(coordinator: Coordinator, path: string, listener: (servers: readonly ChatServerInfo[]) => void): () => void {
+  return coordinator.watchChildren(path, (snapshot) => listener(parseServers(snapshot)));
 }
 
 export interface ServerRegistrationOptions {
   readonly coordinator: Coordinator;
+  /** chatServersPath(keyspace) */
+  readonly path: string;
   readonly id: string;
   readonly address: string;
   /** Current live streams (read on every refresh). */
@@ -134,7 +143,7 @@ export class ChatServerRegistration {
     try {
       const data = this.info();
       const text = dec.decode(data);
-      const path = `${CHAT_SERVERS_PATH}/${this.opts.id}`;
+      const path = `${this.opts.path}/${this.opts.id}`;
       if (!this.registration) {
         try {
           this.registration = await this.opts.coordinator.registerEphemeral(path, data);

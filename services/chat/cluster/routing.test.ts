@@ -55,11 +55,11 @@ describe("chat servers routed over the bus", () => {
       const routed = new RoutedDelivery({ local, bus, serverId: id, log });
       routed.start();
       const seen: ChatServerInfo[][] = [];
-      const unwatch = watchChatServers(coordinator, (s) => {
+      const unwatch = watchChatServers(coordinator, "/t/chat/servers", (s) => {
         seen.push([...s]);
         routed.setServers(s);
       });
-      const registration = new ChatServerRegistration({ coordinator, id, address: `10.0.0.${worker}:50054`, streams: () => local.size(), log, refreshMs: 20 });
+      const registration = new ChatServerRegistration({ coordinator, path: "/t/chat/servers", id, address: `10.0.0.${worker}:50054`, streams: () => local.size(), log, refreshMs: 20 });
       const chat = new Chat({ store, ids: testMinter(worker, clock), delivery: routed, config: testConfig(), now: clock.now });
       const stop = async () => {
         unwatch();
