@@ -9,11 +9,13 @@
  *   session stays open; a malformed frame ends it (INVALID_ARGUMENT).
  */
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AddMembersResponseSchema,
+  ChatEventSchema,
   ChatService,
+  KeepAliveSchema,
   CreateDirectChannelResponseSchema,
   CreateGroupChannelResponseSchema,
   DeleteMessageResponseSchema,
@@ -245,6 +247,9 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       validateDeviceId(req.deviceId);
       const device = live(userId, req.deviceId);
       try {
+        // Attached: everything from now on reaches this stream. Saying so at once lets the client
+        // Sync without a gap between what Sync read and what the stream carries.
+        yield { events: [create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } })] };
         for await (const events of device.stream.batches(ctx.signal)) yield { events };
       } finally {
         device.close();
