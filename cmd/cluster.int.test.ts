@@ -70,7 +70,8 @@ describe("cluster run: one process per service", () => {
         const res = await fetch(`${gatewayUrl}/readyz`);
         const body = (await res.json()) as { degraded: string[]; checks: { name: string; kind: string; ok: boolean }[] };
         // Ready (200) comes as soon as the link store is up; wait for every service as well.
-        return res.status === 200 && body.degraded.length === 0 ? body : undefined;
+        const chatRegistered = body.checks.some((c) => c.name.startsWith("chat/"));
+        return res.status === 200 && body.degraded.length === 0 && chatRegistered ? body : undefined;
       },
       90_000,
     );
