@@ -4,9 +4,9 @@
  * least loaded server that is not draining; other calls go round robin. A user's devices may
  * land on different servers: the servers route live events to each other.
  *
- * Load = the streams a server last reported + the streams this gateway placed on it since (a
- * report arrives about once a second), so a burst of connections spreads instead of piling onto
- * the server that looked emptiest a second ago. A server whose connection fails is skipped for a
+ * Load = the streams a server last reported + the streams this gateway placed on it after that
+ * count was taken (reports carry their time; one arrives within about a second of a change), so a
+ * burst of connections spreads instead of piling onto the server that looked emptiest a second ago. A server whose connection fails is skipped for a
  * few seconds (a killed server stays in the registry until its ZooKeeper session times out), so
  * its clients' reconnects land elsewhere at once. With no server registered (a registry not
  * reachable yet, or a deployment without one), calls go to the configured chat address.
@@ -20,8 +20,8 @@ import type { Coordinator } from "../platform/ports/coordinator.js";
 import { watchChatServers, type ChatServerInfo } from "../services/chat/cluster/registry.js";
 import { UPSTREAM_CONNECT_TIMEOUT_MS, type AnyUpstreamClient } from "./forward.js";
 
-/** Placements younger than this are added to a server's reported load. */
-const PLACED_WINDOW_MS = 2_000;
+/** Placements are forgotten after this (a report has counted them by then, or the server is gone). */
+const PLACED_WINDOW_MS = 5_000;
 /** A server that failed to connect is skipped this long. */
 const SUSPECT_MS = 5_000;
 /** Servers tried per call before answering Unavailable. */
@@ -154,7 +154,7 @@ export class ChatPlacement {
     let best: ChatServerInfo[] = [];
     let bestLoad = Infinity;
     for (const s of pool) {
-      const load = s.streams + this.recentPlacements(s.id, now);
+      const load = s.streams + this.placementsSince(s.id, s.at, now);
       if (load < bestLoad) {
         bestLoad = load;
         best = [s];
@@ -168,11 +168,14 @@ export class ChatPlacement {
     return until !== undefined && until > now;
   }
 
-  private recentPlacements(id: string, now: number): number {
+  /** This gateway's placements on a server after its report was counted (all recent ones if the report has no time). */
+  private placementsSince(id: string, reportedAt: number, now: number): number {
     const list = this.placed.get(id);
     if (!list) return 0;
     while (list.length > 0 && list[0]! < now - PLACED_WINDOW_MS) list.shift();
-    return list.length;
+    let n = 0;
+    for (let i = list.length - 1; i >= 0 && list[i]! > reportedAt; i--) n++;
+    return n;
   }
 
   private notePlaced(id: string): void {

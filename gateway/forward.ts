@@ -36,10 +36,10 @@ const TRANSPORT_FIELD = /^(?:content-type|content-length|content-encoding|transf
  * code, message and application metadata (retry-after), and turns grpc-status-details-bin into
  * proper error details so Connect and gRPC-web clients see them too.
  */
-export function edgeError(e: unknown, service?: string): unknown {
+export function edgeError(e: unknown, service?: string, streamed = false): unknown {
   if (!(e instanceof ConnectError)) return e;
   if (service !== undefined) {
-    const sick = sickUpstreamError(e, service);
+    const sick = sickUpstreamError(e, service, streamed);
     if (sick) return sick;
   }
   let dirty = false;
@@ -71,8 +71,9 @@ export function edgeError(e: unknown, service?: string): unknown {
  * and passes, unless it carries an address or socket error text (a backend driver's detail).
  * The retry hint is kept.
  */
-function sickUpstreamError(e: ConnectError, service: string): ConnectError | undefined {
-  const answered = e.metadata.has("content-type");
+function sickUpstreamError(e: ConnectError, service: string, streamed: boolean): ConnectError | undefined {
+  // A stream that already carried messages had its headers long ago: its trailers are its answer.
+  const answered = streamed || e.metadata.has("content-type");
   if (e.code === Code.Unavailable && (!answered || INTERNAL_DETAIL.test(e.rawMessage))) {
     const metadata = new Headers();
     for (const k of RETRY_HINTS) {
@@ -132,11 +133,15 @@ export function forwardingImpl<S extends DescService>(
       case "server_streaming":
       case "bidi_streaming":
         impl[method.localName] = async function* (input: unknown, ctx: HandlerContext) {
+          let streamed = false;
           try {
             await connected(upstream);
-            yield* stream(input, ctx);
+            for await (const m of stream(input, ctx)) {
+              streamed = true;
+              yield m;
+            }
           } catch (e) {
-            throw edgeError(e, options.service);
+            throw edgeError(e, options.service, streamed);
           }
         };
         break;

@@ -26,6 +26,8 @@ export interface ChatServerInfo {
   readonly streams: number;
   /** Shutting down: no new streams are placed on it. */
   readonly draining: boolean;
+  /** When `streams` was counted (epoch ms, the server's clock); 0 if unknown. */
+  readonly at: number;
 }
 
 /**
@@ -40,7 +42,7 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 export function encodeServerInfo(info: Omit<ChatServerInfo, "id">): Uint8Array {
-  return enc.encode(JSON.stringify({ address: info.address, streams: info.streams, draining: info.draining }));
+  return enc.encode(JSON.stringify({ address: info.address, streams: info.streams, draining: info.draining, at: info.at }));
 }
 
 /** The registered servers of a snapshot; nodes that are not valid server entries are skipped. */
@@ -51,7 +53,8 @@ export function parseServers(snapshot: ChildrenSnapshot): ChatServerInfo[] {
       const v = JSON.parse(dec.decode(data)) as Record<string, unknown>;
       if (typeof v["address"] !== "string" || v["address"] === "") continue;
       const streams = typeof v["streams"] === "number" && Number.isFinite(v["streams"]) ? Math.max(0, v["streams"]) : 0;
-      out.push({ id, address: v["address"], streams, draining: v["draining"] === true });
+      const at = typeof v["at"] === "number" && Number.isFinite(v["at"]) ? v["at"] : 0;
+      out.push({ id, address: v["address"], streams, draining: v["draining"] === true, at });
     } catch {
       continue;
     }
@@ -123,8 +126,13 @@ export class ChatServerRegistration {
     await r?.release().catch((err: unknown) => this.opts.log.warn({ err }, "chat server registry: release failed"));
   }
 
-  private info(): Uint8Array {
-    return encodeServerInfo({ address: this.opts.address, streams: this.opts.streams(), draining: this.draining });
+  private info(): { data: Uint8Array; key: string } {
+    const streams = this.opts.streams();
+    // The time only matters with a new count: an unchanged count is not rewritten.
+    return {
+      data: encodeServerInfo({ address: this.opts.address, streams, draining: this.draining, at: Date.now() }),
+      key: `${streams}/${this.draining}`,
+    };
   }
 
   private refresh(): Promise<void> {
@@ -141,8 +149,7 @@ export class ChatServerRegistration {
   private async write(): Promise<void> {
     if (this.closed) return;
     try {
-      const data = this.info();
-      const text = dec.decode(data);
+      const { data, key: text } = this.info();
       const path = `${this.opts.path}/${this.opts.id}`;
       if (!this.registration) {
         try {
