@@ -26,6 +26,14 @@ const PLACED_WINDOW_MS = 5_000;
 const SUSPECT_MS = 5_000;
 /** Servers tried per call before answering Unavailable. */
 const MAX_TRIES = 3;
+/** Streams per HTTP/2 connection to a chat server before another connection is opened. */
+const STREAMS_PER_LANE = 200;
+const MAX_LANES = 256;
+
+interface Lane {
+  readonly client: Record<string, unknown> & { close(): void };
+  active: number;
+}
 
 export interface ChatPlacementOptions {
   readonly desc: DescService;
@@ -47,6 +55,7 @@ interface Target {
 export class ChatPlacement {
   private servers: readonly ChatServerInfo[] = [];
   private readonly clients = new Map<string, GrpcClient<DescService>>();
+  private readonly lanes = new Map<string, Lane[]>();
   private readonly placed = new Map<string, number[]>();
   private readonly suspectUntil = new Map<string, number>();
   private roundRobin = 0;
@@ -104,12 +113,16 @@ export class ChatPlacement {
       if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
         const self = this;
         out[name] = async function* (input: unknown, options: CallOptions) {
-          const client = await self.pick("stream");
-          yield* (client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, options);
+          const lane = self.streamLane(await self.pick("stream"));
+          try {
+            yield* (lane.client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, options);
+          } finally {
+            lane.active--;
+          }
         };
       } else {
         out[name] = async (input: unknown, options: CallOptions) => {
-          const client = await this.pick("call");
+          const client = this.clientFor(await this.pick("call")) as unknown as Record<string, unknown>;
           return (client[name] as (i: unknown, o: CallOptions) => Promise<unknown>)(input, options);
         };
       }
@@ -121,10 +134,12 @@ export class ChatPlacement {
     this.unwatch();
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
+    for (const lanes of this.lanes.values()) for (const l of lanes) l.client.close();
+    this.lanes.clear();
   }
 
   /** Chooses a server, checks it is reachable (else skips it for a while and tries another). */
-  private async pick(kind: "stream" | "call"): Promise<Record<string, unknown>> {
+  private async pick(kind: "stream" | "call"): Promise<string> {
     const tried = new Set<string>();
     for (let i = 0; i < MAX_TRIES; i++) {
       const target = this.choose(kind, tried);
@@ -134,7 +149,7 @@ export class ChatPlacement {
       if (await client.connectedWithin(UPSTREAM_CONNECT_TIMEOUT_MS)) {
         if (kind === "stream") this.notePlaced(target.id);
         this.decisions?.inc({ kind, server: target.id });
-        return client as unknown as Record<string, unknown>;
+        return target.address;
       }
       this.suspectUntil.set(target.id, this.now() + SUSPECT_MS);
       this.opts.log.warn({ server: target.id }, "chat server unreachable; placing elsewhere");
@@ -184,6 +199,32 @@ export class ChatPlacement {
     list.push(this.now());
   }
 
+  /**
+   * Streams to one server are spread over several HTTP/2 connections ("lanes"), a new one for
+   * every STREAMS_PER_LANE: a server's HTTP/2 stack (nghttp2, Node 20) closes a connection that
+   * resets more than ~1,000 streams in a burst or ~33/s after it, and every client that leaves
+   * resets its upstream stream. On one shared connection, a wave of departures would cut every
+   * other stream on it; per lane the budget scales with the streams.
+   */
+  private streamLane(address: string): Lane {
+    let lanes = this.lanes.get(address);
+    if (!lanes) this.lanes.set(address, (lanes = []));
+    let best: Lane | undefined;
+    for (const l of lanes) if (!best || l.active < best.active) best = l;
+    if (!best || (best.active >= STREAMS_PER_LANE && lanes.length < MAX_LANES)) {
+      best = {
+        client: createGrpcClient(this.opts.desc, address, {
+          // A distinct option set is a distinct channel; its own subchannel pool, its own connection.
+          channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": lanes.length },
+        }) as unknown as Record<string, unknown> & { close(): void },
+        active: 0,
+      };
+      lanes.push(best);
+    }
+    best.active++;
+    return best;
+  }
+
   private clientFor(address: string): GrpcClient<DescService> {
     let c = this.clients.get(address);
     if (!c) this.clients.set(address, (c = createGrpcClient(this.opts.desc, address)));
@@ -207,6 +248,11 @@ export class ChatPlacement {
       if (addresses.has(address)) continue;
       c.close();
       this.clients.delete(address);
+    }
+    for (const [address, lanes] of this.lanes) {
+      if (addresses.has(address)) continue;
+      for (const l of lanes) l.client.close();
+      this.lanes.delete(address);
     }
   }
 }

@@ -173,6 +173,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...(redirects ? { redirects } : {}),
     async close(graceMs) {
       ownHealth.shutdown();
+      // Long streams never end by themselves: tell them to reconnect, spread over part of the grace.
+      await streams.drain(Math.min(opts.config.chat.drainWindowMs, graceMs / 2));
       await gateway.close(graceMs);
       await redirects?.close();
       for (const c of clients) c.close();

@@ -12,6 +12,7 @@
  * per-address budgets bound those.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import type { Identity } from "../platform/identity.js";
 
 export interface StreamGuardOptions {
@@ -24,6 +25,9 @@ const MAX_TIMER_MS = 2_147_483_647;
 
 export class StreamGuard {
   private readonly open = new Map<string, number>();
+  /** Every stream running now, by its shutdown switch. */
+  private readonly running = new Set<AbortController>();
+  private draining = false;
   private readonly now: () => number;
 
   constructor(private readonly opts: StreamGuardOptions) {
@@ -41,27 +45,60 @@ export class StreamGuard {
    * Unauthenticated ("token expired") once its credentials expire.
    */
   async *run<T>(identity: Identity | undefined, callerSignal: AbortSignal, start: (signal: AbortSignal) => AsyncIterable<T>): AsyncGenerator<T> {
+    if (this.draining) throw gatewayDraining(0);
     const release = this.acquire(identity);
     const expiry = new AbortController();
+    const shutdown = new AbortController();
+    this.running.add(shutdown);
     const stopTimer = identity?.expiresAtMs !== undefined ? this.armExpiry(identity.expiresAtMs, expiry) : () => {};
+    const ended = (): ConnectError | undefined =>
+      shutdown.signal.aborted ? (shutdown.signal.reason as ConnectError) : expiry.signal.aborted ? tokenExpired(identity!.expiresAtMs!) : undefined;
     try {
       if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
-      const signal = AbortSignal.any([callerSignal, expiry.signal]);
+      const signal = AbortSignal.any([callerSignal, expiry.signal, shutdown.signal]);
       try {
         for await (const msg of start(signal)) {
-          if (expiry.signal.aborted) break;
+          if (ended()) break;
           yield msg;
         }
       } catch (e) {
         // The upstream reports our own abort as Canceled; the caller needs the reason.
-        if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
-        throw e;
+        throw ended() ?? e;
       }
-      if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
+      const reason = ended();
+      if (reason) throw reason;
     } finally {
+      this.running.delete(shutdown);
       stopTimer();
       release();
     }
+  }
+
+  /**
+   * The gateway is stopping: no new stream starts, and every open one ends at a random moment of
+   * `windowMs` with UNAVAILABLE and a retry hint, so its clients reconnect (to another gateway)
+   * spread out rather than in one wave, instead of the shutdown waiting out its grace period on
+   * streams that never end by themselves. Resolves when every stream was told.
+   */
+  async drain(windowMs: number): Promise<void> {
+    this.draining = true;
+    await Promise.all(
+      [...this.running].map(
+        (ac) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              ac.abort(gatewayDraining(Math.floor(Math.random() * Math.min(windowMs, 1_000))));
+              resolve();
+            }, Math.floor(Math.random() * windowMs));
+            t.unref();
+          }),
+      ),
+    );
+  }
+
+  /** Streams running now (tests, metrics). */
+  get size(): number {
+    return this.running.size;
   }
 
   private acquire(identity: Identity | undefined): () => void {
@@ -99,6 +136,14 @@ export class StreamGuard {
     arm();
     return () => clearTimeout(timer);
   }
+}
+
+function gatewayDraining(retryAfterMs: number): ConnectError {
+  return new ConnectError(
+    "gateway is shutting down: reconnect (with backoff) and Sync from your cursor",
+    Code.Unavailable,
+    { [RETRY_AFTER_MS_HEADER]: String(retryAfterMs) },
+  );
 }
 
 function tokenExpired(expiresAtMs: number): ConnectError {
