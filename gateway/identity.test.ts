@@ -195,9 +195,13 @@ describe("public /readyz names services, never where they listen", () => {
     expect(res.status).toBe(200);
     const text = await res.text();
     const report = JSON.parse(text) as { ready: boolean; degraded: string[]; checks: { name: string; kind: string; ok: boolean; detail: string }[] };
-    const services = report.checks.filter((c) => c.kind === "service");
+    const services = report.checks.filter((c) => c.kind === "service" && !c.name.startsWith("chat/"));
     expect(services.map((c) => c.name).sort()).toEqual(Object.keys(running.grpcPorts).sort());
     for (const c of services) expect(c).toEqual({ name: c.name, kind: "service", critical: false, ok: true, detail: "serving" });
+    // Each registered chat server by its id (a random token, no host), with its state and load.
+    const chatServers = report.checks.filter((c) => c.name.startsWith("chat/"));
+    expect(chatServers).toHaveLength(1);
+    for (const c of chatServers) expect(c).toEqual({ name: expect.stringMatching(/^chat\/chat-[0-9a-f]{12}$/), kind: "service", critical: false, ok: true, detail: expect.stringMatching(/^serving, \d+ streams$/) });
     for (const c of report.checks.filter((c) => c.kind === "backend")) expect(c).toMatchObject({ ok: true, detail: "up" });
     expect(report.degraded).toEqual([]);
     expect(text).not.toMatch(/127\.0\.0\.1|localhost/);
