@@ -11,6 +11,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Counter } from "prom-client";
 import {
   AddMembersResponseSchema,
   ChatEventSchema,
@@ -74,9 +75,12 @@ export const chatModule: ServiceModule = {
     const unwatch = watchChatServers(engine.coordinator, registryPath, (servers) => delivery.setServers(servers));
     const chat = new Chat({ store, ids, delivery, config: config.chat });
     const lifecycle = new StreamLifecycle();
+    const resumes = registry
+      ? new Counter({ name: "chat_resumes_total", help: "Sync calls from a saved cursor (devices catching up after a reconnect or a start)", registers: [registry] })
+      : undefined;
     let registration: ChatServerRegistration | undefined;
     return {
-      impl: chatImpl(chat, delivery, { serverId, lifecycle }),
+      impl: chatImpl(chat, delivery, { serverId, lifecycle, ...(resumes ? { onResume: () => resumes.inc() } : {}) }),
       listening(address) {
         registration = new ChatServerRegistration({ coordinator: engine.coordinator, path: registryPath, id: serverId, address, streams: () => local.size(), log });
       },
@@ -103,6 +107,8 @@ export interface ChatImplOptions {
   readonly serverId: string;
   /** Set while the server drains: new live streams are refused with a reconnect hint. */
   readonly lifecycle?: StreamLifecycle;
+  /** Called for each Sync from a saved cursor (a device catching up: after a reconnect, or a new start). */
+  readonly onResume?: () => void;
 }
 
 export class StreamLifecycle {
@@ -225,6 +231,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       return create(GetHistoryResponseSchema, { messages: r.messages.map(toPbMessage), hasMore: r.hasMore });
     },
     async sync(req, ctx) {
+      if (req.cursor !== "") opts.onResume?.();
       const r = await chat.sync(user(ctx), req.deviceId, req.cursor, req.pageSize);
       return create(SyncResponseSchema, { events: [...r.events], nextCursor: r.nextCursor, hasMore: r.hasMore, reset: r.reset });
     },
