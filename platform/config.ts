@@ -33,7 +33,25 @@ export interface Config {
      */
     readonly maxMessageBytes: number;
     readonly methodMaxBytes: Readonly<Record<string, number>>;
-    /** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
+    /** Presence timings and limits (services/presence/README.md). */
+export interface PresenceConfig {
+  /** Clients heartbeat this often (told in every HeartbeatResponse). */
+  readonly heartbeatIntervalMs: number;
+  /** A device with no heartbeat for this long is offline. */
+  readonly timeoutMs: number;
+  /** A device that goes offline (going_offline, chat stream closed) and is back within this causes no transition. */
+  readonly graceMs: number;
+  /** After a user's transition, the next one is held back until this long after it (flap damping). */
+  readonly minDwellMs: number;
+  /** Groups up to this many members make their members contacts (fan-out); larger ones do not. */
+  readonly fanoutMaxGroupMembers: number;
+  /** A user's contacts are cached this long per presence process. */
+  readonly contactsTtlMs: number;
+  /** Concurrent WatchPresence streams per caller. */
+  readonly watchesPerCaller: number;
+}
+
+/** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
     readonly limits: GatewayLimits;
   };
   /** Prometheus metrics: a listener of their own (port 0 = any free port), and optionally the public port too. */
@@ -71,6 +89,8 @@ export interface Config {
   };
   /** The chat service (services/chat/README.md says what each bounds). */
   readonly chat: ChatConfig;
+  /** The presence service (services/presence/README.md). */
+  readonly presence: PresenceConfig;
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
   /**
@@ -103,6 +123,24 @@ export interface ChatConfig {
   readonly typingWindowMs: number;
   /** Messages are kept this long (0 = forever). */
   readonly retentionDays: number;
+}
+
+/** Presence timings and limits (services/presence/README.md). */
+export interface PresenceConfig {
+  /** Clients heartbeat this often (told in every HeartbeatResponse). */
+  readonly heartbeatIntervalMs: number;
+  /** A device with no heartbeat for this long is offline. */
+  readonly timeoutMs: number;
+  /** A device that goes offline (going_offline, chat stream closed) and is back within this causes no transition. */
+  readonly graceMs: number;
+  /** After a user's transition, the next one is held back until this long after it (flap damping). */
+  readonly minDwellMs: number;
+  /** Groups up to this many members make their members contacts (fan-out); larger ones do not. */
+  readonly fanoutMaxGroupMembers: number;
+  /** A user's contacts are cached this long per presence process. */
+  readonly contactsTtlMs: number;
+  /** Concurrent WatchPresence streams per caller. */
+  readonly watchesPerCaller: number;
 }
 
 /** Transport limits of the public port (gateway/transport-limits.ts enforces them). */
@@ -296,6 +334,7 @@ export function loadConfig(env: Env = process.env): Config {
       watchClicksPerCaller: int("SWITCHBOARD_WATCH_CLICKS_PER_CALLER", 64, 1, 100_000),
     },
     chat: chatConfig(int),
+    presence: presenceConfig(int),
     codeKey: read("SWITCHBOARD_CODE_KEY"),
     mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
   };
@@ -320,6 +359,31 @@ function chatConfig(int: (name: string, fallback: number, min: number, max: numb
     typingPerWindow: int("SWITCHBOARD_CHAT_TYPING_PER_WINDOW", 5, 1, 1_000),
     typingWindowMs: int("SWITCHBOARD_CHAT_TYPING_WINDOW_MS", 5_000, 100, 600_000),
     retentionDays: int("SWITCHBOARD_CHAT_RETENTION_DAYS", 0, 0, 36_500),
+  };
+}
+
+function presenceConfig(int: (name: string, fallback: number, min: number, max: number) => number): PresenceConfig {
+  const heartbeatIntervalMs = int("SWITCHBOARD_PRESENCE_HEARTBEAT_INTERVAL_MS", 10_000, 100, 600_000);
+  const timeoutMs = int("SWITCHBOARD_PRESENCE_TIMEOUT_MS", 30_000, 200, 3_600_000);
+  if (timeoutMs <= heartbeatIntervalMs) {
+    throw new ConfigError(
+      "SWITCHBOARD_PRESENCE_TIMEOUT_MS",
+      `must be greater than SWITCHBOARD_PRESENCE_HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs}; got ${timeoutMs})`,
+    );
+  }
+  const graceMs = int("SWITCHBOARD_PRESENCE_GRACE_MS", 5_000, 0, 600_000);
+  const minDwellMs = int("SWITCHBOARD_PRESENCE_MIN_DWELL_MS", 10_000, 0, 600_000);
+  if (minDwellMs > timeoutMs) {
+    throw new ConfigError("SWITCHBOARD_PRESENCE_MIN_DWELL_MS", `must be at most SWITCHBOARD_PRESENCE_TIMEOUT_MS (${timeoutMs}; got ${minDwellMs})`);
+  }
+  return {
+    heartbeatIntervalMs,
+    timeoutMs,
+    graceMs,
+    minDwellMs,
+    fanoutMaxGroupMembers: int("SWITCHBOARD_PRESENCE_FANOUT_MAX_GROUP_MEMBERS", 100, 2, 10_000),
+    contactsTtlMs: int("SWITCHBOARD_PRESENCE_CONTACTS_TTL_MS", 10_000, 1, 600_000),
+    watchesPerCaller: int("SWITCHBOARD_PRESENCE_WATCHES_PER_CALLER", 8, 1, 1_000),
   };
 }
 
