@@ -33,25 +33,7 @@ export interface Config {
      */
     readonly maxMessageBytes: number;
     readonly methodMaxBytes: Readonly<Record<string, number>>;
-    /** Presence timings and limits (services/presence/README.md). */
-export interface PresenceConfig {
-  /** Clients heartbeat this often (told in every HeartbeatResponse). */
-  readonly heartbeatIntervalMs: number;
-  /** A device with no heartbeat for this long is offline. */
-  readonly timeoutMs: number;
-  /** A device that goes offline (going_offline, chat stream closed) and is back within this causes no transition. */
-  readonly graceMs: number;
-  /** After a user's transition, the next one is held back until this long after it (flap damping). */
-  readonly minDwellMs: number;
-  /** Groups up to this many members make their members contacts (fan-out); larger ones do not. */
-  readonly fanoutMaxGroupMembers: number;
-  /** A user's contacts are cached this long per presence process. */
-  readonly contactsTtlMs: number;
-  /** Concurrent WatchPresence streams per caller. */
-  readonly watchesPerCaller: number;
-}
-
-/** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
+    /** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
     readonly limits: GatewayLimits;
   };
   /** Prometheus metrics: a listener of their own (port 0 = any free port), and optionally the public port too. */
