@@ -65,7 +65,7 @@ export const presenceModule: ServiceModule = {
       path: SWEEPER_LOCK_PATH,
       id: `presence@${hostname()}:${process.pid}`,
       tickMs: sweepTickMs(config.presence.timeoutMs),
-      holdMs: config.presence.heartbeatIntervalMs,
+      holdMs: sweepHoldMs(config.presence.heartbeatIntervalMs),
       sweep: () => presence.sweep(),
       ping: () => store.ping(),
       onError,
@@ -81,6 +81,14 @@ export const presenceModule: ServiceModule = {
     };
   },
 };
+
+/**
+ * How long a new sweeper (and one whose store came back) waits before sweeping: one heartbeat
+ * interval, plus a quarter of it (at least 250 ms) for the clients' timers and the trip.
+ */
+export function sweepHoldMs(heartbeatIntervalMs: number): number {
+  return heartbeatIntervalMs + Math.max(250, Math.floor(heartbeatIntervalMs / 4));
+}
 
 /** Offline is seen within the timeout plus one tick: at most 500 ms, at least 50 ms. */
 export function sweepTickMs(timeoutMs: number): number {
