@@ -79,7 +79,7 @@ export function presenceRestartSuite(name: string, target: () => RestartTarget):
       });
       try {
         await beat(LEAVER);
-        await waitFor("everyone online", async () => (seen.filter((s) => s.state === PresenceState.ONLINE).length === users.length + 1 ? true : undefined), 10_000);
+        await waitFor("everyone online", async () => (seen.filter((s) => s.state === PresenceState.ONLINE).length === users.length + 1 ? true : undefined), 30_000);
         // Let the damping of the first transitions pass, then restart: down for twice the timeout.
         await sleep(1_000);
         await server.shutdown(0);
