@@ -70,11 +70,15 @@ describe("cluster run: one process per service", () => {
         const res = await fetch(`${gatewayUrl}/readyz`);
         const body = (await res.json()) as { degraded: string[]; checks: { name: string; kind: string; ok: boolean }[] };
         // Ready (200) comes as soon as the link store is up; wait for every service as well.
-        return res.status === 200 && body.degraded.length === 0 ? body : undefined;
+        const chatRegistered = body.checks.some((c) => c.name.startsWith("chat/"));
+        return res.status === 200 && body.degraded.length === 0 && chatRegistered ? body : undefined;
       },
       90_000,
     );
-    expect(report.checks.filter((c) => c.ok && c.kind === "service").map((c) => c.name).sort()).toEqual([...SERVICE_NAMES].sort());
+    const services = report.checks.filter((c) => c.ok && c.kind === "service").map((c) => c.name);
+    expect(services.filter((n) => !n.startsWith("chat/")).sort()).toEqual([...SERVICE_NAMES].sort());
+    // The chat process registered itself: /readyz lists it by id.
+    expect(services.filter((n) => n.startsWith("chat/"))).toHaveLength(1);
   }, 100_000);
 
   it("resolves a link stored in Cassandra through gateway -> redirect process", async () => {

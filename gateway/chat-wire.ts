@@ -146,3 +146,91 @@ export async function failure(fn: () => Promise<unknown>): Promise<ConnectError 
 }
 
 export const codeName = (c: Code | undefined) => (c === undefined ? "OK" : Code[c]);
+
+/**
+ * A device as a real client runs it (the SDK behaviour the chat contract asks for): Subscribe
+ * through a gateway, Sync from the saved cursor once the stream's first response says it is
+ * attached, take live events, and when the stream ends for any reason reconnect with jittered
+ * exponential backoff (full jitter: a server's clients do not come back in one wave) and Sync
+ * again. Messages are kept by id, so whatever arrives twice (live and by Sync) counts once.
+ */
+export class ResumingDevice {
+  /** Every message seen, by id. */
+  readonly messages = new Map<bigint, { readonly channelId: string; readonly clientMessageId: string }>();
+  cursor = "";
+  liveMessages = 0;
+  syncedMessages = 0;
+  /** Streams that ended and were opened again. */
+  reconnects = 0;
+  /** How each stream ended (status code names), for the report. */
+  readonly ends: string[] = [];
+  /** When the current stream was attached (0 while not attached). */
+  attachedAt = 0;
+  private stopped = false;
+  private abort: AbortController | undefined;
+  private runner: Promise<void> | undefined;
+
+  constructor(
+    readonly userId: string,
+    readonly deviceId: string,
+    /** The client for an attempt: a real app would go through its load balancer; tests rotate gateways. */
+    private readonly clientFor: (attempt: number) => ChatClient,
+    private readonly backoff: { readonly minMs: number; readonly maxMs: number } = { minMs: 100, maxMs: 2_000 },
+  ) {}
+
+  start(): this {
+    this.runner ??= this.run();
+    return this;
+  }
+
+  /** One more Sync from the saved cursor (a final catch-up). */
+  async sync(client: ChatClient = this.clientFor(0)): Promise<void> {
+    const r = await syncAll(client, this.deviceId, this.cursor);
+    for (const e of r.events) this.take(e, "sync");
+    this.cursor = r.cursor;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort?.abort();
+    await this.runner;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    for (let attempt = 0; !this.stopped; attempt++) {
+      const client = this.clientFor(attempt);
+      this.abort = new AbortController();
+      let attached = false;
+      try {
+        for await (const res of client.subscribe({ deviceId: this.deviceId }, { signal: this.abort.signal })) {
+          if (!attached) {
+            attached = true;
+            await this.sync(client);
+            this.attachedAt = Date.now();
+            failures = 0;
+          }
+          for (const e of res.events) this.take(e, "live");
+        }
+        this.ends.push("closed");
+      } catch (e) {
+        this.ends.push(Code[ConnectError.from(e).code] ?? "unknown");
+      }
+      this.attachedAt = 0;
+      if (this.stopped) return;
+      this.reconnects++;
+      failures++;
+      const cap = Math.min(this.backoff.maxMs, this.backoff.minMs * 2 ** failures);
+      await new Promise((r) => setTimeout(r, Math.random() * cap));
+    }
+  }
+
+  private take(e: ChatEvent, how: "live" | "sync"): void {
+    if (e.event.case !== "message") return;
+    const m = e.event.value;
+    if (this.messages.has(m.messageId)) return;
+    this.messages.set(m.messageId, { channelId: m.channelId, clientMessageId: m.clientMessageId });
+    if (how === "live") this.liveMessages++;
+    else this.syncedMessages++;
+  }
+}

@@ -22,6 +22,8 @@ import { limitBulkCreate } from "./bulk-create-limit.js";
 import type { CreateRateLimiter } from "./rate-limit.js";
 import type { Env } from "./auth/config.js";
 import { forwardingImpl, type AnyUpstreamClient } from "./forward.js";
+import { ChatPlacement } from "./chat-placement.js";
+import { chatServersPath } from "../services/chat/cluster/registry.js";
 import { StreamGuard } from "./stream-guard.js";
 import { startGateway, type Gateway, type HttpDoor, type MountedService } from "./gateway.js";
 import { combineProbes, type Check, type PartProbe } from "./readiness.js";
@@ -72,6 +74,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   // One guard for every public service: the per-identity cap spans all stream methods.
   const streams = new StreamGuard({ maxPerIdentity: opts.config.streams.perIdentity });
   const clients: GrpcClient<DescService>[] = [];
+  const placements: ChatPlacement[] = [];
   const mounted: MountedService[] = [];
   const probes: PartProbe[] = [engineProbe(opts.engine, opts.log)];
   for (const { module, address } of opts.upstreams) {
@@ -79,9 +82,26 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     clients.push(health as unknown as GrpcClient<DescService>);
     probes.push(upstreamProbe(module.name, module.desc.typeName, address, health, opts.log));
     if (!module.public) continue;
-    const client = createGrpcClient(module.desc, address);
-    clients.push(client);
-    const impl = forwardingImpl(module.desc, client as unknown as AnyUpstreamClient, auth.headersFor, { streams, service: module.name });
+    let upstream: AnyUpstreamClient;
+    if (module.name === "chat") {
+      // Chat runs as several servers found through the registry; each call is placed on one.
+      const placement = new ChatPlacement({
+        desc: module.desc,
+        coordinator: opts.engine.coordinator,
+        path: chatServersPath(opts.config.cassandra.keyspace),
+        fallbackAddress: address,
+        log: opts.log.child({ component: "chat-placement" }),
+        registry: opts.metrics.registry,
+      });
+      placements.push(placement);
+      probes.push(chatServersProbe(placement, module.desc.typeName, opts.log));
+      upstream = placement.upstream();
+    } else {
+      const client = createGrpcClient(module.desc, address);
+      clients.push(client);
+      upstream = client as unknown as AnyUpstreamClient;
+    }
+    const impl = forwardingImpl(module.desc, upstream, auth.headersFor, { streams, service: module.name });
     for (const name of module.internalMethods ?? []) blockMethod(impl, module.desc, name);
     if (module.desc.typeName === ShortenerService.typeName) {
       limitBulkCreateOf(impl, auth.limiter);
@@ -156,6 +176,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       await gateway.close(graceMs);
       await redirects?.close();
       for (const c of clients) c.close();
+      for (const p of placements) p.close();
     },
   };
 }
@@ -232,5 +253,45 @@ function upstreamProbe(
       }
     },
     failed: (detail) => [check(false, detail)],
+  };
+}
+
+/**
+ * Every chat server in the registry, by id and state ("serving", "draining", "unavailable"): one
+ * check each, so /readyz shows the whole chat tier. Ids name no host (services/chat/cluster/registry.ts).
+ * With none registered, the registry adds nothing (the configured chat upstream has its own check).
+ */
+function chatServersProbe(placement: ChatPlacement, typeName: string, log: Logger): PartProbe {
+  const health = new Map<string, GrpcClient<typeof Health>>();
+  const logs = new Map<string, (ok: boolean, why: string) => void>();
+  return {
+    async run() {
+      const servers = placement.registered;
+      for (const [address, c] of health) {
+        if (servers.some((s) => s.address === address)) continue;
+        c.close();
+        health.delete(address);
+      }
+      return Promise.all(
+        servers.map(async (s): Promise<Check> => {
+          let client = health.get(s.address);
+          if (!client) health.set(s.address, (client = createGrpcClient(Health, s.address, { defaultTimeoutMs: UPSTREAM_HEALTH_TIMEOUT_MS })));
+          let logChange = logs.get(s.id);
+          if (!logChange) logs.set(s.id, (logChange = changeLog(log, { chatServer: s.id, address: s.address })));
+          const check = (ok: boolean, detail: string): Check => ({ name: `chat/${s.id}`, kind: "service", critical: false, ok, detail });
+          try {
+            const res = await client.check(create(HealthCheckRequestSchema, { service: typeName }));
+            const serving = res.status === HealthCheckResponse_ServingStatus.SERVING;
+            logChange(serving || s.draining, String(res.status));
+            if (s.draining) return check(true, `draining, ${s.streams} streams`);
+            return check(serving, serving ? `serving, ${s.streams} streams` : "not serving");
+          } catch (e) {
+            logChange(false, e instanceof Error ? e.message : String(e));
+            return check(false, "unavailable");
+          }
+        }),
+      );
+    },
+    failed: (detail) => placement.registered.map((s) => ({ name: `chat/${s.id}`, kind: "service" as const, critical: false, ok: false, detail })),
   };
 }

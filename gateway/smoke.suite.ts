@@ -168,14 +168,23 @@ export function gatewaySmokeSuite(engine: string, target: () => SmokeTarget): vo
       const base = target().baseUrl;
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       const ready = await fetch(`${base}/readyz`);
-      const report = (await ready.json()) as { ready: boolean; degraded: string[]; checks: { name: string; kind: string; ok: boolean }[] };
+      const report = (await ready.json()) as { ready: boolean; degraded: string[]; checks: { name: string; kind: string; ok: boolean; detail: string }[] };
       expect(ready.status).toBe(200);
       expect(report.ready).toBe(true);
       expect(report.degraded).toEqual([]);
       expect(report.checks.filter((c) => c.kind === "backend").length).toBeGreaterThan(0);
-      expect(report.checks.filter((c) => c.kind === "service").map((c) => c.name).sort()).toEqual(
+      const services = report.checks.filter((c) => c.kind === "service");
+      expect(services.filter((c) => !c.name.startsWith("chat/")).map((c) => c.name).sort()).toEqual(
         ["chat", "presence", "push", "redirect", "shortener", "tokenrange"],
       );
+      // Every chat server of the registry, by id (no host or address), with its state and load.
+      const chatServers = services.filter((c) => c.name.startsWith("chat/"));
+      expect(chatServers.length).toBeGreaterThanOrEqual(1);
+      for (const c of chatServers) {
+        expect(c.name).toMatch(/^chat\/chat-[0-9a-f]{12}$/);
+        expect(c.ok).toBe(true);
+        expect(c.detail).toMatch(/^serving, \d+ streams$/);
+      }
       expect((await fetch(`${base}/metrics`)).status).toBe(404);
       const metrics = await (await fetch(target().metricsUrl)).text();
       expect(metrics).toMatch(/gateway_http_requests_total\{route="connect",protocol="http\/1.1",status="200"\} [1-9]/);

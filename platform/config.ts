@@ -3,6 +3,7 @@
  * stops the process with one line naming the variable (ConfigError), so a typo never turns
  * into a confusing connection error minutes later.
  */
+import { hostname } from "node:os";
 import { MIN_MESH_SECRET_BYTES } from "./identity-assertion.js";
 
 export type EngineKind = "memory" | "cluster";
@@ -47,6 +48,8 @@ export interface Config {
   };
   /** Where this process serves its internal gRPC service (one service per process in cluster mode). */
   readonly grpc: HostPort;
+  /** Host other processes reach this service's gRPC port at (registered in the coordinator: chat servers). */
+  readonly advertiseHost: string;
   /** Where the gateway and other services reach each internal service in cluster mode. */
   readonly upstreams: Readonly<Record<ServiceName, HostPort>>;
   readonly cassandra: {
@@ -105,6 +108,8 @@ export interface ChatConfig {
   readonly typingWindowMs: number;
   /** Messages are kept this long (0 = forever). */
   readonly retentionDays: number;
+  /** On shutdown, live streams are ended spread over this window (clients reconnect elsewhere, not all at once). */
+  readonly drainWindowMs: number;
 }
 
 /** Presence timings and limits (services/presence/README.md). */
@@ -294,6 +299,7 @@ export function loadConfig(env: Env = process.env): Config {
       host: read("SWITCHBOARD_GRPC_HOST") ?? "127.0.0.1",
       port: int("SWITCHBOARD_GRPC_PORT", 0, 0, 65535),
     },
+    advertiseHost: advertiseHost(read("SWITCHBOARD_ADVERTISE_HOST"), read("SWITCHBOARD_GRPC_HOST") ?? "127.0.0.1"),
     upstreams,
     cassandra: {
       contactPoints: hostPortList("SWITCHBOARD_CASSANDRA_CONTACT_POINTS", "127.0.0.1:9042", 9042),
@@ -341,6 +347,7 @@ function chatConfig(int: (name: string, fallback: number, min: number, max: numb
     typingPerWindow: int("SWITCHBOARD_CHAT_TYPING_PER_WINDOW", 5, 1, 1_000),
     typingWindowMs: int("SWITCHBOARD_CHAT_TYPING_WINDOW_MS", 5_000, 100, 600_000),
     retentionDays: int("SWITCHBOARD_CHAT_RETENTION_DAYS", 0, 0, 36_500),
+    drainWindowMs: int("SWITCHBOARD_CHAT_DRAIN_WINDOW_MS", 5_000, 0, 600_000),
   };
 }
 
@@ -367,6 +374,12 @@ function presenceConfig(int: (name: string, fallback: number, min: number, max: 
     contactsTtlMs: int("SWITCHBOARD_PRESENCE_CONTACTS_TTL_MS", 10_000, 1, 600_000),
     watchesPerCaller: int("SWITCHBOARD_PRESENCE_WATCHES_PER_CALLER", 8, 1, 1_000),
   };
+}
+
+/** A wildcard bind address is not reachable as such: other processes get this host's name. */
+function advertiseHost(given: string | undefined, bindHost: string): string {
+  if (given !== undefined && given !== "") return given;
+  return bindHost === "0.0.0.0" || bindHost === "::" || bindHost === "[::]" ? hostname() : bindHost;
 }
 
 /** Not trimmed: a secret is taken byte for byte. */

@@ -33,6 +33,13 @@ export const noUpstreams = (name: ServiceName): string => {
 export interface RunningService {
   /** A Connect-style ServiceImpl (possibly partial: missing methods answer Unimplemented). */
   readonly impl: object;
+  /** Once its gRPC server listens: the "host:port" other processes reach it at. */
+  listening?(address: string): Promise<void> | void;
+  /**
+   * First step of a shutdown, before in-flight calls are waited for: stop taking new long-lived
+   * work and end the streams held (the grace period would otherwise be spent waiting on them).
+   */
+  drain?(graceMs: number): Promise<void>;
   close?(): Promise<void>;
 }
 

@@ -50,7 +50,21 @@ export async function serveService(
   const stopTracking = trackReadiness(needsProbe(module.needs ?? [], deps), server, module.desc.typeName, log);
   server.onClose(`${module.name} readiness`, stopTracking);
   if (running.close) server.onClose(module.name, () => running.close!());
+  if (running.drain) server.onDrain(module.name, (graceMs) => running.drain!(graceMs));
+  if (running.listening) {
+    try {
+      await running.listening(`${advertised(deps.config.advertiseHost)}:${server.port}`);
+    } catch (e) {
+      await server.shutdown(0);
+      throw e;
+    }
+  }
   return server;
+}
+
+/** IPv6 literals in brackets, as gRPC targets want them. */
+function advertised(host: string): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
 
 /** What is down among the module's needs, polled; `close` releases the upstream health clients. */

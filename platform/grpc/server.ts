@@ -63,6 +63,8 @@ export interface RunningGrpcServer {
   readonly server: Server;
   /** Registers a closer run after the server stopped (reverse registration order). */
   onClose(name: string, close: () => Promise<void> | void): void;
+  /** Runs at the start of shutdown, after health turns NOT_SERVING and before in-flight calls are waited for. */
+  onDrain(name: string, drain: (graceMs: number) => Promise<void> | void): void;
   /** Graceful stop; idempotent (later calls return the same promise). */
   shutdown(graceMs: number): Promise<void>;
 }
@@ -109,11 +111,19 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
   log.info({ host, port, services: [...mounted] }, "grpc server listening");
 
   const closers: { name: string; close: () => Promise<void> | void }[] = [];
+  const drainers: { name: string; drain: (graceMs: number) => Promise<void> | void }[] = [];
   let stopping: Promise<void> | undefined;
 
   const shutdown = async (graceMs: number): Promise<void> => {
     health.shutdown();
     log.info({ graceMs }, "grpc server draining");
+    for (const { name, drain } of drainers) {
+      try {
+        await drain(graceMs);
+      } catch (err) {
+        log.error({ err, drainer: name }, "drain failed");
+      }
+    }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         log.warn({ graceMs }, "grpc server grace period over; cancelling remaining calls");
@@ -144,6 +154,9 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
     server,
     onClose(name, close) {
       closers.push({ name, close });
+    },
+    onDrain(name, drain) {
+      drainers.push({ name, drain });
     },
     shutdown(graceMs) {
       stopping ??= shutdown(graceMs);

@@ -104,6 +104,46 @@ export function coordinatorConformance(makeFixture: () => Promise<CoordinatorFix
       expect(await c.children(`${root}/members`)).toEqual([]);
     });
 
+    it("watchChildren sees children appear, their data change, and go (release and session end)", async () => {
+      const owner = await f.open();
+      const seen: Record<string, string>[] = [];
+      const stop = c.watchChildren(`${root}/watched`, (kids) => {
+        seen.push(Object.fromEntries([...kids].map(([k, v]) => [k, dec(v)])));
+      });
+      const last = () => seen[seen.length - 1];
+      const until = async (want: Record<string, string>) => {
+        for (let i = 0; i < 200 && JSON.stringify(last()) !== JSON.stringify(want); i++) await new Promise((r) => setTimeout(r, 25));
+        expect(last()).toEqual(want);
+      };
+      try {
+        await until({}); // the node does not exist yet: an empty snapshot
+        const a = await owner.registerEphemeral(`${root}/watched/a`, enc("load=0"));
+        await until({ a: "load=0" });
+        await c.registerEphemeral(`${root}/watched/b`, enc("x"));
+        await until({ a: "load=0", b: "x" });
+        await a.update(enc("load=5"));
+        await until({ a: "load=5", b: "x" });
+        await a.update(enc("load=7"));
+        await until({ a: "load=7", b: "x" });
+        await a.release();
+        await until({ b: "x" });
+        const again = await owner.registerEphemeral(`${root}/watched/a`, enc("back"));
+        await until({ a: "back", b: "x" });
+        await again.update(enc("back-2"));
+        await until({ a: "back-2", b: "x" });
+        await f.closeSession(owner);
+        await until({ b: "x" });
+        expect(await kindOf(again.update(enc("late")))).toMatch(/NotFound|Unavailable/);
+        const n = seen.length;
+        stop();
+        await c.registerEphemeral(`${root}/watched/c`, enc(""));
+        await new Promise((r) => setTimeout(r, 200));
+        expect(seen.length).toBe(n);
+      } finally {
+        stop();
+      }
+    });
+
     it("rejects malformed paths with InvalidArgument", async () => {
       expect(await kindOf(c.get("relative"))).toBe("InvalidArgument");
       expect(await kindOf(c.create(`${root}/`, enc("")))).toBe("InvalidArgument");

@@ -15,6 +15,12 @@
  *   session expiry). "AlreadyExists" when the path is taken. After a session expiry the owner
  *   must register again (listen for the "expired" session event).
  * - `children(path)` returns the child names (not full paths), sorted; [] for a missing node.
+ * - `watchChildren(path, listener)` calls the listener with the children of `path` and their
+ *   data, soon after the call and again after every change (a child created or removed, a
+ *   child's data rewritten, an ephemeral child gone with its session), coalescing bursts; after
+ *   a lost or renewed session it reads the children again. While the backend is unreachable the
+ *   listener is not called (the last snapshot stands). Returns a function that stops the watch.
+ * - `Registration.update(data)` rewrites the data of a registered ephemeral node (watchers see it).
  *
  * Errors: when the backend is unreachable, calls fail fast with DomainError "Unavailable".
  * A connection loss DURING a write also surfaces as "Unavailable": the write may or may not have
@@ -29,8 +35,13 @@ export interface VersionedData {
 
 export interface Registration {
   readonly path: string;
+  /** Rewrites the node's data; Unavailable while the session is not connected, NotFound once it is gone. */
+  update(data: Uint8Array): Promise<void>;
   release(): Promise<void>;
 }
+
+/** Children of a watched node by name, with their data. */
+export type ChildrenSnapshot = ReadonlyMap<string, Uint8Array>;
 
 /**
  * "connected": a session is usable. "disconnected": connection lost, the session may still come
@@ -45,6 +56,7 @@ export interface Coordinator {
   compareAndSet(path: string, data: Uint8Array, expectedVersion: number): Promise<boolean>;
   registerEphemeral(path: string, data: Uint8Array): Promise<Registration>;
   children(path: string): Promise<string[]>;
+  watchChildren(path: string, listener: (children: ChildrenSnapshot) => void): () => void;
   /** Current state; operations fail with Unavailable unless "connected". */
   readonly sessionState: SessionState;
   /** Subscribe to session state changes; returns an unsubscribe function. */

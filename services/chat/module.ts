@@ -8,13 +8,14 @@
  *   merged into the output between events. A failed send is reported in its send_ack, and the
  *   session stays open; a malformed frame ends it (INVALID_ARGUMENT).
  */
-import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AddMembersResponseSchema,
+  ChatEventSchema,
   ChatService,
+  KeepAliveSchema,
   CreateDirectChannelResponseSchema,
   CreateGroupChannelResponseSchema,
   DeleteMessageResponseSchema,
@@ -39,12 +40,14 @@ import { codeForKind } from "../../platform/grpc/status.js";
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceModule } from "../module.js";
 import { LocalDelivery } from "./adapters/local-delivery.js";
+import { ChatServerRegistration, chatServersPath, newChatServerId, watchChatServers } from "./cluster/registry.js";
+import { RoutedDelivery } from "./cluster/routed-delivery.js";
 import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
 import { Chat } from "./chat.js";
 import { toPbChannel, toPbMessage } from "./domain/events.js";
 import { validateDeviceId } from "./domain/validate.js";
 import { DeviceStream, replacedStream } from "./live/device-stream.js";
-import type { Delivery, HistoryAnchor } from "./ports.js";
+import type { Delivery, HistoryAnchor, LiveStream } from "./ports.js";
 import { createChatStore } from "./store.js";
 
 /** Devices of one user that can hold a live stream (Subscribe or Session) at the same time. */
@@ -60,13 +63,34 @@ export const chatModule: ServiceModule = {
   needs: ["cassandra"],
   async create({ config, log, engine, upstreamAddress, registry }) {
     const store = await createChatStore(engine, log, { retentionDays: config.chat.retentionDays, writeTimeoutMs: config.chat.writeTimeoutMs });
-    const instanceId = `chat@${hostname()}:${process.pid}`;
-    const ids = await tokenRangeIdMinter({ target: upstreamAddress("tokenrange"), instanceId, log });
-    const delivery = new LocalDelivery(registry ? { registry } : {});
+    const serverId = newChatServerId();
+    const ids = await tokenRangeIdMinter({ target: upstreamAddress("tokenrange"), instanceId: `chat@${serverId}`, log });
+    const local = new LocalDelivery(registry ? { registry } : {});
+    // Events for this server's streams from the other chat servers; subscribed before this
+    // server registers, so nothing addressed to it after it appears in the registry is missed.
+    const delivery = new RoutedDelivery({ local, bus: engine.bus, serverId, log, ...(registry ? { registry } : {}) });
+    delivery.start();
+    const registryPath = chatServersPath(config.cassandra.keyspace);
+    const unwatch = watchChatServers(engine.coordinator, registryPath, (servers) => delivery.setServers(servers));
     const chat = new Chat({ store, ids, delivery, config: config.chat });
+    const lifecycle = new StreamLifecycle();
+    let registration: ChatServerRegistration | undefined;
     return {
-      impl: chatImpl(chat, delivery, { serverId: instanceId }),
+      impl: chatImpl(chat, delivery, { serverId, lifecycle }),
+      listening(address) {
+        registration = new ChatServerRegistration({ coordinator: engine.coordinator, path: registryPath, id: serverId, address, streams: () => local.size(), log });
+      },
+      async drain() {
+        // No new streams here (gateways see the flag and place elsewhere), then the held ones end
+        // spread over the window, each told to reconnect: clients resume on another server.
+        lifecycle.draining = true;
+        await registration?.drain();
+        await endSpread(local.streams(), config.chat.drainWindowMs);
+      },
       close: async () => {
+        unwatch();
+        await registration?.close();
+        delivery.close();
         await ids.close?.();
         await store.close?.();
       },
@@ -77,6 +101,40 @@ export const chatModule: ServiceModule = {
 export interface ChatImplOptions {
   /** Named in Session's opened frame (diagnostics). */
   readonly serverId: string;
+  /** Set while the server drains: new live streams are refused with a reconnect hint. */
+  readonly lifecycle?: StreamLifecycle;
+}
+
+export class StreamLifecycle {
+  draining = false;
+}
+
+/** The error a live stream ends with when its server shuts down: reconnect (through the gateway) and Sync. */
+export function serverDraining(retryAfterMs = 0): DomainError {
+  return new DomainError(
+    "Unavailable",
+    "chat server is shutting down: reconnect (you will be placed on another server) and Sync from your cursor",
+    { retryAfterMs },
+  );
+}
+
+/**
+ * Ends each stream at a random moment of the window, each with a retry hint of a random share of
+ * it, so the clients of a stopping server do not all reconnect in the same instant.
+ */
+export async function endSpread(streams: readonly LiveStream[], windowMs: number): Promise<void> {
+  await Promise.all(
+    streams.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            if (s instanceof DeviceStream) s.end(serverDraining(Math.floor(Math.random() * Math.min(windowMs, 1_000))));
+            resolve();
+          }, Math.floor(Math.random() * windowMs));
+          t.unref();
+        }),
+    ),
+  );
 }
 
 /** The handlers; exported for tests that build a Chat on their own ports. */
@@ -93,6 +151,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
    * `close` detaches it and ends it (its events() generator then finishes).
    */
   function live(userId: string, deviceId: string): { stream: DeviceStream; close: () => void } {
+    if (opts.lifecycle?.draining) throw serverDraining();
     const mine = devicesOf.get(userId) ?? new Set<string>();
     if (!mine.has(deviceId) && mine.size >= MAX_STREAMS_PER_USER) {
       throw new DomainError(
@@ -188,6 +247,9 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       validateDeviceId(req.deviceId);
       const device = live(userId, req.deviceId);
       try {
+        // Attached: everything from now on reaches this stream. Saying so at once lets the client
+        // Sync without a gap between what Sync read and what the stream carries.
+        yield { events: [create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } })] };
         for await (const events of device.stream.batches(ctx.signal)) yield { events };
       } finally {
         device.close();

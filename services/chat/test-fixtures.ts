@@ -20,6 +20,7 @@ export const testConfig = (over: Partial<ChatConfig> = {}): ChatConfig => ({
   typingPerWindow: 5,
   typingWindowMs: 5_000,
   retentionDays: 0,
+  drainWindowMs: 5_000,
   ...over,
 });
 

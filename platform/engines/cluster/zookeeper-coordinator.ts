@@ -1,7 +1,8 @@
-import { CreateMode, Exception, State, createClient, type Client } from "node-zookeeper-client";
+import { CreateMode, Event, Exception, State, createClient, type Client } from "node-zookeeper-client";
 import { DomainError, notFound } from "../../errors.js";
 import {
   pathSegments,
+  type ChildrenSnapshot,
   type Coordinator,
   type Registration,
   type SessionState,
@@ -30,6 +31,7 @@ export class ZooKeeperCoordinator implements Coordinator {
   private closed = false;
   private everConnected = false;
   private readonly listeners = new Set<(s: SessionState) => void>();
+  private readonly watchStops = new Set<() => void>();
   private readonly log: EngineLog;
   private readonly opTimeoutMs: number;
 
@@ -110,6 +112,12 @@ export class ZooKeeperCoordinator implements Coordinator {
     const owner = this.client;
     return {
       path,
+      update: async (next) => {
+        if (owner !== this.client || this.closed) throw notFound(`node ${path} (its session ended)`);
+        await this.call<void>("update", path, (c, done) =>
+          c.setData(path, Buffer.from(next), -1, (err) => done(err && code(err) === Exception.NO_NODE ? notFound(`node ${path}`) : err, undefined)),
+        );
+      },
       release: async () => {
         // A new session means the node already went with the old one.
         if (owner !== this.client || this.closed) return;
@@ -130,10 +138,117 @@ export class ZooKeeperCoordinator implements Coordinator {
     );
   }
 
+  /**
+   * ZooKeeper watches fire once: the children watch and each child's data watch are set again
+   * on every read they trigger, with one stable function per path (the client keeps a function
+   * once per path, so repeated reads never pile up watchers). Every new connection (reconnect or
+   * new session) reads everything again.
+   */
+  watchChildren(path: string, listener: (children: ChildrenSnapshot) => void): () => void {
+    pathSegments(path);
+    let stopped = false;
+    const data = new Map<string, Uint8Array>();
+    let names: string[] = [];
+    let emitPending = false;
+    let retry: NodeJS.Timeout | undefined;
+    const emit = (): void => {
+      if (emitPending || stopped) return;
+      emitPending = true;
+      setImmediate(() => {
+        emitPending = false;
+        if (stopped) return;
+        const snap = new Map<string, Uint8Array>();
+        for (const n of names) {
+          const d = data.get(n);
+          if (d) snap.set(n, d);
+        }
+        listener(snap);
+      });
+    };
+    const later = (): void => {
+      if (stopped || retry) return;
+      retry = setTimeout(() => {
+        retry = undefined;
+        readAll();
+      }, 500);
+      retry.unref();
+    };
+    const dataWatchers = new Map<string, (e: Event) => void>();
+    const dataWatcher = (name: string): ((e: Event) => void) => {
+      let w = dataWatchers.get(name);
+      if (!w) {
+        w = (e: Event) => {
+          if (!stopped && e.getType() !== Event.NODE_DELETED) readData(name);
+        };
+        dataWatchers.set(name, w);
+      }
+      return w;
+    };
+    const readData = (name: string): void => {
+      if (stopped || this.state !== "connected") return;
+      this.client.getData(`${path}/${name}`, dataWatcher(name), (err, buf) => {
+        if (stopped) return;
+        if (err) {
+          if (code(err) === Exception.NO_NODE) {
+            data.delete(name);
+            emit();
+          } else later();
+          return;
+        }
+        data.set(name, new Uint8Array(buf ?? Buffer.alloc(0)));
+        emit();
+      });
+    };
+    const childWatcher = (): void => {
+      if (!stopped) readChildren(false);
+    };
+    const readChildren = (all: boolean): void => {
+      if (stopped || this.state !== "connected") return;
+      // exists() first: a watch on a node that does not exist yet must be an existence watch.
+      this.client.exists(path, childWatcher, (err, stat) => {
+        if (stopped) return;
+        if (err) return later();
+        if (!stat) {
+          names = [];
+          data.clear();
+          emit();
+          return;
+        }
+        this.client.getChildren(path, childWatcher, (err2, kids) => {
+          if (stopped) return;
+          if (err2) {
+            if (code(err2) === Exception.NO_NODE) readChildren(all);
+            else later();
+            return;
+          }
+          const before = new Set(names);
+          names = [...kids].sort();
+          for (const n of [...data.keys()]) if (!kids.includes(n)) data.delete(n);
+          for (const n of names) if (all || !before.has(n)) readData(n);
+          emit();
+        });
+      });
+    };
+    const readAll = (): void => readChildren(true);
+    const off = this.onSessionState((s) => {
+      if (s === "connected") readAll();
+    });
+    readAll();
+    const stop = (): void => {
+      stopped = true;
+      off();
+      if (retry) clearTimeout(retry);
+      this.watchStops.delete(stop);
+    };
+    this.watchStops.add(stop);
+    return stop;
+  }
+
   /** Ends the session (ephemeral nodes go away at once). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const stop of [...this.watchStops]) stop();
     const c = this.client;
     const wasConnected = this.state === "connected";
     this.state = "expired";

@@ -1,6 +1,7 @@
 import { DomainError, notFound } from "../../errors.js";
 import {
   pathSegments,
+  type ChildrenSnapshot,
   type Coordinator,
   type Registration,
   type SessionState,
@@ -21,6 +22,8 @@ interface Node {
  */
 export class MemoryCoordinationTree {
   readonly root: Node = { data: new Uint8Array(), version: 0, owner: undefined, children: new Map() };
+  /** Watched parent path -> its watches (each coalesces its own notifications). */
+  private readonly watches = new Map<string, Set<ChildWatch>>();
 
   session(): MemoryCoordinator {
     return new MemoryCoordinator(this);
@@ -35,18 +38,66 @@ export class MemoryCoordinationTree {
     return n;
   }
 
-  removeEphemerals(owner: MemoryCoordinator, from: Node = this.root): void {
+  removeEphemerals(owner: MemoryCoordinator, from: Node = this.root, fromPath = ""): void {
     for (const [name, child] of from.children) {
-      if (child.owner === owner) from.children.delete(name);
-      else this.removeEphemerals(owner, child);
+      if (child.owner === owner) {
+        from.children.delete(name);
+        this.changed(fromPath || "/");
+      } else this.removeEphemerals(owner, child, `${fromPath}/${name}`);
     }
   }
+
+  watch(path: string, listener: (children: ChildrenSnapshot) => void): () => void {
+    pathSegments(path);
+    const w: ChildWatch = { listener, pending: false, stopped: false };
+    let set = this.watches.get(path);
+    if (!set) this.watches.set(path, (set = new Set()));
+    set.add(w);
+    this.schedule(path, w);
+    return () => {
+      w.stopped = true;
+      set.delete(w);
+      if (set.size === 0 && this.watches.get(path) === set) this.watches.delete(path);
+    };
+  }
+
+  /** A child of `parentPath` was created, removed or rewritten. */
+  changed(parentPath: string): void {
+    for (const w of this.watches.get(parentPath) ?? []) this.schedule(parentPath, w);
+  }
+
+  private schedule(path: string, w: ChildWatch): void {
+    if (w.pending) return;
+    w.pending = true;
+    setImmediate(() => {
+      w.pending = false;
+      if (w.stopped) return;
+      const n = this.find(path);
+      const snapshot = new Map<string, Uint8Array>();
+      for (const [name, child] of [...(n?.children ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        snapshot.set(name, child.data.slice());
+      }
+      w.listener(snapshot);
+    });
+  }
+}
+
+interface ChildWatch {
+  readonly listener: (children: ChildrenSnapshot) => void;
+  pending: boolean;
+  stopped: boolean;
+}
+
+function parentOf(path: string): string {
+  const i = path.lastIndexOf("/");
+  return i <= 0 ? "/" : path.slice(0, i);
 }
 
 /** One session on a MemoryCoordinationTree; always "connected" until closed. */
 export class MemoryCoordinator implements Coordinator {
   private state: SessionState = "connected";
   private readonly listeners = new Set<(s: SessionState) => void>();
+  private readonly watchStops = new Set<() => void>();
 
   constructor(private readonly tree: MemoryCoordinationTree = new MemoryCoordinationTree()) {}
 
@@ -77,19 +128,33 @@ export class MemoryCoordinator implements Coordinator {
     if (n.version !== expectedVersion) return false;
     n.data = data.slice();
     n.version++;
+    this.tree.changed(parentOf(path));
     return true;
   }
 
   async registerEphemeral(path: string, data: Uint8Array): Promise<Registration> {
     this.live();
     const node = this.insert(path, data, this);
+    const segs = pathSegments(path);
+    const parentPath = parentOf(path);
+    const name = segs[segs.length - 1]!;
+    const mine = (): boolean => {
+      const parent = segs.length === 1 ? this.tree.root : this.tree.find(parentPath);
+      return parent?.children.get(name) === node;
+    };
     return {
       path,
+      update: async (next) => {
+        this.live();
+        if (!mine()) throw notFound(`node ${path}`);
+        node.data = next.slice();
+        node.version++;
+        this.tree.changed(parentPath);
+      },
       release: async () => {
-        const segs = pathSegments(path);
-        const parent = segs.length === 1 ? this.tree.root : this.tree.find("/" + segs.slice(0, -1).join("/"));
-        const name = segs[segs.length - 1]!;
-        if (parent && parent.children.get(name) === node) parent.children.delete(name);
+        if (!mine()) return;
+        (segs.length === 1 ? this.tree.root : this.tree.find(parentPath))!.children.delete(name);
+        this.tree.changed(parentPath);
       },
     };
   }
@@ -100,9 +165,22 @@ export class MemoryCoordinator implements Coordinator {
     return n ? [...n.children.keys()].sort() : [];
   }
 
+  watchChildren(path: string, listener: (children: ChildrenSnapshot) => void): () => void {
+    const stop = this.tree.watch(path, (children) => {
+      if (this.state === "connected") listener(children);
+    });
+    this.watchStops.add(stop);
+    return () => {
+      this.watchStops.delete(stop);
+      stop();
+    };
+  }
+
   /** Ends the session: its ephemeral nodes disappear. */
   close(): void {
     if (this.state === "expired") return;
+    for (const stop of this.watchStops) stop();
+    this.watchStops.clear();
     this.tree.removeEphemerals(this);
     this.state = "expired";
     for (const l of this.listeners) l("expired");
@@ -129,6 +207,7 @@ export class MemoryCoordinator implements Coordinator {
     if (n.children.has(name)) throw new DomainError("AlreadyExists", `node ${path} already exists`);
     const node: Node = { data: data.slice(), version: 0, owner, children: new Map() };
     n.children.set(name, node);
+    this.tree.changed(parentOf(path));
     return node;
   }
 }

@@ -1,6 +1,6 @@
 /**
- * Delivery to the device streams held by this process. One chat server is enough for now;
- * routing between chat servers goes beside this adapter (it keeps serving the local streams).
+ * Delivery to the device streams held by this process. Routing between chat servers
+ * (cluster/routed-delivery.ts) wraps it: events from peers end up here too.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { ChatEvent } from "../../../gen/switchboard/chat/v1/chat_pb.js";
@@ -12,7 +12,7 @@ export interface LocalDeliveryOptions {
 
 export class LocalDelivery implements Delivery {
   /** user -> device -> stream */
-  private readonly streams = new Map<string, Map<string, LiveStream>>();
+  private readonly byUser = new Map<string, Map<string, LiveStream>>();
   private count = 0;
   private readonly delivered: Counter | undefined;
 
@@ -33,7 +33,7 @@ export class LocalDelivery implements Delivery {
         registers: [opts.registry],
         collect() {
           let n = 0;
-          for (const devices of self.streams.values()) for (const s of devices.values()) n += s.queued ?? 0;
+          for (const devices of self.byUser.values()) for (const s of devices.values()) n += s.queued ?? 0;
           this.set(n);
         },
       });
@@ -43,7 +43,7 @@ export class LocalDelivery implements Delivery {
         registers: [opts.registry],
         collect() {
           let n = 0;
-          for (const devices of self.streams.values()) for (const s of devices.values()) n = Math.max(n, s.queued ?? 0);
+          for (const devices of self.byUser.values()) for (const s of devices.values()) n = Math.max(n, s.queued ?? 0);
           this.set(n);
         },
       });
@@ -56,10 +56,10 @@ export class LocalDelivery implements Delivery {
   }
 
   attach(stream: LiveStream): LiveStream | undefined {
-    let devices = this.streams.get(stream.userId);
+    let devices = this.byUser.get(stream.userId);
     if (!devices) {
       devices = new Map();
-      this.streams.set(stream.userId, devices);
+      this.byUser.set(stream.userId, devices);
     }
     const previous = devices.get(stream.deviceId);
     devices.set(stream.deviceId, stream);
@@ -68,17 +68,17 @@ export class LocalDelivery implements Delivery {
   }
 
   detach(stream: LiveStream): void {
-    const devices = this.streams.get(stream.userId);
+    const devices = this.byUser.get(stream.userId);
     if (devices?.get(stream.deviceId) !== stream) return;
     devices.delete(stream.deviceId);
     this.count -= 1;
-    if (devices.size === 0) this.streams.delete(stream.userId);
+    if (devices.size === 0) this.byUser.delete(stream.userId);
   }
 
   deliver(userIds: readonly string[], event: ChatEvent, except?: { readonly userId: string; readonly deviceId: string }): void {
     let n = 0;
     for (const userId of new Set(userIds)) {
-      const devices = this.streams.get(userId);
+      const devices = this.byUser.get(userId);
       if (!devices) continue;
       for (const stream of devices.values()) {
         if (except && stream.userId === except.userId && stream.deviceId === except.deviceId) continue;
@@ -91,5 +91,12 @@ export class LocalDelivery implements Delivery {
 
   size(): number {
     return this.count;
+  }
+
+  /** Every attached stream (a snapshot). */
+  streams(): LiveStream[] {
+    const out: LiveStream[] = [];
+    for (const devices of this.byUser.values()) out.push(...devices.values());
+    return out;
   }
 }

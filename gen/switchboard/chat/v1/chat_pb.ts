@@ -1803,11 +1803,13 @@ export const ChatService: GenService<{
   },
   /**
    * Live events for one device of the caller (server stream). Events are
-   * delivered from the moment the stream is established; to close the gap,
-   * a client subscribes first and then calls Sync from its saved cursor,
-   * deduping by id. The server sends a keep_alive event on idle streams
-   * (about every 25 s). The stream ends with UNAVAILABLE when the chat
-   * server drains; reconnect with backoff.
+   * delivered from the moment the stream is established, and the first
+   * response (one keep_alive event) says it is: a client calls Sync from its
+   * saved cursor once that arrives, deduping by id, and misses nothing. The
+   * server sends a keep_alive event on idle streams (about every 25 s). The
+   * stream ends with UNAVAILABLE when the chat server drains or dies;
+   * reconnect through the gateway with jittered backoff (another server takes
+   * it) and Sync again.
    *
    * Each stream has a bounded outbox (default 1,000 events). A subscriber
    * that stops reading is ended with RESOURCE_EXHAUSTED ("slow consumer"):
