@@ -1,7 +1,7 @@
 /**
  * Issue 10 item 2 acceptance on the cluster engine, one process per service: with the presence
  * service stopped, and separately with Redis stopped, the gateway's /readyz stays 200 and names
- * the degraded part; redirects and link creation keep working. This file runs its own Redis so
+ * the degraded part (Redis: and presence, which needs it); redirects and link creation keep working. This file runs its own Redis so
  * stopping it leaves the run's shared one to the other files.
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -119,13 +119,18 @@ describe("the gateway stays ready while redirects can be served", () => {
     await degradedBecomes([]);
   }, 90_000);
 
-  it("Redis stopped: 200, degraded names redis only (no service needs it); creation and redirects work", async () => {
+  it("Redis stopped: 200, degraded names redis and presence (the only service that needs it); creation and redirects work", async () => {
     await redis!.stop();
-    const { status, text, report } = await degradedBecomes(["redis"]);
+    const { status, text, report } = await degradedBecomes(["presence", "redis"]);
     expect(status).toBe(200);
     expect(report.ready).toBe(true);
-    // Every service still SERVING: none of them needs Redis to answer.
-    expect(report.checks.filter((c) => c.kind === "service").every((c) => c.ok && c.detail === "serving")).toBe(true);
+    // Presence keeps device deadlines in Redis (NOT_SERVING); every other service still SERVING.
+    const services = report.checks.filter((c) => c.kind === "service");
+    expect(services.filter((c) => !c.name.includes("/")).map((c) => `${c.name} ${c.detail}`).sort()).toEqual(
+      SERVICE_NAMES.map((n) => `${n} ${n === "presence" ? "not_serving" : "serving"}`).sort(),
+    );
+    // Chat servers' own entries ("chat/<id>": placement) are up too.
+    expect(services.filter((c) => c.name.includes("/")).every((c) => c.ok)).toBe(true);
     expect(text).not.toMatch(/127\.0\.0\.1|redis:\/\//);
     await createAndRedirect("no-redis");
     await createAndRedirect("no-redis-again");

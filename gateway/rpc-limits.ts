@@ -19,6 +19,10 @@
  * The calls that carry only ids (a channel, a device, a user, a message, a flag) get 4 KiB:
  * 256-character ids escaped are still a few hundred bytes, and a request flood of those methods
  * cannot make the edge parse 16 KiB each. Calls with page tokens or cursors keep the default.
+ *
+ * Presence: GetPresence and WatchPresence carry up to 500 user ids of up to 256 characters (about
+ * 130 KB in protobuf, up to about 260 KB in JSON with every character escaped): 288 KiB. Heartbeat
+ * carries a device id and a flag: 4 KiB.
  */
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConfigError } from "../platform/config.js";
@@ -27,6 +31,7 @@ import { ConfigError } from "../platform/config.js";
 export const CHAT_TEXT_BYTES = 1024 * 1024;
 const CHAT_MEMBERS_BYTES = 64 * 1024;
 const CHAT_IDS_BYTES = 4 * 1024;
+const PRESENCE_USERS_BYTES = 288 * 1024;
 
 /** Methods whose requests are tiny by construction, or larger than the default by design. */
 const BUILT_IN: Readonly<Record<string, number>> = {
@@ -49,6 +54,9 @@ const BUILT_IN: Readonly<Record<string, number>> = {
   "switchboard.chat.v1.ChatService/DeleteMessage": CHAT_IDS_BYTES,
   "switchboard.chat.v1.ChatService/SendTyping": CHAT_IDS_BYTES,
   "switchboard.chat.v1.ChatService/Subscribe": CHAT_IDS_BYTES,
+  "switchboard.presence.v1.PresenceService/GetPresence": PRESENCE_USERS_BYTES,
+  "switchboard.presence.v1.PresenceService/WatchPresence": PRESENCE_USERS_BYTES,
+  "switchboard.presence.v1.PresenceService/Heartbeat": CHAT_IDS_BYTES,
   // Reflection requests carry a host and one file or symbol name.
   "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": 2048,
   "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": 2048,

@@ -99,12 +99,12 @@ export function gatewaySmokeSuite(engine: string, target: () => SmokeTarget): vo
     });
 
     it("answers Unimplemented, naming the method, for services not built yet", async () => {
-      const client = createClient(PresenceService, createGrpcTransport({ baseUrl: target().baseUrl }));
+      const client = createClient(PushService, createGrpcTransport({ baseUrl: target().baseUrl }));
       const headers = { authorization: `Bearer ${target().token}` };
-      const err = await client.getPresence({}, { headers }).catch((e: unknown) => e);
+      const err = await client.listDevices({}, { headers }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).code).toBe(Code.Unimplemented);
-      expect((err as ConnectError).rawMessage).toContain("PresenceService/GetPresence is not implemented yet");
+      expect((err as ConnectError).rawMessage).toContain("PushService/ListDevices is not implemented yet");
     });
 
     it("never forwards internal-only methods", async () => {
@@ -114,6 +114,12 @@ export function gatewaySmokeSuite(engine: string, target: () => SmokeTarget): vo
         .catch((e: unknown) => e as ConnectError);
       expect(err).toBeInstanceOf(ConnectError);
       expect((err as ConnectError).rawMessage).toContain("internal and not served by the gateway");
+      const presence = createClient(PresenceService, createGrpcTransport({ baseUrl: target().baseUrl }));
+      const err2 = await presence
+        .reportDevices({ live: [{ userId: "someone", deviceId: "d1" }] }, { headers: { authorization: `Bearer ${target().token}` } })
+        .catch((e: unknown) => e as ConnectError);
+      expect(err2).toBeInstanceOf(ConnectError);
+      expect((err2 as ConnectError).rawMessage).toContain("internal and not served by the gateway");
     });
 
     it("refuses non-public calls without credentials (Resolve stays public)", async () => {

@@ -74,6 +74,8 @@ export interface Config {
   };
   /** The chat service (services/chat/README.md says what each bounds). */
   readonly chat: ChatConfig;
+  /** The presence service (services/presence/README.md). */
+  readonly presence: PresenceConfig;
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
   /**
@@ -108,6 +110,24 @@ export interface ChatConfig {
   readonly retentionDays: number;
   /** On shutdown, live streams are ended spread over this window (clients reconnect elsewhere, not all at once). */
   readonly drainWindowMs: number;
+}
+
+/** Presence timings and limits (services/presence/README.md). */
+export interface PresenceConfig {
+  /** Clients heartbeat this often (told in every HeartbeatResponse). */
+  readonly heartbeatIntervalMs: number;
+  /** A device with no heartbeat for this long is offline. */
+  readonly timeoutMs: number;
+  /** A device that goes offline (going_offline, chat stream closed) and is back within this causes no transition. */
+  readonly graceMs: number;
+  /** After a user's transition, the next one is held back until this long after it (flap damping). */
+  readonly minDwellMs: number;
+  /** Groups up to this many members make their members contacts (fan-out); larger ones do not. */
+  readonly fanoutMaxGroupMembers: number;
+  /** A user's contacts are cached this long per presence process. */
+  readonly contactsTtlMs: number;
+  /** Concurrent WatchPresence streams per caller. */
+  readonly watchesPerCaller: number;
 }
 
 /** Transport limits of the public port (gateway/transport-limits.ts enforces them). */
@@ -302,6 +322,7 @@ export function loadConfig(env: Env = process.env): Config {
       watchClicksPerCaller: int("SWITCHBOARD_WATCH_CLICKS_PER_CALLER", 64, 1, 100_000),
     },
     chat: chatConfig(int),
+    presence: presenceConfig(int),
     codeKey: read("SWITCHBOARD_CODE_KEY"),
     mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
   };
@@ -327,6 +348,31 @@ function chatConfig(int: (name: string, fallback: number, min: number, max: numb
     typingWindowMs: int("SWITCHBOARD_CHAT_TYPING_WINDOW_MS", 5_000, 100, 600_000),
     retentionDays: int("SWITCHBOARD_CHAT_RETENTION_DAYS", 0, 0, 36_500),
     drainWindowMs: int("SWITCHBOARD_CHAT_DRAIN_WINDOW_MS", 5_000, 0, 600_000),
+  };
+}
+
+function presenceConfig(int: (name: string, fallback: number, min: number, max: number) => number): PresenceConfig {
+  const heartbeatIntervalMs = int("SWITCHBOARD_PRESENCE_HEARTBEAT_INTERVAL_MS", 10_000, 100, 600_000);
+  const timeoutMs = int("SWITCHBOARD_PRESENCE_TIMEOUT_MS", 30_000, 200, 3_600_000);
+  if (timeoutMs <= heartbeatIntervalMs) {
+    throw new ConfigError(
+      "SWITCHBOARD_PRESENCE_TIMEOUT_MS",
+      `must be greater than SWITCHBOARD_PRESENCE_HEARTBEAT_INTERVAL_MS (${heartbeatIntervalMs}; got ${timeoutMs})`,
+    );
+  }
+  const graceMs = int("SWITCHBOARD_PRESENCE_GRACE_MS", 5_000, 0, 600_000);
+  const minDwellMs = int("SWITCHBOARD_PRESENCE_MIN_DWELL_MS", 10_000, 0, 600_000);
+  if (minDwellMs > timeoutMs) {
+    throw new ConfigError("SWITCHBOARD_PRESENCE_MIN_DWELL_MS", `must be at most SWITCHBOARD_PRESENCE_TIMEOUT_MS (${timeoutMs}; got ${minDwellMs})`);
+  }
+  return {
+    heartbeatIntervalMs,
+    timeoutMs,
+    graceMs,
+    minDwellMs,
+    fanoutMaxGroupMembers: int("SWITCHBOARD_PRESENCE_FANOUT_MAX_GROUP_MEMBERS", 100, 2, 10_000),
+    contactsTtlMs: int("SWITCHBOARD_PRESENCE_CONTACTS_TTL_MS", 10_000, 1, 600_000),
+    watchesPerCaller: int("SWITCHBOARD_PRESENCE_WATCHES_PER_CALLER", 8, 1, 1_000),
   };
 }
 

@@ -1,3 +1,4 @@
+import type { Redis } from "ioredis";
 import type { Config } from "./config.js";
 import type { CqlSession } from "./cassandra/session.js";
 import { CassandraConnector } from "./engines/cluster/cassandra.js";
@@ -54,6 +55,11 @@ export interface Engine {
   readonly coordinator: Coordinator;
   /** Present in cluster mode only; memory adapters keep their own state. */
   readonly cql?: CqlSession;
+  /**
+   * The engine's Redis connection (the cache's), for stores that need more than the Cache port
+   * (scripts, sorted sets). Present in cluster mode only; fails fast while Redis is down.
+   */
+  readonly redis?: Redis;
   readiness(): Promise<Readiness>;
   /** Closes every client; idempotent. */
   close(): Promise<void>;
@@ -124,6 +130,7 @@ export function openClusterEngine(
     bus,
     coordinator,
     cql,
+    redis: cache.client,
     readiness: async () => {
       const checks: ReadinessCheck[] = [
         { name: "cassandra", ...cql.status() },

@@ -11,7 +11,8 @@ export const SERVICE_MODULES: Readonly<Record<ServiceName, ServiceModule>> = {
   tokenrange: tokenrangeModule,
   shortener: shortenerModule,
   redirect: redirectModule,
-  chat: chatModule,
+  // Before chat: a chat server reports its streams' devices to presence (upstreamAddress).
   presence: presenceModule,
+  chat: chatModule,
   push: pushModule,
 };

@@ -11,7 +11,9 @@
 // its heartbeat is older than the timeout (default 30 s; both configurable).
 // A user is ONLINE if any device is. Transitions are debounced against
 // flapping and published as switchboard.events.v1.PresenceChanged to the
-// user's contacts only (users sharing a channel with them).
+// user's contacts only: members of their direct channels and of groups up to
+// a configured size (default 100). Members of larger groups are not told of
+// transitions; they may read presence on demand (GetPresence).
 //
 // Errors common to every method: UNAUTHENTICATED, INVALID_ARGUMENT (limits
 // below), RESOURCE_EXHAUSTED (rate limited), UNAVAILABLE (Redis down; retry).
@@ -30,7 +32,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/presence/v1/presence.proto.
  */
 export const file_switchboard_presence_v1_presence: GenFile = /*@__PURE__*/
-  fileDesc("CiZzd2l0Y2hib2FyZC9wcmVzZW5jZS92MS9wcmVzZW5jZS5wcm90bxIXc3dpdGNoYm9hcmQucHJlc2VuY2UudjEiigEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEjUKBXN0YXRlGAIgASgOMiYuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIyCg5sYXN0X3NlZW5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoQSGVhcnRiZWF0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSFQoNZ29pbmdfb2ZmbGluZRgCIAEoCCJ1ChFIZWFydGJlYXRSZXNwb25zZRI0ChFuZXh0X2hlYXJ0YmVhdF9pbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJPChNHZXRQcmVzZW5jZVJlc3BvbnNlEjgKCXByZXNlbmNlcxgBIAMoCzIlLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSIoChRXYXRjaFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJQChVXYXRjaFByZXNlbmNlUmVzcG9uc2USNwoIcHJlc2VuY2UYASABKAsyJS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2UqZgoNUHJlc2VuY2VTdGF0ZRIeChpQUkVTRU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVBSRVNFTkNFX1NUQVRFX09OTElORRABEhoKFlBSRVNFTkNFX1NUQVRFX09GRkxJTkUQAjLWAgoPUHJlc2VuY2VTZXJ2aWNlEmIKCUhlYXJ0YmVhdBIpLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaKi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5IZWFydGJlYXRSZXNwb25zZRJtCgtHZXRQcmVzZW5jZRIrLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVxdWVzdBosLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVzcG9uc2UiA5ACARJwCg1XYXRjaFByZXNlbmNlEi0uc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuV2F0Y2hQcmVzZW5jZVJlcXVlc3QaLi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5XYXRjaFByZXNlbmNlUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiZzd2l0Y2hib2FyZC9wcmVzZW5jZS92MS9wcmVzZW5jZS5wcm90bxIXc3dpdGNoYm9hcmQucHJlc2VuY2UudjEiigEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEjUKBXN0YXRlGAIgASgOMiYuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIyCg5sYXN0X3NlZW5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoQSGVhcnRiZWF0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSFQoNZ29pbmdfb2ZmbGluZRgCIAEoCCJ1ChFIZWFydGJlYXRSZXNwb25zZRI0ChFuZXh0X2hlYXJ0YmVhdF9pbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJPChNHZXRQcmVzZW5jZVJlc3BvbnNlEjgKCXByZXNlbmNlcxgBIAMoCzIlLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSIoChRXYXRjaFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJQChVXYXRjaFByZXNlbmNlUmVzcG9uc2USNwoIcHJlc2VuY2UYASABKAsyJS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2UiLwoJRGV2aWNlUmVmEg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJInoKFFJlcG9ydERldmljZXNSZXF1ZXN0EjAKBGxpdmUYASADKAsyIi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5EZXZpY2VSZWYSMAoEZ29uZRgCIAMoCzIiLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkRldmljZVJlZiJKChVSZXBvcnREZXZpY2VzUmVzcG9uc2USMQoObmV4dF9yZXBvcnRfaW4YASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qZgoNUHJlc2VuY2VTdGF0ZRIeChpQUkVTRU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVBSRVNFTkNFX1NUQVRFX09OTElORRABEhoKFlBSRVNFTkNFX1NUQVRFX09GRkxJTkUQAjLGAwoPUHJlc2VuY2VTZXJ2aWNlEmIKCUhlYXJ0YmVhdBIpLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaKi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5IZWFydGJlYXRSZXNwb25zZRJtCgtHZXRQcmVzZW5jZRIrLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVxdWVzdBosLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVzcG9uc2UiA5ACARJwCg1XYXRjaFByZXNlbmNlEi0uc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuV2F0Y2hQcmVzZW5jZVJlcXVlc3QaLi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5XYXRjaFByZXNlbmNlUmVzcG9uc2UwARJuCg1SZXBvcnREZXZpY2VzEi0uc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUmVwb3J0RGV2aWNlc1JlcXVlc3QaLi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5SZXBvcnREZXZpY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message switchboard.presence.v1.UserPresence
@@ -124,7 +126,7 @@ export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE_
  */
 export type GetPresenceRequest = Message<"switchboard.presence.v1.GetPresenceRequest"> & {
   /**
-   * 1..100 distinct opaque user ids.
+   * 1..500 distinct opaque user ids.
    *
    * @generated from field: repeated string user_ids = 1;
    */
@@ -162,7 +164,7 @@ export const GetPresenceResponseSchema: GenMessage<GetPresenceResponse> = /*@__P
  */
 export type WatchPresenceRequest = Message<"switchboard.presence.v1.WatchPresenceRequest"> & {
   /**
-   * 1..100 distinct opaque user ids.
+   * 1..500 distinct opaque user ids.
    *
    * @generated from field: repeated string user_ids = 1;
    */
@@ -192,6 +194,75 @@ export type WatchPresenceResponse = Message<"switchboard.presence.v1.WatchPresen
  */
 export const WatchPresenceResponseSchema: GenMessage<WatchPresenceResponse> = /*@__PURE__*/
   messageDesc(file_switchboard_presence_v1_presence, 6);
+
+/**
+ * One device of one user (internal reports).
+ *
+ * @generated from message switchboard.presence.v1.DeviceRef
+ */
+export type DeviceRef = Message<"switchboard.presence.v1.DeviceRef"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string device_id = 2;
+   */
+  deviceId: string;
+};
+
+/**
+ * Describes the message switchboard.presence.v1.DeviceRef.
+ * Use `create(DeviceRefSchema)` to create a new message.
+ */
+export const DeviceRefSchema: GenMessage<DeviceRef> = /*@__PURE__*/
+  messageDesc(file_switchboard_presence_v1_presence, 7);
+
+/**
+ * @generated from message switchboard.presence.v1.ReportDevicesRequest
+ */
+export type ReportDevicesRequest = Message<"switchboard.presence.v1.ReportDevicesRequest"> & {
+  /**
+   * Devices with an open chat stream (at most 10,000 per request).
+   *
+   * @generated from field: repeated switchboard.presence.v1.DeviceRef live = 1;
+   */
+  live: DeviceRef[];
+
+  /**
+   * Devices whose chat stream closed since the last report.
+   *
+   * @generated from field: repeated switchboard.presence.v1.DeviceRef gone = 2;
+   */
+  gone: DeviceRef[];
+};
+
+/**
+ * Describes the message switchboard.presence.v1.ReportDevicesRequest.
+ * Use `create(ReportDevicesRequestSchema)` to create a new message.
+ */
+export const ReportDevicesRequestSchema: GenMessage<ReportDevicesRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_presence_v1_presence, 8);
+
+/**
+ * @generated from message switchboard.presence.v1.ReportDevicesResponse
+ */
+export type ReportDevicesResponse = Message<"switchboard.presence.v1.ReportDevicesResponse"> & {
+  /**
+   * Report again after this long.
+   *
+   * @generated from field: google.protobuf.Duration next_report_in = 1;
+   */
+  nextReportIn?: Duration | undefined;
+};
+
+/**
+ * Describes the message switchboard.presence.v1.ReportDevicesResponse.
+ * Use `create(ReportDevicesResponseSchema)` to create a new message.
+ */
+export const ReportDevicesResponseSchema: GenMessage<ReportDevicesResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_presence_v1_presence, 9);
 
 /**
  * @generated from enum switchboard.presence.v1.PresenceState
@@ -244,11 +315,13 @@ export const PresenceService: GenService<{
     output: typeof HeartbeatResponseSchema;
   },
   /**
-   * Current presence of up to 100 users. Users the caller may not see
-   * (not contacts, unknown) are reported as PRESENCE_STATE_UNSPECIFIED with
-   * no last_seen_time. No side effects.
+   * Current presence of up to 500 users. The caller sees itself and every
+   * user sharing a channel with it; anyone else (and unknown users) is
+   * reported as PRESENCE_STATE_UNSPECIFIED with no
+   * last_seen_time, exactly like a user who does not exist. No side effects.
    *
-   * Errors: INVALID_ARGUMENT (empty list or more than 100 user ids).
+   * Errors: INVALID_ARGUMENT (empty list, more than 500 or repeated user
+   * ids).
    *
    * @generated from rpc switchboard.presence.v1.PresenceService.GetPresence
    */
@@ -259,10 +332,13 @@ export const PresenceService: GenService<{
   },
   /**
    * Server stream: first the current presence of each requested user (one
-   * response per user), then one response per transition. Visibility as in
-   * GetPresence. To change the watched set, open a new stream.
+   * response per user, in request order), then one response per transition.
+   * Only contacts (direct channels, groups up to the fan-out size) are
+   * visible here; everyone else stays PRESENCE_STATE_UNSPECIFIED. To change
+   * the watched set, open a new stream.
    *
-   * Errors: INVALID_ARGUMENT (empty list or more than 100 user ids).
+   * Errors: INVALID_ARGUMENT (empty list, more than 500 or repeated user
+   * ids), RESOURCE_EXHAUSTED (too many concurrent watches of this caller).
    *
    * @generated from rpc switchboard.presence.v1.PresenceService.WatchPresence
    */
@@ -270,6 +346,20 @@ export const PresenceService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchPresenceRequestSchema;
     output: typeof WatchPresenceResponseSchema;
+  },
+  /**
+   * INTERNAL (never forwarded by the gateway): a chat server reports the
+   * devices that hold an open chat stream on it, in batches, once per
+   * heartbeat interval; each counts as a heartbeat of that device, so a
+   * subscribed client sends nothing extra. `gone` devices closed their stream
+   * (treated as going_offline).
+   *
+   * @generated from rpc switchboard.presence.v1.PresenceService.ReportDevices
+   */
+  reportDevices: {
+    methodKind: "unary";
+    input: typeof ReportDevicesRequestSchema;
+    output: typeof ReportDevicesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_presence_v1_presence, 0);
