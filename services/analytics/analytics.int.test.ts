@@ -17,8 +17,34 @@ import { startClickConsumer } from "./consumer.js";
 const ks = useKeyspace("analytics");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("CassandraClickStatsStore", () => {
-  clickStatsConformance(async () => new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace)));
+describe("CassandraClickStatsStore conformance (folding on every report)", () => {
+  clickStatsConformance(async () => new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace), undefined, { foldAfterDeltas: 1 }));
+});
+
+describe("CassandraClickStatsStore conformance (never folding: deltas only)", () => {
+  clickStatsConformance(async () => new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace), undefined, { foldAfterDeltas: 1e9, foldAfterMs: 1e9 }));
+});
+
+describe("CassandraClickStatsStore folding", () => {
+  it("two processes folding the same code at once add its deltas once", async () => {
+    const a = new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace), undefined, { foldAfterDeltas: 1 });
+    const b = new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace), undefined, { foldAfterDeltas: 1 });
+    const code = `fold${randomUUID().slice(0, 8)}`;
+    const base = 5_000_000 + Math.floor(Math.random() * 1_000_000);
+    for (let i = 0; i < 30; i++) {
+      const clicks = [{ eventId: randomUUID(), code, time: new Date(), referrer: `r${i % 3}.example`, human: i % 5 !== 0 }];
+      // Half the batches written by each process, so both have the code to fold.
+      await (i % 2 === 0 ? a : b).recordBatch({ id: randomUUID(), seq: base + i }, clicks);
+    }
+    const progress = { durable: "fold-race", ackFloorSeq: base + 29, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined, at: new Date() };
+    await Promise.all([a.reportProgress(progress), b.reportProgress(progress), a.reportProgress(progress)]);
+    const st = await a.get(code);
+    expect(st).toMatchObject({ total: 30, human: 24, bot: 6 });
+    expect(st.perReferrer.reduce((n, r) => n + r.human, 0)).toBe(24);
+    // Everything folded: no delta rows left for the code.
+    const left = await ks.client.execute(`SELECT seq FROM ${ks.keyspace}.click_deltas WHERE code = ?`, [code], { prepare: true });
+    expect(left.rows.length).toBe(0);
+  }, 60_000);
 });
 
 describe("click consumer on NATS JetStream + Cassandra", () => {

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { FieldMaskSchema, timestampFromDate, timestampDate } from "@bufbuild/protobuf/wkt";
+import { FieldMaskSchema, timestampFromDate, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import pino from "pino";
@@ -369,7 +369,9 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
         { referrer: "", human: true },
         { referrer: "slack.com", human: false },
       ];
-      for (const c of clicks) await stats.record({ eventId: randomUUID(), code, time: now, ...c });
+      const records = clicks.map((c) => ({ eventId: randomUUID(), code, time: now, ...c }));
+      await stats.recordBatch({ id: randomUUID(), seq: 1 + Math.floor(Math.random() * 2 ** 40) }, records);
+      const before = Date.now();
       const r = await client.getLinkStats({ code, days: 7, topReferrers: 1 }, as(u));
       expect(r.code).toBe(code);
       expect(r.totalClicks).toBe(4n);
@@ -381,6 +383,21 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       expect(r.daily[6]!.humanClicks).toBe(3n);
       expect(r.daily.slice(0, 6).every((d) => d.totalClicks === 0n)).toBe(true);
       expect(r.referrers.map((x) => [x.referrer, x.humanClicks])).toEqual([["twitter.com", 2n]]);
+      // No lag report in this store yet, or one from another test's consumer: as_of is never
+      // in the future, and the lag fields come with their report time.
+      expect(timestampMs(r.asOfTime!)).toBeLessThanOrEqual(Date.now());
+      if (r.lagReportTime === undefined) {
+        expect(timestampMs(r.asOfTime!)).toBeGreaterThanOrEqual(before - 1_000);
+        expect(r.pendingMessages).toBe(0n);
+      }
+      // A report with a backlog: as_of is the oldest pending message's time.
+      const oldest = new Date(Date.now() - 60_000);
+      await stats.reportProgress({ durable: `suite-${randomUUID().slice(0, 6)}`, ackFloorSeq: 0, pendingMessages: 3, pendingClicks: 1_500, oldestPending: oldest, at: new Date() });
+      const lagged = await client.getLinkStats({ code }, as(u));
+      expect(timestampMs(lagged.asOfTime!)).toBe(oldest.getTime());
+      expect(lagged.pendingMessages).toBe(3n);
+      expect(lagged.pendingClicks).toBe(1_500n);
+      expect(lagged.lagReportTime).toBeDefined();
       expect((await client.getLinkStats({ code }, as(u))).daily).toHaveLength(30);
       expect((await failure(client.getLinkStats({ code, days: 91 }, as(u)))).code).toBe(Code.InvalidArgument);
     });

@@ -1,89 +1,342 @@
 import { migrateOnFirstUse } from "../../../platform/cassandra/migrations.js";
-import type { CqlRow, CqlSession } from "../../../platform/cassandra/session.js";
+import type { CqlRow, CqlSession, CqlStatement } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
+import { unavailable } from "../../../platform/errors.js";
+import { aggregateClicks, latestProgress } from "../batch.js";
 import { analyticsMigrations } from "../migrations.js";
-import type { ClickRecord, ClickStats, ClickStatsQuery, ClickStatsStore } from "../ports.js";
-import { firstDay, MAX_REFERRERS, utcDay } from "./window.js";
+import type {
+  ClickBatchRef,
+  ClickRecord,
+  ClickStats,
+  ClickStatsQuery,
+  ClickStatsStore,
+  ConsumerProgress,
+  RecordBatchResult,
+} from "../ports.js";
+import { firstDay, MAX_REFERRERS } from "./window.js";
 
 /**
- * ClickStatsStore on Cassandra/ScyllaDB counter tables.
+ * ClickStatsStore on Cassandra/ScyllaDB from idempotent per-batch delta rows, folded into
+ * absolute totals behind a watermark.
  *
- * Exactly-once per event id: `record` first claims the id with an LWT
- * (`INSERT INTO click_events_seen ... IF NOT EXISTS`); only the call that claimed it bumps the
- * counters. If a counter update fails, the claim is released (LWT `DELETE ... IF EXISTS`) and the
- * error is rethrown, so the redelivered message counts it again. Residual window (documented):
- * a process crash between the claim and the counter writes loses that click, and a counter write
- * that timed out but had in fact applied is counted twice on redelivery; both need a failure in
- * the few milliseconds between two statements.
+ * Why not counters: a counter increment is not idempotent, so an increment that timed out but
+ * had applied is counted again when the batch is redelivered, and nothing can tell afterwards.
+ * Every write here is a plain row whose second write equals the first, so any error (timeout
+ * included) is handled by repeating the whole `recordBatch`.
+ *
+ * Why per batch: the old store took one LWT + one counter batch per click (~2,000 clicks/s on
+ * this box). Now one CLICKS message (a ClickBatch of up to 500 clicks) costs one LWT claim and
+ * one `click_deltas` row per distinct code in it (its clicks summed per day and referrer), sent
+ * in unlogged batches.
+ *
+ * - Claim: `click_batch_claims` maps the content-derived batch id to the stream seq that owns
+ *   it (`INSERT ... IF NOT EXISTS`; when not applied, a SERIAL read of the owner). Same seq:
+ *   this message (a redelivery, a retry after a timeout, or another consumer racing on it), so
+ *   go on and (re)write its deltas; another seq: a republish of counted clicks, skip.
+ * - Deltas: `click_deltas ((code), seq)`. Rewrites are no-ops; two racing consumers write the
+ *   same values.
+ * - Fold: every batch with seq <= the durable's ack floor is recorded (messages are acked only
+ *   after their deltas are written). Folding a code reads its deltas up to that floor and its
+ *   rollup, and writes the new totals + `watermark = floor` in one conditional single-partition
+ *   batch (`IF watermark = <as read>`: concurrent folders cannot both add the same deltas), then
+ *   range-deletes the folded deltas. A delta written late (a slow duplicate of an acked batch)
+ *   has seq <= watermark and is ignored, then deleted by the next fold.
+ * - Read: deltas first, then the rollup; sum the deltas above the rollup's watermark. If a fold
+ *   commits in between, the rollup read after it already holds what it deleted, so nothing is
+ *   missed or counted twice. Reads stay bounded because the consumer folds a code once it has
+ *   FOLD_AFTER_DELTAS unfolded deltas or has waited FOLD_AFTER_MS, and a read that meets more
+ *   than READ_FOLD_DELTAS deltas (e.g. after a consumer crash) folds the code itself.
+ *
+ * Residual window (documented): the seq space is the CLICKS stream's; deleting and re-creating
+ * that stream restarts seqs at 1, below the watermarks: reset this keyspace's analytics tables
+ * (or the watermarks) when doing so.
  */
 export class CassandraClickStatsStore implements ClickStatsStore {
   constructor(
     private readonly cql: CqlSession,
     private readonly log?: EngineLog,
+    options: CassandraClickStatsOptions = {},
   ) {
     this.ensureSchema = migrateOnFirstUse(cql, analyticsMigrations, log);
+    this.foldAfterDeltas = options.foldAfterDeltas ?? FOLD_AFTER_DELTAS;
+    this.foldAfterMs = options.foldAfterMs ?? FOLD_AFTER_MS;
   }
+
+  private readonly foldAfterDeltas: number;
+  private readonly foldAfterMs: number;
 
   /** Applies this store's migrations once (idempotent); operations call it themselves. */
   readonly ensureSchema: () => Promise<void>;
 
-  async record(click: ClickRecord): Promise<boolean> {
+  /** Codes this process wrote deltas for and has not folded since: unfolded rows, first write. */
+  private readonly dirty = new Map<string, { rows: number; since: number }>();
+  private lastFloor = 0;
+  private failNextAfterWrite = false;
+
+  /** Test hook: the next recordBatch writes everything, then fails as a write timeout would. */
+  failNextRecordAfterWrite(): void {
+    this.failNextAfterWrite = true;
+  }
+
+  async recordBatch(batch: ClickBatchRef, clicks: readonly ClickRecord[]): Promise<RecordBatchResult> {
     await this.ensureSchema();
-    const claimed = await this.cql.executeLwt("INSERT INTO click_events_seen (event_id, code) VALUES (?, ?) IF NOT EXISTS", [
-      click.eventId,
-      click.code,
-    ]);
-    if (!claimed) return false;
-    const day = utcDay(click.time);
-    const col = click.human ? "human" : "bot";
-    try {
-      // One counter batch (one request) instead of a request per counter; like the separate
-      // requests it replaces, it is not atomic: on an error each update may or may not be applied.
-      const updates = [
-        { cql: `UPDATE click_totals SET ${col} = ${col} + 1 WHERE code = ?`, params: [click.code] },
-        { cql: `UPDATE click_days SET ${col} = ${col} + 1 WHERE code = ? AND day = ?`, params: [click.code, day] },
-      ];
-      if (click.human) {
-        updates.push({ cql: "UPDATE click_referrers SET human = human + 1 WHERE code = ? AND referrer = ?", params: [click.code, click.referrer] });
-      }
-      await this.cql.executeBatch(updates, { counter: true });
-    } catch (err) {
-      await this.cql
-        .executeLwt("DELETE FROM click_events_seen WHERE event_id = ? IF EXISTS", [click.eventId])
-        .catch(() => undefined);
-      throw err;
+    if (!(await this.claim(batch))) return { counted: 0, duplicate: true };
+    const deltas = aggregateClicks(clicks);
+    const rows: CqlStatement[] = [];
+    for (const [code, d] of deltas) {
+      rows.push({
+        cql: "INSERT INTO click_deltas (code, seq, human, bot, human_days, bot_days, referrers) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        params: [code, batch.seq, d.human, d.bot, Object.fromEntries(d.humanDays), Object.fromEntries(d.botDays), Object.fromEntries(d.referrers)],
+      });
     }
-    return true;
+    // Small unlogged batches, sent together: one request per chunk instead of one per row, and
+    // under Cassandra's batch size warning (a row is ~100 bytes).
+    const chunks: Promise<void>[] = [];
+    for (let i = 0; i < rows.length; i += DELTA_CHUNK) {
+      chunks.push(this.cql.executeBatch(rows.slice(i, i + DELTA_CHUNK), { idempotent: true }));
+    }
+    await Promise.all(chunks);
+    const now = Date.now();
+    for (const code of deltas.keys()) {
+      const d = this.dirty.get(code);
+      if (d) d.rows++;
+      else this.dirty.set(code, { rows: 1, since: now });
+    }
+    if (this.failNextAfterWrite) {
+      this.failNextAfterWrite = false;
+      throw unavailable("cassandra (injected: applied, then timed out)");
+    }
+    return { counted: clicks.length, duplicate: false };
+  }
+
+  /** True when `batch.seq` owns `batch.id` (first claim, or this same message again). */
+  private async claim(batch: ClickBatchRef): Promise<boolean> {
+    const applied = await this.cql.executeLwt("INSERT INTO click_batch_claims (batch_id, seq) VALUES (?, ?) IF NOT EXISTS", [batch.id, batch.seq]);
+    if (applied) return true;
+    // The LWT result's other columns differ between Cassandra and ScyllaDB: read the owner.
+    const rows = await this.cql.execute("SELECT seq FROM click_batch_claims WHERE batch_id = ?", [batch.id], {
+      consistency: "localSerial",
+      idempotent: true,
+    });
+    const owner = rows[0] ? num(rows[0]["seq"]) : undefined;
+    if (owner === undefined) throw unavailable("cassandra (batch claim vanished; retry)");
+    return owner === batch.seq;
+  }
+
+  async reportProgress(p: ConsumerProgress): Promise<void> {
+    await this.ensureSchema();
+    await this.cql.execute(
+      "INSERT INTO click_consumer_progress (scope, durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      [PROGRESS_SCOPE, p.durable, p.ackFloorSeq, p.pendingMessages, p.pendingClicks, p.oldestPending ?? null, p.at],
+      { idempotent: true },
+    );
+    this.lastFloor = Math.max(this.lastFloor, p.ackFloorSeq);
+    await this.foldDue(p.ackFloorSeq, Date.now());
+  }
+
+  /** Folds the codes this process dirtied that have enough deltas or have waited long enough. */
+  private async foldDue(floor: number, now: number): Promise<void> {
+    const due: string[] = [];
+    for (const [code, d] of this.dirty) {
+      if (d.rows >= this.foldAfterDeltas || now - d.since >= this.foldAfterMs) due.push(code);
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < due.length) {
+        const code = due[next++]!;
+        this.dirty.delete(code);
+        try {
+          await this.fold(code, floor);
+        } catch (err) {
+          // Left for a later report (or a read) to fold: nothing is lost, reads just sum more rows.
+          this.dirty.set(code, { rows: this.foldAfterDeltas, since: now });
+          this.log?.debug({ err, code }, "folding click deltas failed; retrying later");
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(FOLD_CONCURRENCY, due.length) }, worker));
+  }
+
+  /** Adds the code's deltas with seq in (watermark, floor] to its rollup; false when another folder won. */
+  private async fold(code: string, floor: number): Promise<boolean> {
+    const [deltas, rollup] = await Promise.all([
+      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE code = ? AND seq <= ?", [code, floor], {
+        idempotent: true,
+      }),
+      this.readRollup(code),
+    ]);
+    const w = rollup.watermark;
+    if (floor <= w) {
+      if (deltas.length > 0) await this.deleteDeltas(code, w);
+      return true;
+    }
+    const sum = new Rollup();
+    for (const r of deltas) if (num(r["seq"]) > w) sum.addDelta(r);
+    const changed = rollup.merge(sum);
+    const statements: CqlStatement[] = [];
+    if (w === 0 && !rollup.exists) {
+      statements.push({
+        cql: "INSERT INTO click_rollup (code, kind, key, watermark, human, bot) VALUES (?, 't', '', ?, ?, ?) IF NOT EXISTS",
+        params: [code, floor, rollup.human, rollup.bot],
+      });
+    } else {
+      statements.push({
+        cql: "UPDATE click_rollup SET watermark = ?, human = ?, bot = ? WHERE code = ? AND kind = 't' AND key = '' IF watermark = ?",
+        params: [floor, rollup.human, rollup.bot, code, w],
+      });
+    }
+    for (const [kind, key, v] of changed) {
+      statements.push({ cql: "UPDATE click_rollup SET human = ?, bot = ? WHERE code = ? AND kind = ? AND key = ?", params: [v.human, v.bot, code, kind, key] });
+    }
+    const applied = await this.cql.executeLwtBatch(statements);
+    if (applied) await this.deleteDeltas(code, floor);
+    return applied;
+  }
+
+  private deleteDeltas(code: string, upTo: number): Promise<readonly CqlRow[]> {
+    return this.cql.execute("DELETE FROM click_deltas WHERE code = ? AND seq <= ?", [code, upTo], { idempotent: true });
+  }
+
+  private async readRollup(code: string): Promise<Rollup> {
+    const rows = await this.cql.execute("SELECT watermark, kind, key, human, bot FROM click_rollup WHERE code = ?", [code], { idempotent: true });
+    const r = new Rollup();
+    for (const row of rows) r.addRollupRow(row);
+    return r;
   }
 
   async get(code: string, query?: ClickStatsQuery): Promise<ClickStats> {
     await this.ensureSchema();
     const from = firstDay(query);
-    const [totals, days, refs] = await Promise.all([
-      this.cql.execute("SELECT human, bot FROM click_totals WHERE code = ?", [code], { idempotent: true }),
-      this.cql.execute("SELECT day, human, bot FROM click_days WHERE code = ? AND day >= ?", [code, from], {
-        idempotent: true,
-      }),
-      this.cql.execute("SELECT referrer, human FROM click_referrers WHERE code = ?", [code], { idempotent: true }),
+    // Deltas strictly before the rollup (see the class comment); progress alongside.
+    const [deltas, progress] = await Promise.all([
+      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE code = ?", [code], { idempotent: true }),
+      this.cql.execute(
+        "SELECT durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at FROM click_consumer_progress WHERE scope = ?",
+        [PROGRESS_SCOPE],
+        { idempotent: true },
+      ),
     ]);
-    const t = totals[0];
-    const human = t ? num(t["human"]) : 0;
-    const bot = t ? num(t["bot"]) : 0;
-    return {
-      total: human + bot,
-      human,
-      bot,
-      perDay: days.map((r) => ({ day: String(r["day"]), human: num(r["human"]), bot: num(r["bot"]) })),
-      perReferrer: refs
-        .map((r) => ({ referrer: String(r["referrer"]), human: num(r["human"]) }))
-        .filter((r) => r.human > 0)
-        .sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1))
-        .slice(0, MAX_REFERRERS),
-    };
+    const r = await this.readRollup(code);
+    const w = r.watermark;
+    const sum = new Rollup();
+    for (const row of deltas) if (num(row["seq"]) > w) sum.addDelta(row);
+    r.merge(sum);
+    const reports = progress.map(progressOf);
+    const freshness = latestProgress(reports);
+    if (deltas.length > READ_FOLD_DELTAS) {
+      // Nobody folded this code lately (its consumer died?): fold up to the last reported floor.
+      const floor = Math.max(this.lastFloor, ...reports.map((p) => p.ackFloorSeq));
+      void this.fold(code, floor).catch((err: unknown) => this.log?.debug({ err, code }, "read-time fold failed"));
+    }
+    const perDay = [...r.days]
+      .filter(([day]) => day >= from)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([day, v]) => ({ day, human: v.human, bot: v.bot }))
+      .filter((d) => d.human > 0 || d.bot > 0);
+    const perReferrer = [...r.referrers]
+      .map(([referrer, v]) => ({ referrer, human: v }))
+      .filter((x) => x.human > 0)
+      .sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1))
+      .slice(0, MAX_REFERRERS);
+    return { total: r.human + r.bot, human: r.human, bot: r.bot, perDay, perReferrer, ...(freshness ? { freshness } : {}) };
   }
 }
 
-/** Counter columns come back as Long (or null when never incremented). */
+export interface CassandraClickStatsOptions {
+  /** Fold a code once this process wrote this many deltas for it (default FOLD_AFTER_DELTAS). */
+  readonly foldAfterDeltas?: number;
+  /** ... or once its oldest unfolded delta is this old (default FOLD_AFTER_MS). */
+  readonly foldAfterMs?: number;
+}
+
+/** Rows per unlogged delta batch. */
+const DELTA_CHUNK = 32;
+/** A code is folded once this process wrote this many deltas for it ... */
+export const FOLD_AFTER_DELTAS = 64;
+/** ... or its first unfolded delta is this old. */
+export const FOLD_AFTER_MS = 30_000;
+/** A read that meets more deltas than this folds the code (nobody else did). */
+export const READ_FOLD_DELTAS = 512;
+const FOLD_CONCURRENCY = 8;
+const PROGRESS_SCOPE = "clicks";
+
+/** Totals of one code: its rollup rows, or a sum of deltas. */
+class Rollup {
+  watermark = 0;
+  exists = false;
+  human = 0;
+  bot = 0;
+  readonly days = new Map<string, { human: number; bot: number }>();
+  readonly referrers = new Map<string, number>();
+
+  addRollupRow(row: CqlRow): void {
+    this.exists = true;
+    this.watermark = num(row["watermark"]);
+    const kind = row["kind"];
+    const key = String(row["key"] ?? "");
+    const human = num(row["human"]);
+    const bot = num(row["bot"]);
+    if (kind === "t") {
+      this.human = human;
+      this.bot = bot;
+    } else if (kind === "d") this.days.set(key, { human, bot });
+    else if (kind === "r") this.referrers.set(key, human);
+  }
+
+  addDelta(row: CqlRow): void {
+    this.human += num(row["human"]);
+    this.bot += num(row["bot"]);
+    for (const [day, n] of entries(row["human_days"])) this.day(day).human += n;
+    for (const [day, n] of entries(row["bot_days"])) this.day(day).bot += n;
+    for (const [ref, n] of entries(row["referrers"])) this.referrers.set(ref, (this.referrers.get(ref) ?? 0) + n);
+  }
+
+  /** Adds `other`; returns the day and referrer rows that changed, with their new values. */
+  merge(other: Rollup): [kind: string, key: string, value: { human: number; bot: number }][] {
+    this.human += other.human;
+    this.bot += other.bot;
+    const changed: [string, string, { human: number; bot: number }][] = [];
+    for (const [day, v] of other.days) {
+      const d = this.day(day);
+      d.human += v.human;
+      d.bot += v.bot;
+      changed.push(["d", day, d]);
+    }
+    for (const [ref, n] of other.referrers) {
+      const v = (this.referrers.get(ref) ?? 0) + n;
+      this.referrers.set(ref, v);
+      changed.push(["r", ref, { human: v, bot: 0 }]);
+    }
+    return changed;
+  }
+
+  private day(day: string): { human: number; bot: number } {
+    let d = this.days.get(day);
+    if (!d) this.days.set(day, (d = { human: 0, bot: 0 }));
+    return d;
+  }
+}
+
+function progressOf(r: CqlRow): ConsumerProgress {
+  const oldest = r["oldest_pending"];
+  return {
+    durable: String(r["durable"]),
+    ackFloorSeq: num(r["ack_floor"]),
+    pendingMessages: num(r["pending_messages"]),
+    pendingClicks: num(r["pending_clicks"]),
+    oldestPending: oldest instanceof Date ? oldest : undefined,
+    at: r["at"] instanceof Date ? r["at"] : new Date(0),
+  };
+}
+
+/** A frozen map<text, int> as read (an object; null when empty). */
+function entries(v: unknown): [string, number][] {
+  if (v === null || v === undefined) return [];
+  if (v instanceof Map) return [...(v as Map<string, unknown>)].map(([k, n]) => [k, num(n as CqlRow[string])]);
+  return Object.entries(v as Record<string, unknown>).map(([k, n]) => [k, num(n as CqlRow[string])]);
+}
+
+/** bigint/int columns come back as Long or number (null when unset). */
 function num(v: CqlRow[string]): number {
   if (v === null || v === undefined) return 0;
   if (typeof v === "number") return v;
