@@ -116,6 +116,13 @@ describe("click consumer on NATS JetStream + Cassandra", () => {
     const c2 = startClickConsumer({ bus, store, log, durableName: durable });
     while ((await store.get(code)).total < 65 && Date.now() < deadline) await sleep(100);
     await sleep(500);
+    // The consumer's lag report (JetStream consumer info, once a second) reaches GetLinkStats' store.
+    const reported = async () => {
+      const f = (await store.get(code)).freshness;
+      return f?.durable === durable && f.pendingMessages === 0 && f.ackFloorSeq > 0 ? f : undefined;
+    };
+    while (!(await reported()) && Date.now() < deadline) await sleep(200);
+    expect(await reported()).toMatchObject({ durable, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined });
     await c2.close();
     expect(c2.stats.duplicates).toBeGreaterThanOrEqual(40);
     expect(await store.get(code)).toMatchObject({ total: 65, human: 65, bot: 0 });

@@ -23,7 +23,7 @@ export function clickStatsConformance(make: () => Promise<ClickStatsStoreUnderTe
   const newCode = (p: string) => `${p}${randomUUID().slice(0, 8)}`;
   /** Every batch recorded so far is acked: the store may fold them. */
   const allAcked = (s: ClickStatsStore) =>
-    s.reportProgress({ durable: "conformance", ackFloorSeq: nextSeq, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined, at: new Date() });
+    s.reportProgress({ durable: "conformance", ackFloorSeq: nextSeq - 1, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined, at: new Date() });
 
   it("aggregates total, human/bot, per day (window) and per referrer (human only), over batches and codes", async () => {
     const s = await make();
