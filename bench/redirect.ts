@@ -421,6 +421,9 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
 async function drainRate(consumers: readonly ClickConsumer[], gatewayPort: number, t0: number, doorRps: number): Promise<void> {
   const served = await redirectsServed(gatewayPort);
   const counted = () => consumers.reduce((n, c) => n + c.stats.counted, 0);
+  const self0 = cpuTicks(process.pid);
+  const others0 = watched.map(([, pid]) => cpuTicks(pid));
+  const m0 = machineTicks();
   let lastProgress = Date.now();
   while (counted() < served && Date.now() - t0 < DRAIN_LIMIT_MS) {
     await new Promise((r) => setTimeout(r, 50));
@@ -432,6 +435,13 @@ async function drainRate(consumers: readonly ClickConsumer[], gatewayPort: numbe
   }
   const ms = Date.now() - t0;
   const rate = counted() / (ms / 1000);
+  const m1 = machineTicks();
+  const pct = (ticks: number) => `${Math.round((ticks / TICKS_PER_SECOND / (ms / 1000)) * 100)}%`;
+  console.log(
+    `CPU while draining (% of one core): consumers (bench process) ${pct(cpuTicks(process.pid) - self0)}, ` +
+      watched.map(([name, pid], i) => `${name} ${pct(cpuTicks(pid) - others0[i]!)}`).join(", ") +
+      `; machine ${Math.round(((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * 100 * os.cpus().length)}% (all processes, other users too)`,
+  );
   const failures = consumers.reduce((n, c) => n + c.stats.failures, 0);
   console.log(
     `

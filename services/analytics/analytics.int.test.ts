@@ -10,7 +10,7 @@ import { NatsBus } from "../../platform/engines/cluster/nats-bus.js";
 import { silentLog } from "../../platform/engines/log.js";
 import { infra, useKeyspace } from "../../testkit/keyspace.js";
 import { CLICKS_ALL, CLICKS_STREAM, clickBatchSubject, clickSubject } from "../redirect/subjects.js";
-import { CassandraClickStatsStore } from "./adapters/cassandra-click-stats.js";
+import { CassandraClickStatsStore, deltaShard } from "./adapters/cassandra-click-stats.js";
 import { clickStatsConformance } from "./click-stats.conformance.js";
 import { startClickConsumer } from "./consumer.js";
 
@@ -42,7 +42,7 @@ describe("CassandraClickStatsStore folding", () => {
     expect(st).toMatchObject({ total: 30, human: 24, bot: 6 });
     expect(st.perReferrer.reduce((n, r) => n + r.human, 0)).toBe(24);
     // Everything folded: no delta rows left for the code.
-    const left = await ks.client.execute(`SELECT seq FROM ${ks.keyspace}.click_deltas WHERE code = ?`, [code], { prepare: true });
+    const left = await ks.client.execute(`SELECT seq FROM ${ks.keyspace}.click_deltas WHERE shard = ? AND code = ?`, [deltaShard(code), code], { prepare: true });
     expect(left.rows.length).toBe(0);
   }, 60_000);
 });

@@ -175,7 +175,9 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
         metrics.pendingClicks.set(p.pendingClicks);
         metrics.oldestAge.set(p.oldestPending ? Math.max(0, (p.at.getTime() - p.oldestPending.getTime()) / 1000) : 0);
       }
-      await opts.store.reportProgress(p);
+      // Not awaited: the store may fold recorded batches meanwhile, and the next report is due
+      // in a second regardless (the store keeps one fold sweep at a time).
+      void opts.store.reportProgress(p).catch((err: unknown) => opts.log.debug({ err }, "reporting the analytics lag failed"));
     } catch (err) {
       opts.log.debug({ err }, "measuring or reporting the analytics lag failed");
     } finally {

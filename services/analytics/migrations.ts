@@ -11,8 +11,11 @@ import type { MigrationSet } from "../../platform/cassandra/migrations.js";
  * - `click_batch_claims`: batch id (content hash) -> the stream seq that owns it (LWT claim per
  *   message, 7-day TTL = the CLICKS stream's max age, after which no republish can arrive).
  * - `click_deltas`: per code and stream seq, that batch's contribution as plain values (frozen
- *   maps per day and per referrer): rewriting it is harmless. No TTL: a delta is deleted only
- *   after it has been folded into `click_rollup`.
+ *   maps per day and per referrer): rewriting it is harmless. Partitioned by a hash shard of the
+ *   code (one mutation per shard per message). No TTL: a delta is deleted only after it has been
+ *   folded into `click_rollup`. gc_grace_seconds is short on purpose: each fold leaves a range
+ *   tombstone, and a deleted row that came back (no repair in time) has a seq at or below its
+ *   code's watermark, so it is ignored: resurrection is harmless here.
  * - `click_rollup`: absolute totals per code (kind 't' = totals, 'd' = day, 'r' = referrer) and
  *   the static `watermark`: the highest seq folded in; deltas at or below it are ignored.
  * - `click_consumer_progress`: each durable's last lag report (freshness of the numbers).
@@ -52,6 +55,7 @@ export const analyticsMigrations: MigrationSet = {
           batch_id text PRIMARY KEY,
           seq bigint) WITH default_time_to_live = 604800`,
         `CREATE TABLE IF NOT EXISTS click_deltas (
+          shard int,
           code text,
           seq bigint,
           human int,
@@ -59,7 +63,7 @@ export const analyticsMigrations: MigrationSet = {
           human_days frozen<map<text, int>>,
           bot_days frozen<map<text, int>>,
           referrers frozen<map<text, int>>,
-          PRIMARY KEY ((code), seq))`,
+          PRIMARY KEY ((shard), code, seq)) WITH gc_grace_seconds = 3600`,
         `CREATE TABLE IF NOT EXISTS click_rollup (
           code text,
           kind text,

@@ -26,15 +26,15 @@ import { firstDay, MAX_REFERRERS } from "./window.js";
  *
  * Why per batch: the old store took one LWT + one counter batch per click (~2,000 clicks/s on
  * this box). Now one CLICKS message (a ClickBatch of up to 500 clicks) costs one LWT claim and
- * one `click_deltas` row per distinct code in it (its clicks summed per day and referrer), sent
- * in unlogged batches.
+ * one `click_deltas` row per distinct code in it (its clicks summed per day and referrer), the
+ * rows grouped into DELTA_SHARDS partitions, so one single-partition batch (one mutation) each.
  *
  * - Claim: `click_batch_claims` maps the content-derived batch id to the stream seq that owns
  *   it (`INSERT ... IF NOT EXISTS`; when not applied, a SERIAL read of the owner). Same seq:
  *   this message (a redelivery, a retry after a timeout, or another consumer racing on it), so
  *   go on and (re)write its deltas; another seq: a republish of counted clicks, skip.
- * - Deltas: `click_deltas ((code), seq)`. Rewrites are no-ops; two racing consumers write the
- *   same values.
+ * - Deltas: `click_deltas ((shard), code, seq)`. Rewrites are no-ops; two racing consumers write
+ *   the same values. A code's rows are one slice of its shard's partition.
  * - Fold: every batch with seq <= the durable's ack floor is recorded (messages are acked only
  *   after their deltas are written). Folding a code reads its deltas up to that floor and its
  *   rollup, and writes the new totals + `watermark = floor` in one conditional single-partition
@@ -82,20 +82,23 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     await this.ensureSchema();
     if (!(await this.claim(batch))) return { counted: 0, duplicate: true };
     const deltas = aggregateClicks(clicks);
-    const rows: CqlStatement[] = [];
+    // One single-partition unlogged batch per shard: a message's ~500 codes become ~DELTA_SHARDS
+    // partition mutations instead of one each (the node's cost is mostly per mutation).
+    const byShard = new Map<number, CqlStatement[]>();
     for (const [code, d] of deltas) {
+      const shard = deltaShard(code);
+      let rows = byShard.get(shard);
+      if (!rows) byShard.set(shard, (rows = []));
       rows.push({
-        cql: "INSERT INTO click_deltas (code, seq, human, bot, human_days, bot_days, referrers) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        params: [code, batch.seq, d.human, d.bot, Object.fromEntries(d.humanDays), Object.fromEntries(d.botDays), Object.fromEntries(d.referrers)],
+        cql: "INSERT INTO click_deltas (shard, code, seq, human, bot, human_days, bot_days, referrers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        params: [shard, code, batch.seq, d.human, d.bot, Object.fromEntries(d.humanDays), Object.fromEntries(d.botDays), Object.fromEntries(d.referrers)],
       });
     }
-    // Small unlogged batches, sent together: one request per chunk instead of one per row, and
-    // under Cassandra's batch size warning (a row is ~100 bytes).
-    const chunks: Promise<void>[] = [];
-    for (let i = 0; i < rows.length; i += DELTA_CHUNK) {
-      chunks.push(this.cql.executeBatch(rows.slice(i, i + DELTA_CHUNK), { idempotent: true }));
+    const writes: Promise<void>[] = [];
+    for (const rows of byShard.values()) {
+      for (let i = 0; i < rows.length; i += DELTA_CHUNK) writes.push(this.cql.executeBatch(rows.slice(i, i + DELTA_CHUNK), { idempotent: true }));
     }
-    await Promise.all(chunks);
+    await Promise.all(writes);
     const now = Date.now();
     for (const code of deltas.keys()) {
       const d = this.dirty.get(code);
@@ -131,8 +134,18 @@ export class CassandraClickStatsStore implements ClickStatsStore {
       { idempotent: true },
     );
     this.lastFloor = Math.max(this.lastFloor, p.ackFloorSeq);
-    await this.foldDue(p.ackFloorSeq, Date.now());
+    // One sweep at a time: a report during a long sweep only updates the progress row (the
+    // consumer reports every second whatever the folds take).
+    if (this.folding) return;
+    this.folding = true;
+    try {
+      await this.foldDue(p.ackFloorSeq, Date.now());
+    } finally {
+      this.folding = false;
+    }
   }
+
+  private folding = false;
 
   /** Folds the codes this process dirtied that have enough deltas or have waited long enough. */
   private async foldDue(floor: number, now: number): Promise<void> {
@@ -160,7 +173,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
   /** Adds the code's deltas with seq in (watermark, floor] to its rollup; false when another folder won. */
   private async fold(code: string, floor: number): Promise<boolean> {
     const [deltas, rollup] = await Promise.all([
-      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE code = ? AND seq <= ?", [code, floor], {
+      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE shard = ? AND code = ? AND seq <= ?", [deltaShard(code), code, floor], {
         idempotent: true,
       }),
       this.readRollup(code),
@@ -194,7 +207,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
   }
 
   private deleteDeltas(code: string, upTo: number): Promise<readonly CqlRow[]> {
-    return this.cql.execute("DELETE FROM click_deltas WHERE code = ? AND seq <= ?", [code, upTo], { idempotent: true });
+    return this.cql.execute("DELETE FROM click_deltas WHERE shard = ? AND code = ? AND seq <= ?", [deltaShard(code), code, upTo], { idempotent: true });
   }
 
   private async readRollup(code: string): Promise<Rollup> {
@@ -209,7 +222,9 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     const from = firstDay(query);
     // Deltas strictly before the rollup (see the class comment); progress alongside.
     const [deltas, progress] = await Promise.all([
-      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE code = ?", [code], { idempotent: true }),
+      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE shard = ? AND code = ?", [deltaShard(code), code], {
+        idempotent: true,
+      }),
       this.cql.execute(
         "SELECT durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at FROM click_consumer_progress WHERE scope = ?",
         [PROGRESS_SCOPE],
@@ -250,13 +265,28 @@ export interface CassandraClickStatsOptions {
 }
 
 /** Rows per unlogged delta batch. */
-const DELTA_CHUNK = 32;
+const DELTA_CHUNK = 64;
+/**
+ * Partitions of `click_deltas`: a code's rows live in partition deltaShard(code). Part of the
+ * data layout: changing it needs the table emptied (fold everything) first.
+ */
+export const DELTA_SHARDS = 32;
+
+/** FNV-1a of the code's UTF-16 units, mod DELTA_SHARDS: stable across processes and versions. */
+export function deltaShard(code: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < code.length; i++) {
+    h ^= code.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % DELTA_SHARDS;
+}
 /** A code is folded once this process wrote this many deltas for it ... */
-export const FOLD_AFTER_DELTAS = 64;
+export const FOLD_AFTER_DELTAS = 256;
 /** ... or its first unfolded delta is this old. */
 export const FOLD_AFTER_MS = 30_000;
 /** A read that meets more deltas than this folds the code (nobody else did). */
-export const READ_FOLD_DELTAS = 512;
+export const READ_FOLD_DELTAS = 1024;
 const FOLD_CONCURRENCY = 8;
 const PROGRESS_SCOPE = "clicks";
 
