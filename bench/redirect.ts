@@ -394,6 +394,8 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
         // The redirect service's analytics consumers (CONSUMERS of them on one durable), here in
         // the bench process, into Cassandra. They start after the load, so the whole backlog is
         // drained at their pace: that rate must keep up with the door's.
+        // Schema first (the redirect service migrates at start, not on its first click).
+        await createClickStatsStore(engine).get(codeOf(0));
         const t0 = Date.now();
         const consumers = Array.from({ length: CONSUMERS }, () => startClickConsumer({ bus: engine.bus, store: createClickStatsStore(engine), log }));
         try {

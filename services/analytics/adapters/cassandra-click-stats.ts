@@ -91,7 +91,9 @@ export class CassandraClickStatsStore implements ClickStatsStore {
       if (!rows) byShard.set(shard, (rows = []));
       rows.push({
         cql: "INSERT INTO click_deltas (shard, code, seq, human, bot, human_days, bot_days, referrers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        params: [shard, code, batch.seq, d.human, d.bot, Object.fromEntries(d.humanDays), Object.fromEntries(d.botDays), Object.fromEntries(d.referrers)],
+        // Zeros and empty maps unset (undefined): no cell at all, which costs the node less than
+        // a cell holding nothing (read back as null = 0 / empty).
+        params: [shard, code, batch.seq, d.human || undefined, d.bot || undefined, mapOrUnset(d.humanDays), mapOrUnset(d.botDays), mapOrUnset(d.referrers)],
       });
     }
     const writes: Promise<void>[] = [];
@@ -357,6 +359,10 @@ function progressOf(r: CqlRow): ConsumerProgress {
     oldestPending: oldest instanceof Date ? oldest : undefined,
     at: r["at"] instanceof Date ? r["at"] : new Date(0),
   };
+}
+
+function mapOrUnset(m: ReadonlyMap<string, number>): Record<string, number> | undefined {
+  return m.size === 0 ? undefined : Object.fromEntries(m);
 }
 
 /** A frozen map<text, int> as read (an object; null when empty). */
