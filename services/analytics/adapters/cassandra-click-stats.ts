@@ -96,11 +96,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
         params: [shard, code, batch.seq, d.human || undefined, d.bot || undefined, mapOrUnset(d.humanDays), mapOrUnset(d.botDays), mapOrUnset(d.referrers)],
       });
     }
-    const writes: Promise<void>[] = [];
-    for (const rows of byShard.values()) {
-      for (let i = 0; i < rows.length; i += DELTA_CHUNK) writes.push(this.cql.executeBatch(rows.slice(i, i + DELTA_CHUNK), { idempotent: true }));
-    }
-    await Promise.all(writes);
+    await Promise.all([...byShard].map(([shard, rows]) => this.writeRows(shard, rows)));
     const now = Date.now();
     for (const code of deltas.keys()) {
       const d = this.dirty.get(code);
@@ -113,6 +109,48 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     }
     return { counted: clicks.length, duplicate: false };
   }
+
+  /**
+   * Rows of the messages being recorded at the same moment are written together: one batch
+   * (one partition mutation) per shard and DELTA_CHUNK rows for several messages instead of one
+   * per shard per message. Rows keep their own (code, seq) keys, so combining changes nothing
+   * about idempotence; a failed batch fails every message with rows in that shard (each is
+   * recorded again, harmlessly).
+   */
+  private writeRows(shard: number, rows: readonly CqlStatement[]): Promise<void> {
+    let p = this.combining.get(shard);
+    if (!p) {
+      let resolve!: () => void;
+      let reject!: (err: unknown) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      this.combining.set(shard, (p = { rows: [], done, resolve, reject }));
+    }
+    for (const r of rows) p.rows.push(r);
+    this.combinedRows += rows.length;
+    if (this.combinedRows >= COMBINE_MAX_ROWS) this.flushRows();
+    else this.combineTimer ??= setTimeout(() => this.flushRows(), COMBINE_WAIT_MS);
+    return p.done;
+  }
+
+  private flushRows(): void {
+    if (this.combineTimer) clearTimeout(this.combineTimer);
+    this.combineTimer = undefined;
+    const groups = this.combining;
+    this.combining = new Map();
+    this.combinedRows = 0;
+    for (const g of groups.values()) {
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < g.rows.length; i += DELTA_CHUNK) writes.push(this.cql.executeBatch(g.rows.slice(i, i + DELTA_CHUNK), { idempotent: true }));
+      Promise.all(writes).then(() => g.resolve(), g.reject);
+    }
+  }
+
+  private combining = new Map<number, { rows: CqlStatement[]; done: Promise<void>; resolve: () => void; reject: (err: unknown) => void }>();
+  private combinedRows = 0;
+  private combineTimer: NodeJS.Timeout | undefined;
 
   /** True when `batch.seq` owns `batch.id` (first claim, or this same message again). */
   private async claim(batch: ClickBatchRef): Promise<boolean> {
@@ -268,6 +306,10 @@ export interface CassandraClickStatsOptions {
 
 /** Rows per unlogged delta batch. */
 const DELTA_CHUNK = 64;
+/** Delta rows are combined across messages for up to this long ... */
+const COMBINE_WAIT_MS = 3;
+/** ... or until this many wait. */
+const COMBINE_MAX_ROWS = 4_096;
 /**
  * Partitions of `click_deltas`: a code's rows live in partition deltaShard(code). Part of the
  * data layout: changing it needs the table emptied (fold everything) first.
