@@ -10,14 +10,15 @@ import type { MigrationSet } from "../../platform/cassandra/migrations.js";
  * Version 2 (see adapters/cassandra-click-stats.ts):
  * - `click_batch_claims`: batch id (content hash) -> the stream seq that owns it (LWT claim per
  *   message, 7-day TTL = the CLICKS stream's max age, after which no republish can arrive).
- * - `click_deltas`: per code and stream seq, that batch's contribution as plain values (frozen
- *   maps per day and per referrer): rewriting it is harmless. Partitioned by a hash shard of the
- *   code (one mutation per shard per message). No TTL: a delta is deleted only after it has been
- *   folded into `click_rollup`. gc_grace_seconds is short on purpose: each fold leaves a range
- *   tombstone, and a deleted row that came back (no repair in time) has a seq at or below its
- *   code's watermark, so it is ignored: resurrection is harmless here.
- * - `click_rollup`: absolute totals per code (kind 't' = totals, 'd' = day, 'r' = referrer) and
- *   the static `watermark`: the highest seq folded in; deltas at or below it are ignored.
+ * - `click_deltas`: per shard of the codes and stream seq, that message's clicks of the shard's
+ *   codes summed per code, day and referrer (JSON text): rewriting it is harmless. No TTL: a
+ *   delta is deleted only once folded into `click_rollup`. gc_grace_seconds is short on
+ *   purpose: each fold leaves a range tombstone, and a deleted row that came back (no repair in
+ *   time) has a seq at or below the shard's watermark, so it is never read: harmless here.
+ * - `click_rollup`: absolute totals per shard and code (kind 't' = totals, 'd' = day, 'r' =
+ *   referrer), each row written USING TIMESTAMP <the seq it is folded up to>, and per shard the
+ *   static `watermark` (highest seq fully folded) and `as_of` (clicks published before it are
+ *   all in the totals).
  * - `click_consumer_progress`: each durable's last lag report (freshness of the numbers).
  */
 export const analyticsMigrations: MigrationSet = {
@@ -56,22 +57,19 @@ export const analyticsMigrations: MigrationSet = {
           seq bigint) WITH default_time_to_live = 604800`,
         `CREATE TABLE IF NOT EXISTS click_deltas (
           shard int,
-          code text,
           seq bigint,
-          human int,
-          bot int,
-          human_days frozen<map<text, int>>,
-          bot_days frozen<map<text, int>>,
-          referrers frozen<map<text, int>>,
-          PRIMARY KEY ((shard), code, seq)) WITH gc_grace_seconds = 3600`,
+          d text,
+          PRIMARY KEY ((shard), seq)) WITH gc_grace_seconds = 3600`,
         `CREATE TABLE IF NOT EXISTS click_rollup (
+          shard int,
           code text,
           kind text,
           key text,
           watermark bigint static,
+          as_of timestamp static,
           human bigint,
           bot bigint,
-          PRIMARY KEY ((code), kind, key))`,
+          PRIMARY KEY ((shard), code, kind, key))`,
         `CREATE TABLE IF NOT EXISTS click_consumer_progress (
           scope text,
           durable text,

@@ -24,8 +24,10 @@
  * - `get(code, { days })` returns the totals plus the last `days` UTC days (default 30, max 366)
  *   ending today (ascending by day, only days with clicks), and the top referrers by human
  *   clicks (descending, at most 50; "" = no referrer / direct) over all time, with `freshness`:
- *   the consumer's last progress report (undefined before the first). Every batch whose
- *   `recordBatch` has resolved is in the answer (read-your-writes, not only after a fold).
+ *   the consumer's last progress report (undefined before the first). Every batch with
+ *   `seq <= ackFloorSeq` of a `reportProgress` that has resolved is in the answer; a batch
+ *   recorded but not yet reported may or may not be (memory: at once; Cassandra: after the
+ *   next fold, with `asOf` saying up to when).
  *   Unknown code -> all zero / empty lists (no error).
  *
  * Errors: backend unreachable -> DomainError "Unavailable" (recordBatch: retry with the same
@@ -95,8 +97,14 @@ export interface ClickStats {
   readonly bot: number;
   readonly perDay: readonly DayClicks[];
   readonly perReferrer: readonly ReferrerClicks[];
-  /** How current the numbers are: the consumer's last report; undefined before any. */
+  /** The consumer's last lag report; undefined before any. */
   readonly freshness?: ConsumerProgress;
+  /**
+   * Every click published before this time is in the numbers (a store that rolls batches up
+   * behind the ack floor); undefined when the store counts each batch as soon as it is recorded
+   * (then the freshness report tells how far the consumer is).
+   */
+  readonly asOf?: Date;
 }
 
 export interface ClickStatsQuery {

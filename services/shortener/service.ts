@@ -223,7 +223,7 @@ export class Shortener {
       bot: s.bot,
       daily,
       referrers: s.perReferrer.slice(0, top).map((r) => ({ referrer: r.referrer, human: r.human })),
-      asOf: f ? (f.oldestPending ?? f.at) : now,
+      asOf: s.asOf ?? (f ? (f.oldestPending ?? f.at) : now),
       ...(f ? { lag: { pendingMessages: f.pendingMessages, pendingClicks: f.pendingClicks, reportedAt: f.at } } : {}),
     };
   }

@@ -2,7 +2,7 @@ import { migrateOnFirstUse } from "../../../platform/cassandra/migrations.js";
 import type { CqlRow, CqlSession, CqlStatement } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { unavailable } from "../../../platform/errors.js";
-import { aggregateClicks, latestProgress } from "../batch.js";
+import { aggregateClicks, latestProgress, type CodeDelta } from "../batch.js";
 import { analyticsMigrations } from "../migrations.js";
 import type {
   ClickBatchRef,
@@ -16,62 +16,60 @@ import type {
 import { firstDay, MAX_REFERRERS } from "./window.js";
 
 /**
- * ClickStatsStore on Cassandra/ScyllaDB from idempotent per-batch delta rows, folded into
- * absolute totals behind a watermark.
+ * ClickStatsStore on Cassandra/ScyllaDB: idempotent per-batch delta rows, rolled up into
+ * absolute totals behind the consumer's ack floor. No counters, and no LWT besides one claim
+ * per message.
  *
- * Why not counters: a counter increment is not idempotent, so an increment that timed out but
- * had applied is counted again when the batch is redelivered, and nothing can tell afterwards.
- * Every write here is a plain row whose second write equals the first, so any error (timeout
- * included) is handled by repeating the whole `recordBatch`.
+ * Why not counters: an increment is not idempotent, so one that timed out but had applied is
+ * counted again when the batch is redelivered, and nothing can tell afterwards. Every write
+ * here can be repeated with the same effect, so any error (timeouts included) is handled by
+ * recording the batch again.
  *
- * Why per batch: the old store took one LWT + one counter batch per click (~2,000 clicks/s on
- * this box). Now one CLICKS message (a ClickBatch of up to 500 clicks) costs one LWT claim and
- * one `click_deltas` row per distinct code in it (its clicks summed per day and referrer), the
- * rows grouped into DELTA_SHARDS partitions, so one single-partition batch (one mutation) each.
+ * Why this shape (measured on this box, Cassandra CPU per 500-click message over 10,000 links:
+ * one row per (code, seq) in per-code partitions ~60 ms, the same rows in 32 shard partitions
+ * ~15-18 ms, one row per (shard, seq) ~7-11 ms, the LWT claim ~2-3 ms; the old store, an LWT +
+ * a counter batch per click, managed ~2,000 clicks/s): the node's cost is per partition
+ * mutation and per statement, so a message becomes at most DELTA_SHARDS rows.
  *
  * - Claim: `click_batch_claims` maps the content-derived batch id to the stream seq that owns
  *   it (`INSERT ... IF NOT EXISTS`; when not applied, a SERIAL read of the owner). Same seq:
- *   this message (a redelivery, a retry after a timeout, or another consumer racing on it), so
- *   go on and (re)write its deltas; another seq: a republish of counted clicks, skip.
- * - Deltas: `click_deltas ((shard), code, seq)`. Rewrites are no-ops; two racing consumers write
- *   the same values. A code's rows are one slice of its shard's partition.
- * - Fold: every batch with seq <= the durable's ack floor is recorded (messages are acked only
- *   after their deltas are written). Folding a code reads its deltas up to that floor and its
- *   rollup, and writes the new totals + `watermark = floor` in one conditional single-partition
- *   batch (`IF watermark = <as read>`: concurrent folders cannot both add the same deltas), then
- *   range-deletes the folded deltas. A delta written late (a slow duplicate of an acked batch)
- *   has seq <= watermark and is ignored, then deleted by the next fold.
- * - Read: deltas first, then the rollup; sum the deltas above the rollup's watermark. If a fold
- *   commits in between, the rollup read after it already holds what it deleted, so nothing is
- *   missed or counted twice. Reads stay bounded because the consumer folds a code once it has
- *   FOLD_AFTER_DELTAS unfolded deltas or has waited FOLD_AFTER_MS, and a read that meets more
- *   than READ_FOLD_DELTAS deltas (e.g. after a consumer crash) folds the code itself.
+ *   this message again (a redelivery, a retry after a timeout, another consumer racing on it),
+ *   so (re)write its deltas; another seq: a republish of counted clicks, skip.
+ * - Deltas: `click_deltas ((shard), seq)`: per shard of the codes (FNV-1a mod DELTA_SHARDS), the
+ *   message's clicks of those codes summed per code, day and referrer, as one JSON text. A
+ *   rewrite is the same row. Rows of messages recorded at the same moment are written together
+ *   (one single-partition batch per shard).
+ * - Roll-up (`click_rollup ((shard), code, kind, key)`): every message with seq <= the durable's
+ *   ack floor is recorded (messages are acked only after their rows are written). On each
+ *   progress report the store folds every shard's deltas in (watermark, floor] into the totals.
+ *   Each roll-up row is written `USING TIMESTAMP <the floor it was folded to>`, so its write
+ *   time says which deltas it holds: a fold adds to a row only the deltas above the row's own
+ *   write time. That makes folds plain, repeatable writes: a fold that died half-way is simply
+ *   done again, two folders racing write values that are each exact at their own floor, and the
+ *   cell with the highest timestamp (the highest floor) wins. The shard's static `watermark`
+ *   (highest floor fully folded) and `as_of` are written last; then the folded deltas are
+ *   range-deleted. A late duplicate delta below the watermark is never read.
+ * - Read: one slice of the code's roll-up rows: bounded, and exact as of the shard's `as_of`
+ *   (about a second behind the consumer while it keeps up; GetLinkStats shows both).
  *
- * Residual window (documented): the seq space is the CLICKS stream's; deleting and re-creating
- * that stream restarts seqs at 1, below the watermarks: reset this keyspace's analytics tables
- * (or the watermarks) when doing so.
+ * Residual (documented): seqs are the CLICKS stream's; deleting and re-creating that stream
+ * restarts them below the watermarks: reset the analytics tables when doing so.
  */
 export class CassandraClickStatsStore implements ClickStatsStore {
   constructor(
     private readonly cql: CqlSession,
     private readonly log?: EngineLog,
-    options: CassandraClickStatsOptions = {},
   ) {
     this.ensureSchema = migrateOnFirstUse(cql, analyticsMigrations, log);
-    this.foldAfterDeltas = options.foldAfterDeltas ?? FOLD_AFTER_DELTAS;
-    this.foldAfterMs = options.foldAfterMs ?? FOLD_AFTER_MS;
   }
-
-  private readonly foldAfterDeltas: number;
-  private readonly foldAfterMs: number;
 
   /** Applies this store's migrations once (idempotent); operations call it themselves. */
   readonly ensureSchema: () => Promise<void>;
 
-  /** Codes this process wrote deltas for and has not folded since: unfolded rows, first write. */
-  private readonly dirty = new Map<string, { rows: number; since: number }>();
-  private lastFloor = 0;
   private failNextAfterWrite = false;
+  /** Per shard: the watermark this process last saw or wrote (skips idle shards). */
+  private readonly folded = new Map<number, number>();
+  private folding = false;
 
   /** Test hook: the next recordBatch writes everything, then fails as a write timeout would. */
   failNextRecordAfterWrite(): void {
@@ -81,28 +79,18 @@ export class CassandraClickStatsStore implements ClickStatsStore {
   async recordBatch(batch: ClickBatchRef, clicks: readonly ClickRecord[]): Promise<RecordBatchResult> {
     await this.ensureSchema();
     if (!(await this.claim(batch))) return { counted: 0, duplicate: true };
-    const deltas = aggregateClicks(clicks);
-    // One single-partition unlogged batch per shard: a message's ~500 codes become ~DELTA_SHARDS
-    // partition mutations instead of one each (the node's cost is mostly per mutation).
-    const byShard = new Map<number, CqlStatement[]>();
-    for (const [code, d] of deltas) {
+    const byShard = new Map<number, Record<string, WireDelta>>();
+    for (const [code, d] of aggregateClicks(clicks)) {
       const shard = deltaShard(code);
-      let rows = byShard.get(shard);
-      if (!rows) byShard.set(shard, (rows = []));
-      rows.push({
-        cql: "INSERT INTO click_deltas (shard, code, seq, human, bot, human_days, bot_days, referrers) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        // Zeros and empty maps unset (undefined): no cell at all, which costs the node less than
-        // a cell holding nothing (read back as null = 0 / empty).
-        params: [shard, code, batch.seq, d.human || undefined, d.bot || undefined, mapOrUnset(d.humanDays), mapOrUnset(d.botDays), mapOrUnset(d.referrers)],
-      });
+      let o = byShard.get(shard);
+      if (!o) byShard.set(shard, (o = {}));
+      o[code] = toWire(d);
     }
-    await Promise.all([...byShard].map(([shard, rows]) => this.writeRows(shard, rows)));
-    const now = Date.now();
-    for (const code of deltas.keys()) {
-      const d = this.dirty.get(code);
-      if (d) d.rows++;
-      else this.dirty.set(code, { rows: 1, since: now });
-    }
+    await Promise.all(
+      [...byShard].map(([shard, o]) =>
+        this.writeRow(shard, { cql: "INSERT INTO click_deltas (shard, seq, d) VALUES (?, ?, ?)", params: [shard, batch.seq, JSON.stringify(o)] }),
+      ),
+    );
     if (this.failNextAfterWrite) {
       this.failNextAfterWrite = false;
       throw unavailable("cassandra (injected: applied, then timed out)");
@@ -110,29 +98,41 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     return { counted: clicks.length, duplicate: false };
   }
 
+  /** True when `batch.seq` owns `batch.id` (first claim, or this same message again). */
+  private async claim(batch: ClickBatchRef): Promise<boolean> {
+    const applied = await this.cql.executeLwt("INSERT INTO click_batch_claims (batch_id, seq) VALUES (?, ?) IF NOT EXISTS", [batch.id, batch.seq]);
+    if (applied) return true;
+    // The LWT result's other columns differ between Cassandra and ScyllaDB: read the owner.
+    const rows = await this.cql.execute("SELECT seq FROM click_batch_claims WHERE batch_id = ?", [batch.id], {
+      consistency: "localSerial",
+      idempotent: true,
+    });
+    const owner = rows[0] ? num(rows[0]["seq"]) : undefined;
+    if (owner === undefined) throw unavailable("cassandra (batch claim vanished; retry)");
+    return owner === batch.seq;
+  }
+
   /**
-   * Rows of the messages being recorded at the same moment are written together: one batch
-   * (one partition mutation) per shard and DELTA_CHUNK rows for several messages instead of one
-   * per shard per message. Rows keep their own (code, seq) keys, so combining changes nothing
-   * about idempotence; a failed batch fails every message with rows in that shard (each is
-   * recorded again, harmlessly).
+   * Delta rows of the messages being recorded at the same moment are written together: one
+   * single-partition batch per shard for several messages. Each row keeps its own (shard, seq)
+   * key, so combining changes nothing about idempotence; a failed batch fails every message
+   * with a row in it (each is recorded again, harmlessly).
    */
-  private writeRows(shard: number, rows: readonly CqlStatement[]): Promise<void> {
-    let p = this.combining.get(shard);
-    if (!p) {
+  private writeRow(shard: number, row: CqlStatement): Promise<void> {
+    let g = this.combining.get(shard);
+    if (!g) {
       let resolve!: () => void;
       let reject!: (err: unknown) => void;
       const done = new Promise<void>((res, rej) => {
         resolve = res;
         reject = rej;
       });
-      this.combining.set(shard, (p = { rows: [], done, resolve, reject }));
+      this.combining.set(shard, (g = { rows: [], done, resolve, reject }));
     }
-    for (const r of rows) p.rows.push(r);
-    this.combinedRows += rows.length;
-    if (this.combinedRows >= COMBINE_MAX_ROWS) this.flushRows();
+    g.rows.push(row);
+    if (++this.combinedRows >= COMBINE_MAX_ROWS) this.flushRows();
     else this.combineTimer ??= setTimeout(() => this.flushRows(), COMBINE_WAIT_MS);
-    return p.done;
+    return g.done;
   }
 
   private flushRows(): void {
@@ -152,20 +152,6 @@ export class CassandraClickStatsStore implements ClickStatsStore {
   private combinedRows = 0;
   private combineTimer: NodeJS.Timeout | undefined;
 
-  /** True when `batch.seq` owns `batch.id` (first claim, or this same message again). */
-  private async claim(batch: ClickBatchRef): Promise<boolean> {
-    const applied = await this.cql.executeLwt("INSERT INTO click_batch_claims (batch_id, seq) VALUES (?, ?) IF NOT EXISTS", [batch.id, batch.seq]);
-    if (applied) return true;
-    // The LWT result's other columns differ between Cassandra and ScyllaDB: read the owner.
-    const rows = await this.cql.execute("SELECT seq FROM click_batch_claims WHERE batch_id = ?", [batch.id], {
-      consistency: "localSerial",
-      idempotent: true,
-    });
-    const owner = rows[0] ? num(rows[0]["seq"]) : undefined;
-    if (owner === undefined) throw unavailable("cassandra (batch claim vanished; retry)");
-    return owner === batch.seq;
-  }
-
   async reportProgress(p: ConsumerProgress): Promise<void> {
     await this.ensureSchema();
     await this.cql.execute(
@@ -173,146 +159,168 @@ export class CassandraClickStatsStore implements ClickStatsStore {
       [PROGRESS_SCOPE, p.durable, p.ackFloorSeq, p.pendingMessages, p.pendingClicks, p.oldestPending ?? null, p.at],
       { idempotent: true },
     );
-    this.lastFloor = Math.max(this.lastFloor, p.ackFloorSeq);
     // One sweep at a time: a report during a long sweep only updates the progress row (the
     // consumer reports every second whatever the folds take).
     if (this.folding) return;
     this.folding = true;
     try {
-      await this.foldDue(p.ackFloorSeq, Date.now());
+      // Everything published before the first unacked message is at or below the floor.
+      const asOf = p.oldestPending ?? p.at;
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < DELTA_SHARDS) {
+          const shard = next++;
+          await this.foldShard(shard, p.ackFloorSeq, asOf).catch((err: unknown) => {
+            // Left for the next report: nothing is lost, the numbers are just older meanwhile.
+            this.folded.delete(shard);
+            this.log?.debug({ err, shard }, "folding click deltas failed; retrying on the next report");
+          });
+        }
+      };
+      await Promise.all(Array.from({ length: FOLD_CONCURRENCY }, worker));
     } finally {
       this.folding = false;
     }
   }
 
-  private folding = false;
-
-  /** Folds the codes this process dirtied that have enough deltas or have waited long enough. */
-  private async foldDue(floor: number, now: number): Promise<void> {
-    const due: string[] = [];
-    for (const [code, d] of this.dirty) {
-      if (d.rows >= this.foldAfterDeltas || now - d.since >= this.foldAfterMs) due.push(code);
-    }
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < due.length) {
-        const code = due[next++]!;
-        this.dirty.delete(code);
-        try {
-          await this.fold(code, floor);
-        } catch (err) {
-          // Left for a later report (or a read) to fold: nothing is lost, reads just sum more rows.
-          this.dirty.set(code, { rows: this.foldAfterDeltas, since: now });
-          this.log?.debug({ err, code }, "folding click deltas failed; retrying later");
+  /** Folds the shard's deltas up to `floor` into its roll-up rows (in steps of FOLD_STEP_ROWS deltas). */
+  private async foldShard(shard: number, floor: number, asOf: Date): Promise<void> {
+    const known = this.folded.get(shard);
+    if (known !== undefined && known >= floor) return;
+    const wm = await this.cql.execute("SELECT watermark FROM click_rollup WHERE shard = ? LIMIT 1", [shard], { idempotent: true });
+    let w = wm[0] ? num(wm[0]["watermark"]) : 0;
+    while (w < floor) {
+      const deltas = await this.cql.execute("SELECT seq, d FROM click_deltas WHERE shard = ? AND seq > ? AND seq <= ? LIMIT ?", [shard, w, floor, FOLD_STEP_ROWS], {
+        idempotent: true,
+      });
+      const to = deltas.length === FOLD_STEP_ROWS ? num(deltas[deltas.length - 1]!["seq"]) : floor;
+      // Per code: its deltas in this step, each with its seq (rows only take what is above their write time).
+      const byCode = new Map<string, [number, WireDelta][]>();
+      for (const r of deltas) {
+        const seq = num(r["seq"]);
+        for (const [code, d] of Object.entries(JSON.parse(String(r["d"])) as Record<string, WireDelta>)) {
+          let l = byCode.get(code);
+          if (!l) byCode.set(code, (l = []));
+          l.push([seq, d]);
         }
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(FOLD_CONCURRENCY, due.length) }, worker));
-  }
-
-  /** Adds the code's deltas with seq in (watermark, floor] to its rollup; false when another folder won. */
-  private async fold(code: string, floor: number): Promise<boolean> {
-    const [deltas, rollup] = await Promise.all([
-      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE shard = ? AND code = ? AND seq <= ?", [deltaShard(code), code, floor], {
-        idempotent: true,
-      }),
-      this.readRollup(code),
-    ]);
-    const w = rollup.watermark;
-    if (floor <= w) {
-      if (deltas.length > 0) await this.deleteDeltas(code, w);
-      return true;
+      const codes = [...byCode.keys()];
+      const current = new Map<string, { human: number; bot: number; wt: number }>();
+      const reads: Promise<void>[] = [];
+      for (let i = 0; i < codes.length; i += FOLD_READ_CODES) {
+        const part = codes.slice(i, i + FOLD_READ_CODES);
+        reads.push(
+          this.cql
+            .execute("SELECT code, kind, key, human, bot, WRITETIME(human) AS wt FROM click_rollup WHERE shard = ? AND code IN ?", [shard, part], { idempotent: true })
+            .then((rows) => {
+              for (const row of rows) {
+                if (row["kind"] === null || row["kind"] === undefined) continue; // static-only row
+                current.set(rowKey(String(row["code"]), String(row["kind"]), String(row["key"])), {
+                  human: num(row["human"]),
+                  bot: num(row["bot"]),
+                  wt: num(row["wt"]),
+                });
+              }
+            }),
+        );
+      }
+      await Promise.all(reads);
+      const updates: CqlStatement[] = [];
+      for (const [code, list] of byCode) {
+        const next = new Map<string, { kind: string; key: string; human: number; bot: number }>();
+        for (const [seq, d] of list) {
+          for (const [kind, key, human, bot] of rowsOf(d)) {
+            const k = rowKey(code, kind, key);
+            const base = current.get(k) ?? { human: 0, bot: 0, wt: -1 };
+            if (seq <= base.wt) continue; // already in that row
+            let n = next.get(k);
+            if (!n) next.set(k, (n = { kind, key, human: base.human, bot: base.bot }));
+            n.human += human;
+            n.bot += bot;
+          }
+        }
+        for (const n of next.values()) {
+          updates.push({
+            cql: "UPDATE click_rollup USING TIMESTAMP ? SET human = ?, bot = ? WHERE shard = ? AND code = ? AND kind = ? AND key = ?",
+            params: [to, n.human, n.bot, shard, code, n.kind, n.key],
+          });
+        }
+      }
+      const writes: Promise<void>[] = [];
+      for (let i = 0; i < updates.length; i += DELTA_CHUNK) writes.push(this.cql.executeBatch(updates.slice(i, i + DELTA_CHUNK), { idempotent: true }));
+      await Promise.all(writes);
+      // Only now the watermark (and, at the floor, as_of): a fold that dies before this line is
+      // redone from the old watermark, and the rows it wrote already take nothing twice.
+      await this.cql.execute(
+        to === floor
+          ? "UPDATE click_rollup USING TIMESTAMP ? SET watermark = ?, as_of = ? WHERE shard = ?"
+          : "UPDATE click_rollup USING TIMESTAMP ? SET watermark = ? WHERE shard = ?",
+        to === floor ? [to, to, asOf, shard] : [to, to, shard],
+        { idempotent: true },
+      );
+      await this.cql.execute("DELETE FROM click_deltas WHERE shard = ? AND seq <= ?", [shard, to], { idempotent: true });
+      w = to;
     }
-    const sum = new Rollup();
-    for (const r of deltas) if (num(r["seq"]) > w) sum.addDelta(r);
-    const changed = rollup.merge(sum);
-    const statements: CqlStatement[] = [];
-    if (w === 0 && !rollup.exists) {
-      statements.push({
-        cql: "INSERT INTO click_rollup (code, kind, key, watermark, human, bot) VALUES (?, 't', '', ?, ?, ?) IF NOT EXISTS",
-        params: [code, floor, rollup.human, rollup.bot],
-      });
-    } else {
-      statements.push({
-        cql: "UPDATE click_rollup SET watermark = ?, human = ?, bot = ? WHERE code = ? AND kind = 't' AND key = '' IF watermark = ?",
-        params: [floor, rollup.human, rollup.bot, code, w],
-      });
-    }
-    for (const [kind, key, v] of changed) {
-      statements.push({ cql: "UPDATE click_rollup SET human = ?, bot = ? WHERE code = ? AND kind = ? AND key = ?", params: [v.human, v.bot, code, kind, key] });
-    }
-    const applied = await this.cql.executeLwtBatch(statements);
-    if (applied) await this.deleteDeltas(code, floor);
-    return applied;
-  }
-
-  private deleteDeltas(code: string, upTo: number): Promise<readonly CqlRow[]> {
-    return this.cql.execute("DELETE FROM click_deltas WHERE shard = ? AND code = ? AND seq <= ?", [deltaShard(code), code, upTo], { idempotent: true });
-  }
-
-  private async readRollup(code: string): Promise<Rollup> {
-    const rows = await this.cql.execute("SELECT watermark, kind, key, human, bot FROM click_rollup WHERE code = ?", [code], { idempotent: true });
-    const r = new Rollup();
-    for (const row of rows) r.addRollupRow(row);
-    return r;
+    this.folded.set(shard, w);
   }
 
   async get(code: string, query?: ClickStatsQuery): Promise<ClickStats> {
     await this.ensureSchema();
     const from = firstDay(query);
-    // Deltas strictly before the rollup (see the class comment); progress alongside.
-    const [deltas, progress] = await Promise.all([
-      this.cql.execute("SELECT seq, human, bot, human_days, bot_days, referrers FROM click_deltas WHERE shard = ? AND code = ?", [deltaShard(code), code], {
-        idempotent: true,
-      }),
+    const [rows, progress] = await Promise.all([
+      this.cql.execute("SELECT kind, key, human, bot, as_of FROM click_rollup WHERE shard = ? AND code = ?", [deltaShard(code), code], { idempotent: true }),
       this.cql.execute(
         "SELECT durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at FROM click_consumer_progress WHERE scope = ?",
         [PROGRESS_SCOPE],
         { idempotent: true },
       ),
     ]);
-    const r = await this.readRollup(code);
-    const w = r.watermark;
-    const sum = new Rollup();
-    for (const row of deltas) if (num(row["seq"]) > w) sum.addDelta(row);
-    r.merge(sum);
-    const reports = progress.map(progressOf);
-    const freshness = latestProgress(reports);
-    if (deltas.length > READ_FOLD_DELTAS) {
-      // Nobody folded this code lately (its consumer died?): fold up to the last reported floor.
-      const floor = Math.max(this.lastFloor, ...reports.map((p) => p.ackFloorSeq));
-      void this.fold(code, floor).catch((err: unknown) => this.log?.debug({ err, code }, "read-time fold failed"));
+    let human = 0;
+    let bot = 0;
+    let asOf: Date | undefined;
+    const perDay: { day: string; human: number; bot: number }[] = [];
+    const perReferrer: { referrer: string; human: number }[] = [];
+    for (const r of rows) {
+      if (r["as_of"] instanceof Date) asOf = r["as_of"];
+      const kind = r["kind"];
+      const key = String(r["key"] ?? "");
+      if (kind === "t") {
+        human = num(r["human"]);
+        bot = num(r["bot"]);
+      } else if (kind === "d" && key >= from) perDay.push({ day: key, human: num(r["human"]), bot: num(r["bot"]) });
+      else if (kind === "r" && num(r["human"]) > 0) perReferrer.push({ referrer: key, human: num(r["human"]) });
     }
-    const perDay = [...r.days]
-      .filter(([day]) => day >= from)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([day, v]) => ({ day, human: v.human, bot: v.bot }))
-      .filter((d) => d.human > 0 || d.bot > 0);
-    const perReferrer = [...r.referrers]
-      .map(([referrer, v]) => ({ referrer, human: v }))
-      .filter((x) => x.human > 0)
-      .sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1))
-      .slice(0, MAX_REFERRERS);
-    return { total: r.human + r.bot, human: r.human, bot: r.bot, perDay, perReferrer, ...(freshness ? { freshness } : {}) };
+    perDay.sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
+    perReferrer.sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1));
+    const freshness = latestProgress(progress.map(progressOf));
+    return {
+      total: human + bot,
+      human,
+      bot,
+      perDay,
+      perReferrer: perReferrer.slice(0, MAX_REFERRERS),
+      ...(freshness ? { freshness } : {}),
+      ...(asOf ? { asOf } : {}),
+    };
   }
 }
 
-export interface CassandraClickStatsOptions {
-  /** Fold a code once this process wrote this many deltas for it (default FOLD_AFTER_DELTAS). */
-  readonly foldAfterDeltas?: number;
-  /** ... or once its oldest unfolded delta is this old (default FOLD_AFTER_MS). */
-  readonly foldAfterMs?: number;
-}
-
-/** Rows per unlogged delta batch. */
+/** Statements per unlogged batch (~5 KB: Cassandra's default batch size warning). */
 const DELTA_CHUNK = 64;
 /** Delta rows are combined across messages for up to this long ... */
 const COMBINE_WAIT_MS = 3;
 /** ... or until this many wait. */
-const COMBINE_MAX_ROWS = 4_096;
+const COMBINE_MAX_ROWS = 1_024;
+/** Delta rows read per fold step (each holds one message's clicks of one shard). */
+const FOLD_STEP_ROWS = 256;
+/** Codes per `IN` read of a fold step. */
+const FOLD_READ_CODES = 64;
+const FOLD_CONCURRENCY = 8;
+const PROGRESS_SCOPE = "clicks";
+
 /**
- * Partitions of `click_deltas`: a code's rows live in partition deltaShard(code). Part of the
- * data layout: changing it needs the table emptied (fold everything) first.
+ * Partitions of `click_deltas` and `click_rollup`: a code lives in deltaShard(code). Part of the
+ * data layout: changing it needs the tables rebuilt.
  */
 export const DELTA_SHARDS = 32;
 
@@ -325,70 +333,27 @@ export function deltaShard(code: string): number {
   }
   return (h >>> 0) % DELTA_SHARDS;
 }
-/** A code is folded once this process wrote this many deltas for it ... */
-export const FOLD_AFTER_DELTAS = 256;
-/** ... or its first unfolded delta is this old. */
-export const FOLD_AFTER_MS = 30_000;
-/** A read that meets more deltas than this folds the code (nobody else did). */
-export const READ_FOLD_DELTAS = 1024;
-const FOLD_CONCURRENCY = 8;
-const PROGRESS_SCOPE = "clicks";
 
-/** Totals of one code: its rollup rows, or a sum of deltas. */
-class Rollup {
-  watermark = 0;
-  exists = false;
-  human = 0;
-  bot = 0;
-  readonly days = new Map<string, { human: number; bot: number }>();
-  readonly referrers = new Map<string, number>();
+/** One code's share of a message as stored: [human, bot, human per day, bot per day, human per referrer]; 0 = empty. */
+type WireDelta = [number, number, Record<string, number> | 0, Record<string, number> | 0, Record<string, number> | 0];
 
-  addRollupRow(row: CqlRow): void {
-    this.exists = true;
-    this.watermark = num(row["watermark"]);
-    const kind = row["kind"];
-    const key = String(row["key"] ?? "");
-    const human = num(row["human"]);
-    const bot = num(row["bot"]);
-    if (kind === "t") {
-      this.human = human;
-      this.bot = bot;
-    } else if (kind === "d") this.days.set(key, { human, bot });
-    else if (kind === "r") this.referrers.set(key, human);
-  }
+function toWire(d: CodeDelta): WireDelta {
+  const obj = (m: ReadonlyMap<string, number>) => (m.size === 0 ? 0 : Object.fromEntries(m));
+  return [d.human, d.bot, obj(d.humanDays), obj(d.botDays), obj(d.referrers)];
+}
 
-  addDelta(row: CqlRow): void {
-    this.human += num(row["human"]);
-    this.bot += num(row["bot"]);
-    for (const [day, n] of entries(row["human_days"])) this.day(day).human += n;
-    for (const [day, n] of entries(row["bot_days"])) this.day(day).bot += n;
-    for (const [ref, n] of entries(row["referrers"])) this.referrers.set(ref, (this.referrers.get(ref) ?? 0) + n);
-  }
+/** The roll-up rows a delta adds to: [kind, key, human, bot]. */
+function* rowsOf(d: WireDelta): Generator<[string, string, number, number]> {
+  yield ["t", "", d[0], d[1]];
+  const days = new Map<string, [number, number]>();
+  if (d[2]) for (const [day, n] of Object.entries(d[2])) days.set(day, [n, 0]);
+  if (d[3]) for (const [day, n] of Object.entries(d[3])) days.set(day, [days.get(day)?.[0] ?? 0, n]);
+  for (const [day, [h, b]] of days) yield ["d", day, h, b];
+  if (d[4]) for (const [ref, n] of Object.entries(d[4])) yield ["r", ref, n, 0];
+}
 
-  /** Adds `other`; returns the day and referrer rows that changed, with their new values. */
-  merge(other: Rollup): [kind: string, key: string, value: { human: number; bot: number }][] {
-    this.human += other.human;
-    this.bot += other.bot;
-    const changed: [string, string, { human: number; bot: number }][] = [];
-    for (const [day, v] of other.days) {
-      const d = this.day(day);
-      d.human += v.human;
-      d.bot += v.bot;
-      changed.push(["d", day, d]);
-    }
-    for (const [ref, n] of other.referrers) {
-      const v = (this.referrers.get(ref) ?? 0) + n;
-      this.referrers.set(ref, v);
-      changed.push(["r", ref, { human: v, bot: 0 }]);
-    }
-    return changed;
-  }
-
-  private day(day: string): { human: number; bot: number } {
-    let d = this.days.get(day);
-    if (!d) this.days.set(day, (d = { human: 0, bot: 0 }));
-    return d;
-  }
+function rowKey(code: string, kind: string, key: string): string {
+  return `${code}\u0000${kind}\u0000${key}`;
 }
 
 function progressOf(r: CqlRow): ConsumerProgress {
@@ -401,17 +366,6 @@ function progressOf(r: CqlRow): ConsumerProgress {
     oldestPending: oldest instanceof Date ? oldest : undefined,
     at: r["at"] instanceof Date ? r["at"] : new Date(0),
   };
-}
-
-function mapOrUnset(m: ReadonlyMap<string, number>): Record<string, number> | undefined {
-  return m.size === 0 ? undefined : Object.fromEntries(m);
-}
-
-/** A frozen map<text, int> as read (an object; null when empty). */
-function entries(v: unknown): [string, number][] {
-  if (v === null || v === undefined) return [];
-  if (v instanceof Map) return [...(v as Map<string, unknown>)].map(([k, n]) => [k, num(n as CqlRow[string])]);
-  return Object.entries(v as Record<string, unknown>).map(([k, n]) => [k, num(n as CqlRow[string])]);
 }
 
 /** bigint/int columns come back as Long or number (null when unset). */
