@@ -8,8 +8,9 @@ import type { MigrationSet } from "../../platform/cassandra/migrations.js";
  * left in place (no data migration: nothing before version 2 was deployed).
  *
  * Version 2 (see adapters/cassandra-click-stats.ts):
- * - `click_batch_claims`: batch id (content hash) -> the stream seq that owns it (LWT claim per
- *   message, 7-day TTL = the CLICKS stream's max age, after which no republish can arrive).
+ * - `click_batch_claims`: batch id (content hash) -> the lowest stream seq that carried it
+ *   (written with timestamp MAX_SAFE_INTEGER - seq so the lowest seq wins; 7-day TTL = the
+ *   CLICKS stream's max age, after which no republish can arrive).
  * - `click_deltas`: per shard of the codes and stream seq, that message's clicks of the shard's
  *   codes summed per code, day and referrer (JSON text): rewriting it is harmless. No TTL: a
  *   delta is deleted only once folded into `click_rollup`. gc_grace_seconds is short on
@@ -58,6 +59,7 @@ export const analyticsMigrations: MigrationSet = {
         `CREATE TABLE IF NOT EXISTS click_deltas (
           shard int,
           seq bigint,
+          batch_id text,
           d text,
           PRIMARY KEY ((shard), seq)) WITH gc_grace_seconds = 3600`,
         `CREATE TABLE IF NOT EXISTS click_rollup (
