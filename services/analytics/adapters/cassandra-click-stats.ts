@@ -200,6 +200,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
       [PROGRESS_SCOPE, p.durable, p.ackFloorSeq, p.pendingMessages, p.pendingClicks, p.oldestPending ?? null, p.at],
       { idempotent: true },
     );
+    this.progressRead = undefined;
     // One sweep at a time: a report during a long sweep only updates the progress row (the
     // consumer reports every second whatever the folds take).
     if (this.folding) return;
@@ -309,16 +310,33 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     this.folded.set(shard, w);
   }
 
+  /**
+   * The latest lag report, read at most every PROGRESS_CACHE_MS per process: reports come once a
+   * second, and a page of stats reads must not double its queries for it.
+   */
+  private freshness(): Promise<ConsumerProgress | undefined> {
+    const now = Date.now();
+    if (this.progressRead && now - this.progressRead.at < PROGRESS_CACHE_MS) return this.progressRead.value;
+    const value = this.cql
+      .execute("SELECT durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at FROM click_consumer_progress WHERE scope = ?", [PROGRESS_SCOPE], {
+        idempotent: true,
+      })
+      .then((rows) => latestProgress(rows.map(progressOf)));
+    this.progressRead = { at: now, value };
+    value.catch(() => {
+      if (this.progressRead?.value === value) this.progressRead = undefined;
+    });
+    return value;
+  }
+
+  private progressRead: { at: number; value: Promise<ConsumerProgress | undefined> } | undefined;
+
   async get(code: string, query?: ClickStatsQuery): Promise<ClickStats> {
     await this.ensureSchema();
     const from = firstDay(query);
-    const [rows, progress] = await Promise.all([
+    const [rows, freshness] = await Promise.all([
       this.cql.execute("SELECT kind, key, human, bot, as_of FROM click_rollup WHERE shard = ? AND code = ?", [deltaShard(code), code], { idempotent: true }),
-      this.cql.execute(
-        "SELECT durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at FROM click_consumer_progress WHERE scope = ?",
-        [PROGRESS_SCOPE],
-        { idempotent: true },
-      ),
+      this.freshness(),
     ]);
     let human = 0;
     let bot = 0;
@@ -337,7 +355,6 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     }
     perDay.sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
     perReferrer.sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1));
-    const freshness = latestProgress(progress.map(progressOf));
     return {
       total: human + bot,
       human,
@@ -365,6 +382,7 @@ const OWNER_CACHE = 8_192;
 const FOLD_READ_CODES = 64;
 const FOLD_CONCURRENCY = 8;
 const PROGRESS_SCOPE = "clicks";
+const PROGRESS_CACHE_MS = 250;
 
 /**
  * Partitions of `click_deltas` and `click_rollup`: a code lives in deltaShard(code). Part of the
