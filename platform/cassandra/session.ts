@@ -55,11 +55,6 @@ export interface CqlSession {
    * / `USING TTL` are allowed. `counter: true` sends counter updates the same way.
    */
   executeBatch(statements: readonly CqlStatement[], options?: CqlBatchOptions): Promise<void>;
-  /**
-   * A conditional (LWT) batch: every statement on the same partition, at least one with an `IF`;
-   * applied all together or not at all. Returns only whether it applied (as executeLwt).
-   */
-  executeLwtBatch(statements: readonly CqlStatement[], options?: Omit<CqlOptions, "prepare">): Promise<boolean>;
 }
 
 export interface CqlBatchOptions extends Omit<CqlOptions, "prepare"> {
@@ -123,24 +118,6 @@ export class DriverCqlSession implements CqlSession {
           ...(options.timeoutMs !== undefined ? { readTimeout: options.timeoutMs } : {}),
         },
       );
-    } catch (err) {
-      throw mapCqlError(err, statements[0]?.cql ?? "BATCH");
-    }
-  }
-
-  async executeLwtBatch(statements: readonly CqlStatement[], options: Omit<CqlOptions, "prepare"> = {}): Promise<boolean> {
-    try {
-      const rs = await this.client.batch(
-        statements.map((st) => ({ query: st.cql, params: st.params as unknown[] })),
-        {
-          prepare: true,
-          logged: true,
-          consistency: CONSISTENCY[options.consistency ?? "localQuorum"],
-          serialConsistency: types.consistencies.localSerial,
-          ...(options.timeoutMs !== undefined ? { readTimeout: options.timeoutMs } : {}),
-        },
-      );
-      return appliedOf(rs.rows as unknown as CqlRow[]);
     } catch (err) {
       throw mapCqlError(err, statements[0]?.cql ?? "BATCH");
     }

@@ -84,10 +84,6 @@ export class CassandraConnector implements CqlSession {
     return this.live().executeBatch(statements, options);
   }
 
-  async executeLwtBatch(statements: readonly CqlStatement[], options?: Omit<CqlOptions, "prepare">): Promise<boolean> {
-    return this.live().executeLwtBatch(statements, options);
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);

@@ -36,9 +36,6 @@ class CountingSession implements CqlSession {
   executeBatch(...a: Parameters<CqlSession["executeBatch"]>): ReturnType<CqlSession["executeBatch"]> {
     return this.inner.executeBatch(...a);
   }
-  executeLwtBatch(...a: Parameters<CqlSession["executeLwtBatch"]>): ReturnType<CqlSession["executeLwtBatch"]> {
-    return this.inner.executeLwtBatch(...a);
-  }
 }
 
 const T = Date.UTC(2029, 5, 1);
@@ -170,10 +167,6 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
       executeBatch: (statements, options) => {
         seen.push({ cql: statements[0]!.cql, timeoutMs: options?.timeoutMs });
         return inner.executeBatch(statements, options);
-      },
-      executeLwtBatch: (statements, options) => {
-        seen.push({ cql: statements[0]!.cql, timeoutMs: options?.timeoutMs });
-        return inner.executeLwtBatch(statements, options);
       },
     };
     const store = new CassandraChatStore(recording, { writeTimeoutMs: 1500 });
