@@ -3,7 +3,7 @@
  * answering the same 302s, on a Zipf-like 80/20 mix of 10,000 links; then the "no click is
  * lost" check; then the cache-miss path (near-cache hit vs Redis vs database) in-process.
  *
- *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split] [--drain] [--links 10000]
+ *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split] [--drain [--consumers 1]] [--links 10000]
  *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare] [--sabotage]
  *
  * Exits 2 when wrk (or /usr/bin/time) is missing, 1 when a check fails: any non-3xx answer or socket
@@ -18,8 +18,10 @@
  * --topology split (cluster engine only): the gateway alone in its own process (`switchboard
  * gateway`, as deployed); the click check then reads the CLICKS stream (every click published by
  * that gateway, counted from its batches), because the Cassandra counters of several hundred
- * thousand clicks take many minutes to drain on this box; `--drain` also runs the analytics
- * consumer (into Cassandra) and waits for it, with progress lines (use a short --duration).
+ * thousand clicks took many minutes to drain on this box before batch recording; `--drain` also
+ * runs the analytics consumer(s) (into Cassandra, `--consumers N` on one durable) after the load,
+ * times how fast they drain the backlog (must be >= the door's redirects/s, else exit 1) and
+ * then checks the stored counts.
  * The bare server runs in this process; one server at a time is under load; wrk (-t1) drives
  * both with the same Lua script (80% of requests on the 20% hottest codes, a browser User-Agent).
  * Rounds alternate bare/door, door/bare, ... Redirects served are counted by the gateway itself
@@ -38,7 +40,7 @@ import { loadConfig } from "../platform/config.js";
 import { openEngine, type Engine } from "../platform/engine.js";
 import type { Cache } from "../platform/ports/cache.js";
 import { isHumanClick } from "../services/analytics/classify.js";
-import { decodeClickBatch, startClickConsumer } from "../services/analytics/consumer.js";
+import { decodeClickBatch, startClickConsumer, type ClickConsumer } from "../services/analytics/consumer.js";
 import { createClickStatsStore } from "../services/analytics/store.js";
 import { CLICKS_STREAM, clickBatchSubject } from "../services/redirect/subjects.js";
 import { freePort, spawnSwitchboard, waitFor } from "../testkit/processes.js";
@@ -65,6 +67,8 @@ const TOPOLOGY = args.get("topology") ?? "embedded";
 /** Split topology: also run the analytics consumer (Cassandra counters) and wait until it has drained. */
 const DRAIN = args.has("drain");
 const DRAIN_LIMIT_MS = 30 * 60_000;
+/** Split --drain: analytics consumers sharing the durable. */
+const CONSUMERS = Number(args.get("consumers") ?? 1);
 const HOT = Math.floor(LINKS / 5);
 /** Break the run on purpose (extra redirects behind wrk's back): the bench must then exit 1. */
 const SABOTAGE = args.has("sabotage");
@@ -387,12 +391,18 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
     if (TOPOLOGY === "split") {
       await clicksInStream(engine, gatewayPort, gatewayPid);
       if (DRAIN) {
-        // The redirect service's analytics consumer, here in the bench process: Cassandra counters.
-        const consumer = startClickConsumer({ bus: engine.bus, store: createClickStatsStore(engine), log });
+        // The redirect service's analytics consumers (CONSUMERS of them on one durable), here in
+        // the bench process, into Cassandra. They start after the load, so the whole backlog is
+        // drained at their pace: that rate must keep up with the door's.
+        // Schema first (the redirect service migrates at start, not on its first click).
+        await createClickStatsStore(engine).get(codeOf(0));
+        const t0 = Date.now();
+        const consumers = Array.from({ length: CONSUMERS }, () => startClickConsumer({ bus: engine.bus, store: createClickStatsStore(engine), log }));
         try {
+          await drainRate(consumers, gatewayPort, t0, avg("(b)"));
           await clicksRecorded(engine, gatewayPort);
         } finally {
-          await consumer.close();
+          for (const c of consumers) await c.close();
         }
       }
     } else await clicksRecorded(engine, gatewayPort);
@@ -403,6 +413,44 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     await closeMesh();
   }
+}
+
+/**
+ * Split --drain: waits until the consumers have recorded as many clicks as the door served
+ * (their own counters, cheap to poll; the store is checked exactly afterwards) and checks that
+ * they recorded at least as fast as the door served: backlog / time to drain it.
+ */
+async function drainRate(consumers: readonly ClickConsumer[], gatewayPort: number, t0: number, doorRps: number): Promise<void> {
+  const served = await redirectsServed(gatewayPort);
+  const counted = () => consumers.reduce((n, c) => n + c.stats.counted, 0);
+  const self0 = cpuTicks(process.pid);
+  const others0 = watched.map(([, pid]) => cpuTicks(pid));
+  const m0 = machineTicks();
+  let lastProgress = Date.now();
+  while (counted() < served && Date.now() - t0 < DRAIN_LIMIT_MS) {
+    await new Promise((r) => setTimeout(r, 50));
+    if (Date.now() - lastProgress >= 10_000) {
+      lastProgress = Date.now();
+      const lag = consumers[0]!.lag;
+      console.log(`  draining: recorded ${counted()} of ${served} (${Math.round((Date.now() - t0) / 1000)} s; lag ${lag?.pendingMessages ?? "?"} messages)`);
+    }
+  }
+  const ms = Date.now() - t0;
+  const rate = counted() / (ms / 1000);
+  const m1 = machineTicks();
+  const pct = (ticks: number) => `${Math.round((ticks / TICKS_PER_SECOND / (ms / 1000)) * 100)}%`;
+  console.log(
+    `CPU while draining (% of one core): consumers (bench process) ${pct(cpuTicks(process.pid) - self0)}, ` +
+      watched.map(([name, pid], i) => `${name} ${pct(cpuTicks(pid) - others0[i]!)}`).join(", ") +
+      `; machine ${Math.round(((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * 100 * os.cpus().length)}% (all processes, other users too)`,
+  );
+  const failures = consumers.reduce((n, c) => n + c.stats.failures, 0);
+  console.log(
+    `
+analytics consumer${consumers.length > 1 ? `s (${consumers.length})` : ""}: recorded ${counted()} clicks in ${ms} ms = ${rate.toFixed(0)} clicks/s ` +
+      `(${failures} failed batch writes, redelivered) vs the door's ${doorRps.toFixed(0)} redirects/s -> ${(rate / doorRps).toFixed(2)}x`,
+  );
+  checks.check(rate >= doorRps, `the consumer drains at >= 1.0x the door's redirects/s (${(rate / doorRps).toFixed(2)}x)`);
 }
 
 /** Embedded: every redirect served is a human click in the ClickStatsStore once the consumer drained. */

@@ -9,8 +9,9 @@
  * - The open batch is cut every `flushMs` (default 50 ms) or as soon as it holds `batchSize`
  *   (default 500) clicks, whichever comes first, and published as one `ClickBatch` with
  *   `publishDurable(switchboard.clicks.batch.<gateway>, bytes, msgId = batch id)`:
- *   a republished batch is stored once by JetStream, and the analytics consumer dedupes every
- *   click by its own event id, so a redelivered batch counts nothing twice.
+ *   a republished batch is stored once by JetStream within its duplicate window, and the
+ *   analytics consumer records each batch once by a hash of its event ids (same bytes, same
+ *   hash), so neither a redelivered nor a late republished batch counts twice.
  * - At most `concurrency` batches in flight. A failed publish puts the batch (same bytes, same
  *   batch id, same event ids) back at the front and retries with backoff (a NATS blip loses
  *   nothing).

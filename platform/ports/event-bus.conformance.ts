@@ -137,6 +137,42 @@ export function eventBusConformance(makeBus: () => Promise<EventBusFixture>): vo
       await c2.stop();
     });
 
+    it("consumerInfo: ack floor, pending, unacked and the oldest unacked message's time", async () => {
+      const info = f.bus.consumerInfo?.bind(f.bus);
+      if (!info) return; // optional in the port
+      const stream = `L_${ns}`;
+      await f.bus.ensureStream(stream, [`${ns}.l.>`]);
+      const t0 = Date.now();
+      for (let i = 1; i <= 4; i++) await f.bus.publishDurable(`${ns}.l.x`, enc(`m${i}`), `id-${i}`);
+      const seen: number[] = [];
+      // Acks every message but the second: the floor stops at 1, the second stays unacked.
+      const c = await f.bus.consume(
+        stream,
+        "lagging",
+        (m) => {
+          seen.push(m.seq);
+          if (m.seq !== 2) m.ack();
+        },
+        { ackWaitMs: 60_000 },
+      );
+      await until("4 delivered", () => seen.length >= 4);
+      let lag = await info(stream, "lagging");
+      for (let i = 0; i < 50 && lag.ackFloorSeq !== 1; i++) {
+        await sleep(20);
+        lag = await info(stream, "lagging");
+      }
+      expect(lag).toMatchObject({ ackFloorSeq: 1, pending: 0, ackPending: 1 });
+      expect(lag.oldestUnacked!.getTime()).toBeGreaterThanOrEqual(t0 - 1_000);
+      expect(lag.oldestUnacked!.getTime()).toBeLessThanOrEqual(Date.now());
+      await c.stop();
+      // Published while nobody consumes: pending (not yet delivered).
+      await f.bus.publishDurable(`${ns}.l.x`, enc("m5"), "id-5");
+      for (let i = 0; i < 50 && (await info(stream, "lagging")).pending !== 1; i++) await sleep(20);
+      expect((await info(stream, "lagging")).pending).toBe(1);
+      const err = await info(stream, "nobody").catch((e: unknown) => e);
+      expect(isDomainError(err) && err.kind).toBe("NotFound");
+    });
+
     it("redelivers on nak and on a throwing handler, counting deliveries", async () => {
       const stream = `S_${ns}`;
       await f.bus.ensureStream(stream, [`${ns}.r.>`]);

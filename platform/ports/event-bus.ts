@@ -22,10 +22,14 @@
  *      ack: the handler must call `msg.ack()`. A message is redelivered when the handler calls
  *      `nak()`, throws, or neither acks nor naks within `ackWaitMs`. Consumers attached to the
  *      same durable name share the work. Progress survives `stop()` and process restarts.
+ *    - `consumerInfo(stream, durableName)`: how far behind a durable is (JetStream consumer
+ *      info: ack floor, num_pending, num_ack_pending, and the stored time of the oldest message
+ *      not yet acked). Optional: a bus without durable streams' bookkeeping may omit it.
  *
  * Errors: backend unreachable -> DomainError "Unavailable" (publishDurable: outcome unknown,
  * retry with the same msgId); publishDurable to a subject no stream captures ->
- * "FailedPrecondition"; consume on an unknown stream -> "NotFound".
+ * "FailedPrecondition"; consume on an unknown stream, consumerInfo of an unknown stream or
+ * durable -> "NotFound".
  */
 import { invalidArgument } from "../errors.js";
 
@@ -69,6 +73,18 @@ export interface Consumption {
   stop(): Promise<void>;
 }
 
+/** A durable consumer's lag. */
+export interface ConsumerLag {
+  /** Every message with seq <= this has been acked (0 when none). */
+  readonly ackFloorSeq: number;
+  /** Messages not yet delivered to the durable (JetStream num_pending). */
+  readonly pending: number;
+  /** Messages delivered and not yet acked (JetStream num_ack_pending). */
+  readonly ackPending: number;
+  /** When the stream stored the oldest message not yet acked; undefined when all are acked. */
+  readonly oldestUnacked: Date | undefined;
+}
+
 export interface PublishAck {
   readonly seq: number;
   readonly duplicate: boolean;
@@ -92,6 +108,7 @@ export interface EventBus {
     handler: (msg: DurableMessage) => void | Promise<void>,
     options?: ConsumeOptions,
   ): Promise<Consumption>;
+  consumerInfo?(stream: string, durableName: string): Promise<ConsumerLag>;
 }
 
 /** NATS subject matching with `*` (one token) and `>` (the rest, at least one token). */

@@ -10,15 +10,48 @@ import { NatsBus } from "../../platform/engines/cluster/nats-bus.js";
 import { silentLog } from "../../platform/engines/log.js";
 import { infra, useKeyspace } from "../../testkit/keyspace.js";
 import { CLICKS_ALL, CLICKS_STREAM, clickBatchSubject, clickSubject } from "../redirect/subjects.js";
-import { CassandraClickStatsStore } from "./adapters/cassandra-click-stats.js";
+import { CassandraClickStatsStore, deltaShard } from "./adapters/cassandra-click-stats.js";
 import { clickStatsConformance } from "./click-stats.conformance.js";
 import { startClickConsumer } from "./consumer.js";
 
 const ks = useKeyspace("analytics");
+// The store tests use made-up stream seqs (and move the shards' watermarks to them): a keyspace
+// of their own, so the consumer tests' real seqs below are not under those watermarks.
+const ksStore = useKeyspace("analytics_store");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe("CassandraClickStatsStore", () => {
-  clickStatsConformance(async () => new CassandraClickStatsStore(new DriverCqlSession(ks.client, ks.keyspace)));
+describe("CassandraClickStatsStore conformance", () => {
+  clickStatsConformance(async () => new CassandraClickStatsStore(new DriverCqlSession(ksStore.client, ksStore.keyspace)));
+});
+
+describe("CassandraClickStatsStore roll-up", () => {
+  it("two processes folding the same shard at once add its deltas once, and leave no deltas behind", async () => {
+    const a = new CassandraClickStatsStore(new DriverCqlSession(ksStore.client, ksStore.keyspace));
+    const b = new CassandraClickStatsStore(new DriverCqlSession(ksStore.client, ksStore.keyspace));
+    const code = `fold${randomUUID().slice(0, 8)}`;
+    const base = 5_000_000 + Math.floor(Math.random() * 1_000_000);
+    for (let i = 0; i < 30; i++) {
+      const clicks = [{ eventId: randomUUID(), code, time: new Date(), referrer: `r${i % 3}.example`, human: i % 5 !== 0 }];
+      // Half the batches written by each process.
+      await (i % 2 === 0 ? a : b).recordBatch({ id: randomUUID(), seq: base + i }, clicks);
+      // A fold half-way by one of them (the other one's later fold starts from its watermark).
+      if (i === 14) await a.reportProgress({ durable: "fold-race", ackFloorSeq: base + 14, pendingMessages: 15, pendingClicks: 15, oldestPending: new Date(), at: new Date() });
+    }
+    const progress = { durable: "fold-race", ackFloorSeq: base + 29, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined, at: new Date() };
+    await Promise.all([a.reportProgress(progress), b.reportProgress(progress)]);
+    const st = await a.get(code);
+    expect(st).toMatchObject({ total: 30, human: 24, bot: 6 });
+    expect(st.perReferrer.reduce((n, r) => n + r.human, 0)).toBe(24);
+    expect(st.asOf).toBeInstanceOf(Date);
+    const left = await ksStore.client.execute(`SELECT seq FROM ${ksStore.keyspace}.click_deltas WHERE shard = ? AND seq >= ? AND seq <= ?`, [deltaShard(code), base, base + 29], {
+      prepare: true,
+    });
+    expect(left.rows.length).toBe(0);
+    // A fold redone from scratch (another process, no watermark cached) changes nothing.
+    const c = new CassandraClickStatsStore(new DriverCqlSession(ksStore.client, ksStore.keyspace));
+    await c.reportProgress(progress);
+    expect(await c.get(code)).toMatchObject({ total: 30, human: 24, bot: 6 });
+  }, 60_000);
 });
 
 describe("click consumer on NATS JetStream + Cassandra", () => {
@@ -90,6 +123,13 @@ describe("click consumer on NATS JetStream + Cassandra", () => {
     const c2 = startClickConsumer({ bus, store, log, durableName: durable });
     while ((await store.get(code)).total < 65 && Date.now() < deadline) await sleep(100);
     await sleep(500);
+    // The consumer's lag report (JetStream consumer info, once a second) reaches GetLinkStats' store.
+    const reported = async () => {
+      const f = (await store.get(code)).freshness;
+      return f?.durable === durable && f.pendingMessages === 0 && f.ackFloorSeq > 0 ? f : undefined;
+    };
+    while (!(await reported()) && Date.now() < deadline) await sleep(200);
+    expect(await reported()).toMatchObject({ durable, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined });
     await c2.close();
     expect(c2.stats.duplicates).toBeGreaterThanOrEqual(40);
     expect(await store.get(code)).toMatchObject({ total: 65, human: 65, bot: 0 });

@@ -1,80 +1,98 @@
 /**
  * The analytics consumer: drains the CLICKS JetStream stream (durable "analytics") into the
- * ClickStatsStore. At-least-once delivery from JetStream + per-event-id dedupe in the store =
- * each click counted once.
+ * ClickStatsStore, one message (a ClickBatch of up to 500 clicks, or one ClickEvent) at a time
+ * per store call. At-least-once delivery from JetStream + the store's per-batch exactly-once
+ * (`recordBatch`, keyed by a hash of the clicks' event ids and the stream seq) = each click
+ * counted once, also when a write timed out after it had applied (the batch is simply recorded
+ * again: every write of the store is idempotent).
  *
  * - A message on `switchboard.clicks.batch.<gateway>` is a ClickBatch (what gateways publish);
  *   any other subject of the stream carries one ClickEvent (older gateways, tests).
- * - Every click is recorded under its own event id, so a redelivered batch counts nothing twice
- *   (the clicks already recorded come back as duplicates).
- * - Messages are processed concurrently (bounded), and so are store writes (bounded, shared by
- *   all messages, so one batch of 500 does not serialize behind one write at a time); a message
- *   is acked only after all its clicks are recorded, and nak'ed (redelivered whole) when any
- *   write fails.
- * - Clicks in flight are bounded too (`maxInflightClicks`), and the durable's ack wait is 120 s,
- *   so batches received while the store is slow are not redelivered (and recorded twice over,
- *   as duplicates) before their turn.
+ * - Messages are processed concurrently (bounded by messages and by clicks in flight); a
+ *   message is acked only after its batch is recorded and nak'ed (redelivered) when that fails.
+ *   Several processes attached to the same durable share the stream (JetStream pull consumer).
+ * - Every `progressMs` the durable's lag (JetStream consumer info) is exported as gauges and
+ *   reported to the store: its ack floor lets the store fold recorded batches into totals, and
+ *   the lag is what GetLinkStats shows as the numbers' freshness.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { ClickEventSchema, type UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import type { EventBus, Consumption } from "../../platform/ports/event-bus.js";
 import { CLICKS_ALL, CLICKS_DURABLE, CLICKS_STREAM, CLICKS_STREAM_OPTIONS, isClickBatchSubject } from "../redirect/subjects.js";
+import { clickBatchId } from "./batch.js";
 import { isHumanClick } from "./classify.js";
-import type { ClickStatsStore } from "./ports.js";
+import type { ClickRecord, ClickStatsStore, ConsumerProgress } from "./ports.js";
 
 export interface ClickConsumerOptions {
   readonly bus: EventBus;
   readonly store: ClickStatsStore;
   readonly log: Logger;
+  /** Where the lag gauges and click counters are registered (absent: none). */
+  readonly registry?: Registry;
   /** Messages in flight. Default 32. */
   readonly concurrency?: number;
-  /** Store writes in flight (over all messages). Default 32. */
-  readonly recordConcurrency?: number;
   /**
-   * Clicks in flight (over all messages): a batch waits while this many clicks are being
-   * recorded, so received-but-unacked batches stay well within the ack wait. Default 4,000.
+   * Clicks in flight (over all messages): a message waits while this many clicks are being
+   * recorded, so received-but-unacked batches stay well within the ack wait. Default 16,000
+   * (32 full batches).
    */
   readonly maxInflightClicks?: number;
   /**
-   * Ack wait of the durable. Default 120 s: a batch of up to 500 clicks, plus the batches the
-   * client buffers ahead, must be recorded within it or JetStream redelivers them (harmless for
-   * the counts, which dedupe per event id, but it repeats the work while the store is slow).
+   * Ack wait of the durable. Default 120 s: a batch, plus the batches the client buffers ahead,
+   * must be recorded within it or JetStream redelivers them (harmless for the counts, but it
+   * repeats the work while the store is slow).
    */
   readonly ackWaitMs?: number;
   readonly durableName?: string;
   /** Retry interval while NATS is unreachable at start. Default 1 s. */
   readonly retryMs?: number;
+  /** How often the lag is measured, exported and reported to the store. Default 1 s. */
+  readonly progressMs?: number;
 }
 
 export interface ClickConsumerStats {
+  /** Clicks recorded (a redelivered batch counts again here, not in the store). */
   counted: number;
+  /** Clicks in batches skipped as republished duplicates. */
   duplicates: number;
   malformed: number;
   failures: number;
+  /** Messages whose batch was recorded (or skipped as a duplicate) and acked. */
+  batches: number;
 }
 
 export interface ClickConsumer {
   readonly stats: ClickConsumerStats;
   /** Messages received but not yet acked. */
   readonly inflight: number;
+  /** The last lag measured (undefined before the first or when the bus cannot tell). */
+  readonly lag: ConsumerProgress | undefined;
   close(): Promise<void>;
 }
 
 /** Starts consuming in the background (retries until the bus is reachable); never throws. */
 export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
-  const stats: ClickConsumerStats = { counted: 0, duplicates: 0, malformed: 0, failures: 0 };
+  const stats: ClickConsumerStats = { counted: 0, duplicates: 0, malformed: 0, failures: 0, batches: 0 };
   const limit = opts.concurrency ?? 32;
+  const durable = opts.durableName ?? CLICKS_DURABLE;
   let inflight = 0;
   let waiters: (() => void)[] = [];
   let consumption: Consumption | undefined;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
+  let progressTimer: NodeJS.Timeout | undefined;
   let attempts = 0;
+  let lag: ConsumerProgress | undefined;
+  // Clicks per message lately (for the pending-clicks estimate: JetStream counts messages).
+  let clicksPerMessage = 0;
 
-  const maxClicks = Math.max(1, opts.maxInflightClicks ?? 4_000);
+  const metrics = opts.registry ? consumerMetrics(opts.registry) : undefined;
+
+  const maxClicks = Math.max(1, opts.maxInflightClicks ?? 16_000);
   let inflightClicks = 0;
   const release = (n: number): void => {
     inflight--;
@@ -84,81 +102,86 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
     for (const r of w) r();
   };
 
-  // Store writes in flight, shared by all messages: a message takes up to 16 "writer" slots
-  // (while free) and each writer records the message's clicks one after another.
-  const writeLimit = Math.max(1, opts.recordConcurrency ?? 32);
-  let writers = 0;
-  const writerWaiters: (() => void)[] = [];
-  const acquireWriter = async (): Promise<void> => {
-    while (writers >= writeLimit) await new Promise<void>((r) => writerWaiters.push(r));
-    writers++;
-  };
-  const releaseWriter = (): void => {
-    writers--;
-    writerWaiters.shift()?.();
-  };
-
-  /** Records one click (dedupe by its own event id); a click without id or code is skipped. */
-  const recordOne = (c: WireClick): Promise<boolean> | undefined => {
-    if (!c.eventId || !c.code) {
-      stats.malformed++;
-      return undefined;
-    }
-    return opts.store.record({
-      eventId: c.eventId,
-      code: c.code,
-      time: c.ms === undefined ? new Date() : new Date(c.ms),
-      referrer: c.referrer,
-      human: isHumanClick(c.cls, c.isHead),
-    });
-  };
-
   /** Decodes a ClickBatch (batch subject) or a single ClickEvent; undefined when malformed. */
   const decode = (subject: string, data: Uint8Array): readonly WireClick[] | undefined => {
     try {
       return isClickBatchSubject(subject) ? decodeClickBatch(data) : [fromClickEvent(fromBinary(ClickEventSchema, data))];
     } catch (err) {
       stats.malformed++;
+      metrics?.malformed.inc();
       opts.log.warn({ err, subject }, "dropping malformed click message");
       return undefined;
     }
   };
 
-  const handleMessage = async (clicks: readonly WireClick[], ack: () => void, nak: (ms?: number) => void): Promise<void> => {
+  const handleMessage = async (seq: number, clicks: readonly WireClick[], ack: () => void, nak: (ms?: number) => void): Promise<void> => {
     try {
-      let next = 0;
-      let failure: { err: unknown } | undefined;
-      const writer = async (): Promise<void> => {
-        await acquireWriter();
-        try {
-          // Keep going after a failure: every click gets its attempt before the nak.
-          while (next < clicks.length) {
-            const p = recordOne(clicks[next++]!);
-            if (p === undefined) continue;
-            try {
-              if (await p) stats.counted++;
-              else stats.duplicates++;
-            } catch (err) {
-              failure ??= { err };
-            }
-          }
-        } finally {
-          releaseWriter();
+      const records: ClickRecord[] = [];
+      for (const c of clicks) {
+        // A click without id or code cannot be attributed: skipped (the rest of the batch counts).
+        if (!c.eventId || !c.code) {
+          stats.malformed++;
+          metrics?.malformed.inc();
+          continue;
         }
-      };
-      const n = Math.min(clicks.length, 16);
-      if (n === 1) await writer();
-      else {
-        const ws: Promise<void>[] = [];
-        for (let i = 0; i < n; i++) ws.push(writer());
-        await Promise.all(ws);
+        records.push({
+          eventId: c.eventId,
+          code: c.code,
+          time: c.ms === undefined ? new Date() : new Date(c.ms),
+          referrer: c.referrer,
+          human: isHumanClick(c.cls, c.isHead),
+        });
       }
-      if (failure) throw failure.err;
+      if (records.length > 0) {
+        const r = await opts.store.recordBatch({ id: clickBatchId(records.map((x) => x.eventId)), seq }, records);
+        if (r.duplicate) {
+          stats.duplicates += records.length;
+          metrics?.duplicates.inc(records.length);
+        } else {
+          stats.counted += r.counted;
+          metrics?.recorded.inc(r.counted);
+        }
+      }
+      clicksPerMessage = clicksPerMessage === 0 ? clicks.length : clicksPerMessage * 0.95 + clicks.length * 0.05;
+      stats.batches++;
       ack();
     } catch (err) {
       stats.failures++;
-      if (stats.failures % 100 === 1) opts.log.warn({ err }, "recording a click failed; redelivering");
+      metrics?.failures.inc();
+      if (stats.failures % 100 === 1) opts.log.warn({ err, seq }, "recording a click batch failed; redelivering");
       nak(500);
+    }
+  };
+
+  let reporting = false;
+  const reportProgress = async (): Promise<void> => {
+    if (reporting || closed || !opts.bus.consumerInfo) return;
+    reporting = true;
+    try {
+      const info = await opts.bus.consumerInfo(CLICKS_STREAM, durable);
+      const pendingMessages = info.pending + info.ackPending;
+      const p: ConsumerProgress = {
+        durable,
+        ackFloorSeq: info.ackFloorSeq,
+        pendingMessages,
+        pendingClicks: Math.round(pendingMessages * clicksPerMessage),
+        oldestPending: info.oldestUnacked,
+        at: new Date(),
+      };
+      lag = p;
+      if (metrics) {
+        metrics.pendingMessages.set(info.pending);
+        metrics.ackPendingMessages.set(info.ackPending);
+        metrics.pendingClicks.set(p.pendingClicks);
+        metrics.oldestAge.set(p.oldestPending ? Math.max(0, (p.at.getTime() - p.oldestPending.getTime()) / 1000) : 0);
+      }
+      // Not awaited: the store may fold recorded batches meanwhile, and the next report is due
+      // in a second regardless (the store keeps one fold sweep at a time).
+      void opts.store.reportProgress(p).catch((err: unknown) => opts.log.debug({ err }, "reporting the analytics lag failed"));
+    } catch (err) {
+      opts.log.debug({ err }, "measuring or reporting the analytics lag failed");
+    } finally {
+      reporting = false;
     }
   };
 
@@ -168,7 +191,7 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
       await opts.bus.ensureStream(CLICKS_STREAM, [CLICKS_ALL], CLICKS_STREAM_OPTIONS);
       const c = await opts.bus.consume(
         CLICKS_STREAM,
-        opts.durableName ?? CLICKS_DURABLE,
+        durable,
         async (msg) => {
           const clicks = decode(msg.subject, msg.data);
           if (clicks === undefined) {
@@ -181,12 +204,16 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
           }
           inflight++;
           inflightClicks += n;
-          void handleMessage(clicks, () => msg.ack(), (ms) => msg.nak(ms)).finally(() => release(n));
+          void handleMessage(msg.seq, clicks, () => msg.ack(), (ms) => msg.nak(ms)).finally(() => release(n));
         },
         { ackWaitMs: opts.ackWaitMs ?? 120_000 },
       );
       if (closed) await c.stop();
-      else consumption = c;
+      else {
+        consumption = c;
+        progressTimer = setInterval(() => void reportProgress(), opts.progressMs ?? 1_000);
+        progressTimer.unref();
+      }
     } catch (err) {
       attempts++;
       if (attempts % 10 === 0) opts.log.warn({ err, attempts }, "analytics consumer not started yet; retrying");
@@ -202,15 +229,55 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
     get inflight() {
       return inflight;
     },
+    get lag() {
+      return lag;
+    },
     async close() {
       closed = true;
       if (timer) clearTimeout(timer);
+      if (progressTimer) clearInterval(progressTimer);
       await consumption?.stop();
       const w = waiters;
       waiters = [];
       for (const r of w) r();
     },
   };
+}
+
+interface ConsumerMetrics {
+  readonly recorded: Counter;
+  readonly duplicates: Counter;
+  readonly malformed: Counter;
+  readonly failures: Counter;
+  readonly pendingMessages: Gauge;
+  readonly ackPendingMessages: Gauge;
+  readonly pendingClicks: Gauge;
+  readonly oldestAge: Gauge;
+}
+
+/** Registered once per registry (a process may start the consumer again after a restart of its module). */
+const metricsByRegistry = new WeakMap<Registry, ConsumerMetrics>();
+
+function consumerMetrics(registry: Registry): ConsumerMetrics {
+  const known = metricsByRegistry.get(registry);
+  if (known) return known;
+  const registers = [registry];
+  const m: ConsumerMetrics = {
+    recorded: new Counter({ name: "analytics_clicks_recorded_total", help: "Clicks recorded by this analytics consumer (a redelivered batch again)", registers }),
+    duplicates: new Counter({ name: "analytics_clicks_duplicate_total", help: "Clicks in republished batches skipped as already recorded", registers }),
+    malformed: new Counter({ name: "analytics_clicks_malformed_total", help: "Click messages or clicks dropped as malformed", registers }),
+    failures: new Counter({ name: "analytics_batch_failures_total", help: "Click batches whose recording failed (redelivered)", registers }),
+    pendingMessages: new Gauge({ name: "analytics_consumer_pending_messages", help: "CLICKS messages not yet delivered to the analytics durable (JetStream num_pending)", registers }),
+    ackPendingMessages: new Gauge({
+      name: "analytics_consumer_ack_pending_messages",
+      help: "CLICKS messages delivered to the analytics durable and not yet acked (JetStream num_ack_pending)",
+      registers,
+    }),
+    pendingClicks: new Gauge({ name: "analytics_consumer_pending_clicks", help: "Clicks not yet recorded (estimate: pending messages x recent clicks per message)", registers }),
+    oldestAge: new Gauge({ name: "analytics_consumer_oldest_pending_age_seconds", help: "Age of the oldest CLICKS message not yet recorded (0 when none)", registers }),
+  };
+  metricsByRegistry.set(registry, m);
+  return m;
 }
 
 /** The fields of a ClickEvent the consumer uses. */

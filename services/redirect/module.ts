@@ -19,7 +19,7 @@ export const redirectModule: ServiceModule = {
   public: true,
   // Links in Cassandra (Redis is only a cache in front); click analytics and WatchClicks ride NATS.
   needs: ["cassandra", "nats"],
-  async create({ config, engine, log }) {
+  async create({ config, engine, log, registry }) {
     const store = await createLinkStore(engine);
     const resolver = new LinkResolver(engine.cache, store, {
       onError: (what, err) => log.debug({ err, what }, "redirect cache error"),
@@ -28,6 +28,7 @@ export const redirectModule: ServiceModule = {
       bus: engine.bus,
       store: createClickStatsStore(engine),
       log: log.child({ component: "analytics" }),
+      ...(registry ? { registry } : {}),
     });
 
     const hub = new ClickWatchHub(engine.bus, resolver, store, {

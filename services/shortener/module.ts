@@ -122,6 +122,9 @@ export function shortenerImpl(s: Shortener): Partial<ServiceImpl<typeof Shortene
           daily: st.daily.map((d) => ({ date: d.date, totalClicks: BigInt(d.total), humanClicks: BigInt(d.human) })),
           referrers: st.referrers.map((r) => ({ referrer: r.referrer, humanClicks: BigInt(r.human) })),
           asOfTime: timestampFromDate(st.asOf),
+          ...(st.lag
+            ? { pendingMessages: BigInt(st.lag.pendingMessages), pendingClicks: BigInt(st.lag.pendingClicks), lagReportTime: timestampFromDate(st.lag.reportedAt) }
+            : {}),
         });
       }),
     bulkCreateLinks: (requests, ctx) =>

@@ -72,7 +72,10 @@ export interface LinkStats {
   readonly bot: number;
   readonly daily: readonly DailyStats[];
   readonly referrers: readonly { readonly referrer: string; readonly human: number }[];
+  /** Clicks up to this time are counted (see GetLinkStatsResponse.as_of_time). */
   readonly asOf: Date;
+  /** The analytics consumer's last lag report; undefined when it never reported. */
+  readonly lag?: { readonly pendingMessages: number; readonly pendingClicks: number; readonly reportedAt: Date };
 }
 
 export type BulkItemResult =
@@ -204,6 +207,7 @@ export class Shortener {
     const top = topReferrers || 10;
     const now = this.now();
     const s = await this.deps.stats.get(code, { days: d, now });
+    const f = s.freshness;
     const byDay = new Map(s.perDay.map((x) => [x.day, x]));
     const daily: DailyStats[] = [];
     const today = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate());
@@ -219,7 +223,8 @@ export class Shortener {
       bot: s.bot,
       daily,
       referrers: s.perReferrer.slice(0, top).map((r) => ({ referrer: r.referrer, human: r.human })),
-      asOf: now,
+      asOf: s.asOf ?? (f ? (f.oldestPending ?? f.at) : now),
+      ...(f ? { lag: { pendingMessages: f.pendingMessages, pendingClicks: f.pendingClicks, reportedAt: f.at } } : {}),
     };
   }
 

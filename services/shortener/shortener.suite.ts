@@ -4,7 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { FieldMaskSchema, timestampFromDate, timestampDate } from "@bufbuild/protobuf/wkt";
+import { FieldMaskSchema, timestampFromDate, timestampDate, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import pino from "pino";
@@ -369,7 +369,11 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
         { referrer: "", human: true },
         { referrer: "slack.com", human: false },
       ];
-      for (const c of clicks) await stats.record({ eventId: randomUUID(), code, time: now, ...c });
+      const records = clicks.map((c) => ({ eventId: randomUUID(), code, time: now, ...c }));
+      await stats.recordBatch({ id: randomUUID(), seq: 1 }, records);
+      const before = Date.now();
+      // Batch 1 recorded and acked: the store has it in its totals once told so.
+      await stats.reportProgress({ durable: `suite-${randomUUID().slice(0, 6)}`, ackFloorSeq: 1, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined, at: new Date() });
       const r = await client.getLinkStats({ code, days: 7, topReferrers: 1 }, as(u));
       expect(r.code).toBe(code);
       expect(r.totalClicks).toBe(4n);
@@ -381,6 +385,25 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       expect(r.daily[6]!.humanClicks).toBe(3n);
       expect(r.daily.slice(0, 6).every((d) => d.totalClicks === 0n)).toBe(true);
       expect(r.referrers.map((x) => [x.referrer, x.humanClicks])).toEqual([["twitter.com", 2n]]);
+      expect(timestampMs(r.asOfTime!)).toBeLessThanOrEqual(Date.now());
+      expect(timestampMs(r.asOfTime!)).toBeGreaterThanOrEqual(before - 1_000);
+      expect(r.pendingMessages).toBe(0n);
+      expect(r.lagReportTime).toBeDefined();
+      // A report with a backlog: as_of is the oldest pending message's time.
+      const oldest = new Date(Date.now() - 60_000);
+      await stats.reportProgress({ durable: `suite-${randomUUID().slice(0, 6)}`, ackFloorSeq: 0, pendingMessages: 3, pendingClicks: 1_500, oldestPending: oldest, at: new Date() });
+      // Another process's reads may hold the previous report for a moment (a 250 ms cache).
+      let lagged = await client.getLinkStats({ code }, as(u));
+      for (let i = 0; i < 40 && lagged.pendingMessages !== 3n; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        lagged = await client.getLinkStats({ code }, as(u));
+      }
+      // Memory counts at once (as_of = the backlog's oldest message); Cassandra's totals are as
+      // of its last fold (the first report), which this report's floor 0 does not move.
+      expect([oldest.getTime(), timestampMs(r.asOfTime!)]).toContain(timestampMs(lagged.asOfTime!));
+      expect(lagged.pendingMessages).toBe(3n);
+      expect(lagged.pendingClicks).toBe(1_500n);
+      expect(lagged.lagReportTime).toBeDefined();
       expect((await client.getLinkStats({ code }, as(u))).daily).toHaveLength(30);
       expect((await failure(client.getLinkStats({ code, days: 91 }, as(u)))).code).toBe(Code.InvalidArgument);
     });

@@ -16,6 +16,7 @@ import {
   checkSubject,
   type BusMessage,
   type ConsumeOptions,
+  type ConsumerLag,
   type Consumption,
   type DurableMessage,
   type EventBus,
@@ -223,6 +224,27 @@ export class NatsBus implements EventBus {
         await done;
       },
     };
+  }
+
+  async consumerInfo(stream: string, durableName: string): Promise<ConsumerLag> {
+    const jsm = this.manager();
+    return this.wrap("consumerInfo", async () => {
+      const info = await jsm.consumers.info(stream, durableName).catch((err: unknown) => {
+        if (isNotFound(err)) throw notFound(`consumer ${stream}/${durableName}`);
+        throw err;
+      });
+      const ackFloorSeq = info.ack_floor.stream_seq;
+      const pending = info.num_pending;
+      const ackPending = info.num_ack_pending;
+      let oldestUnacked: Date | undefined;
+      if (pending + ackPending > 0) {
+        // The message right after the ack floor is the oldest one not acked; it may have been
+        // removed (age/limits), then the next stored one is the oldest still to be recorded.
+        const m = await jsm.streams.getMessage(stream, { seq: ackFloorSeq + 1, next_by_subj: ">" } as { seq: number }).catch(() => undefined);
+        oldestUnacked = m?.time;
+      }
+      return { ackFloorSeq, pending, ackPending, oldestUnacked };
+    });
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import {
   subjectMatches,
   type BusMessage,
   type ConsumeOptions,
+  type ConsumerLag,
   type Consumption,
   type DurableMessage,
   type EventBus,
@@ -192,6 +193,25 @@ export class MemoryBus implements EventBus {
         const i = state.attached.indexOf(a);
         if (i >= 0) state.attached.splice(i, 1);
       },
+    };
+  }
+
+  async consumerInfo(streamName: string, durableName: string): Promise<ConsumerLag> {
+    const stream = this.streams.get(streamName);
+    if (!stream) throw notFound(`stream ${streamName}`);
+    const c = stream.consumers.get(durableName);
+    if (!c) throw notFound(`consumer ${streamName}/${durableName}`);
+    let firstUnacked = c.nextSeq;
+    for (const seq of c.inflight.keys()) if (seq < firstUnacked) firstUnacked = seq;
+    // Messages dropped by the stream's limits are gone, not pending.
+    const i = firstAtOrAfter(stream.messages, c.nextSeq);
+    const pending = stream.messages.length - i;
+    const oldest = stream.messages[firstAtOrAfter(stream.messages, firstUnacked)];
+    return {
+      ackFloorSeq: firstUnacked - 1,
+      pending,
+      ackPending: c.inflight.size,
+      oldestUnacked: pending + c.inflight.size > 0 && oldest ? new Date(oldest.at) : undefined,
     };
   }
 

@@ -1,10 +1,15 @@
-import type { ClickRecord, ClickStats, ClickStatsQuery, ClickStatsStore } from "../ports.js";
-import { RecentIds } from "./recent-ids.js";
-import { firstDay, MAX_REFERRERS, utcDay } from "./window.js";
-
-// One settled promise per answer instead of one per click (the consumer records every click).
-const COUNTED = Promise.resolve(true);
-const DUPLICATE = Promise.resolve(false);
+import { unavailable } from "../../../platform/errors.js";
+import { aggregateClicks, latestProgress } from "../batch.js";
+import type {
+  ClickBatchRef,
+  ClickRecord,
+  ClickStats,
+  ClickStatsQuery,
+  ClickStatsStore,
+  ConsumerProgress,
+  RecordBatchResult,
+} from "../ports.js";
+import { firstDay, MAX_REFERRERS } from "./window.js";
 
 interface Counters {
   human: number;
@@ -13,35 +18,60 @@ interface Counters {
   referrers: Map<string, number>;
 }
 
-/** In-process twin of the Cassandra counters (memory engine and tests). */
-export class MemoryClickStatsStore implements ClickStatsStore {
-  private readonly seen = new RecentIds();
-  private readonly byCode = new Map<string, Counters>();
+/** Batch ids remembered per generation (two generations are kept: 250k batches ~ 125M clicks). */
+const CLAIM_GENERATION = 250_000;
 
-  record(click: ClickRecord): Promise<boolean> {
-    if (!this.seen.add(click.eventId)) return DUPLICATE;
-    let c = this.byCode.get(click.code);
-    if (!c) {
-      c = { human: 0, bot: 0, days: new Map(), referrers: new Map() };
-      this.byCode.set(click.code, c);
+/**
+ * In-process twin of the Cassandra store (memory engine and tests). Recording into memory is
+ * atomic, so a batch is applied whole the first time its id is seen; the claim (id -> seq) is
+ * what tells a redelivery or a retry (same seq: reported as counted again) from a republish
+ * (another seq: duplicate). Claims are bounded: a batch id older than two generations is
+ * forgotten (the memory bus never redelivers that late).
+ */
+export class MemoryClickStatsStore implements ClickStatsStore {
+  private newer = new Map<string, { seq: number; counted: number }>();
+  private older = new Map<string, { seq: number; counted: number }>();
+  private readonly byCode = new Map<string, Counters>();
+  private readonly progress = new Map<string, ConsumerProgress>();
+  private failNextAfterWrite = false;
+
+  /** Test hook: the next recordBatch applies its writes, then fails as a write timeout would. */
+  failNextRecordAfterWrite(): void {
+    this.failNextAfterWrite = true;
+  }
+
+  async recordBatch(batch: ClickBatchRef, clicks: readonly ClickRecord[]): Promise<RecordBatchResult> {
+    const claim = this.newer.get(batch.id) ?? this.older.get(batch.id);
+    if (claim) return claim.seq === batch.seq ? { counted: claim.counted, duplicate: false } : { counted: 0, duplicate: true };
+    if (this.newer.size >= CLAIM_GENERATION) {
+      this.older = this.newer;
+      this.newer = new Map();
     }
-    const day = utcDay(click.time);
-    let d = c.days.get(day);
-    if (!d) c.days.set(day, (d = { human: 0, bot: 0 }));
-    if (click.human) {
-      c.human++;
-      d.human++;
-      c.referrers.set(click.referrer, (c.referrers.get(click.referrer) ?? 0) + 1);
-    } else {
-      c.bot++;
-      d.bot++;
+    this.newer.set(batch.id, { seq: batch.seq, counted: clicks.length });
+    for (const [code, d] of aggregateClicks(clicks)) {
+      let c = this.byCode.get(code);
+      if (!c) this.byCode.set(code, (c = { human: 0, bot: 0, days: new Map(), referrers: new Map() }));
+      c.human += d.human;
+      c.bot += d.bot;
+      for (const [day, n] of d.humanDays) this.day(c, day).human += n;
+      for (const [day, n] of d.botDays) this.day(c, day).bot += n;
+      for (const [ref, n] of d.referrers) c.referrers.set(ref, (c.referrers.get(ref) ?? 0) + n);
     }
-    return COUNTED;
+    if (this.failNextAfterWrite) {
+      this.failNextAfterWrite = false;
+      throw unavailable("memory click stats (injected: applied, then timed out)");
+    }
+    return { counted: clicks.length, duplicate: false };
+  }
+
+  async reportProgress(p: ConsumerProgress): Promise<void> {
+    this.progress.set(p.durable, p);
   }
 
   async get(code: string, query?: ClickStatsQuery): Promise<ClickStats> {
+    const freshness = latestProgress(this.progress.values());
     const c = this.byCode.get(code);
-    if (!c) return { total: 0, human: 0, bot: 0, perDay: [], perReferrer: [] };
+    if (!c) return { total: 0, human: 0, bot: 0, perDay: [], perReferrer: [], ...(freshness ? { freshness } : {}) };
     const from = firstDay(query);
     const perDay = [...c.days]
       .filter(([day]) => day >= from)
@@ -51,6 +81,12 @@ export class MemoryClickStatsStore implements ClickStatsStore {
       .map(([referrer, human]) => ({ referrer, human }))
       .sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1))
       .slice(0, MAX_REFERRERS);
-    return { total: c.human + c.bot, human: c.human, bot: c.bot, perDay, perReferrer };
+    return { total: c.human + c.bot, human: c.human, bot: c.bot, perDay, perReferrer, ...(freshness ? { freshness } : {}) };
+  }
+
+  private day(c: Counters, day: string): { human: number; bot: number } {
+    let d = c.days.get(day);
+    if (!d) c.days.set(day, (d = { human: 0, bot: 0 }));
+    return d;
   }
 }
