@@ -150,6 +150,12 @@ describe("placement of chat sessions over two servers", () => {
       return total === sessions.length ? checks : undefined;
     });
     expect(reported.every((c) => c.ok)).toBe(true);
+    // Placement decisions and the registry as this gateway sees it, in its metrics.
+    const metrics = await running.metrics!.metrics();
+    const placed = [...metrics.matchAll(/^gateway_chat_placements_total\{kind="stream",server="(chat-[0-9a-f]+)"\} (\d+)$/gm)];
+    expect(new Map(placed.map((m) => [m[1], Number(m[2])]))).toEqual(counts);
+    expect(metrics).toMatch(/^gateway_chat_servers\{state="serving"\} 2$/m);
+    expect(metrics).toMatch(/^gateway_chat_server_streams\{server="chat-[0-9a-f]+"\} \d+$/m);
   }, 120_000);
 
   it("a shutting-down server takes no new session, ends its own with a reconnect hint, and they all land on the other", async () => {
