@@ -13,7 +13,7 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { afterAll, describe, expect, it } from "vitest";
 import { PresenceService, PresenceState, type UserPresence } from "../gen/switchboard/presence/v1/presence_pb.js";
 import { waitFor } from "../testkit/processes.js";
-import { bearer, chatClient, transportFor, withHeaders } from "./chat-wire.js";
+import { bearer, chatClient, LiveDevice, transportFor, withHeaders } from "./chat-wire.js";
 
 export const PRESENCE_E2E_ENV = {
   SWITCHBOARD_PRESENCE_HEARTBEAT_INTERVAL_MS: "1000",
@@ -112,8 +112,20 @@ export function presenceEndToEndSuite(engine: string, target: () => PresenceE2eT
     let daveWatch: Watch;
     let a1: Beating;
     let a2: Beating;
+    // Chat streams: presence transitions of contacts ride them too.
+    const chatStreams: LiveDevice[] = [];
+    const chatStream = (user: string, device: string) => {
+      const d = new LiveDevice(user, device, "connect-1.1", () => chatClient(target().baseUrl, "connect-1.1", bearer(target().tokenFor(user)))).start();
+      chatStreams.push(d);
+      return d;
+    };
+    const chatStates = (d: LiveDevice, of: string) => d.of("presence").filter((p) => p.userId === of).map((p) => stateName(p.state));
+    let bobChat: LiveDevice;
+    let carolChat: LiveDevice;
+    let daveChat: LiveDevice;
     afterAll(async () => {
       for (const w of watches) w.stop();
+      for (const d of chatStreams) d.stop();
       await Promise.allSettled([a1?.stop(), a2?.stop()]);
     });
 
@@ -124,6 +136,10 @@ export function presenceEndToEndSuite(engine: string, target: () => PresenceE2eT
         memberUserIds: [DAVE, ERIN],
         requestId: `g-${run}`,
       });
+      bobChat = chatStream(BOB, "b-chat");
+      carolChat = chatStream(CAROL, "c-chat");
+      daveChat = chatStream(DAVE, "d-chat");
+      await waitFor("the chat streams attached", async () => ([bobChat, carolChat, daveChat].every((d) => d.events.length > 0) ? true : undefined), 10_000);
       bobWatch = watch(BOB, [ALICE, CAROL]);
       carolWatch = watch(CAROL, [ALICE]);
       daveWatch = watch(DAVE, [ALICE]);
@@ -176,12 +192,35 @@ export function presenceEndToEndSuite(engine: string, target: () => PresenceE2eT
       const r = await presence(BOB).getPresence({ userIds: [ALICE] });
       expect([stateName(r.presences[0]!.state), timestampMs(r.presences[0]!.lastSeenTime!)]).toEqual(["OFFLINE", lastSeen]);
       expect(bobWatch.states(ALICE)).toEqual(["UNSPECIFIED", "ONLINE", "OFFLINE"]);
+      // The same transitions reached bob's chat stream, with the same last seen.
+      await waitFor("alice's transitions on bob's chat stream", async () => (chatStates(bobChat, ALICE).length >= 2 ? true : undefined), 5_000);
+      expect(chatStates(bobChat, ALICE)).toEqual(["ONLINE", "OFFLINE"]);
+      expect(timestampMs(bobChat.of("presence").filter((p) => p.userId === ALICE).at(-1)!.lastSeenTime!)).toBe(lastSeen);
     });
 
     it("non-contacts learned nothing on their watches: one UNSPECIFIED answer, no transition", async () => {
       expect(carolWatch.got.map((g) => [g.p.userId, stateName(g.p.state), g.p.lastSeenTime])).toEqual([[ALICE, "UNSPECIFIED", undefined]]);
       expect(daveWatch.got.map((g) => [g.p.userId, stateName(g.p.state), g.p.lastSeenTime])).toEqual([[ALICE, "UNSPECIFIED", undefined]]);
       expect(carolWatch.end).toBeUndefined();
+      // Nor on their chat streams.
+      expect(carolChat.of("presence")).toEqual([]);
+      expect(daveChat.of("presence")).toEqual([]);
+      expect(carolChat.end).toBeUndefined();
+    });
+
+    it("an open chat stream is presence: its user goes online with no heartbeat, and offline after it closes", async () => {
+      const FRANK = `frank-${run}`;
+      await chatClient(target().baseUrl, "connect-1.1", bearer(target().tokenFor(FRANK))).createDirectChannel({ peerUserId: BOB });
+      const frankWatch = watch(BOB, [FRANK]);
+      const frank = chatStream(FRANK, "f-phone");
+      await waitFor("bob to see frank online (chat stream only)", async () => (frankWatch.states(FRANK).includes("ONLINE") ? true : undefined), 10_000);
+      await waitFor("frank online on bob's chat stream", async () => (chatStates(bobChat, FRANK).includes("ONLINE") ? true : undefined), 5_000);
+      frank.stop();
+      const closedAt = Date.now();
+      await waitFor("bob to see frank offline", async () => (frankWatch.states(FRANK).includes("OFFLINE") ? true : undefined), 10_000);
+      // A closed stream is a device going offline: the grace applies, not the whole timeout.
+      expect(Date.now() - closedAt).toBeLessThan(TIMEOUT + 2_000);
+      await waitFor("frank offline on bob's chat stream", async () => (chatStates(bobChat, FRANK).includes("OFFLINE") ? true : undefined), 5_000);
     });
 
     it("a device reconnecting every 2 s for a minute (scaled: every 200 ms for 6 s) makes at most 2 transitions for contacts", async () => {

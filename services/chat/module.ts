@@ -43,6 +43,8 @@ import type { ServiceModule } from "../module.js";
 import { LocalDelivery } from "./adapters/local-delivery.js";
 import { ChatServerRegistration, chatServersPath, newChatServerId, watchChatServers } from "./cluster/registry.js";
 import { RoutedDelivery } from "./cluster/routed-delivery.js";
+import { relayPresenceToStreams } from "./presence-events.js";
+import { PresenceReporter, withPresenceReports } from "./presence-reporter.js";
 import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
 import { Chat } from "./chat.js";
 import { toPbChannel, toPbMessage } from "./domain/events.js";
@@ -73,14 +75,24 @@ export const chatModule: ServiceModule = {
     delivery.start();
     const registryPath = chatServersPath(config.cassandra.keyspace);
     const unwatch = watchChatServers(engine.coordinator, registryPath, (servers) => delivery.setServers(servers));
-    const chat = new Chat({ store, ids, delivery, config: config.chat });
+    // An open stream is presence: its device is reported to the presence service in batches.
+    const presenceLog = log.child({ component: "presence-reporter" });
+    const reporter = new PresenceReporter({
+      target: upstreamAddress("presence"),
+      intervalMs: config.presence.heartbeatIntervalMs,
+      onError: (what, err) => presenceLog.debug({ err, what }, "presence report failed; the next one sends the live set again"),
+    });
+    const reported = withPresenceReports(delivery, reporter);
+    // Presence transitions reach this server's own streams of the contacts (every server gets every change).
+    const unrelay = relayPresenceToStreams(engine.bus, local, (what, err) => presenceLog.warn({ err, what }, "presence event dropped"));
+    const chat = new Chat({ store, ids, delivery: reported, config: config.chat });
     const lifecycle = new StreamLifecycle();
     const resumes = registry
       ? new Counter({ name: "chat_resumes_total", help: "Sync calls from a saved cursor (devices catching up after a reconnect or a start)", registers: [registry] })
       : undefined;
     let registration: ChatServerRegistration | undefined;
     return {
-      impl: chatImpl(chat, delivery, { serverId, lifecycle, ...(resumes ? { onResume: () => resumes.inc() } : {}) }),
+      impl: chatImpl(chat, reported, { serverId, lifecycle, ...(resumes ? { onResume: () => resumes.inc() } : {}) }),
       listening(address) {
         registration = new ChatServerRegistration({ coordinator: engine.coordinator, path: registryPath, id: serverId, address, streams: () => local.size(), log });
       },
@@ -93,6 +105,8 @@ export const chatModule: ServiceModule = {
       },
       close: async () => {
         unwatch();
+        unrelay();
+        await reporter.close();
         await registration?.close();
         delivery.close();
         await ids.close?.();
