@@ -1,9 +1,8 @@
 // `switchboard apikey create|list|revoke` against the run's real Cassandra, and the key through a cluster gateway.
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../platform/config.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { dropKeyspace, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
 import { spawnSwitchboard, waitFor } from "../testkit/processes.js";
 import { runEmbedded } from "./mesh.js";
@@ -12,12 +11,7 @@ const keyspace = uniqueKeyspaceName("apikey_cli");
 const secret = "apikey-cli-test-secret-0123456789abcdef";
 
 afterAll(async () => {
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 describe("switchboard apikey (cluster engine)", () => {

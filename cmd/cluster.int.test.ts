@@ -2,7 +2,6 @@
 // only by environment, on real Cassandra, ZooKeeper, NATS and Redis. Also the acceptance for
 // issue 8 finding 7 there: a service's internal port takes no identity without the gateway's proof.
 import { Code, ConnectError } from "@connectrpc/connect";
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signHs256 } from "../gateway/auth/jwt.js";
@@ -12,7 +11,7 @@ import { createGrpcClient } from "../platform/grpc/client.js";
 import { meshKey } from "../platform/identity-assertion.js";
 import { openEngine, type Engine } from "../platform/engine.js";
 import { createLinkStore } from "../services/links/store.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { assertionHeaders } from "../testkit/mesh-identity.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { infraEnv } from "../testkit/servers/index.js";
@@ -52,12 +51,7 @@ beforeAll(async () => {
 afterAll(async () => {
   const codes = await Promise.all(procs.map((p) => p.stop()));
   await engine?.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
   // Every process drained and exited by itself on SIGTERM.
   expect(codes).toEqual(procs.map(() => 0));
 });

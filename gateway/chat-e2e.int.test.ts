@@ -1,11 +1,10 @@
 // The chat acceptance suite on the cluster engine: real Cassandra, ZooKeeper, NATS and Redis,
 // a keyspace of its own (dropped after).
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, beforeAll } from "vitest";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
 import { waitFor } from "../testkit/processes.js";
 import { signHs256 } from "./auth/jwt.js";
@@ -32,12 +31,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await running?.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 chatEndToEndSuite("cluster", () => ({

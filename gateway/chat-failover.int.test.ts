@@ -15,11 +15,10 @@
  * `CHAT_FAILOVER_MESSAGES=20000 CHAT_FAILOVER_RATE=100 npx vitest run gateway/chat-failover.int.test.ts`.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import cassandra from "cassandra-driver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signHs256 } from "./auth/jwt.js";
 import { TcpProxy } from "../platform/engines/cluster/testing/tcp-proxy.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { infraEnv, startNats, type NatsHandle } from "../testkit/servers/index.js";
 import { bearer, chatClient, ResumingDevice, type ChatClient } from "./chat-wire.js";
@@ -99,12 +98,7 @@ afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
   await natsProxy?.down();
   await nats?.stop();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 }, 60_000);
 
 describe("chat across two servers and two gateways: kill a server, restart NATS, lose nothing", () => {

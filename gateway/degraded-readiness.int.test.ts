@@ -6,11 +6,10 @@
  */
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import cassandra from "cassandra-driver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PresenceService } from "../gen/switchboard/presence/v1/presence_pb.js";
 import { SERVICE_NAMES, upstreamVariable, type ServiceName } from "../platform/config.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { infraEnv, startRedis, type RedisHandle } from "../testkit/servers/index.js";
 import { signHs256 } from "./auth/jwt.js";
@@ -79,12 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([gateway?.stop(), ...[...services.values()].map((p) => p.stop())]);
   await redis?.stop();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 }, 60_000);
 
 describe("the gateway stays ready while redirects can be served", () => {

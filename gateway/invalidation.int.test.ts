@@ -7,7 +7,6 @@
 // NATS up, while it is cut, and once it is back.
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import cassandra from "cassandra-driver";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signHs256 } from "./auth/jwt.js";
 import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.js";
@@ -17,7 +16,7 @@ import { openEngine, type Engine } from "../platform/engine.js";
 import { TcpProxy } from "../platform/engines/cluster/testing/tcp-proxy.js";
 import { LINK_FENCE_TTL_MS, linkKey } from "../services/links/shared-cache.js";
 import { decode } from "../services/redirect/resolver.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../testkit/processes.js";
 import { infraEnv } from "../testkit/servers/index.js";
 
@@ -134,12 +133,7 @@ afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
   await proxy?.down();
   await engine?.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 describe("invalidation through the gateway (cluster engine, two gateway processes)", () => {

@@ -1,12 +1,11 @@
 // The presence acceptance suite on the cluster engine: real Cassandra (contacts from chat's
 // channels), ZooKeeper (the sweeper's lock), NATS (transitions) and Redis (deadlines, the expiry
 // index), a keyspace of its own (dropped after).
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, beforeAll } from "vitest";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
 import { waitFor } from "../testkit/processes.js";
 import { signHs256 } from "./auth/jwt.js";
@@ -33,12 +32,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await running?.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 presenceEndToEndSuite("cluster", () => ({

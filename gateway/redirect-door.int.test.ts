@@ -1,10 +1,9 @@
 // The redirect door on the cluster engine (embedded mesh on real Cassandra, NATS, Redis, ZooKeeper).
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, beforeAll } from "vitest";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { dropKeyspace, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
 import { redirectDoorSuite, waitForBackends } from "./redirect-door.suite.js";
 
@@ -27,12 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await running?.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 redirectDoorSuite("cluster", () => ({ baseUrl: `http://127.0.0.1:${running.gatewayPort}`, engine: running.engine! }));

@@ -6,7 +6,7 @@ import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
 import { startMetricsServer, type MetricsServer } from "../platform/metrics-server.js";
 import { createLinkStore } from "../services/links/store.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../testkit/keyspace.js";
 import { infraEnv } from "../testkit/servers/index.js";
 import { waitFor } from "../testkit/processes.js";
 import { signHs256 } from "./auth/jwt.js";
@@ -41,12 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await metricsServer?.close();
   await running?.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 gatewaySmokeSuite("cluster", () => ({

@@ -27,6 +27,16 @@ export function cassandraClientOptions(keyspace?: string): cassandra.ClientOptio
   };
 }
 
+/** Drops a keyspace a test made (processes of the test created it under that name); a missing one is fine. */
+export async function dropKeyspace(keyspace: string): Promise<void> {
+  const admin = new cassandra.Client(cassandraClientOptions());
+  try {
+    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
+  } finally {
+    await admin.shutdown();
+  }
+}
+
 /** A valid, unique CQL keyspace name: lower-case prefix + time + random, at most 48 chars. */
 export function uniqueKeyspaceName(prefix: string): string {
   let p = prefix.toLowerCase().replace(/[^a-z0-9_]/g, "_");

@@ -3,13 +3,12 @@
 // Redis and NATS JetStream: once the consumer has drained, recorded human clicks == redirects
 // served, counted by this test and by the door alike.
 import http from "node:http";
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadConfig, upstreamVariable } from "../../platform/config.js";
 import { openEngine, type Engine } from "../../platform/engine.js";
 import { createLinkStore } from "../links/store.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../../testkit/keyspace.js";
 import { freePort, spawnSwitchboard, waitFor, type MeshProcess } from "../../testkit/processes.js";
 import { infraEnv, startNats, type NatsHandle } from "../../testkit/servers/index.js";
 import { createClickStatsStore } from "./store.js";
@@ -61,12 +60,7 @@ afterAll(async () => {
   await Promise.all(procs.map((p) => p.stop()));
   await engine?.close();
   await nats?.stop();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 /** GET /{code} on a keep-alive agent; resolves with the status. */

@@ -6,7 +6,7 @@ import { afterAll } from "vitest";
 import { loadConfig } from "../../platform/config.js";
 import { openClusterEngine, type Engine } from "../../platform/engine.js";
 import { silentLog } from "../../platform/engines/log.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../../testkit/keyspace.js";
+import { infra, uniqueKeyspaceName, dropKeyspace } from "../../testkit/keyspace.js";
 import { TEST_MESH_SECRET } from "../../testkit/mesh-identity.js";
 import { waitFor } from "../../testkit/processes.js";
 import { infraEnv } from "../../testkit/servers/index.js";
@@ -28,12 +28,7 @@ async function open(): Promise<Engine> {
 }
 afterAll(async () => {
   for (const e of engines) await e.close();
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${config.cassandra.keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(config.cassandra.keyspace);
 });
 
 presenceRestartSuite("cluster", () => ({ config, first: open, second: open }));

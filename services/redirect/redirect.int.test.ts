@@ -1,12 +1,11 @@
 // Redirect acceptance on the cluster engine: redirects served from the database while Redis is
 // down. Invalidation across two gateway processes, driven by UpdateLink/DeleteLink through the
 // gateway with NATS cut, is gateway/invalidation.int.test.ts.
-import cassandra from "cassandra-driver";
 import pino from "pino";
 import { afterAll, describe, expect, it } from "vitest";
 import { runEmbedded } from "../../cmd/mesh.js";
 import { loadConfig } from "../../platform/config.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../../testkit/keyspace.js";
+import { dropKeyspace, infra, uniqueKeyspaceName } from "../../testkit/keyspace.js";
 import { waitForBackends } from "../../gateway/redirect-door.suite.js";
 import { infraEnv, startRedis } from "../../testkit/servers/index.js";
 import type { Link } from "../links/ports.js";
@@ -23,12 +22,7 @@ const status = async (url: string) => {
 const link = (code: string, longUrl: string): Link => ({ code, longUrl, ownerId: "u1", createdAt: new Date(), redirectType: 302 });
 
 afterAll(async () => {
-  const admin = new cassandra.Client(cassandraClientOptions());
-  try {
-    await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-  } finally {
-    await admin.shutdown();
-  }
+  await dropKeyspace(keyspace);
 });
 
 describe("redirect acceptance (cluster engine)", () => {

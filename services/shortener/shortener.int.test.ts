@@ -1,10 +1,9 @@
 // The shortener over gRPC on the cluster engine: real Cassandra (per-file keyspace), ZooKeeper
 // (code ranges), NATS (LinkChanged) and Redis.
-import cassandra from "cassandra-driver";
 import { loadConfig } from "../../platform/config.js";
 import { openEngine } from "../../platform/engine.js";
 import { silentLog } from "../../platform/engines/log.js";
-import { cassandraClientOptions, infra, uniqueKeyspaceName } from "../../testkit/keyspace.js";
+import { dropKeyspace, infra, uniqueKeyspaceName } from "../../testkit/keyspace.js";
 import { infraEnv } from "../../testkit/servers/index.js";
 import { shortenerSuite } from "./shortener.suite.js";
 
@@ -26,12 +25,7 @@ shortenerSuite("cluster", async () => {
       if (prev === undefined) delete process.env["SWITCHBOARD_CODE_KEY"];
       else process.env["SWITCHBOARD_CODE_KEY"] = prev;
       await engine.close();
-      const admin = new cassandra.Client(cassandraClientOptions());
-      try {
-        await admin.execute(`DROP KEYSPACE IF EXISTS ${keyspace}`);
-      } finally {
-        await admin.shutdown();
-      }
+      await dropKeyspace(keyspace);
     },
   };
 });
