@@ -10,6 +10,7 @@ import { createClickStatsStore } from "../analytics/store.js";
 import { createLinkStore } from "../links/store.js";
 import type { ServiceModule } from "../module.js";
 import { validateCode } from "./resolve.js";
+import { clicksDurable } from "./subjects.js";
 import { LinkResolver } from "./resolver.js";
 import { ClickWatchHub, watchClicksHandler } from "./watch-clicks.js";
 
@@ -26,6 +27,7 @@ export const redirectModule: ServiceModule = {
     }).listen(engine.bus);
     const consumer = startClickConsumer({
       bus: engine.bus,
+      durableName: clicksDurable(config.cassandra.keyspace),
       store: createClickStatsStore(engine),
       log: log.child({ component: "analytics" }),
       ...(registry ? { registry } : {}),

@@ -6,6 +6,13 @@ export const CLICKS_ALL = "switchboard.clicks.>";
 /** JetStream stream holding ClickEvents for the analytics consumer. */
 export const CLICKS_STREAM = "CLICKS";
 export const CLICKS_DURABLE = "analytics";
+/**
+ * The durable of one mesh's analytics consumers. Its ack floor decides what the roll-up folds
+ * into that mesh's tables (services/analytics/README.md), so consumers writing to another
+ * keyspace (another mesh, or another test file on a shared NATS) must not share it: one durable
+ * per keyspace. Each sees every click of the stream; codes of other meshes stay unread rows.
+ */
+export const clicksDurable = (keyspace: string): string => `${CLICKS_DURABLE}_${keyspace}`;
 /** How long the CLICKS stream keeps clicks (replays of the analytics); the memory engine also caps its bytes. */
 export const CLICKS_STREAM_OPTIONS = { maxAgeMs: 7 * 86_400_000 } as const;
 
