@@ -279,5 +279,20 @@ export function presenceEndToEndSuite(engine: string, target: () => PresenceE2eT
       expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
       for (const w of held) w.stop();
     });
+
+    it("ReportDevices (chat servers' batch heartbeats) is not served at the edge: nobody can mark another user online", async () => {
+      const VICTIM = `victim-${run}`;
+      await chatClient(target().baseUrl, "connect-1.1", bearer(target().tokenFor(CAROL))).createDirectChannel({ peerUserId: VICTIM });
+      for (const protocol of ["connect-1.1", "grpc"] as const) {
+        const carol = createClient(PresenceService, transportFor(protocol, target().baseUrl, [withHeaders(bearer(target().tokenFor(CAROL)))]));
+        const err = await carol.reportDevices({ live: [{ userId: VICTIM, deviceId: "forged" }] }).catch((e: unknown) => e);
+        expect((err as ConnectError).code, protocol).toBe(Code.Unimplemented);
+        expect((err as ConnectError).rawMessage).toMatch(/internal/);
+      }
+      await sleep(500);
+      const r = await presence(CAROL).getPresence({ userIds: [VICTIM] });
+      expect(r.presences[0]!.lastSeenTime).toBeUndefined();
+      expect(stateName(r.presences[0]!.state)).not.toBe("ONLINE");
+    });
   });
 }
