@@ -494,7 +494,8 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
                 continue;
               }
               if (name === "probe") {
-                probesSeen.add(`${role.c}/${role.m}`);
+                // Member 0 sends the probes: its own copy proves nothing.
+                if (role.m !== 0) probesSeen.add(`${role.c}/${role.m}`);
                 continue;
               }
               const track = tracks.get(name);
