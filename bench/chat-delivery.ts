@@ -520,6 +520,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
           }
         }
         if (!stop.signal.aborted) streamErrors.push(`${user}: session ended by the server`);
+        rejectOpened(new Error(`${user}: session ended before its opened frame`));
       } catch (e) {
         rejectOpened(e);
         if (!stop.signal.aborted) streamErrors.push(`${user}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
@@ -551,7 +552,10 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
       sessions.push(s);
       wave.push(s);
     }
-    await Promise.all(wave.map((s) => s.opened));
+    const opening = Promise.all(wave.map((s) => s.opened));
+    if ((await Promise.race([opening, sleep(30_000).then(() => "timeout" as const)])) === "timeout") {
+      throw new Error(`${wave.length} sessions not all opened within 30 s (${streamErrors.slice(0, 3).join("; ")})`);
+    }
     ids = [...new Set(sessions.map((s) => s.server))].sort();
     if (ids.length > 2) throw new Error(`sessions landed on ${ids.length} chat servers; the split topology expects 2`);
     const on = (k: number) => sessions.filter((s) => s.server === ids[k]).length;
