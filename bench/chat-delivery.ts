@@ -23,6 +23,33 @@
  * Correctness (exit 1 when any fails): every send acked; every recipient received every message
  * of its channel exactly once (lost = never received within `--grace` s after the last ack,
  * duplicated = received more than once); no stream ended early (e.g. slow consumer).
+ *
+ * `--group-size G` (single topology): G members per channel, i.e. `--recipients G-1`.
+ *
+ * Across chat servers (issue 12), `--topology split`:
+ *
+ *   npx tsx bench/chat-delivery.ts --topology split [--rate 1000] [--channels 50] [--senders 1] [--recipients 2]
+ *                                  [--cross 1] [--gateways 1] [--connections 4] [--duration 30] [--warmup 3] [--grace 5]
+ *   npx tsx bench/chat-delivery.ts --topology split --group-size 100 [--channels 1] [--senders 4] [--rate 200] ...
+ *
+ * Cluster engine, every part its own process (chat-kit startSplitChatMesh): Cassandra, ZooKeeper,
+ * NATS, Redis, `switchboard tokenrange`, two `switchboard chat`, `--gateways` `switchboard gateway`
+ * (no presence service: chat's presence reports go to a closed port). Every member of every
+ * channel is its own user holding one Session (device "bench") through a gateway; the Session's
+ * `opened` frame names the chat server it landed on. Sends are Session `send` frames, so the
+ * server handling a send is the sender's server (a unary SendMessage is placed round robin).
+ * The loader opens a pool of sessions (the gateway places them, least loaded first; more are
+ * opened until each server holds enough) and then gives out the roles by server:
+ * - default: `--senders` senders and `--recipients` recipients per channel; in the first
+ *   `--cross` share of the channels the recipients sit on the other server than the senders
+ *   (senders of even channels on one server, of odd ones on the other); the rest all on one.
+ * - `--group-size G` (group fan-out): G members alternating between the servers, the first
+ *   `--senders` of them send (message i through sender (i / channels) mod senders); every message
+ *   must reach the G-1 other members (the sender's own copy is not counted).
+ * Every delivery is classified crossed / same-server from the two sessions' server ids, and
+ * latency is reported for both side by side; `chat_routed_events_total{direction="in"}` of each
+ * chat server over the phase is printed as a cross-check (it counts routed events, one per message
+ * per peer server, not deliveries). Same correctness check as above, plus deliveries == expected.
  */
 import { setMaxListeners } from "node:events";
 import { fileURLToPath } from "node:url";
@@ -40,8 +67,11 @@ import {
   runLoader,
   runMain,
   sleep,
+  scrapeCounter,
   startChatMesh,
+  startSplitChatMesh,
   summarize,
+  usage,
 } from "./chat-kit.js";
 
 interface Input {
@@ -254,13 +284,16 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
 
 async function main(): Promise<boolean> {
   const args = parseArgs();
+  const topology = args.get("topology") ?? "single";
+  if (topology === "split") return mainSplit(args);
+  if (topology !== "single") usage(`--topology ${topology}: expected single or split`);
   const engineKind = args.get("engine") ?? "memory";
   const input: Omit<Input, "baseUrl" | "jwtSecret"> = {
     rate: numberFlag(args, "rate", 1000, 1),
     durationSecs: numberFlag(args, "duration", 30, 1),
     warmupSecs: numberFlag(args, "warmup", 3, 0),
     channels: numberFlag(args, "channels", 50, 1),
-    recipients: numberFlag(args, "recipients", 2, 1),
+    recipients: args.has("group-size") ? numberFlag(args, "group-size", 3, 2) - 1 : numberFlag(args, "recipients", 2, 1),
     connections: numberFlag(args, "connections", 4, 1),
     graceSecs: numberFlag(args, "grace", 5, 0),
   };
@@ -300,5 +333,447 @@ async function main(): Promise<boolean> {
   }
 }
 
-if (isLoaderChild()) loaderChild(load);
+// ---------------------------------------------------------------------------------------------
+// --topology split: two chat servers (and 1-2 gateways) in processes of their own, cluster engine.
+
+interface SplitInput {
+  readonly baseUrls: readonly string[];
+  readonly chatMetricsUrls: readonly string[];
+  readonly jwtSecret: string;
+  readonly rate: number;
+  readonly durationSecs: number;
+  readonly warmupSecs: number;
+  readonly channels: number;
+  /** Members per channel. */
+  readonly members: number;
+  /** Members that send (the first `senders` of each channel), each through its own Session. */
+  readonly senders: number;
+  /** Group mode: every member but the sending one is a recipient, members alternate servers. */
+  readonly group: boolean;
+  /** Non-group mode: share of channels whose recipients sit on the other server than their senders. */
+  readonly cross: number;
+  readonly connections: number;
+  readonly graceSecs: number;
+}
+
+type Stats = { n: number; p50: number; p99: number; max: number };
+
+interface SplitPhase {
+  readonly sent: number;
+  readonly failed: number;
+  readonly secs: number;
+  readonly offered: number;
+  readonly expected: number;
+  readonly deliveries: number;
+  readonly crossed: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly latency: Stats;
+  readonly latencyCrossed: Stats;
+  readonly latencyLocal: Stats;
+  readonly ack: Stats;
+  readonly startLag: Stats;
+  /** chat_routed_events_total{direction="in"} increase per chat server over the phase. */
+  readonly routedIn: readonly number[];
+}
+
+interface SplitOutput {
+  readonly warmup?: SplitPhase;
+  readonly measured: SplitPhase;
+  readonly servers: readonly { id: string; sessions: number; members: number }[];
+  readonly streamErrors: readonly string[];
+  readonly sendErrors: readonly string[];
+  readonly otherEvents: number;
+  readonly echoes: number;
+}
+
+/** Request frames of one Session, pushed by the loader. */
+class Outbox<T> implements AsyncIterable<T> {
+  private items: T[] = [];
+  private wake: (() => void) | undefined;
+  private closed = false;
+  push(x: T): void {
+    this.items.push(x);
+    this.wake?.();
+  }
+  close(): void {
+    this.closed = true;
+    this.wake?.();
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      if (this.items.length > 0) {
+        const batch = this.items;
+        this.items = [];
+        yield* batch;
+        continue;
+      }
+      if (this.closed) return;
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = undefined;
+    }
+  }
+}
+
+async function loadSplit(input: SplitInput, phase: (name: string) => void): Promise<SplitOutput> {
+  const { chatClient } = await loadGenerator();
+  const clients = Array.from({ length: input.connections }, (_, k) => chatClient(input.baseUrls[k % input.baseUrls.length]!));
+  const tag = Date.now().toString(36);
+  const C = input.channels;
+  const M = input.members;
+  const K = input.senders;
+  const crossingChannels = input.group ? 0 : Math.round(input.cross * C);
+  const stop = new AbortController();
+  setMaxListeners(0, stop.signal);
+  const streamErrors: string[] = [];
+  const sendErrors: string[] = [];
+  let otherEvents = 0;
+  let echoes = 0;
+
+  interface Track {
+    readonly total: number;
+    readonly scheduled: Float64Array;
+    readonly counts: Uint8Array;
+    readonly crossed: number[];
+    readonly local: number[];
+  }
+  const tracks = new Map<string, Track>();
+  const probesSeen = new Set<string>();
+  /** Session of (channel, member), once roles are assigned. */
+  const memberSession: Sess[][] = Array.from({ length: C }, () => []);
+  const senderMember = (i: number) => Math.floor(i / C) % K;
+  /** Whether member m of a channel must receive message i (never the member that sent it). */
+  const tracked = (i: number, m: number) => m !== senderMember(i) && (input.group || m >= K);
+  const acks = new Map<string, (res: { ok: boolean; why?: string }) => void>();
+
+  interface Sess {
+    readonly user: string;
+    readonly out: Outbox<{ frame: { case: "open"; value: { deviceId: string } } | { case: "send"; value: { channelId: string; clientMessageId: string; text: string } } }>;
+    readonly opened: Promise<string>;
+    server: string;
+    role?: { c: number; m: number };
+    done: Promise<void>;
+  }
+
+  const openSession = (n: number): Sess => {
+    const user = `bench-xs-${tag}-u${n}`;
+    const client = clients[n % clients.length]!;
+    const headers = authHeaders(input.jwtSecret, user);
+    let resolveOpened!: (id: string) => void;
+    let rejectOpened!: (e: unknown) => void;
+    const opened = new Promise<string>((res, rej) => ((resolveOpened = res), (rejectOpened = rej)));
+    opened.catch(() => undefined);
+    const s: Sess = { user, out: new Outbox(), opened, server: "", done: Promise.resolve() };
+    s.out.push({ frame: { case: "open", value: { deviceId: "bench" } } });
+    s.done = (async () => {
+      try {
+        for await (const res of client.session(s.out, { headers, signal: stop.signal })) {
+          const now = performance.now();
+          const f = res.frame;
+          if (f.case === "opened") {
+            s.server = f.value.serverId;
+            resolveOpened(f.value.serverId);
+          } else if (f.case === "sendAck") {
+            const done = acks.get(f.value.clientMessageId);
+            acks.delete(f.value.clientMessageId);
+            if (f.value.result.case === "sent") done?.({ ok: true });
+            else done?.({ ok: false, why: f.value.result.case === "error" ? `${f.value.result.value.code} ${f.value.result.value.message}` : "empty ack" });
+          } else if (f.case === "events") {
+            for (const event of f.value.events) {
+              const ev = event.event;
+              if (ev.case !== "message") {
+                otherEvents++;
+                continue;
+              }
+              const role = s.role;
+              const key = ev.value.clientMessageId;
+              const colon = key.indexOf(":");
+              const name = key.slice(0, colon);
+              if (!role) {
+                streamErrors.push(`${user} (no channel): unexpected message ${key}`);
+                continue;
+              }
+              if (name === "probe") {
+                // Member 0 sends the probes: its own copy proves nothing.
+                if (role.m !== 0) probesSeen.add(`${role.c}/${role.m}`);
+                continue;
+              }
+              const track = tracks.get(name);
+              const i = Number(key.slice(colon + 1));
+              if (!track || !Number.isInteger(i) || i % C !== role.c) {
+                streamErrors.push(`member ${role.c}/${role.m}: unexpected message ${key}`);
+                continue;
+              }
+              if (!tracked(i, role.m)) {
+                // The sender's own copy (Chat.send delivers to every member's streams) or, outside
+                // group mode, a co-sender's: not part of the figures.
+                echoes++;
+                continue;
+              }
+              const slot = i * M + role.m;
+              if (track.counts[slot]! === 0) {
+                const from = memberSession[role.c]![senderMember(i)]!;
+                (from.server === s.server ? track.local : track.crossed).push(now - track.scheduled[i]!);
+              }
+              if (track.counts[slot]! < 255) track.counts[slot]!++;
+            }
+          }
+        }
+        if (!stop.signal.aborted) streamErrors.push(`${user}: session ended by the server`);
+        rejectOpened(new Error(`${user}: session ended before its opened frame`));
+      } catch (e) {
+        rejectOpened(e);
+        if (!stop.signal.aborted) streamErrors.push(`${user}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
+      }
+    })();
+    return s;
+  };
+
+  // Roles: which server each member of each channel must sit on (0 = first server id, 1 = second).
+  const want = (c: number, m: number): number => {
+    const home = c % 2; // senders of even channels on server 0, of odd ones on server 1
+    if (input.group) return (m + c) % 2;
+    if (m < K) return home;
+    return c < crossingChannels ? 1 - home : home;
+  };
+  const need = [0, 0];
+  for (let c = 0; c < C; c++) for (let m = 0; m < M; m++) need[want(c, m)]!++;
+
+  // Open a pool of sessions; the gateway's placement decides where each lands (least loaded),
+  // the `opened` frame says where. Open more until both servers hold enough of them.
+  const sessions: Sess[] = [];
+  const deadline = performance.now() + 60_000;
+  let toOpen = need[0]! + need[1]!;
+  let ids: string[] = [];
+  for (;;) {
+    const wave: Sess[] = [];
+    for (let k = 0; k < toOpen; k++) {
+      const s = openSession(sessions.length);
+      sessions.push(s);
+      wave.push(s);
+    }
+    const opening = Promise.all(wave.map((s) => s.opened));
+    if ((await Promise.race([opening, sleep(30_000).then(() => "timeout" as const)])) === "timeout") {
+      throw new Error(`${wave.length} sessions not all opened within 30 s (${streamErrors.slice(0, 3).join("; ")})`);
+    }
+    ids = [...new Set(sessions.map((s) => s.server))].sort();
+    if (ids.length > 2) throw new Error(`sessions landed on ${ids.length} chat servers; the split topology expects 2`);
+    const on = (k: number) => sessions.filter((s) => s.server === ids[k]).length;
+    const short = Math.max(0, need[0]! - on(0)) + Math.max(0, need[1]! - on(1));
+    if (ids.length === 2 && short === 0) break;
+    if (performance.now() > deadline || sessions.length > 4 * (need[0]! + need[1]!)) {
+      throw new Error(`placement: ${sessions.length} sessions opened, per server ${ids.map((id, k) => `${id}: ${on(k)}`).join(", ")}; needed ${need.join(" / ")}`);
+    }
+    toOpen = Math.max(short, 1);
+    await sleep(1100); // the servers' load reports reach the gateways within about a second
+  }
+  const pools = ids.map((id) => sessions.filter((s) => s.server === id));
+  const taken = [0, 0];
+  for (let c = 0; c < C; c++) {
+    for (let m = 0; m < M; m++) {
+      const k = want(c, m);
+      const s = pools[k]![taken[k]!++]!;
+      s.role = { c, m };
+      memberSession[c]![m] = s;
+    }
+  }
+  const servers = ids.map((id, k) => ({ id, sessions: pools[k]!.length, members: taken[k]! }));
+
+  const channelIds: string[] = [];
+  for (let c = 0; c < C; c++) {
+    const owner = memberSession[c]![0]!.user;
+    const res = await clients[c % clients.length]!.createGroupChannel(
+      { name: `bench split ${c}`, memberUserIds: memberSession[c]!.slice(1).map((s) => s.user), requestId: `bench-xs-${tag}-${c}` },
+      { headers: authHeaders(input.jwtSecret, owner), timeoutMs: 10_000 },
+    );
+    channelIds.push(res.channel!.channelId);
+  }
+
+  const sendFrame = (c: number, m: number, clientMessageId: string, text: string): Promise<{ ok: boolean; why?: string }> =>
+    new Promise((resolve) => {
+      acks.set(clientMessageId, resolve);
+      memberSession[c]![m]!.out.push({ frame: { case: "send", value: { channelId: channelIds[c]!, clientMessageId, text } } });
+    });
+  const withTimeout = <T,>(p: Promise<T>, ms: number, fallback: T): Promise<T> =>
+    Promise.race([p, sleep(ms).then(() => fallback)]);
+
+  // Probe until every member session has seen a message of its channel (member 0 sends them).
+  const probeDeadline = performance.now() + 30_000;
+  const probeTargets = C * (M - 1);
+  for (let n = 0; probesSeen.size < probeTargets; n++) {
+    if (performance.now() > probeDeadline) throw new Error(`only ${probesSeen.size} of ${probeTargets} sessions received a probe in 30 s (${streamErrors.slice(0, 3).join("; ")})`);
+    const res = await Promise.all(channelIds.map((_, c) => withTimeout(sendFrame(c, 0, `probe:${c}-${n}`, "probe"), 10_000, { ok: false, why: "no ack in 10 s" })));
+    const bad = res.find((r) => !r.ok);
+    if (bad) throw new Error(`probe send failed: ${bad.why}`);
+    await sleep(200);
+  }
+
+  const routedIn = () => Promise.all(input.chatMetricsUrls.map((u) => scrapeCounter(u, "chat_routed_events_total", 'direction="in"')));
+
+  const run = async (name: string, secs: number): Promise<SplitPhase> => {
+    const total = Math.round(input.rate * secs);
+    const track: Track = { total, scheduled: new Float64Array(total), counts: new Uint8Array(total * M), crossed: [], local: [] };
+    tracks.set(name, track);
+    const ok = new Uint8Array(total);
+    const ackLat: number[] = [];
+    const lag: number[] = [];
+    let failed = 0;
+    const inFlight = new Set<Promise<void>>();
+    const interval = 1000 / input.rate;
+    const routed0 = await routedIn();
+    phase(name);
+    const t0 = performance.now() + 20;
+    for (let i = 0; i < total; ) {
+      const now = performance.now();
+      for (; i < total && t0 + i * interval <= now; i++) {
+        const k = i;
+        const scheduled = t0 + k * interval;
+        track.scheduled[k] = scheduled;
+        const start = performance.now();
+        lag.push(start - scheduled);
+        const p = withTimeout(sendFrame(k % C, senderMember(k), `${name}:${k}`, `bench ${name} ${k}`), 10_000, { ok: false, why: "no send_ack within 10 s" })
+          .then((r) => {
+            if (r.ok) {
+              ok[k] = 1;
+              ackLat.push(performance.now() - start);
+            } else {
+              failed++;
+              if (sendErrors.length < 5) sendErrors.push(`${name}:${k}: ${r.why}`);
+            }
+          })
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+      if (i < total) await sleep(Math.max(0, t0 + i * interval - performance.now()));
+    }
+    const offered = total / ((performance.now() - t0) / 1000);
+    await Promise.all(inFlight);
+    const secsTaken = (performance.now() - t0) / 1000;
+    phase(`end ${name}`);
+    const missing = () => {
+      let n = 0;
+      for (let i = 0; i < total; i++) if (ok[i]) for (let m = 0; m < M; m++) if (tracked(i, m) && track.counts[i * M + m] === 0) n++;
+      return n;
+    };
+    const graceEnd = performance.now() + input.graceSecs * 1000;
+    while (missing() > 0 && performance.now() < graceEnd) await sleep(50);
+    await sleep(200);
+    const routed1 = await routedIn();
+    let expected = 0;
+    let lost = 0;
+    let duplicated = 0;
+    let deliveries = 0;
+    let crossed = 0;
+    for (let i = 0; i < total; i++) {
+      if (!ok[i]) continue;
+      const c = i % C;
+      const from = memberSession[c]![senderMember(i)]!.server;
+      for (let m = 0; m < M; m++) {
+        if (!tracked(i, m)) continue;
+        expected++;
+        const n = track.counts[i * M + m]!;
+        deliveries += n;
+        if (n > 0 && memberSession[c]![m]!.server !== from) crossed++;
+        if (n === 0) lost++;
+        if (n > 1) duplicated += n - 1;
+      }
+    }
+    const all = [...track.crossed, ...track.local];
+    return {
+      sent: total - failed,
+      failed,
+      secs: secsTaken,
+      offered,
+      expected,
+      deliveries,
+      crossed,
+      lost,
+      duplicated,
+      latency: summarize(all),
+      latencyCrossed: summarize(track.crossed),
+      latencyLocal: summarize(track.local),
+      ack: summarize(ackLat),
+      startLag: summarize(lag),
+      routedIn: routed1.map((v, k) => v - routed0[k]!),
+    };
+  };
+
+  const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs) : undefined;
+  const measured = await run("measured", input.durationSecs);
+  stop.abort();
+  for (const s of sessions) s.out.close();
+  await Promise.all(sessions.map((s) => s.done));
+  return { ...(warmup ? { warmup } : {}), measured, servers, streamErrors: streamErrors.slice(0, 10), sendErrors, otherEvents, echoes };
+}
+
+async function mainSplit(args: ReturnType<typeof parseArgs>): Promise<boolean> {
+  const groupSize = args.has("group-size") ? numberFlag(args, "group-size", 100, 2) : undefined;
+  const group = groupSize !== undefined;
+  const senders = numberFlag(args, "senders", group ? 4 : 1, 1);
+  const recipients = numberFlag(args, "recipients", 2, 1);
+  const members = group ? groupSize : senders + recipients;
+  if (senders >= members) usage(`--senders ${senders} must be below the members per channel (${members})`);
+  const gateways = numberFlag(args, "gateways", 1, 1);
+  const input: Omit<SplitInput, "baseUrls" | "chatMetricsUrls" | "jwtSecret"> = {
+    rate: numberFlag(args, "rate", 1000, 1),
+    durationSecs: numberFlag(args, "duration", 30, 1),
+    warmupSecs: numberFlag(args, "warmup", 3, 0),
+    channels: numberFlag(args, "channels", group ? 1 : 50, 1),
+    members,
+    senders,
+    group,
+    cross: numberFlag(args, "cross", 1, 0),
+    connections: numberFlag(args, "connections", 4, 1),
+    graceSecs: numberFlag(args, "grace", 5, 0),
+  };
+  if (input.cross > 1) usage("--cross is a share of the channels, 0..1");
+  if (args.has("engine") && args.get("engine") !== "cluster") usage("--topology split runs on the cluster engine only");
+  await loadGenerator();
+  const header = runHeader();
+  const mesh = await startSplitChatMesh("chat_split", 2, gateways);
+  try {
+    console.log(`split mesh ready: gateways ${mesh.baseUrls.join(", ")}; 2 chat servers (cluster engine, every part its own process)`);
+    const { result: r, cpu } = await runLoader<SplitOutput>(
+      fileURLToPath(import.meta.url),
+      { ...input, baseUrls: mesh.baseUrls, chatMetricsUrls: mesh.chatMetricsUrls, jwtSecret: mesh.jwtSecret },
+      mesh.processes,
+    );
+    console.log(`\n${header}`);
+    const shape = group
+      ? `group fan-out: ${input.channels} group(s) of ${members} members, members alternate between the two servers, ${senders} of them send (each through its own Session); every message must reach the ${members - 1} other members`
+      : `${input.channels} group channels of ${senders} sender(s) + ${recipients} recipients; in ${Math.round(input.cross * input.channels)} of them the recipients sit on the other chat server than the senders`;
+    console.log(
+      `topology split (cluster engine: tokenrange, 2 chat servers, ${gateways} gateway(s) as processes of their own), ${input.rate} messages/s open loop, ` +
+        `${shape}; one Session per member (device "bench"), sends as Session send frames; ${input.connections} HTTP/2 connections`,
+    );
+    console.log(`chat servers: ${r.servers.map((s) => `${s.id} (${s.sessions} sessions, ${s.members} channel members)`).join(", ")}`);
+    console.log("\n| phase | offered msg/s | sent | failed | deliveries (expected) | deliveries/s | crossed servers | lost | duplicated | latency p50 ms | p99 ms | max ms | crossed p50 / p99 ms | same-server p50 / p99 ms | ack p50 / p99 ms | start lag p99 / max ms | routed in per server |");
+    console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|");
+    for (const [name, p] of [["warm-up", r.warmup], ["measured", r.measured]] as const) {
+      if (!p) continue;
+      console.log(
+        `| ${name} | ${Math.round(p.offered)} | ${p.sent} | ${p.failed} | ${p.deliveries} (${p.expected}) | ${Math.round(p.deliveries / p.secs)} | ` +
+          `${p.deliveries > 0 ? ((100 * p.crossed) / p.deliveries).toFixed(1) : "-"}% | ${p.lost} | ${p.duplicated} | ` +
+          `${fmt(p.latency.p50)} | ${fmt(p.latency.p99)} | ${fmt(p.latency.max)} | ${fmt(p.latencyCrossed.p50)} / ${fmt(p.latencyCrossed.p99)} | ` +
+          `${fmt(p.latencyLocal.p50)} / ${fmt(p.latencyLocal.p99)} | ${fmt(p.ack.p50)} / ${fmt(p.ack.p99)} | ${fmt(p.startLag.p99)} / ${fmt(p.startLag.max)} | ${p.routedIn.join(" / ")} |`,
+      );
+    }
+    const m = r.measured;
+    console.log(`\nCPU during the measured sends (% of one core): ${formatCpu(cpu.get("measured"), m.offered, "message")}`);
+    console.log(`other live events seen (member changes, keep-alives): ${r.otherEvents}; senders' own copies (not counted): ${r.echoes}`);
+    for (const e of r.sendErrors) console.log(`send error: ${e}`);
+    for (const e of r.streamErrors) console.log(`stream error: ${e}`);
+    const phases = [r.warmup, r.measured].filter((p): p is SplitPhase => p !== undefined);
+    const passed =
+      phases.every((p) => p.failed === 0 && p.lost === 0 && p.duplicated === 0 && p.deliveries === p.expected) && r.streamErrors.length === 0 && m.deliveries > 0;
+    console.log(passed ? "CHECK ok: every send acked, every recipient got every message exactly once" : "FAIL: lost / duplicated / failed sends or stream errors (see above)");
+    if (group) console.log(`target (>= 20,000 deliveries/s): ${m.deliveries / m.secs >= 20_000 && passed ? "met" : "NOT met"} (${Math.round(m.deliveries / m.secs)}/s)`);
+    else console.log(`target (p99 < 50 ms at 1,000/s, across servers): ${m.latencyCrossed.p99 < 50 ? "met" : "NOT met"} at ${input.rate}/s (crossed p99 ${fmt(m.latencyCrossed.p99)} ms)`);
+    return passed;
+  } finally {
+    await mesh.close();
+  }
+}
+
+if (isLoaderChild()) loaderChild((input: Input | SplitInput, phase) => ("baseUrls" in input ? loadSplit(input, phase) : load(input, phase)));
 else runMain(main);

@@ -290,3 +290,123 @@ export function runMain(main: () => Promise<boolean>): void {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The split topology: every part of the chat path in its own process (bench/chat-delivery.ts --topology split). */
+export interface SplitChatMesh {
+  /** Gateways' public base URLs. */
+  readonly baseUrls: readonly string[];
+  /** Each chat server's Prometheus endpoint, in start order. */
+  readonly chatMetricsUrls: readonly string[];
+  readonly jwtSecret: string;
+  readonly processes: readonly (readonly [string, number])[];
+  close(): Promise<void>;
+}
+
+/**
+ * Cluster engine, as separate processes (like gateway/chat-failover.int.test.ts): Cassandra,
+ * ZooKeeper, NATS, Redis (testkit startInfra, or the SWITCHBOARD_* servers of the environment),
+ * then `switchboard tokenrange`, `chatServers` x `switchboard chat` and `gateways` x
+ * `switchboard gateway` on a fresh keyspace. Ready when every gateway's /readyz lists every chat
+ * server as serving.
+ */
+export async function startSplitChatMesh(tag: string, chatServers: number, gateways: number): Promise<SplitChatMesh> {
+  const { freePort, spawnSwitchboard } = await import("../testkit/processes.js");
+  const env: Record<string, string> = {
+    ...(Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>),
+  };
+  let infra: Infra | undefined;
+  const processes: [string, number][] = [];
+  if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
+    console.log("starting Cassandra, ZooKeeper, NATS and Redis for this run (testkit startInfra) ...");
+    infra = await startInfra({ log: (l) => console.log(l) });
+    Object.assign(env, infraEnv(infra.info));
+    processes.push(["cassandra", infra.cassandra.pid], ["zookeeper", infra.zookeeper.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid]);
+  } else {
+    for (const item of (process.env.BENCH_WATCH_PIDS ?? "").split(",").filter(Boolean)) {
+      const [name, pid] = item.split("=");
+      if (name && Number(pid) > 0) processes.push([name, Number(pid)]);
+    }
+  }
+  Object.assign(env, {
+    SWITCHBOARD_ENGINE: "cluster",
+    SWITCHBOARD_SHUTDOWN_GRACE_MS: "2000",
+    SWITCHBOARD_LOG_LEVEL: "warn",
+  });
+  env.SWITCHBOARD_CASSANDRA_KEYSPACE ??= `bench_${tag}_${Date.now().toString(36)}`;
+  env.SWITCHBOARD_JWT_HS256_SECRET ??= `bench-${tag}-secret-0123456789abcdef0123456789`;
+  env.SWITCHBOARD_CODE_KEY ??= `bench-${tag}-code-key-0123456789abcdef`;
+  const procs: import("../testkit/processes.js").MeshProcess[] = [];
+  const stopAll = async () => {
+    await Promise.all(procs.map((p) => p.stop()));
+    await infra?.stop();
+  };
+  try {
+    const tokenrangePort = await freePort();
+    const chatPorts: number[] = [];
+    for (let i = 0; i < chatServers; i++) chatPorts.push(await freePort());
+    env.SWITCHBOARD_UPSTREAM_TOKENRANGE = `127.0.0.1:${tokenrangePort}`;
+    // Only a fallback: the gateways place every chat call through the registry.
+    env.SWITCHBOARD_UPSTREAM_CHAT = `127.0.0.1:${chatPorts[0]}`;
+    // No presence service in this topology: point chat's presence reports at a closed port
+    // (chat never waits for presence) rather than at whatever listens on the default port.
+    env.SWITCHBOARD_UPSTREAM_PRESENCE ??= `127.0.0.1:${await freePort()}`;
+    const tokenrange = spawnSwitchboard(["tokenrange"], { ...env, SWITCHBOARD_GRPC_PORT: String(tokenrangePort) });
+    procs.push(tokenrange);
+    processes.push(["tokenrange", tokenrange.child.pid!]);
+    const chatMetricsUrls: string[] = [];
+    for (const [i, port] of chatPorts.entries()) {
+      const metricsPort = await freePort();
+      const p = spawnSwitchboard(["chat"], { ...env, SWITCHBOARD_GRPC_PORT: String(port), SWITCHBOARD_METRICS_PORT: String(metricsPort) });
+      procs.push(p);
+      processes.push([`chat ${i + 1}`, p.child.pid!]);
+      chatMetricsUrls.push(`http://127.0.0.1:${metricsPort}/metrics`);
+    }
+    const baseUrls: string[] = [];
+    for (let i = 0; i < gateways; i++) {
+      const port = await freePort();
+      const p = spawnSwitchboard(["gateway"], { ...env, SWITCHBOARD_GATEWAY_PORT: String(port) });
+      procs.push(p);
+      processes.push([`gateway ${i + 1}`, p.child.pid!]);
+      baseUrls.push(`http://127.0.0.1:${port}`);
+    }
+    for (const g of baseUrls) {
+      await waitFor(
+        `${chatServers} chat servers serving in ${g}/readyz`,
+        async () => {
+          for (const p of procs) if (p.child.exitCode !== null) throw new Error(`a mesh process exited early:\n${p.output().slice(-3000)}`);
+          const res = await fetch(`${g}/readyz`).catch(() => undefined);
+          if (!res) return undefined;
+          const body = (await res.json().catch(() => ({ checks: [] }))) as { checks?: { name: string; ok: boolean }[] };
+          const chats = (body.checks ?? []).filter((c) => c.name.startsWith("chat/"));
+          return chats.length === chatServers && chats.every((c) => c.ok) ? true : undefined;
+        },
+        180_000,
+      );
+    }
+    return {
+      baseUrls,
+      chatMetricsUrls,
+      jwtSecret: env.SWITCHBOARD_JWT_HS256_SECRET!,
+      processes,
+      close: stopAll,
+    };
+  } catch (e) {
+    for (const p of procs) if (p.output().trim() !== "") console.error(`--- ${p.child.spawnargs.slice(-1)[0]} output:\n${p.output().slice(-2000)}`);
+    await stopAll();
+    throw e;
+  }
+}
+
+/** Sum of a Prometheus counter's samples whose labels contain `labels` (e.g. `direction="in"`). */
+export async function scrapeCounter(url: string, name: string, labels = ""): Promise<number> {
+  const text = await (await fetch(url)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (rest[0] !== "{" && rest[0] !== " ") continue;
+    if (labels !== "" && !rest.includes(labels)) continue;
+    sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}

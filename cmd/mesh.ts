@@ -18,7 +18,7 @@ export interface Running {
   readonly grpcPorts: Partial<Record<ServiceName, number>>;
   /** The engine this process runs on. */
   readonly engine?: Engine;
-  /** The gateway's metrics (embedded: every service's too), for the metrics listener. */
+  /** The metrics of this process (gateway; embedded: every service's too; a service alone: its own), for the metrics listener. */
   readonly metrics?: Registry;
   close(): Promise<void>;
 }
@@ -76,7 +76,7 @@ export async function runService(name: ServiceName, config: Config, log: Logger)
   const upstreamAddress = (upstream: ServiceName): string => hostPort(config.upstreams[upstream]);
   const server = await serveService(SERVICE_MODULES[name], { config, log, engine, upstreamAddress }, { host: config.grpc.host, port, metrics });
   server.onClose("engine", () => engine.close());
-  return { grpcPorts: { [name]: server.port }, engine, close: () => server.shutdown(config.shutdownGraceMs) };
+  return { grpcPorts: { [name]: server.port }, engine, metrics: metrics.registry, close: () => server.shutdown(config.shutdownGraceMs) };
 }
 
 /** The gateway alone, forwarding to the services at their configured addresses. */

@@ -58,6 +58,12 @@ async function main(argv: readonly string[]): Promise<void> {
     log.info({ port: running.gatewayPort, metricsPort: metricsServer?.port }, "gateway listening");
   } else if ((SERVICE_NAMES as readonly string[]).includes(role)) {
     running = await runService(role as ServiceName, config, log);
+    // A service alone serves /metrics only when asked to (several roles on one host would all
+    // want the default port): e.g. each chat server's chat_routed_events_total, chat_live_streams.
+    if (process.env.SWITCHBOARD_METRICS_PORT !== undefined) {
+      metricsServer = await serveMetrics(config, running);
+      log.info({ metricsPort: metricsServer?.port }, "metrics listening");
+    }
   } else {
     process.stderr.write(`switchboard: unknown role "${role}"\n${USAGE}\n`);
     process.exit(2);
