@@ -122,18 +122,7 @@ export async function startChatMesh(engineKind: string, tag: string, extraEnv: R
   let infra: Infra | undefined;
   const processes: [string, number][] = [["mesh (node)", process.pid]];
   if (engineKind === "cluster") {
-    if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
-      console.log("starting Cassandra, ZooKeeper, NATS and Redis for this run (testkit startInfra) ...");
-      infra = await startInfra({ log: (l) => console.log(l) });
-      Object.assign(env, infraEnv(infra.info));
-      processes.push(["cassandra", infra.cassandra.pid], ["zookeeper", infra.zookeeper.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid]);
-    } else {
-      // Servers of the environment: BENCH_WATCH_PIDS="cassandra=123,nats=456" puts their CPU in the split.
-      for (const item of (process.env.BENCH_WATCH_PIDS ?? "").split(",").filter(Boolean)) {
-        const [name, pid] = item.split("=");
-        if (name && Number(pid) > 0) processes.push([name, Number(pid)]);
-      }
-    }
+    infra = await backendsFor(env, processes);
     env.SWITCHBOARD_CASSANDRA_KEYSPACE ??= `bench_${tag}_${Date.now().toString(36)}`;
     env.SWITCHBOARD_JWT_HS256_SECRET ??= `bench-${tag}-secret-0123456789abcdef0123456789`;
     env.SWITCHBOARD_CODE_KEY ??= `bench-${tag}-code-key-0123456789abcdef`;
@@ -314,19 +303,8 @@ export async function startSplitChatMesh(tag: string, chatServers: number, gatew
   const env: Record<string, string> = {
     ...(Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>),
   };
-  let infra: Infra | undefined;
   const processes: [string, number][] = [];
-  if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
-    console.log("starting Cassandra, ZooKeeper, NATS and Redis for this run (testkit startInfra) ...");
-    infra = await startInfra({ log: (l) => console.log(l) });
-    Object.assign(env, infraEnv(infra.info));
-    processes.push(["cassandra", infra.cassandra.pid], ["zookeeper", infra.zookeeper.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid]);
-  } else {
-    for (const item of (process.env.BENCH_WATCH_PIDS ?? "").split(",").filter(Boolean)) {
-      const [name, pid] = item.split("=");
-      if (name && Number(pid) > 0) processes.push([name, Number(pid)]);
-    }
-  }
+  const infra = await backendsFor(env, processes);
   Object.assign(env, {
     SWITCHBOARD_ENGINE: "cluster",
     SWITCHBOARD_SHUTDOWN_GRACE_MS: "2000",
@@ -409,4 +387,24 @@ export async function scrapeCounter(url: string, name: string, labels = ""): Pro
     sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return sum;
+}
+
+/**
+ * The backends of a cluster run: started for it (testkit startInfra, stopped by the caller) unless
+ * the environment names them; then BENCH_WATCH_PIDS="cassandra=123,nats=456" puts their CPU in the
+ * split. Either way their pids are added to `processes`.
+ */
+async function backendsFor(env: Record<string, string>, processes: [string, number][]): Promise<Infra | undefined> {
+  if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
+    console.log("starting Cassandra, ZooKeeper, NATS and Redis for this run (testkit startInfra) ...");
+    const infra = await startInfra({ log: (l) => console.log(l) });
+    Object.assign(env, infraEnv(infra.info));
+    processes.push(["cassandra", infra.cassandra.pid], ["zookeeper", infra.zookeeper.pid], ["nats", infra.nats.pid], ["redis", infra.redis.pid]);
+    return infra;
+  }
+  for (const item of (process.env.BENCH_WATCH_PIDS ?? "").split(",").filter(Boolean)) {
+    const [name, pid] = item.split("=");
+    if (name && Number(pid) > 0) processes.push([name, Number(pid)]);
+  }
+  return undefined;
 }
