@@ -1,3 +1,4 @@
+import { hostname, networkInterfaces } from "node:os";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "./config.js";
 
@@ -12,6 +13,18 @@ describe("loadConfig", () => {
     expect(c.gateway.maxMessageBytes).toBe(16_384);
     expect(c.gateway.methodMaxBytes).toEqual({});
     expect(c.metrics).toEqual({ host: "127.0.0.1", port: 9464, listen: true, onPublicPort: false });
+  });
+
+  it("advertises where other processes reach this service: given, the bind host, or an address of this machine for a wildcard", () => {
+    expect(loadConfig({}).advertiseHost).toBe("127.0.0.1");
+    expect(loadConfig({ SWITCHBOARD_GRPC_HOST: "10.1.2.3" }).advertiseHost).toBe("10.1.2.3");
+    expect(loadConfig({ SWITCHBOARD_GRPC_HOST: "0.0.0.0", SWITCHBOARD_ADVERTISE_HOST: "chat-0.chat" }).advertiseHost).toBe("chat-0.chat");
+    const external = Object.values(networkInterfaces()).flatMap((a) => a ?? []).filter((a) => a.family === "IPv4" && !a.internal).map((a) => a.address);
+    for (const wildcard of ["0.0.0.0", "::"]) {
+      const host = loadConfig({ SWITCHBOARD_GRPC_HOST: wildcard }).advertiseHost;
+      expect(host).not.toBe(wildcard);
+      expect(external.length > 0 ? external : [hostname()]).toContain(host);
+    }
   });
 
   it("reads the stream caps", () => {

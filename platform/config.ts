@@ -3,7 +3,7 @@
  * stops the process with one line naming the variable (ConfigError), so a typo never turns
  * into a confusing connection error minutes later.
  */
-import { hostname } from "node:os";
+import { hostname, networkInterfaces } from "node:os";
 import { MIN_MESH_SECRET_BYTES } from "./identity-assertion.js";
 
 export type EngineKind = "memory" | "cluster";
@@ -376,10 +376,19 @@ function presenceConfig(int: (name: string, fallback: number, min: number, max: 
   };
 }
 
-/** A wildcard bind address is not reachable as such: other processes get this host's name. */
+/**
+ * A wildcard bind address is not reachable as such: other processes get this machine's first
+ * non-internal IPv4 address (a container's or pod's own address, which its replicas do not share,
+ * unlike a service name), else its host name.
+ */
 function advertiseHost(given: string | undefined, bindHost: string): string {
   if (given !== undefined && given !== "") return given;
-  return bindHost === "0.0.0.0" || bindHost === "::" || bindHost === "[::]" ? hostname() : bindHost;
+  if (bindHost !== "0.0.0.0" && bindHost !== "::" && bindHost !== "[::]") return bindHost;
+  for (const addrs of Object.values(networkInterfaces())) {
+    const v4 = addrs?.find((a) => a.family === "IPv4" && !a.internal);
+    if (v4) return v4.address;
+  }
+  return hostname();
 }
 
 /** Not trimmed: a secret is taken byte for byte. */
