@@ -56,6 +56,7 @@ import { fileURLToPath } from "node:url";
 import { ConnectError } from "@connectrpc/connect";
 import {
   authHeaders,
+  openLoop,
   fmt,
   formatCpu,
   isLoaderChild,
@@ -200,44 +201,16 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
     const total = Math.round(input.rate * secs);
     const track: Track = { scheduled: new Float64Array(total), counts: new Uint8Array(total * R), latency: [] };
     tracks.set(name, track);
-    const ok = new Uint8Array(total);
-    const ackLat: number[] = [];
-    const lag: number[] = [];
-    let failed = 0;
-    const inFlight = new Set<Promise<void>>();
-    const interval = 1000 / input.rate;
     phase(name);
-    const t0 = performance.now() + 20;
-    for (let i = 0; i < total; ) {
-      const now = performance.now();
-      for (; i < total && t0 + i * interval <= now; i++) {
-        // The callbacks below run later, after i has moved on.
-        const k = i;
-        const scheduled = t0 + k * interval;
-        track.scheduled[k] = scheduled;
-        const c = k % input.channels;
-        const start = performance.now();
-        lag.push(start - scheduled);
-        const p = clients[c % clients.length]!
-          .sendMessage({ channelId: channelIds[c]!, clientMessageId: `${name}:${k}`, text: `bench ${name} ${k}` }, { headers: senderHeaders[c]!, timeoutMs: 10_000 })
-          .then(
-            () => {
-              ok[k] = 1;
-              ackLat.push(performance.now() - start);
-            },
-            (e: unknown) => {
-              failed++;
-              if (sendErrors.length < 5) sendErrors.push(`${name}:${k}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
-            },
-          )
-          .finally(() => inFlight.delete(p));
-        inFlight.add(p);
-      }
-      if (i < total) await sleep(Math.max(0, t0 + i * interval - performance.now()));
-    }
-    const offered = total / ((performance.now() - t0) / 1000);
-    await Promise.all(inFlight);
-    const secsTaken = (performance.now() - t0) / 1000;
+    const { ok, ackLat, lag, failed, offered, secsTaken } = await openLoop(total, input.rate, track.scheduled, (k) => {
+      const c = k % input.channels;
+      return clients[c % clients.length]!
+        .sendMessage({ channelId: channelIds[c]!, clientMessageId: `${name}:${k}`, text: `bench ${name} ${k}` }, { headers: senderHeaders[c]!, timeoutMs: 10_000 })
+        .then(
+          () => undefined,
+          (e: unknown) => `${name}:${k}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`,
+        );
+    }, sendErrors);
     phase(`end ${name}`);
     // Wait for the last deliveries, at most --grace s after the last ack.
     const expected = () => {
@@ -614,41 +587,18 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
     const total = Math.round(input.rate * secs);
     const track: Track = { total, scheduled: new Float64Array(total), counts: new Uint8Array(total * M), crossed: [], local: [] };
     tracks.set(name, track);
-    const ok = new Uint8Array(total);
-    const ackLat: number[] = [];
-    const lag: number[] = [];
-    let failed = 0;
-    const inFlight = new Set<Promise<void>>();
-    const interval = 1000 / input.rate;
     const routed0 = await routedIn();
     phase(name);
-    const t0 = performance.now() + 20;
-    for (let i = 0; i < total; ) {
-      const now = performance.now();
-      for (; i < total && t0 + i * interval <= now; i++) {
-        const k = i;
-        const scheduled = t0 + k * interval;
-        track.scheduled[k] = scheduled;
-        const start = performance.now();
-        lag.push(start - scheduled);
-        const p = withTimeout(sendFrame(k % C, senderMember(k), `${name}:${k}`, `bench ${name} ${k}`), 10_000, { ok: false, why: "no send_ack within 10 s" })
-          .then((r) => {
-            if (r.ok) {
-              ok[k] = 1;
-              ackLat.push(performance.now() - start);
-            } else {
-              failed++;
-              if (sendErrors.length < 5) sendErrors.push(`${name}:${k}: ${r.why}`);
-            }
-          })
-          .finally(() => inFlight.delete(p));
-        inFlight.add(p);
-      }
-      if (i < total) await sleep(Math.max(0, t0 + i * interval - performance.now()));
-    }
-    const offered = total / ((performance.now() - t0) / 1000);
-    await Promise.all(inFlight);
-    const secsTaken = (performance.now() - t0) / 1000;
+    const { ok, ackLat, lag, failed, offered, secsTaken } = await openLoop(
+      total,
+      input.rate,
+      track.scheduled,
+      (k) =>
+        withTimeout(sendFrame(k % C, senderMember(k), `${name}:${k}`, `bench ${name} ${k}`), 10_000, { ok: false, why: "no send_ack within 10 s" }).then(
+          (r) => (r.ok ? undefined : `${name}:${k}: ${r.why}`),
+        ),
+      sendErrors,
+    );
     phase(`end ${name}`);
     const missing = () => {
       let n = 0;

@@ -408,3 +408,64 @@ async function backendsFor(env: Record<string, string>, processes: [string, numb
   }
   return undefined;
 }
+
+export interface OpenLoopResult {
+  /** 1 where send k was acknowledged. */
+  readonly ok: Uint8Array;
+  /** Ack latency of the acknowledged sends, ms. */
+  readonly ackLat: number[];
+  /** How late each send started against its schedule (the loader's own lag), ms. */
+  readonly lag: number[];
+  readonly failed: number;
+  /** Sends per second actually started. */
+  readonly offered: number;
+  /** Until the last answer, s. */
+  readonly secsTaken: number;
+}
+
+/**
+ * Open loop: send k is due at t0 + k / rate whether or not earlier ones were answered, so a slow
+ * server cannot slow the offered load down and hide its own latency. `send(k)` resolves to
+ * undefined when acknowledged or to why not; the first 5 reasons go to `errors`. Each send's due
+ * time is written to `scheduled[k]` (latency is measured from it).
+ */
+export async function openLoop(
+  total: number,
+  rate: number,
+  scheduled: Float64Array,
+  send: (k: number) => Promise<string | undefined>,
+  errors: string[],
+): Promise<OpenLoopResult> {
+  const ok = new Uint8Array(total);
+  const ackLat: number[] = [];
+  const lag: number[] = [];
+  let failed = 0;
+  const inFlight = new Set<Promise<void>>();
+  const interval = 1000 / rate;
+  const t0 = performance.now() + 20;
+  for (let i = 0; i < total; ) {
+    const now = performance.now();
+    for (; i < total && t0 + i * interval <= now; i++) {
+      const k = i;
+      scheduled[k] = t0 + k * interval;
+      const start = performance.now();
+      lag.push(start - scheduled[k]!);
+      const p = send(k)
+        .then((why) => {
+          if (why === undefined) {
+            ok[k] = 1;
+            ackLat.push(performance.now() - start);
+          } else {
+            failed++;
+            if (errors.length < 5) errors.push(why);
+          }
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+    }
+    if (i < total) await sleep(Math.max(0, t0 + i * interval - performance.now()));
+  }
+  const offered = total / ((performance.now() - t0) / 1000);
+  await Promise.all(inFlight);
+  return { ok, ackLat, lag, failed, offered, secsTaken: (performance.now() - t0) / 1000 };
+}
