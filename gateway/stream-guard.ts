@@ -13,6 +13,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
+import { atRandomMoments } from "../platform/spread.js";
 import type { Identity } from "../platform/identity.js";
 
 export interface StreamGuardOptions {
@@ -82,18 +83,7 @@ export class StreamGuard {
    */
   async drain(windowMs: number): Promise<void> {
     this.draining = true;
-    await Promise.all(
-      [...this.running].map(
-        (ac) =>
-          new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-              ac.abort(gatewayDraining(Math.floor(Math.random() * Math.min(windowMs, 1_000))));
-              resolve();
-            }, Math.floor(Math.random() * windowMs));
-            t.unref();
-          }),
-      ),
-    );
+    await atRandomMoments(this.running, windowMs, (ac, retryAfterMs) => ac.abort(gatewayDraining(retryAfterMs)));
   }
 
   /** Streams running now (tests, metrics). */

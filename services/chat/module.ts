@@ -9,14 +9,12 @@
  *   session stays open; a malformed frame ends it (INVALID_ARGUMENT).
  */
 import { create } from "@bufbuild/protobuf";
-import { durationFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Counter } from "prom-client";
 import {
   AddMembersResponseSchema,
-  ChatEventSchema,
   ChatService,
-  KeepAliveSchema,
   CreateDirectChannelResponseSchema,
   CreateGroupChannelResponseSchema,
   DeleteMessageResponseSchema,
@@ -49,9 +47,10 @@ import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
 import { Chat } from "./chat.js";
 import { toPbChannel, toPbMessage } from "./domain/events.js";
 import { validateDeviceId } from "./domain/validate.js";
-import { DeviceStream, replacedStream } from "./live/device-stream.js";
-import type { Delivery, HistoryAnchor, LiveStream } from "./ports.js";
+import { DeviceStream, keepAliveEvent, replacedStream } from "./live/device-stream.js";
+import type { Delivery, HistoryAnchor } from "./ports.js";
 import { createChatStore } from "./store.js";
+import { atRandomMoments } from "../../platform/spread.js";
 
 /** Devices of one user that can hold a live stream (Subscribe or Session) at the same time. */
 export const MAX_STREAMS_PER_USER = 32;
@@ -101,7 +100,9 @@ export const chatModule: ServiceModule = {
         // spread over the window, each told to reconnect: clients resume on another server.
         lifecycle.draining = true;
         await registration?.drain();
-        await endSpread(local.streams(), config.chat.drainWindowMs);
+        await atRandomMoments(local.streams(), config.chat.drainWindowMs, (s, retryAfterMs) => {
+          if (s instanceof DeviceStream) s.end(serverDraining(retryAfterMs));
+        });
       },
       close: async () => {
         unwatch();
@@ -138,24 +139,6 @@ export function serverDraining(retryAfterMs = 0): DomainError {
   );
 }
 
-/**
- * Ends each stream at a random moment of the window, each with a retry hint of a random share of
- * it, so the clients of a stopping server do not all reconnect in the same instant.
- */
-export async function endSpread(streams: readonly LiveStream[], windowMs: number): Promise<void> {
-  await Promise.all(
-    streams.map(
-      (s) =>
-        new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            if (s instanceof DeviceStream) s.end(serverDraining(Math.floor(Math.random() * Math.min(windowMs, 1_000))));
-            resolve();
-          }, Math.floor(Math.random() * windowMs));
-          t.unref();
-        }),
-    ),
-  );
-}
 
 /** The handlers; exported for tests that build a Chat on their own ports. */
 export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions): Partial<ServiceImpl<typeof ChatService>> {
@@ -270,7 +253,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       try {
         // Attached: everything from now on reaches this stream. Saying so at once lets the client
         // Sync without a gap between what Sync read and what the stream carries.
-        yield { events: [create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } })] };
+        yield { events: [keepAliveEvent()] };
         for await (const events of device.stream.batches(ctx.signal)) yield { events };
       } finally {
         device.close();

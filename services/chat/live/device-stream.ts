@@ -34,6 +34,11 @@ export const slowConsumer = (outboxEvents: number): DomainError =>
 export const replacedStream = (): DomainError =>
   new DomainError("Aborted", "replaced by a newer stream of the same device");
 
+/** The keep_alive event: idle streams get one, and Subscribe opens with one (the stream is attached). */
+export function keepAliveEvent(): ChatEvent {
+  return create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } });
+}
+
 export class DeviceStream implements LiveStream {
   readonly userId: string;
   readonly deviceId: string;
@@ -110,7 +115,7 @@ export class DeviceStream implements LiveStream {
           return;
         }
         if (await this.waitOrKeepAlive()) continue;
-        yield [create(ChatEventSchema, { time: timestampNow(), event: { case: "keepAlive", value: create(KeepAliveSchema) } })];
+        yield [keepAliveEvent()];
       }
     } finally {
       signal.removeEventListener("abort", onAbort);
