@@ -18,8 +18,8 @@
 //   switchboard.chat.deliver.<server_id> ChatDelivery     core NATS, to one
 //                                        chat server
 //   switchboard.presence.changed         PresenceChanged  core NATS
-//   switchboard.push.requests            PushRequest      JetStream stream
-//                                        PUSH (work queue, durable); publish
+//   switchboard.push.requests.<keyspace> PushRequest      JetStream stream
+//                                        PUSH_<keyspace> (work queue, durable); publish
 //                                        with header Nats-Msg-Id =
 //                                        notification_id for dedupe
 //
