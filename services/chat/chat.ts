@@ -12,6 +12,7 @@
  *   successor (smallest joinedId) as owner, in the same event (no separate ROLE_CHANGED).
  * - Live delivery goes through the Delivery port only; it never throws and never waits.
  */
+import type { MessageNotifier } from "./offline-push.js";
 import { randomBytes } from "node:crypto";
 import type { ChatEvent } from "../../gen/switchboard/chat/v1/chat_pb.js";
 import type { ChatConfig } from "../../platform/config.js";
@@ -74,6 +75,8 @@ export interface ChatDeps {
   readonly ids: IdMinter;
   readonly delivery: Delivery;
   readonly config: ChatConfig;
+  /** Told of each new message after it is stored and delivered live (offline pushes). */
+  readonly notifier?: MessageNotifier;
   /** Wall clock, Unix ms (tests drive it). */
   readonly now?: () => number;
   readonly random?: (n: number) => Uint8Array;
@@ -101,6 +104,7 @@ export class Chat {
   private readonly store: ChatStore;
   private readonly ids: IdMinter;
   private readonly delivery: Delivery;
+  private readonly notifier: MessageNotifier | undefined;
   readonly config: ChatConfig;
   private readonly now: () => number;
   private readonly random: (n: number) => Uint8Array;
@@ -110,6 +114,7 @@ export class Chat {
     this.store = deps.store;
     this.ids = deps.ids;
     this.delivery = deps.delivery;
+    this.notifier = deps.notifier;
     this.config = deps.config;
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? ((n) => randomBytes(n));
@@ -281,6 +286,7 @@ export class Chat {
     await this.store.putMessage(message);
     if (late) await this.reannounce(message);
     this.delivery.deliver(memberIds(channel), this.live(messageEvent(message, message.id, message.createdAt)));
+    this.notifier?.messageSent(message, memberIds(channel));
     return { message, duplicate: false };
   }
 

@@ -43,6 +43,7 @@ import { ChatServerRegistration, chatServersPath, newChatServerId, watchChatServ
 import { RoutedDelivery } from "./cluster/routed-delivery.js";
 import { relayPresenceToStreams } from "./presence-events.js";
 import { PresenceReporter, withPresenceReports } from "./presence-reporter.js";
+import { OfflinePush } from "./offline-push.js";
 import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
 import { Chat } from "./chat.js";
 import { toPbChannel, toPbMessage } from "./domain/events.js";
@@ -84,7 +85,15 @@ export const chatModule: ServiceModule = {
     const reported = withPresenceReports(delivery, reporter);
     // Presence transitions reach this server's own streams of the contacts (every server gets every change).
     const unrelay = relayPresenceToStreams(engine.bus, local, (what, err) => presenceLog.warn({ err, what }, "presence event dropped"));
-    const chat = new Chat({ store, ids, delivery: reported, config: config.chat });
+    // Members offline on every device get a push (asked of presence and push, off the send path).
+    const offlinePush = new OfflinePush({
+      presenceTarget: upstreamAddress("presence"),
+      pushTarget: upstreamAddress("push"),
+      channelOf: (id) => store.getChannel(id),
+      onError: (what, err) => log.warn({ err: err instanceof Error ? err.message : String(err), what }, "offline push"),
+      ...(registry ? { registry } : {}),
+    });
+    const chat = new Chat({ store, ids, delivery: reported, config: config.chat, notifier: offlinePush });
     const lifecycle = new StreamLifecycle();
     const resumes = registry
       ? new Counter({ name: "chat_resumes_total", help: "Sync calls from a saved cursor (devices catching up after a reconnect or a start)", registers: [registry] })
@@ -108,6 +117,7 @@ export const chatModule: ServiceModule = {
         unwatch();
         unrelay();
         await reporter.close();
+        await offlinePush.close();
         await registration?.close();
         delivery.close();
         await ids.close?.();

@@ -9,6 +9,7 @@ import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   GetPresenceResponseSchema,
+  ListOnlineResponseSchema,
   HeartbeatResponseSchema,
   PresenceService,
   PresenceState,
@@ -23,7 +24,7 @@ import { requireCaller } from "../../platform/identity.js";
 import { createChatStore } from "../chat/store.js";
 import type { ServiceModule } from "../module.js";
 import { ChatContacts } from "./adapters/chat-contacts.js";
-import { MAX_REPORTED_DEVICES, validateDeviceId, validateUserId, validateUserIds } from "./domain/validate.js";
+import { MAX_ONLINE_QUERY, MAX_REPORTED_DEVICES, validateDeviceId, validateUserId, validateUserIds } from "./domain/validate.js";
 import { busPublisher, PresenceWatchHub } from "./fanout.js";
 import type { DeviceBeat } from "./ports.js";
 import { Presence, type PresenceView } from "./presence.js";
@@ -37,7 +38,7 @@ export const presenceModule: ServiceModule = {
   name: "presence",
   desc: PresenceService,
   public: true,
-  internalMethods: ["ReportDevices"],
+  internalMethods: ["ReportDevices", "ListOnline"],
   // Device deadlines and states live in Redis; contacts are read from chat's channels in
   // Cassandra. Transitions ride NATS at most once (WatchPresence misses them while NATS is down;
   // GetPresence still answers), and the sweeper's lock is in ZooKeeper (offline detection pauses
@@ -127,6 +128,11 @@ export function presenceImpl(presence: Presence, hub: PresenceWatchHub): Partial
       }
       await presence.report(devices(req.live, "live"), devices(req.gone, "gone"));
       return create(ReportDevicesResponseSchema, { nextReportIn: durationFromMs(cfg.heartbeatIntervalMs) });
+    },
+    // Internal: whether to push (services/chat/offline-push.ts); no caller, so no contact filter.
+    async listOnline(req) {
+      const ids = validateUserIds(req.userIds, "user_ids", MAX_ONLINE_QUERY);
+      return create(ListOnlineResponseSchema, { onlineUserIds: await presence.online(ids) });
     },
   };
 }

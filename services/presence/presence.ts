@@ -92,6 +92,12 @@ export class Presence {
     return this.views(userIds, visible);
   }
 
+  /** ListOnline (internal, no contact filter): the users whose published state is online, in order. */
+  async online(userIds: readonly string[]): Promise<string[]> {
+    const records = await this.deps.store.read(userIds, this.now());
+    return userIds.filter((_, i) => records[i]?.online === true);
+  }
+
   /** WatchPresence's first answer: the caller and its contacts; the rest "unknown". */
   async snapshotForWatch(callerId: string, userIds: readonly string[]): Promise<PresenceView[]> {
     const contacts = await this.deps.contacts.contactsOf(callerId);

@@ -9,6 +9,8 @@ import { USER_ID_RULE, isValidUserId } from "../../../platform/user-id.js";
 export const MAX_USERS_PER_REQUEST = 500;
 /** ReportDevices: live + gone devices per request. */
 export const MAX_REPORTED_DEVICES = 10_000;
+/** User ids per ListOnline (internal): a group of the largest configurable size fits in one call. */
+export const MAX_ONLINE_QUERY = 1_000;
 
 const DEVICE_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
@@ -25,9 +27,9 @@ export function validateUserId(v: string, field: string): string {
 }
 
 /** 1..500 distinct valid user ids, in request order. */
-export function validateUserIds(ids: readonly string[], field = "user_ids"): readonly string[] {
-  if (ids.length === 0) throw invalidArgument(field, `must name 1-${MAX_USERS_PER_REQUEST} users (got none)`);
-  if (ids.length > MAX_USERS_PER_REQUEST) throw invalidArgument(field, `must name at most ${MAX_USERS_PER_REQUEST} users (got ${ids.length})`);
+export function validateUserIds(ids: readonly string[], field = "user_ids", max = MAX_USERS_PER_REQUEST): readonly string[] {
+  if (ids.length === 0) throw invalidArgument(field, `must name 1-${max} users (got none)`);
+  if (ids.length > max) throw invalidArgument(field, `must name at most ${max} users (got ${ids.length})`);
   const seen = new Set<string>();
   ids.forEach((u, i) => {
     validateUserId(u, `${field}[${i}]`);

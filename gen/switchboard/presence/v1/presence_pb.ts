@@ -32,7 +32,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/presence/v1/presence.proto.
  */
 export const file_switchboard_presence_v1_presence: GenFile = /*@__PURE__*/
-  fileDesc("CiZzd2l0Y2hib2FyZC9wcmVzZW5jZS92MS9wcmVzZW5jZS5wcm90bxIXc3dpdGNoYm9hcmQucHJlc2VuY2UudjEiigEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEjUKBXN0YXRlGAIgASgOMiYuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIyCg5sYXN0X3NlZW5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoQSGVhcnRiZWF0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSFQoNZ29pbmdfb2ZmbGluZRgCIAEoCCJ1ChFIZWFydGJlYXRSZXNwb25zZRI0ChFuZXh0X2hlYXJ0YmVhdF9pbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJPChNHZXRQcmVzZW5jZVJlc3BvbnNlEjgKCXByZXNlbmNlcxgBIAMoCzIlLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSIoChRXYXRjaFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJQChVXYXRjaFByZXNlbmNlUmVzcG9uc2USNwoIcHJlc2VuY2UYASABKAsyJS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2UiLwoJRGV2aWNlUmVmEg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJInoKFFJlcG9ydERldmljZXNSZXF1ZXN0EjAKBGxpdmUYASADKAsyIi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5EZXZpY2VSZWYSMAoEZ29uZRgCIAMoCzIiLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkRldmljZVJlZiJKChVSZXBvcnREZXZpY2VzUmVzcG9uc2USMQoObmV4dF9yZXBvcnRfaW4YASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24qZgoNUHJlc2VuY2VTdGF0ZRIeChpQUkVTRU5DRV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVBSRVNFTkNFX1NUQVRFX09OTElORRABEhoKFlBSRVNFTkNFX1NUQVRFX09GRkxJTkUQAjLGAwoPUHJlc2VuY2VTZXJ2aWNlEmIKCUhlYXJ0YmVhdBIpLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkhlYXJ0YmVhdFJlcXVlc3QaKi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5IZWFydGJlYXRSZXNwb25zZRJtCgtHZXRQcmVzZW5jZRIrLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVxdWVzdBosLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkdldFByZXNlbmNlUmVzcG9uc2UiA5ACARJwCg1XYXRjaFByZXNlbmNlEi0uc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuV2F0Y2hQcmVzZW5jZVJlcXVlc3QaLi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5XYXRjaFByZXNlbmNlUmVzcG9uc2UwARJuCg1SZXBvcnREZXZpY2VzEi0uc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUmVwb3J0RGV2aWNlc1JlcXVlc3QaLi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5SZXBvcnREZXZpY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiZzd2l0Y2hib2FyZC9wcmVzZW5jZS92MS9wcmVzZW5jZS5wcm90bxIXc3dpdGNoYm9hcmQucHJlc2VuY2UudjEiigEKDFVzZXJQcmVzZW5jZRIPCgd1c2VyX2lkGAEgASgJEjUKBXN0YXRlGAIgASgOMiYuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuUHJlc2VuY2VTdGF0ZRIyCg5sYXN0X3NlZW5fdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPAoQSGVhcnRiZWF0UmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSFQoNZ29pbmdfb2ZmbGluZRgCIAEoCCJ1ChFIZWFydGJlYXRSZXNwb25zZRI0ChFuZXh0X2hlYXJ0YmVhdF9pbhgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgd0aW1lb3V0GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIiYKEkdldFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJPChNHZXRQcmVzZW5jZVJlc3BvbnNlEjgKCXByZXNlbmNlcxgBIAMoCzIlLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLlVzZXJQcmVzZW5jZSIoChRXYXRjaFByZXNlbmNlUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSJQChVXYXRjaFByZXNlbmNlUmVzcG9uc2USNwoIcHJlc2VuY2UYASABKAsyJS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2UiLwoJRGV2aWNlUmVmEg8KB3VzZXJfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJInoKFFJlcG9ydERldmljZXNSZXF1ZXN0EjAKBGxpdmUYASADKAsyIi5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5EZXZpY2VSZWYSMAoEZ29uZRgCIAMoCzIiLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkRldmljZVJlZiJKChVSZXBvcnREZXZpY2VzUmVzcG9uc2USMQoObmV4dF9yZXBvcnRfaW4YASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iJQoRTGlzdE9ubGluZVJlcXVlc3QSEAoIdXNlcl9pZHMYASADKAkiLQoSTGlzdE9ubGluZVJlc3BvbnNlEhcKD29ubGluZV91c2VyX2lkcxgBIAMoCSpmCg1QcmVzZW5jZVN0YXRlEh4KGlBSRVNFTkNFX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVUFJFU0VOQ0VfU1RBVEVfT05MSU5FEAESGgoWUFJFU0VOQ0VfU1RBVEVfT0ZGTElORRACMrIECg9QcmVzZW5jZVNlcnZpY2USYgoJSGVhcnRiZWF0Eikuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuSGVhcnRiZWF0UmVxdWVzdBoqLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEm0KC0dldFByZXNlbmNlEisuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuR2V0UHJlc2VuY2VSZXF1ZXN0Giwuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuR2V0UHJlc2VuY2VSZXNwb25zZSIDkAIBEnAKDVdhdGNoUHJlc2VuY2USLS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5XYXRjaFByZXNlbmNlUmVxdWVzdBouLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLldhdGNoUHJlc2VuY2VSZXNwb25zZTABEm4KDVJlcG9ydERldmljZXMSLS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5SZXBvcnREZXZpY2VzUmVxdWVzdBouLnN3aXRjaGJvYXJkLnByZXNlbmNlLnYxLlJlcG9ydERldmljZXNSZXNwb25zZRJqCgpMaXN0T25saW5lEiouc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuTGlzdE9ubGluZVJlcXVlc3QaKy5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5MaXN0T25saW5lUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message switchboard.presence.v1.UserPresence
@@ -265,6 +265,44 @@ export const ReportDevicesResponseSchema: GenMessage<ReportDevicesResponse> = /*
   messageDesc(file_switchboard_presence_v1_presence, 9);
 
 /**
+ * @generated from message switchboard.presence.v1.ListOnlineRequest
+ */
+export type ListOnlineRequest = Message<"switchboard.presence.v1.ListOnlineRequest"> & {
+  /**
+   * 1..1,000 distinct user ids.
+   *
+   * @generated from field: repeated string user_ids = 1;
+   */
+  userIds: string[];
+};
+
+/**
+ * Describes the message switchboard.presence.v1.ListOnlineRequest.
+ * Use `create(ListOnlineRequestSchema)` to create a new message.
+ */
+export const ListOnlineRequestSchema: GenMessage<ListOnlineRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_presence_v1_presence, 10);
+
+/**
+ * @generated from message switchboard.presence.v1.ListOnlineResponse
+ */
+export type ListOnlineResponse = Message<"switchboard.presence.v1.ListOnlineResponse"> & {
+  /**
+   * The requested users that are online, in request order.
+   *
+   * @generated from field: repeated string online_user_ids = 1;
+   */
+  onlineUserIds: string[];
+};
+
+/**
+ * Describes the message switchboard.presence.v1.ListOnlineResponse.
+ * Use `create(ListOnlineResponseSchema)` to create a new message.
+ */
+export const ListOnlineResponseSchema: GenMessage<ListOnlineResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_presence_v1_presence, 11);
+
+/**
  * @generated from enum switchboard.presence.v1.PresenceState
  */
 export enum PresenceState {
@@ -360,6 +398,21 @@ export const PresenceService: GenService<{
     methodKind: "unary";
     input: typeof ReportDevicesRequestSchema;
     output: typeof ReportDevicesResponseSchema;
+  },
+  /**
+   * INTERNAL (never forwarded by the gateway): which of these users are online
+   * now (the published, debounced state GetPresence reports), for a service
+   * deciding whether to push a notification. No contact filter: internal
+   * callers only. At most 1,000 distinct user ids.
+   *
+   * Errors: INVALID_ARGUMENT (empty list, too many or repeated user ids).
+   *
+   * @generated from rpc switchboard.presence.v1.PresenceService.ListOnline
+   */
+  listOnline: {
+    methodKind: "unary";
+    input: typeof ListOnlineRequestSchema;
+    output: typeof ListOnlineResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_presence_v1_presence, 0);
