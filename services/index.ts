@@ -11,8 +11,9 @@ export const SERVICE_MODULES: Readonly<Record<ServiceName, ServiceModule>> = {
   tokenrange: tokenrangeModule,
   shortener: shortenerModule,
   redirect: redirectModule,
-  // Before chat: a chat server reports its streams' devices to presence (upstreamAddress).
+  // Before chat: a chat server reports its streams' devices to presence and asks presence and
+  // push about offline members (upstreamAddress).
   presence: presenceModule,
-  chat: chatModule,
   push: pushModule,
+  chat: chatModule,
 };
