@@ -294,5 +294,12 @@ export function presenceEndToEndSuite(engine: string, target: () => PresenceE2eT
       expect(r.presences[0]!.lastSeenTime).toBeUndefined();
       expect(stateName(r.presences[0]!.state)).not.toBe("ONLINE");
     });
+
+    it("ListOnline (internal, no contact filter) is not served at the edge: nobody learns a stranger's state through it", async () => {
+      const carol = createClient(PresenceService, transportFor("connect-1.1", target().baseUrl, [withHeaders(bearer(target().tokenFor(CAROL)))]));
+      const err = await carol.listOnline({ userIds: [ALICE] }).catch((e: unknown) => e);
+      expect((err as ConnectError).code).toBe(Code.Unimplemented);
+      expect((err as ConnectError).rawMessage).toMatch(/internal/);
+    });
   });
 }
