@@ -203,6 +203,22 @@ describe("grpc server + client through the protobuf-es adapter", () => {
     client.close();
   });
 
+  it("many concurrent calls on one server raise no MaxListenersExceededWarning (every call listens to the server's stop signal)", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on("warning", onWarning);
+    const client = createGrpcClient(Health, target);
+    const acs = Array.from({ length: 25 }, () => new AbortController());
+    const its = acs.map((ac) => client.watch({ service: "many" }, { signal: ac.signal })[Symbol.asyncIterator]());
+    for (const it of its) expect((await it.next()).value.status).toBe(ServingStatus.SERVICE_UNKNOWN);
+    await new Promise((r) => setTimeout(r, 50));
+    for (const ac of acs) ac.abort();
+    for (const it of its) await it.return?.().catch(() => {});
+    process.off("warning", onWarning);
+    client.close();
+    expect(warnings.filter((w) => w.name === "MaxListenersExceededWarning").map((w) => w.message)).toEqual([]);
+  });
+
   it("reflection v1 over bidi: list, symbols, nested names, each file once per stream, NOT_FOUND", async () => {
     const client = createGrpcClient(ServerReflection, target);
     async function* requests() {

@@ -7,6 +7,7 @@
  * marks health NOT_SERVING, drains in-flight calls (tryShutdown), forces the rest after
  * graceMs, then runs the registered closers in reverse registration order.
  */
+import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
@@ -83,6 +84,9 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
   const server = new Server({ ...DEFAULT_SERVER_OPTIONS, ...options.serverOptions });
 
   const hardStop = new AbortController();
+  // Every call in flight listens to it (and stops listening when it ends): thousands of streams
+  // are normal here, not a leak.
+  setMaxListeners(0, hardStop.signal);
   const handlerOptions: GrpcHandlerOptions = {
     log,
     shutdownSignal: hardStop.signal,
