@@ -8,9 +8,10 @@
  *
  * Never on the send path: the sender's ack does not wait for presence or push. Asks are queued
  * in memory (bounded: beyond `maxPending` messages they are dropped and counted) and retried
- * with backoff while presence or push answer UNAVAILABLE; a chat server that dies with asks in
- * its queue loses those pushes (the messages themselves are stored and reach the devices by
- * Sync), see services/push/README.md.
+ * with backoff while presence or push answer UNAVAILABLE; when that fails too, asks are dropped
+ * (counted) for a few seconds rather than queued behind a dead service. A chat server that dies
+ * with asks in its queue loses those pushes. The messages themselves are stored either way and
+ * reach the devices by Sync (services/push/README.md).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
@@ -38,10 +39,12 @@ export interface OfflinePushOptions {
   readonly maxPending?: number;
   /** Messages whose asks run at once. Default 8. */
   readonly concurrency?: number;
-  /** Attempts per call while the service answers UNAVAILABLE. Default 4. */
+  /** Attempts per call while the service answers UNAVAILABLE. Default 3. */
   readonly attempts?: number;
 }
 
+/** After asks failed past their retries, new ones are dropped for this long (not queued behind a dead service). */
+const PAUSE_AFTER_FAILURE_MS = 5_000;
 /** Presence's ListOnline takes at most this many ids per call. */
 const ONLINE_QUERY = 1_000;
 const BODY_MAX = 2_000;
@@ -60,6 +63,9 @@ export class OfflinePush implements MessageNotifier {
   private readonly queue: Job[] = [];
   private running = 0;
   private closed = false;
+  /** While presence or push is unreachable, asks are dropped (counted) instead of piling up retries. */
+  private pausedUntil = 0;
+  private lastErrorLogAt = 0;
   private readonly idle: (() => void)[] = [];
   private readonly onError: (what: string, err: unknown) => void;
   private readonly metrics: { queued: Counter; dropped: Counter; failed: Counter } | undefined;
@@ -81,7 +87,7 @@ export class OfflinePush implements MessageNotifier {
   messageSent(message: MessageRecord, memberIds: readonly string[]): void {
     if (this.closed) return;
     if (!memberIds.some((u) => u !== message.senderId)) return;
-    if (this.queue.length >= (this.opts.maxPending ?? 10_000)) {
+    if (this.queue.length >= (this.opts.maxPending ?? 10_000) || Date.now() < this.pausedUntil) {
       this.metrics?.dropped.inc();
       return;
     }
@@ -116,7 +122,7 @@ export class OfflinePush implements MessageNotifier {
       void this.handle(jobs)
         .catch((err: unknown) => {
           this.metrics?.failed.inc();
-          this.onError("offline push", err);
+          this.failed("offline push: presence unreachable, pushes for these messages dropped", err);
         })
         .finally(() => {
           this.running -= jobs.length;
@@ -152,12 +158,21 @@ export class OfflinePush implements MessageNotifier {
     const failed = (await Promise.allSettled(asks)).filter((r) => r.status === "rejected");
     if (failed.length > 0) {
       this.metrics?.failed.inc(failed.length);
-      this.onError(`offline push: ${failed.length} of ${asks.length} notifications not queued`, failed[0]!.reason);
+      this.failed(`offline push: ${failed.length} of ${asks.length} notifications not queued`, failed[0]!.reason);
     }
   }
 
+  /** Pauses asks for a while after a failure that outlived its retries; logs at most every 10 s. */
+  private failed(what: string, err: unknown): void {
+    const now = Date.now();
+    this.pausedUntil = now + PAUSE_AFTER_FAILURE_MS;
+    if (now - this.lastErrorLogAt < 10_000) return;
+    this.lastErrorLogAt = now;
+    this.onError(what, err);
+  }
+
   private async retrying<T>(call: () => Promise<T>): Promise<T> {
-    const attempts = this.opts.attempts ?? 4;
+    const attempts = this.opts.attempts ?? 3;
     for (let i = 1; ; i++) {
       try {
         return await call();
