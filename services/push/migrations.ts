@@ -15,7 +15,7 @@ export const pushMigrations: MigrationSet = {
           user_id text,
           device_id text,
           platform text,
-          token text,
+          device_token text,
           display_name text,
           created_at timestamp,
           updated_at timestamp,

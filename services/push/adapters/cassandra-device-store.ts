@@ -49,7 +49,7 @@ export class CassandraDeviceStore implements DeviceStore {
     const writeId = randomUUID();
     const stored: StoredDevice = { ...device, createdAtMs: existing?.createdAtMs ?? nowMs, updatedAtMs: nowMs };
     await this.cql.execute(
-      "INSERT INTO push_devices (user_id, device_id, platform, token, display_name, created_at, updated_at, write_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO push_devices (user_id, device_id, platform, device_token, display_name, created_at, updated_at, write_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       [device.userId, device.deviceId, device.platform, device.token, device.displayName, new Date(stored.createdAtMs), new Date(nowMs), writeId],
       write,
     );
@@ -81,12 +81,12 @@ export class CassandraDeviceStore implements DeviceStore {
 
   async removeIfToken(userId: string, deviceId: string, token: string): Promise<boolean> {
     await this.ensureSchema();
-    return this.cql.executeLwt("DELETE FROM push_devices WHERE user_id = ? AND device_id = ? IF token = ?", [userId, deviceId, token]);
+    return this.cql.executeLwt("DELETE FROM push_devices WHERE user_id = ? AND device_id = ? IF device_token = ?", [userId, deviceId, token]);
   }
 
   private async rows(userId: string): Promise<Row[]> {
     const rows = await this.cql.execute(
-      "SELECT device_id, platform, token, display_name, created_at, updated_at, write_id FROM push_devices WHERE user_id = ?",
+      "SELECT device_id, platform, device_token, display_name, created_at, updated_at, write_id FROM push_devices WHERE user_id = ?",
       [userId],
       read,
     );
@@ -99,12 +99,12 @@ function toRow(userId: string, r: CqlRow): Row | undefined {
   const created = r["created_at"];
   const updated = r["updated_at"];
   // A row cut in half (a delete racing an insert of other columns) is not a device.
-  if (typeof platform !== "string" || !PLATFORMS.has(platform) || typeof r["token"] !== "string" || !(updated instanceof Date)) return undefined;
+  if (typeof platform !== "string" || !PLATFORMS.has(platform) || typeof r["device_token"] !== "string" || !(updated instanceof Date)) return undefined;
   return {
     userId,
     deviceId: String(r["device_id"]),
     platform: platform as Platform,
-    token: r["token"],
+    token: r["device_token"],
     displayName: typeof r["display_name"] === "string" ? r["display_name"] : "",
     createdAtMs: created instanceof Date ? created.getTime() : updated.getTime(),
     updatedAtMs: updated.getTime(),
