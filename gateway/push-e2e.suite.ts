@@ -8,11 +8,11 @@
  * allowed: each refusal below is the internal-address rule, not a missing allowlist entry.
  * 93.184.215.14 is a public literal address (no DNS needed on a machine without it).
  */
-import { create } from "@bufbuild/protobuf";
+import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
-import { Platform, PushService, SendNotificationRequestSchema } from "../gen/switchboard/push/v1/push_pb.js";
+import { ListDevicesResponseSchema, Platform, PushService, SendNotificationRequestSchema } from "../gen/switchboard/push/v1/push_pb.js";
 import type { Engine } from "../platform/engine.js";
 import { createGrpcClient } from "../platform/grpc/client.js";
 import type { Consumption } from "../platform/ports/event-bus.js";
@@ -92,7 +92,7 @@ export function pushEndToEndSuite(engine: string, target: () => PushE2eTarget): 
         ["tablet", APNS_TOKEN.slice(-8)],
         ["phone", FCM_TOKEN.slice(-8)],
       ]);
-      expect(JSON.stringify(list)).not.toContain(FCM_TOKEN.slice(0, 40));
+      expect(toJsonString(ListDevicesResponseSchema, list)).not.toContain(FCM_TOKEN.slice(0, 40));
       await new Promise((r) => setTimeout(r, 5));
       const again = await alice.registerDevice({ deviceId: "phone", platform: Platform.FCM, token: `${FCM_TOKEN}-v2`, displayName: "Pixel 9" });
       expect(again.device!.tokenHint).toBe(`${FCM_TOKEN}-v2`.slice(-8));
