@@ -428,10 +428,11 @@ function pushConfig(
 
 /**
  * Comma-separated exact hosts or "*.suffix" patterns, lower-cased; IPv6 literals with or without
- * brackets. Unset = the fallback; set but empty = none.
+ * brackets. Unset (or empty, as every variable here) = the fallback; "none" = no host at all.
  */
 function hostPatterns(variable: string, raw: string | undefined, fallback: readonly string[]): readonly string[] {
   if (raw === undefined) return fallback;
+  if (raw.toLowerCase() === "none") return [];
   const out: string[] = [];
   for (const item of raw.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "")) {
     const host = item.replace(/^\[(.*)\]$/, "$1");
