@@ -1,6 +1,8 @@
+import { createServer, get, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { isDomainError } from "../../../platform/errors.js";
-import { createTargetGuard, type Lookup } from "./target-guard.js";
+import { createGuardedLookup, createTargetGuard, type Lookup } from "./target-guard.js";
 
 /** A resolver answering from a table (names missing from it do not exist). */
 const table = (answers: Record<string, string[]>): Lookup => async (host) => {
@@ -73,5 +75,34 @@ describe("createTargetGuard", () => {
   it("the system resolver: localhost resolves to loopback and is refused", async () => {
     const real = createTargetGuard({ hosts: ["localhost"], allowPrivate: false });
     expect(await real(new URL("https://localhost/x"))).toContain("resolves to an internal address");
+  });
+});
+
+describe("createGuardedLookup (the lookup the HTTP client connects with)", () => {
+  const fetchVia = (port: number, allowPrivate: boolean) =>
+    new Promise<string>((resolve) => {
+      const req = get({ host: "localhost", port, path: "/", lookup: createGuardedLookup({ allowPrivate }) }, (res) => {
+        res.resume();
+        resolve(String(res.statusCode));
+      });
+      req.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+
+  it("a name resolving to loopback is never connected to unless private targets are allowed", async () => {
+    let hits = 0;
+    const server: Server = createServer((_, res) => {
+      hits++;
+      res.end("ok");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      expect(await fetchVia(port, false)).toBe("EINTERNALTARGET");
+      expect(hits).toBe(0);
+      expect(await fetchVia(port, true)).toBe("200");
+      expect(hits).toBe(1);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

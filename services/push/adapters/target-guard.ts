@@ -7,7 +7,9 @@
  * Returns the reason a URL must not be called, or undefined when it may be. A resolver that
  * cannot answer now (timeout, SERVFAIL) throws Unavailable: retry later, neither allowed nor refused.
  */
+import { lookup as dnsLookupCb, type LookupAddress, type LookupOptions } from "node:dns";
 import { lookup as dnsLookup } from "node:dns/promises";
+import type { LookupFunction } from "node:net";
 import { DomainError } from "../../../platform/errors.js";
 import { hostAllowed, isInternalAddress, literalAddress, normalHost, type TargetPolicy } from "../domain/targets.js";
 
@@ -63,4 +65,26 @@ async function resolve(lookup: Lookup, host: string, timeoutMs: number): Promise
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A `lookup` for the HTTP client (http.Agent / https.Agent `lookup` option, or a socket's) that
+ * fails for a name resolving to an internal address. The guard above checks before a request;
+ * this checks the very answer the connection uses, so a resolver that answers differently
+ * between the check and the connect (DNS rebinding with a short TTL) gets nowhere.
+ */
+export function createGuardedLookup(policy: Pick<TargetPolicy, "allowPrivate">): LookupFunction {
+  const guarded = (hostname: string, options: LookupOptions, callback: (...args: unknown[]) => void): void => {
+    dnsLookupCb(hostname, { ...options, all: true }, (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => {
+      if (err) return callback(err);
+      const internal = policy.allowPrivate ? undefined : addresses.find((a) => isInternalAddress(a.address));
+      if (internal) {
+        return callback(Object.assign(new Error(`${hostname} resolves to an internal address (${internal.address}): refused`), { code: "EINTERNALTARGET" }));
+      }
+      if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} does not resolve`), { code: "ENOTFOUND" }));
+      if (options.all) return callback(null, addresses);
+      callback(null, addresses[0]!.address, addresses[0]!.family);
+    });
+  };
+  return guarded as unknown as LookupFunction;
 }
