@@ -18,6 +18,7 @@ import {
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceDeps, ServiceModule } from "../module.js";
 import { createTargetGuard } from "./adapters/target-guard.js";
+import { targetPolicies } from "./domain/targets.js";
 import { tokenHint } from "./domain/validate.js";
 import type { DeviceStore, Platform, StoredDevice } from "./ports.js";
 import { Push } from "./push.js";
@@ -57,15 +58,15 @@ export interface PushCore {
 /** The registry and the enqueue side, built from the service's deps. */
 export function createPushCore({ config, log, engine, registry }: ServiceDeps): PushCore {
   const store = createDeviceStore(engine, log);
-  const policy = (hosts: readonly string[]) => ({ hosts, allowPrivate: config.push.allowPrivateTargets });
+  const policies = targetPolicies(config.push);
   const push = new Push({
     store,
     bus: engine.bus,
     cache: engine.cache,
     keyspace: config.cassandra.keyspace,
     config: config.push,
-    webPushGuard: createTargetGuard(policy(config.push.webPushHosts)),
-    webhookGuard: createTargetGuard(policy(config.push.webhookHosts)),
+    webPushGuard: createTargetGuard(policies.webPush),
+    webhookGuard: createTargetGuard(policies.webhook),
     log,
     ...(registry ? { registry } : {}),
   });

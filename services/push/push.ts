@@ -43,7 +43,7 @@ export interface RegisterRequest {
   readonly displayName: string;
 }
 
-export type SendRequest = Omit<NotificationRequest, never>;
+export type SendRequest = NotificationRequest;
 
 export class Push {
   private readonly now: () => number;

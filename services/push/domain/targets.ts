@@ -9,6 +9,7 @@
  * is adapters/target-guard.ts, which providers call again at send time (DNS rebinding).
  */
 import { isIP } from "node:net";
+import type { PushConfig } from "../../../platform/config.js";
 import { ipv6Groups, isNonPublicIp } from "../../shortener/domain/public-address.js";
 
 export interface TargetPolicy {
@@ -16,6 +17,17 @@ export interface TargetPolicy {
   readonly hosts: readonly string[];
   /** Skip the internal-address rule (tests with local endpoints); the allowlist still applies. */
   readonly allowPrivate: boolean;
+}
+
+/** The policies of the two user-chosen targets, from config.push (registration and providers share them). */
+export function targetPolicies(push: Pick<PushConfig, "webPushHosts" | "webhookHosts" | "allowPrivateTargets">): {
+  readonly webPush: TargetPolicy;
+  readonly webhook: TargetPolicy;
+} {
+  return {
+    webPush: { hosts: push.webPushHosts, allowPrivate: push.allowPrivateTargets },
+    webhook: { hosts: push.webhookHosts, allowPrivate: push.allowPrivateTargets },
+  };
 }
 
 /** A URL's hostname as the allowlist and the resolver see it: lower case, no brackets, no trailing dot. */
