@@ -32,8 +32,8 @@ describe("validateRegistration", () => {
     const wp = reg("web-push", JSON.stringify({ keys: { auth: AUTH, p256dh: P256DH }, expirationTime: null, endpoint: "https://fcm.googleapis.com/fcm/send/abc" }));
     expect(wp.token).toBe(sub());
     expect(wp.target?.hostname).toBe("fcm.googleapis.com");
-    const hook = reg("webhook", "https://hooks.example.com/push?x=1");
-    expect(hook.target?.href).toBe("https://hooks.example.com/push?x=1");
+    const hook = reg("webhook", "https://Hooks.Example.com:443/push?x=1");
+    expect([hook.token, hook.target?.href]).toEqual(["https://hooks.example.com/push?x=1", "https://hooks.example.com/push?x=1"]);
     expect(reg("fcm", "t", { deviceId: "A-z_0.9:" + "x".repeat(56), displayName: "é".repeat(100) }).deviceId).toHaveLength(64);
   });
 

@@ -75,8 +75,11 @@ export function validateRegistration(req: {
       const sub = webPushSubscription(req.token);
       return { ...base, token: sub.token, target: sub.endpoint };
     }
-    case "webhook":
-      return { ...base, token: req.token, target: httpsTarget(req.token, "token", "webhook target") };
+    case "webhook": {
+      // Stored as the parser spells it (host lower-cased, default port dropped): one URL, one token.
+      const url = httpsTarget(req.token, "token", "webhook target");
+      return { ...base, token: url.href, target: url };
+    }
   }
 }
 
