@@ -76,6 +76,8 @@ export interface Config {
   readonly chat: ChatConfig;
   /** The presence service (services/presence/README.md). */
   readonly presence: PresenceConfig;
+  /** The push service's registry, targets and queue (services/push/README.md). */
+  readonly push: PushConfig;
   /** SWITCHBOARD_CODE_KEY as given (validated by the token-range code-key loader). */
   readonly codeKey: string | undefined;
   /**
@@ -129,6 +131,30 @@ export interface PresenceConfig {
   /** Concurrent WatchPresence streams per caller. */
   readonly watchesPerCaller: number;
 }
+
+/** Push registry limits, notification lifetimes and the target policy (services/push/README.md). */
+export interface PushConfig {
+  /** Devices one user may register. */
+  readonly maxDevicesPerUser: number;
+  /** A notification without expire_time is dropped this long after it was queued. */
+  readonly defaultTtlMs: number;
+  /** The furthest expire_time SendNotification accepts (the queue keeps requests at most 7 days). */
+  readonly maxTtlMs: number;
+  /** Hosts Web Push endpoints may be on: exact names or "*.suffix". */
+  readonly webPushHosts: readonly string[];
+  /** Hosts webhook targets may be on; empty = webhook devices are refused. */
+  readonly webhookHosts: readonly string[];
+  /** Let allowed hosts resolve to loopback/private addresses (tests with local endpoints only). */
+  readonly allowPrivateTargets: boolean;
+}
+
+/** The well-known browser push services (Chrome/Edge via FCM, Firefox, Safari, legacy Edge/WNS). */
+export const DEFAULT_WEB_PUSH_HOSTS: readonly string[] = [
+  "fcm.googleapis.com",
+  "updates.push.services.mozilla.com",
+  "*.push.apple.com",
+  "*.notify.windows.com",
+];
 
 /** Transport limits of the public port (gateway/transport-limits.ts enforces them). */
 export interface GatewayLimits {
@@ -323,6 +349,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     chat: chatConfig(int),
     presence: presenceConfig(int),
+    push: pushConfig(int, bool, read),
     codeKey: read("SWITCHBOARD_CODE_KEY"),
     mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
   };
@@ -374,6 +401,46 @@ function presenceConfig(int: (name: string, fallback: number, min: number, max: 
     contactsTtlMs: int("SWITCHBOARD_PRESENCE_CONTACTS_TTL_MS", 10_000, 1, 600_000),
     watchesPerCaller: int("SWITCHBOARD_PRESENCE_WATCHES_PER_CALLER", 8, 1, 1_000),
   };
+}
+
+/** The queue keeps a request at most this long (services/push/queue.ts PUSH_STREAM_OPTIONS.maxAgeMs). */
+const PUSH_MAX_TTL_MS = 7 * 86_400_000;
+
+function pushConfig(
+  int: (name: string, fallback: number, min: number, max: number) => number,
+  bool: (name: string, fallback: boolean) => boolean,
+  read: (name: string) => string | undefined,
+): PushConfig {
+  const maxTtlMs = int("SWITCHBOARD_PUSH_MAX_TTL_MS", PUSH_MAX_TTL_MS, 60_000, PUSH_MAX_TTL_MS);
+  const defaultTtlMs = int("SWITCHBOARD_PUSH_DEFAULT_TTL_MS", 86_400_000, 1_000, PUSH_MAX_TTL_MS);
+  if (defaultTtlMs > maxTtlMs) {
+    throw new ConfigError("SWITCHBOARD_PUSH_DEFAULT_TTL_MS", `must be at most SWITCHBOARD_PUSH_MAX_TTL_MS (${maxTtlMs}; got ${defaultTtlMs})`);
+  }
+  return {
+    maxDevicesPerUser: int("SWITCHBOARD_PUSH_MAX_DEVICES_PER_USER", 5, 1, 100),
+    defaultTtlMs,
+    maxTtlMs,
+    webPushHosts: hostPatterns("SWITCHBOARD_PUSH_WEB_PUSH_HOSTS", read("SWITCHBOARD_PUSH_WEB_PUSH_HOSTS"), DEFAULT_WEB_PUSH_HOSTS),
+    webhookHosts: hostPatterns("SWITCHBOARD_PUSH_WEBHOOK_HOSTS", read("SWITCHBOARD_PUSH_WEBHOOK_HOSTS"), []),
+    allowPrivateTargets: bool("SWITCHBOARD_PUSH_ALLOW_PRIVATE_TARGETS", false),
+  };
+}
+
+/**
+ * Comma-separated exact hosts or "*.suffix" patterns, lower-cased; IPv6 literals with or without
+ * brackets. Unset (or empty, as every variable here) = the fallback; "none" = no host at all.
+ */
+function hostPatterns(variable: string, raw: string | undefined, fallback: readonly string[]): readonly string[] {
+  if (raw === undefined) return fallback;
+  if (raw.toLowerCase() === "none") return [];
+  const out: string[] = [];
+  for (const item of raw.split(",").map((s) => s.trim().toLowerCase()).filter((s) => s !== "")) {
+    const host = item.replace(/^\[(.*)\]$/, "$1");
+    const ok = host.includes(":") ? /^[0-9a-f:.]+$/.test(host) : /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(host);
+    if (!ok) throw new ConfigError(variable, `must be host names, IP addresses or *.suffix patterns separated by commas (got "${item}")`);
+    out.push(host);
+  }
+  return out;
 }
 
 /**

@@ -1,13 +1,139 @@
-import { PushService } from "../../gen/switchboard/push/v1/push_pb.js";
-import type { ServiceModule } from "../module.js";
-import { notYetImplemented } from "../not-yet.js";
+/**
+ * PushService over gRPC (public through the gateway, except SendNotification): protobuf <-> the
+ * Push use cases. services/push/README.md describes the design.
+ */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  DeviceSchema,
+  ListDevicesResponseSchema,
+  Platform as PbPlatform,
+  PushService,
+  RegisterDeviceResponseSchema,
+  SendNotificationResponseSchema,
+  UnregisterDeviceResponseSchema,
+  type Device,
+} from "../../gen/switchboard/push/v1/push_pb.js";
+import { requireCaller } from "../../platform/identity.js";
+import type { ServiceDeps, ServiceModule } from "../module.js";
+import { createTargetGuard } from "./adapters/target-guard.js";
+import { targetPolicies } from "./domain/targets.js";
+import { tokenHint } from "./domain/validate.js";
+import type { DeviceStore, Platform, StoredDevice } from "./ports.js";
+import { Push } from "./push.js";
+import { createDeviceStore } from "./store.js";
 
 export const pushModule: ServiceModule = {
   name: "push",
   desc: PushService,
   public: true,
-  // A stub: answers Unimplemented without touching any backend.
-  needs: [],
   internalMethods: ["SendNotification"],
-  create: async () => notYetImplemented(PushService, "planned for a later release"),
+  // Devices live in Cassandra and SendNotification answers only once JetStream stored the
+  // request. Redis holds the 24 h dedupe markers only: without it JetStream's msg-id window still
+  // dedupes retries, so it is not a need.
+  needs: ["cassandra", "nats"],
+  async create(deps) {
+    const core = createPushCore(deps);
+    // Lead: start the queue worker here, next to the registry, e.g.
+    //   const worker = startPushWorker({ store: core.store, bus: deps.engine.bus, ... });
+    // and stop it in close() before core.close().
+    return {
+      impl: core.impl,
+      close: async () => {
+        await core.close();
+      },
+    };
+  },
 };
+
+export interface PushCore {
+  readonly push: Push;
+  /** The device store, shared with the worker (one per engine on the memory engine). */
+  readonly store: DeviceStore;
+  readonly impl: Partial<ServiceImpl<typeof PushService>>;
+  close(): Promise<void>;
+}
+
+/** The registry and the enqueue side, built from the service's deps. */
+export function createPushCore({ config, log, engine, registry }: ServiceDeps): PushCore {
+  const store = createDeviceStore(engine, log);
+  const policies = targetPolicies(config.push);
+  const push = new Push({
+    store,
+    bus: engine.bus,
+    cache: engine.cache,
+    keyspace: config.cassandra.keyspace,
+    config: config.push,
+    webPushGuard: createTargetGuard(policies.webPush),
+    webhookGuard: createTargetGuard(policies.webhook),
+    log,
+    ...(registry ? { registry } : {}),
+  });
+  return {
+    push,
+    store,
+    impl: pushImpl(push),
+    // The store belongs to the engine (memory: shared per engine; Cassandra: the engine's session).
+    close: async () => {},
+  };
+}
+
+/** The handlers; exported for tests that build Push on their own ports. */
+export function pushImpl(push: Push): Partial<ServiceImpl<typeof PushService>> {
+  const user = (ctx: HandlerContext) => requireCaller(ctx).userId;
+  return {
+    async registerDevice(req, ctx) {
+      const caller = user(ctx);
+      const device = await push.register(caller, {
+        deviceId: req.deviceId,
+        platform: fromPb(req.platform),
+        token: req.token,
+        displayName: req.displayName,
+      });
+      return create(RegisterDeviceResponseSchema, { device: toPb(device) });
+    },
+    async unregisterDevice(req, ctx) {
+      await push.unregister(user(ctx), req.deviceId);
+      return create(UnregisterDeviceResponseSchema, {});
+    },
+    async listDevices(_req, ctx) {
+      const devices = await push.list(user(ctx));
+      return create(ListDevicesResponseSchema, { devices: devices.map(toPb) });
+    },
+    // Internal (the gateway never forwards it): user_id names the recipient, not the caller.
+    async sendNotification(req) {
+      const r = await push.send({
+        notificationId: req.notificationId,
+        userId: req.userId,
+        title: req.title,
+        body: req.body,
+        data: req.data,
+        expireAtMs: req.expireTime ? timestampMs(req.expireTime) : undefined,
+        collapseKey: req.collapseKey,
+      });
+      return create(SendNotificationResponseSchema, { duplicate: r.duplicate });
+    },
+  };
+}
+
+const PLATFORMS: ReadonlyMap<PbPlatform, Platform> = new Map([
+  [PbPlatform.FCM, "fcm"],
+  [PbPlatform.APNS, "apns"],
+  [PbPlatform.WEB_PUSH, "web-push"],
+  [PbPlatform.WEBHOOK, "webhook"],
+]);
+
+const fromPb = (p: PbPlatform): Platform | undefined => PLATFORMS.get(p);
+
+function toPb(d: StoredDevice): Device {
+  const platform = [...PLATFORMS].find(([, v]) => v === d.platform)![0];
+  return create(DeviceSchema, {
+    deviceId: d.deviceId,
+    platform,
+    tokenHint: tokenHint(d.token),
+    displayName: d.displayName,
+    createTime: timestampFromMs(d.createdAtMs),
+    updateTime: timestampFromMs(d.updatedAtMs),
+  });
+}

@@ -320,14 +320,17 @@ export enum Platform {
 
   /**
    * Web Push (RFC 8030). token = the browser PushSubscription as JSON
-   * ({"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}).
+   * ({"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}); the endpoint
+   * must be on a push service the operator allows (by default the browsers'
+   * own: FCM, Mozilla, Apple, Windows).
    *
    * @generated from enum value: PLATFORM_WEB_PUSH = 3;
    */
   WEB_PUSH = 3,
 
   /**
-   * Generic webhook. token = an https URL that receives a JSON POST.
+   * Generic webhook. token = an https URL that receives a JSON POST, on a
+   * host the operator allows (no credentials, no fragment).
    *
    * @generated from enum value: PLATFORM_WEBHOOK = 4;
    */
@@ -347,11 +350,15 @@ export const PushService: GenService<{
   /**
    * Registers (or refreshes) a device of the caller. Idempotent by
    * (platform, token) and by device_id: re-registering updates the entry.
-   * At most 5 devices per user.
+   * At most 5 devices per user (SWITCHBOARD_PUSH_MAX_DEVICES_PER_USER).
    *
    * Errors: INVALID_ARGUMENT (platform unspecified, token or device_id
-   * invalid), RESOURCE_EXHAUSTED (the caller already has 5 other devices;
-   * unregister one first).
+   * invalid, a target URL that is not https or carries credentials or a
+   * fragment), PERMISSION_DENIED (a webhook target or Web Push endpoint this
+   * server may not call: its host is not on the operator's allowlist, or it
+   * is or resolves to an internal address; webhook devices are refused while
+   * the operator allows no webhook host), RESOURCE_EXHAUSTED (the caller
+   * already has 5 other devices; unregister one first).
    *
    * @generated from rpc switchboard.push.v1.PushService.RegisterDevice
    */
