@@ -70,7 +70,7 @@ export class Push {
   }
 
   async register(userId: string, req: RegisterRequest): Promise<StoredDevice> {
-    const reg = validateRegistration(req);
+    const reg = validateRegistration(req, this.deps.config.allowPrivateTargets);
     if (reg.target) await this.checkTarget(reg.platform, reg.target);
     const cap = this.deps.config.maxDevicesPerUser;
     const out = await this.deps.store.register(

@@ -67,6 +67,14 @@ describe("validateRegistration", () => {
     expect(refusal(f)).toContain(message);
   });
 
+  it("plain http targets only when private targets are allowed (local provider test servers), never other schemes", () => {
+    const local = (platform: Platform, token: string) => validateRegistration({ deviceId: "d", platform, token, displayName: "" }, true);
+    expect(local("webhook", "http://127.0.0.1:8080/hook").token).toBe("http://127.0.0.1:8080/hook");
+    expect(local("web-push", sub({ endpoint: "http://127.0.0.1:8081/push/x" })).token).toContain("http://127.0.0.1:8081/push/x");
+    expect(refusal(() => local("webhook", "ftp://127.0.0.1/hook"))).toContain("must use https (got ftp)");
+    expect(refusal(() => reg("webhook", "http://127.0.0.1:8080/hook"))).toContain("must use https (got http)");
+  });
+
   it("token_hint is the last 8 characters", () => {
     expect(tokenHint("0123456789abcdef")).toBe("89abcdef");
     expect(tokenHint("short")).toBe("short");

@@ -50,12 +50,16 @@ export interface DeviceRegistration {
 }
 
 /** RegisterDevice's fields; `platform` undefined = PLATFORM_UNSPECIFIED or an unknown value. */
-export function validateRegistration(req: {
-  readonly deviceId: string;
-  readonly platform: Platform | undefined;
-  readonly token: string;
-  readonly displayName: string;
-}): DeviceRegistration {
+export function validateRegistration(
+  req: {
+    readonly deviceId: string;
+    readonly platform: Platform | undefined;
+    readonly token: string;
+    readonly displayName: string;
+  },
+  /** Plain http targets too: only with private targets allowed, i.e. local test endpoints. */
+  allowHttp = false,
+): DeviceRegistration {
   const deviceId = validateDeviceId(req.deviceId);
   if (req.platform === undefined) {
     throw invalidArgument("platform", "is required: one of PLATFORM_FCM, PLATFORM_APNS, PLATFORM_WEB_PUSH, PLATFORM_WEBHOOK");
@@ -72,12 +76,12 @@ export function validateRegistration(req: {
     case "apns":
       return { ...base, token: apnsToken(req.token) };
     case "web-push": {
-      const sub = webPushSubscription(req.token);
+      const sub = webPushSubscription(req.token, allowHttp);
       return { ...base, token: sub.token, target: sub.endpoint };
     }
     case "webhook": {
       // Stored as the parser spells it (host lower-cased, default port dropped): one URL, one token.
-      const url = httpsTarget(req.token, "token", "webhook target");
+      const url = httpsTarget(req.token, "token", "webhook target", allowHttp);
       return { ...base, token: url.href, target: url };
     }
   }
@@ -96,7 +100,7 @@ function apnsToken(t: string): string {
 }
 
 /** The browser's PushSubscription JSON: {"endpoint": https URL, "keys": {"p256dh", "auth"}}. */
-function webPushSubscription(t: string): { token: string; endpoint: URL } {
+function webPushSubscription(t: string, allowHttp: boolean): { token: string; endpoint: URL } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(t);
@@ -106,7 +110,7 @@ function webPushSubscription(t: string): { token: string; endpoint: URL } {
   const obj = isRecord(parsed) ? parsed : undefined;
   const endpoint = obj?.["endpoint"];
   if (typeof endpoint !== "string") throw invalidArgument("token.endpoint", "is required: the push service URL of the subscription");
-  const url = httpsTarget(endpoint, "token.endpoint", "Web Push endpoint");
+  const url = httpsTarget(endpoint, "token.endpoint", "Web Push endpoint", allowHttp);
   const keys = obj?.["keys"];
   if (!isRecord(keys)) throw invalidArgument("token.keys", "is required: {p256dh, auth}");
   const p256dh = base64urlBytes(keys["p256dh"], "token.keys.p256dh", P256DH_BYTES);
@@ -129,14 +133,14 @@ function base64urlBytes(v: unknown, field: string, bytes: number): Buffer {
  * An https URL without credentials (they would be sent to whoever the host is) or a fragment
  * (never sent, so a sign of a mistake). Which hosts are allowed is the target policy's call.
  */
-export function httpsTarget(text: string, field: string, what: string): URL {
+export function httpsTarget(text: string, field: string, what: string, allowHttp = false): URL {
   let url: URL;
   try {
     url = new URL(text);
   } catch {
     throw invalidArgument(field, `a ${what} must be an absolute https URL`);
   }
-  if (url.protocol !== "https:") throw invalidArgument(field, `a ${what} must use https (got ${url.protocol.replace(/:$/, "")})`);
+  if (url.protocol !== "https:" && !(allowHttp && url.protocol === "http:")) throw invalidArgument(field, `a ${what} must use https (got ${url.protocol.replace(/:$/, "")})`);
   if (url.username || url.password) throw invalidArgument(field, `a ${what} must not carry credentials (user:password@)`);
   if (url.hash || text.includes("#")) throw invalidArgument(field, `a ${what} must not have a fragment (#...)`);
   if (!url.hostname) throw invalidArgument(field, `a ${what} must name a host`);
