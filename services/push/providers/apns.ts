@@ -150,7 +150,19 @@ export class ApnsProvider implements PushProvider {
     this.closed = true;
     const s = this.session;
     this.session = undefined;
-    if (s && !s.closed) await new Promise<void>((r) => s.close(() => r()));
+    if (!s || s.destroyed) return;
+    // close() lets open streams finish but never completes on a session still connecting to a
+    // peer that does not answer: bounded by the request timeout, then destroyed.
+    await new Promise<void>((r) => {
+      const timer = setTimeout(() => {
+        s.destroy();
+        r();
+      }, this.options.timeoutMs);
+      s.close(() => {
+        clearTimeout(timer);
+        r();
+      });
+    });
   }
 }
 
