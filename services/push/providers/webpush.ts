@@ -70,6 +70,7 @@ export class WebPushProvider implements PushProvider {
     let details: ReturnType<typeof webpush.generateRequestDetails>;
     try {
       details = webpush.generateRequestDetails(subscription, payload, {
+        // null, not undefined: undefined would fall back to a process-wide webpush.setVapidDetails().
         vapidDetails: null as unknown as undefined,
         headers: { Authorization: this.authorization(target.url.origin, nowMs) },
         TTL: ttlSeconds(n.expireAtMs, nowMs),
