@@ -65,10 +65,9 @@ export class ApnsProvider implements PushProvider {
     };
     const answer = await this.request(headers, payload, signal);
     if (answer.kind === "network") return { kind: "retry", reason: `apns: ${answer.reason}` };
-    const outcome = classifyApns(answer.status, answer.body, answer.retryAfter, this.now());
     // The token is stale for APNs (clock skew, a revoked key id): the next send signs a new one.
-    if (outcome.kind === "retry" && outcome.reason.includes("ExpiredProviderToken") && this.providerToken?.jwt === jwt) this.providerToken = undefined;
-    return outcome;
+    if (answer.status === 403 && apnsReason(answer.body) === "ExpiredProviderToken" && this.providerToken?.jwt === jwt) this.providerToken = undefined;
+    return classifyApns(answer.status, answer.body, answer.retryAfter, this.now());
   }
 
   private bearer(): string {
@@ -118,6 +117,8 @@ export class ApnsProvider implements PushProvider {
       const fail = (reason: string): void => {
         settle({ kind: "network", reason });
         if (stream && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        // A session that never finished connecting would make every later send wait out its timeout too.
+        if (session?.connecting) session.destroy();
       };
       const timer = setTimeout(() => fail(`no answer within ${this.options.timeoutMs} ms`), this.options.timeoutMs);
       const onAbort = (): void => fail("aborted");
@@ -166,14 +167,18 @@ export class ApnsProvider implements PushProvider {
   }
 }
 
+/** The `reason` of an APNs error body, "" when there is none. */
+export function apnsReason(body: string): string {
+  try {
+    return String((JSON.parse(body) as { reason?: unknown }).reason ?? "");
+  } catch {
+    return "";
+  }
+}
+
 export function classifyApns(status: number, body: string, retryAfter: string | undefined, nowMs: number): SendOutcome {
   if (status === 200) return { kind: "sent" };
-  let reason = "";
-  try {
-    reason = String((JSON.parse(body) as { reason?: unknown }).reason ?? "");
-  } catch {
-    // no JSON body: the status alone decides
-  }
+  const reason = apnsReason(body);
   const said = `apns ${status}${reason ? ` ${reason}` : ""}`;
   if (status === 410 || reason === "Unregistered" || reason === "BadDeviceToken" || reason === "DeviceTokenNotForTopic") return { kind: "dead-token", reason: said };
   if (status === 403 && reason === "ExpiredProviderToken") return { kind: "retry", reason: said };

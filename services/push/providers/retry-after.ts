@@ -6,6 +6,8 @@ export function parseRetryAfter(value: string | string[] | undefined, nowMs: num
   const raw = (Array.isArray(value) ? value[0] : value)?.trim();
   if (!raw) return undefined;
   if (/^\d+$/.test(raw)) return Number(raw) * 1000;
+  // Every HTTP-date form names a day or month; Date.parse alone would take "-5" for a year.
+  if (!/[a-z]{3}/i.test(raw)) return undefined;
   const at = Date.parse(raw);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, at - nowMs);
