@@ -117,10 +117,18 @@ export class ApnsProvider implements PushProvider {
       const fail = (reason: string): void => {
         settle({ kind: "network", reason });
         if (stream && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
-        // A session that never finished connecting would make every later send wait out its timeout too.
-        if (session?.connecting) session.destroy();
       };
-      const timer = setTimeout(() => fail(`no answer within ${this.options.timeoutMs} ms`), this.options.timeoutMs);
+      const timer = setTimeout(() => {
+        fail(`no answer within ${this.options.timeoutMs} ms`);
+        // A silent session (a half-open connection, a peer that never sent SETTINGS) would make
+        // every later send wait out its timeout too: later sends get a new one, this one closes
+        // once its other streams end (each bounded by its own timeout).
+        if (session && this.session === session) {
+          this.session = undefined;
+          if (session.connecting) session.destroy();
+          else session.close();
+        }
+      }, this.options.timeoutMs);
       const onAbort = (): void => fail("aborted");
       if (signal?.aborted) return fail("aborted");
       signal?.addEventListener("abort", onAbort, { once: true });

@@ -128,6 +128,17 @@ describe("network errors and timeouts are retries", () => {
     await hole.close();
   });
 
+  it("APNs: a silent HTTP/2 connection is given up after a timeout; the next send connects anew", async () => {
+    const hole = await blackHole();
+    const { credentials: c } = endpoints;
+    const p = new ApnsProvider({ key: c.apnsKey.p8, keyId: c.apnsKey.keyId, teamId: c.apnsKey.teamId, topic: "t", endpoint: hole.url, timeoutMs: 200 });
+    expect((await p.send(testDevice("apns", apnsDeviceToken()), testNotification(Date.now()))).kind).toBe("retry");
+    expect((await p.send(testDevice("apns", apnsDeviceToken()), testNotification(Date.now()))).kind).toBe("retry");
+    expect(hole.connections()).toBe(2);
+    await p.close();
+    await hole.close();
+  });
+
   it("the local server going away between sends -> retry (keep-alive socket to a dead server)", async () => {
     const { credentials: c } = endpoints;
     const { startWebhookServer } = await import("../../../testkit/push-endpoints.js");
