@@ -15,6 +15,8 @@ export interface WebhookServer {
   /** Requests refused for a bad signature or timestamp. */
   readonly refused: string[];
   readonly script: Script;
+  /** TCP connections accepted so far (keep-alive reuse shows as few). */
+  connections(): number;
   /** A receiver URL (the device token) on this server. */
   hook(name: string): string;
   close(): Promise<void>;
@@ -71,7 +73,9 @@ export async function startWebhookServer(options: { key: Buffer }): Promise<Webh
     if (scripted) return reply(scripted.status, scripted.body, scripted.headers);
     reply(204);
   });
+  let connections = 0;
+  server.on("connection", () => connections++);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url: origin, received, refused, script, hook: (name) => `${origin}/hooks/${encodeURIComponent(name)}`, close: () => closeHttp(server) };
+  return { url: origin, received, refused, script, connections: () => connections, hook: (name) => `${origin}/hooks/${encodeURIComponent(name)}`, close: () => closeHttp(server) };
 }

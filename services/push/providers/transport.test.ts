@@ -83,6 +83,22 @@ describe("checkTarget", () => {
   });
 });
 
+describe("connections", () => {
+  it("reuses keep-alive sockets and never opens more than maxSockets to one origin", async () => {
+    const { startWebhookServer } = await import("../../../testkit/push-endpoints.js");
+    const receiver = await startWebhookServer({ key: endpoints.credentials.webhookKey });
+    const p = new WebhookProvider({ secret: endpoints.credentials.webhookKey, timeoutMs: 5_000, maxSockets: 3 });
+    const hook = receiver.hook("pool");
+    const burst = await Promise.all(Array.from({ length: 30 }, () => p.send(testDevice("webhook", hook), testNotification(Date.now()))));
+    expect(burst.every((o) => o.kind === "sent")).toBe(true);
+    for (let i = 0; i < 5; i++) await p.send(testDevice("webhook", hook), testNotification(Date.now()));
+    expect(receiver.received).toHaveLength(35);
+    expect(receiver.connections()).toBe(3);
+    await p.close();
+    await receiver.close();
+  });
+});
+
 describe("network errors and timeouts are retries", () => {
   const providersAt = (url: string, timeoutMs: number): PushProvider[] => {
     const { credentials: c } = endpoints;
