@@ -38,6 +38,7 @@ interface Subscription {
 
 const JWT_LIFETIME_S = 12 * 3600;
 const JWT_REUSE_MS = 11 * 3600 * 1000;
+const MAX_CACHED_ORIGINS = 1_000;
 
 export function parseSubscription(token: string): Subscription | undefined {
   try {
@@ -67,12 +68,14 @@ export class WebPushProvider implements PushProvider {
     if (!("url" in target)) return target;
     const nowMs = this.now();
     const payload = JSON.stringify({ notification_id: n.id, title: n.title, body: n.body, data: n.data, collapse_key: n.collapseKey });
+    // Outside the try below: a VAPID problem is ours, not the device's.
+    const authorization = this.authorization(target.url.origin, nowMs);
     let details: ReturnType<typeof webpush.generateRequestDetails>;
     try {
       details = webpush.generateRequestDetails(subscription, payload, {
         // null, not undefined: undefined would fall back to a process-wide webpush.setVapidDetails().
         vapidDetails: null as unknown as undefined,
-        headers: { Authorization: this.authorization(target.url.origin, nowMs) },
+        headers: { Authorization: authorization },
         TTL: ttlSeconds(n.expireAtMs, nowMs),
         urgency: "high",
         topic: webPushTopic(n.id),
@@ -96,6 +99,8 @@ export class WebPushProvider implements PushProvider {
     const { vapid } = this.options;
     const exp = Math.floor(nowMs / 1000) + JWT_LIFETIME_S;
     const { Authorization } = webpush.getVapidHeaders(origin, vapid.subject, vapid.publicKey, vapid.privateKey, "aes128gcm", exp) as { Authorization: string };
+    // Origins are the few push services checkTarget lets through; the bound is against a bad check.
+    if (this.jwts.size >= MAX_CACHED_ORIGINS) this.jwts.clear();
     this.jwts.set(origin, { authorization: Authorization, reuseUntilMs: nowMs + JWT_REUSE_MS });
     return Authorization;
   }
