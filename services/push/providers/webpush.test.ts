@@ -64,6 +64,14 @@ describe("Web Push provider", () => {
     clock = Date.now();
   });
 
+  it("answers dead-token for a subscription whose keys are not a P-256 point and auth secret (no request made)", async () => {
+    const sub = server.subscribe();
+    const before = server.vapidTokens.length;
+    const junk = { endpoint: sub.json.endpoint, keys: { p256dh: "AAAA", auth: sub.json.keys.auth } };
+    expect((await provider.send(testDevice("web-push", JSON.stringify(junk)), testNotification(clock))).kind).toBe("dead-token");
+    expect(server.vapidTokens.length, "every request that reaches the server is counted here").toBe(before);
+  });
+
   it("answers dead-token for a token that is not a subscription (no request made)", async () => {
     const before = server.received.length;
     const outcome = await provider.send(testDevice("web-push", '{"endpoint":"http://127.0.0.1:1/x"}'), testNotification(clock));
