@@ -85,6 +85,8 @@ export interface Config {
    * internal services. Required by the serving roles on the cluster engine (platform/mesh-secret.ts).
    */
   readonly mesh: { readonly secret: string | undefined };
+  /** Push provider credentials and endpoints (services/push/README.md, "Providers"). */
+  readonly pushProviders: PushProvidersConfig;
 }
 
 /** Chat limits and timings (services/chat/README.md). */
@@ -352,6 +354,7 @@ export function loadConfig(env: Env = process.env): Config {
     push: pushConfig(int, bool, read),
     codeKey: read("SWITCHBOARD_CODE_KEY"),
     mesh: { secret: meshSecret(env["SWITCHBOARD_MESH_SECRET"]) },
+    pushProviders: pushProvidersConfig(read, int),
   };
 }
 
@@ -505,4 +508,91 @@ function parseHostPort(variable: string, raw: string, defaultPort?: number): Hos
 /** The env vars that point a process at an upstream service in cluster mode. */
 export function upstreamVariable(service: ServiceName): string {
   return `SWITCHBOARD_UPSTREAM_${service.toUpperCase()}`;
+}
+
+/**
+ * Push provider credentials (services/push/README.md, "Providers"). A platform whose credentials
+ * are all unset uses the log provider; a partial set is an error, never a silent fallback.
+ */
+export interface PushProvidersConfig {
+  /** VAPID keys as `web-push generate-vapid-keys` prints them (base64url), and the contact subject. */
+  readonly vapid: { readonly publicKey: string; readonly privateKey: string; readonly subject: string } | undefined;
+  /** Path of the Firebase service account JSON (read when the providers are built). */
+  readonly fcmServiceAccountFile: string | undefined;
+  readonly fcmEndpoint: string;
+  /** Path of the APNs .p8 key, its key id, the team id, the app's bundle id. */
+  readonly apns: { readonly keyFile: string; readonly keyId: string; readonly teamId: string; readonly topic: string } | undefined;
+  readonly apnsEndpoint: string;
+  /** The webhook signing key (decoded from `whsec_<base64>`). */
+  readonly webhookSecret: Buffer | undefined;
+  /** Deadline of one provider request. */
+  readonly timeoutMs: number;
+  /** Keep-alive sockets per provider origin. */
+  readonly maxSockets: number;
+}
+
+function pushProvidersConfig(
+  read: (name: string) => string | undefined,
+  int: (name: string, fallback: number, min: number, max: number) => number,
+): PushProvidersConfig {
+  const allOrNone = <K extends string>(names: Record<K, string>): Record<K, string> | undefined => {
+    const values = Object.fromEntries(Object.entries<string>(names).map(([k, name]) => [k, read(name)])) as Record<K, string | undefined>;
+    const missing = Object.entries<string>(names).filter(([k]) => values[k as K] === undefined);
+    if (missing.length === Object.keys(names).length) return undefined;
+    if (missing.length > 0) throw new ConfigError(missing[0]![1], "must be set along with the other variables of its provider");
+    return values as Record<K, string>;
+  };
+  const endpoint = (name: string, fallback: string): string => {
+    const v = read(name) ?? fallback;
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      throw new ConfigError(name, `must be an http(s) URL (got "${v}")`);
+    }
+    if (u.protocol !== "https:" && u.protocol !== "http:") throw new ConfigError(name, `must be an http(s) URL (got "${v}")`);
+    return u.origin;
+  };
+  const base64urlBytes = (name: string, value: string, bytes: number): void => {
+    if (!/^[A-Za-z0-9_-]+$/.test(value) || Buffer.from(value, "base64url").length !== bytes) {
+      throw new ConfigError(name, `must be ${bytes} bytes in base64url (as web-push generate-vapid-keys prints)`);
+    }
+  };
+  const vapid = allOrNone({
+    publicKey: "SWITCHBOARD_PUSH_VAPID_PUBLIC_KEY",
+    privateKey: "SWITCHBOARD_PUSH_VAPID_PRIVATE_KEY",
+    subject: "SWITCHBOARD_PUSH_VAPID_SUBJECT",
+  });
+  if (vapid) {
+    base64urlBytes("SWITCHBOARD_PUSH_VAPID_PUBLIC_KEY", vapid.publicKey, 65);
+    base64urlBytes("SWITCHBOARD_PUSH_VAPID_PRIVATE_KEY", vapid.privateKey, 32);
+    if (!/^(mailto:\S+@\S+|https:\/\/\S+)$/.test(vapid.subject)) {
+      throw new ConfigError("SWITCHBOARD_PUSH_VAPID_SUBJECT", `must be a mailto: or https: URL (got "${vapid.subject}")`);
+    }
+  }
+  const apns = allOrNone({
+    keyFile: "SWITCHBOARD_PUSH_APNS_KEY_FILE",
+    keyId: "SWITCHBOARD_PUSH_APNS_KEY_ID",
+    teamId: "SWITCHBOARD_PUSH_APNS_TEAM_ID",
+    topic: "SWITCHBOARD_PUSH_APNS_TOPIC",
+  });
+  const secretText = read("SWITCHBOARD_PUSH_WEBHOOK_SECRET");
+  let webhookSecret: Buffer | undefined;
+  if (secretText !== undefined) {
+    const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secretText);
+    webhookSecret = m ? Buffer.from(m[1]!, "base64") : undefined;
+    if (!webhookSecret || webhookSecret.length < 24 || webhookSecret.length > 64) {
+      throw new ConfigError("SWITCHBOARD_PUSH_WEBHOOK_SECRET", "must be whsec_ followed by 24-64 random bytes in base64");
+    }
+  }
+  return {
+    vapid,
+    fcmServiceAccountFile: read("SWITCHBOARD_PUSH_FCM_SERVICE_ACCOUNT_FILE"),
+    fcmEndpoint: endpoint("SWITCHBOARD_PUSH_FCM_ENDPOINT", "https://fcm.googleapis.com"),
+    apns,
+    apnsEndpoint: endpoint("SWITCHBOARD_PUSH_APNS_ENDPOINT", "https://api.push.apple.com"),
+    webhookSecret,
+    timeoutMs: int("SWITCHBOARD_PUSH_PROVIDER_TIMEOUT_MS", 10_000, 100, 120_000),
+    maxSockets: int("SWITCHBOARD_PUSH_PROVIDER_MAX_SOCKETS", 32, 1, 1_024),
+  };
 }
