@@ -28,10 +28,19 @@ export function deviceStoreConformance(name: string, open: () => Promise<DeviceS
       const u = user();
       expect(await s.list(u)).toEqual([]);
       const r = await s.register(dev(u, "phone", "t1", "apns", "Pixel"), MAX, T0);
-      const want: StoredDevice = { userId: u, deviceId: "phone", platform: "apns", token: "t1", displayName: "Pixel", createdAtMs: T0, updatedAtMs: T0 };
+      const want: StoredDevice = { userId: u, deviceId: "phone", platform: "apns", token: "t1", displayName: "Pixel", showPreview: false, createdAtMs: T0, updatedAtMs: T0 };
       expect(r).toEqual({ kind: "registered", device: want });
       expect(await s.list(u)).toEqual([want]);
       expect(await s.list(user())).toEqual([]);
+    });
+
+    it("keeps whether the device shows previews, and a re-registration changes it", async () => {
+      const s = await open();
+      const u = user();
+      await s.register({ ...dev(u, "phone"), showPreview: true }, MAX, T0);
+      expect((await s.list(u))[0]!.showPreview).toBe(true);
+      await s.register(dev(u, "phone"), MAX, T0 + 1);
+      expect((await s.list(u))[0]!.showPreview).toBe(false);
     });
 
     it("re-registering a device id replaces it, keeps its create time, and is never refused when full", async () => {

@@ -17,6 +17,7 @@ export const pushMigrations: MigrationSet = {
           platform text,
           device_token text,
           display_name text,
+          show_preview boolean,
           created_at timestamp,
           updated_at timestamp,
           write_id text,

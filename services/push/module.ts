@@ -17,8 +17,10 @@ import {
 } from "../../gen/switchboard/push/v1/push_pb.js";
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceDeps, ServiceModule } from "../module.js";
-import { createTargetGuard } from "./adapters/target-guard.js";
-import { targetPolicies } from "./domain/targets.js";
+import { createGuardedLookup, createTargetGuard } from "./adapters/target-guard.js";
+import { targetPolicies, type TargetPolicy } from "./domain/targets.js";
+import { createProviders } from "./providers/index.js";
+import { startPushWorker } from "./worker.js";
 import { tokenHint } from "./domain/validate.js";
 import type { DeviceStore, Platform, StoredDevice } from "./ports.js";
 import { Push } from "./push.js";
@@ -35,12 +37,33 @@ export const pushModule: ServiceModule = {
   needs: ["cassandra", "nats"],
   async create(deps) {
     const core = createPushCore(deps);
-    // Lead: start the queue worker here, next to the registry, e.g.
-    //   const worker = startPushWorker({ store: core.store, bus: deps.engine.bus, ... });
-    // and stop it in close() before core.close().
+    // Every push process also drains the queue: workers share one durable, so adding processes
+    // adds senders, and a killed one's requests go to the others after the ack wait.
+    const { config, log, engine, registry } = deps;
+    const policies = targetPolicies(config.push);
+    const guardOf = (policy: TargetPolicy) => ({ checkTarget: createTargetGuard(policy), lookup: createGuardedLookup(policy) });
+    const providers = createProviders(config.pushProviders, log, { webPushGuard: guardOf(policies.webPush), webhookGuard: guardOf(policies.webhook) });
+    const worker = startPushWorker({
+      bus: engine.bus,
+      keyspace: config.cassandra.keyspace,
+      devices: core.store,
+      providers,
+      marks: engine.cache,
+      log: log.child({ component: "push-worker" }),
+      concurrency: config.push.workerConcurrency,
+      ackWaitMs: config.push.ackWaitMs,
+      retry: { baseMs: config.push.retryBaseMs, maxMs: config.push.retryMaxMs },
+      ...(registry ? { registry } : {}),
+    });
     return {
       impl: core.impl,
+      async drain() {
+        // Requests in hand finish (or are redelivered after the ack wait); no new ones are taken.
+        await worker.stop();
+      },
       close: async () => {
+        await worker.stop();
+        await Promise.all([...providers.values()].map((p) => p.close?.()));
         await core.close();
       },
     };
@@ -90,6 +113,7 @@ export function pushImpl(push: Push): Partial<ServiceImpl<typeof PushService>> {
         platform: fromPb(req.platform),
         token: req.token,
         displayName: req.displayName,
+        showPreview: req.showPreview,
       });
       return create(RegisterDeviceResponseSchema, { device: toPb(device) });
     },
@@ -133,6 +157,7 @@ function toPb(d: StoredDevice): Device {
     platform,
     tokenHint: tokenHint(d.token),
     displayName: d.displayName,
+    showPreview: d.showPreview,
     createTime: timestampFromMs(d.createdAtMs),
     updateTime: timestampFromMs(d.updatedAtMs),
   });

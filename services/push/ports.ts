@@ -16,9 +16,14 @@ export interface StoredDevice {
   /** FCM registration token, APNs device token (hex), Web Push subscription JSON, webhook URL. */
   readonly token: string;
   readonly displayName: string;
+  /** Notifications may carry their body (message text); false: the title only. */
+  readonly showPreview: boolean;
   readonly createdAtMs: number;
   readonly updatedAtMs: number;
 }
+
+/** What a registration stores (times are the store's; no preview unless asked for). */
+export type NewDevice = Omit<StoredDevice, "createdAtMs" | "updatedAtMs" | "showPreview"> & { readonly showPreview?: boolean };
 
 export type RegisterOutcome =
   | { readonly kind: "registered"; readonly device: StoredDevice }
@@ -39,7 +44,7 @@ export type RegisterOutcome =
  *   true when removed.
  */
 export interface DeviceStore {
-  register(device: Omit<StoredDevice, "createdAtMs" | "updatedAtMs">, maxDevices: number, nowMs: number): Promise<RegisterOutcome>;
+  register(device: NewDevice, maxDevices: number, nowMs: number): Promise<RegisterOutcome>;
   unregister(userId: string, deviceId: string): Promise<void>;
   list(userId: string): Promise<StoredDevice[]>;
   removeIfToken(userId: string, deviceId: string, token: string): Promise<boolean>;

@@ -41,6 +41,8 @@ export interface RegisterRequest {
   readonly platform: Platform | undefined;
   readonly token: string;
   readonly displayName: string;
+  /** Notifications to this device may carry their body; absent = false. */
+  readonly showPreview?: boolean;
 }
 
 export type SendRequest = NotificationRequest;
@@ -74,7 +76,7 @@ export class Push {
     if (reg.target) await this.checkTarget(reg.platform, reg.target);
     const cap = this.deps.config.maxDevicesPerUser;
     const out = await this.deps.store.register(
-      { userId, deviceId: reg.deviceId, platform: reg.platform, token: reg.token, displayName: reg.displayName },
+      { userId, deviceId: reg.deviceId, platform: reg.platform, token: reg.token, displayName: reg.displayName, showPreview: req.showPreview === true },
       cap,
       this.now(),
     );

@@ -14,8 +14,8 @@ const log = pino({ level: "silent" });
 /** Devices in a map: just enough store for the worker (the real ones have their conformance suite). */
 class DevicesInMap implements DeviceStore {
   readonly byUser = new Map<string, StoredDevice[]>();
-  add(userId: string, deviceId: string, platform: Platform, token: string): void {
-    const d: StoredDevice = { userId, deviceId, platform, token, displayName: "", createdAtMs: 0, updatedAtMs: 0 };
+  add(userId: string, deviceId: string, platform: Platform, token: string, showPreview = true): void {
+    const d: StoredDevice = { userId, deviceId, platform, token, displayName: "", showPreview, createdAtMs: 0, updatedAtMs: 0 };
     this.byUser.set(userId, [...(this.byUser.get(userId) ?? []), d]);
   }
   async register(): Promise<RegisterOutcome> {
@@ -35,7 +35,7 @@ class DevicesInMap implements DeviceStore {
 
 /** A provider that answers from a script per token and records every send with its time. */
 class ScriptedProvider implements PushProvider {
-  readonly sends: { token: string; id: string; at: number }[] = [];
+  readonly sends: { token: string; id: string; at: number; body: string }[] = [];
   constructor(
     readonly platform: Platform,
     private readonly script: Map<string, SendOutcome[]> = new Map(),
@@ -45,7 +45,7 @@ class ScriptedProvider implements PushProvider {
     return this;
   }
   async send(d: StoredDevice, n: Notification): Promise<SendOutcome> {
-    this.sends.push({ token: d.token, id: n.id, at: Date.now() });
+    this.sends.push({ token: d.token, id: n.id, at: Date.now(), body: n.body });
     return this.script.get(d.token)?.shift() ?? { kind: "sent" };
   }
 }
@@ -108,6 +108,19 @@ describe("push worker", () => {
     expect(fcm.sends.map((s) => s.token)).toEqual(["tok-phone"]);
     expect(web.sends.map((s) => s.token)).toEqual(["tok-browser"]);
     expect(worker!.stats).toMatchObject({ handled: 1, sent: 2, retried: 0 });
+  });
+
+  it("holds the text back from devices whose user did not allow previews", async () => {
+    const devices = new DevicesInMap();
+    devices.add("u1", "locked", "apns", "private", false);
+    devices.add("u1", "desk", "web-push", "open", true);
+    const apns = new ScriptedProvider("apns");
+    const web = new ScriptedProvider("web-push");
+    const { enqueue } = await setup([apns, web], devices);
+    await enqueue(notification("n1", "u1", { title: "climbers", body: "summit at 6" }));
+    await until(() => worker!.stats.handled === 1);
+    expect(apns.sends.map((s) => s.body)).toEqual([""]);
+    expect(web.sends.map((s) => s.body)).toEqual(["summit at 6"]);
   });
 
   it("retries only the devices that asked for it, after the provider's Retry-After", async () => {

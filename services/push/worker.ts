@@ -61,6 +61,11 @@ export interface PushWorker {
   stop(): Promise<void>;
 }
 
+/** A notification with its text held back: the title (a channel's name, "New message") and the ids only. */
+export function withoutPreview(n: Notification): Notification {
+  return n.body === "" ? n : { ...n, body: "" };
+}
+
 /** Marks outlive the request's expiry by this much (a redelivery right at the expiry still sees them). */
 const MARK_MARGIN_MS = 60 * 60_000;
 
@@ -122,7 +127,8 @@ export function startPushWorker(opts: PushWorkerOptions): PushWorker {
     }
     let outcome: SendOutcome;
     try {
-      outcome = await provider.send(d, n);
+      // The body (a message's text) only to devices whose user allowed previews.
+      outcome = await provider.send(d, d.showPreview ? n : withoutPreview(n));
     } catch (err) {
       // A provider throws only for a bug; treat it as retryable rather than lose the request.
       opts.log.warn({ err, provider: d.platform }, "push: provider threw");
@@ -247,17 +253,23 @@ export function startPushWorker(opts: PushWorkerOptions): PushWorker {
   };
   void start(0);
 
+  let stopping: Promise<void> | undefined;
   return {
     stats,
-    async stop() {
-      closed = true;
-      if (retryTimer) clearTimeout(retryTimer);
-      if (lagTimer) clearInterval(lagTimer);
-      for (const r of waiters.splice(0)) r();
-      await consumption?.stop();
-      if (inflight > 0) await new Promise<void>((r) => idle.push(r));
+    stop() {
+      stopping ??= stopNow();
+      return stopping;
     },
   };
+
+  async function stopNow(): Promise<void> {
+    closed = true;
+    if (retryTimer) clearTimeout(retryTimer);
+    if (lagTimer) clearInterval(lagTimer);
+    for (const r of waiters.splice(0)) r();
+    await consumption?.stop();
+    if (inflight > 0) await new Promise<void>((r) => idle.push(r));
+  }
 }
 
 interface WorkerMetrics {

@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import type { Notification, Platform, StoredDevice } from "../../services/push/ports.js";
 
 export function testDevice(platform: Platform, token: string): StoredDevice {
-  return { userId: "alice", deviceId: `dev-${randomUUID()}`, platform, token, displayName: platform, createdAtMs: 0, updatedAtMs: 0 };
+  return { userId: "alice", deviceId: `dev-${randomUUID()}`, platform, token, displayName: platform, showPreview: true, createdAtMs: 0, updatedAtMs: 0 };
 }
 
 export function testNotification(nowMs: number, overrides: Partial<Notification> = {}): Notification {

@@ -28,7 +28,7 @@ export function makeWebhookSecret(): { text: string; key: Buffer } {
   return { text: `whsec_${key.toString("base64")}`, key };
 }
 
-export async function startWebhookServer(options: { key: Buffer }): Promise<WebhookServer> {
+export async function startWebhookServer(options: { key: Buffer; /** Answer each accepted request after this long (a slow receiver). */ delayMs?: number }): Promise<WebhookServer> {
   const received: Received[] = [];
   const refused: string[] = [];
   const script = new Script();
@@ -70,6 +70,7 @@ export async function startWebhookServer(options: { key: Buffer }): Promise<Webh
       payload,
       status,
     });
+    if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     if (scripted) return reply(scripted.status, scripted.body, scripted.headers);
     reply(204);
   });

@@ -18,7 +18,7 @@ import { migrateOnFirstUse } from "../../../platform/cassandra/migrations.js";
 import type { CqlOptions, CqlRow, CqlSession } from "../../../platform/cassandra/session.js";
 import type { EngineLog } from "../../../platform/engines/log.js";
 import { pushMigrations } from "../migrations.js";
-import type { DeviceStore, Platform, RegisterOutcome, StoredDevice } from "../ports.js";
+import type { DeviceStore, NewDevice, Platform, RegisterOutcome, StoredDevice } from "../ports.js";
 import { newestFirst } from "./device-order.js";
 
 const PLATFORMS: ReadonlySet<string> = new Set<Platform>(["fcm", "apns", "web-push", "webhook"]);
@@ -40,17 +40,17 @@ export class CassandraDeviceStore implements DeviceStore {
     this.ensureSchema = migrateOnFirstUse(cql, pushMigrations, log);
   }
 
-  async register(device: Omit<StoredDevice, "createdAtMs" | "updatedAtMs">, maxDevices: number, nowMs: number): Promise<RegisterOutcome> {
+  async register(device: NewDevice, maxDevices: number, nowMs: number): Promise<RegisterOutcome> {
     await this.ensureSchema();
     const before = await this.rows(device.userId);
     const existing = before.find((d) => d.deviceId === device.deviceId);
     const replaced = before.filter((d) => d.deviceId !== device.deviceId && d.platform === device.platform && d.token === device.token);
     if (!existing && before.length - replaced.length >= maxDevices) return { kind: "full", devices: before.length };
     const writeId = randomUUID();
-    const stored: StoredDevice = { ...device, createdAtMs: existing?.createdAtMs ?? nowMs, updatedAtMs: nowMs };
+    const stored: StoredDevice = { ...device, showPreview: device.showPreview === true, createdAtMs: existing?.createdAtMs ?? nowMs, updatedAtMs: nowMs };
     await this.cql.execute(
-      "INSERT INTO push_devices (user_id, device_id, platform, device_token, display_name, created_at, updated_at, write_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      [device.userId, device.deviceId, device.platform, device.token, device.displayName, new Date(stored.createdAtMs), new Date(nowMs), writeId],
+      "INSERT INTO push_devices (user_id, device_id, platform, device_token, display_name, show_preview, created_at, updated_at, write_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      [device.userId, device.deviceId, device.platform, device.token, device.displayName, device.showPreview === true, new Date(stored.createdAtMs), new Date(nowMs), writeId],
       write,
     );
     // Only while the row still has the token we matched: it may have been re-registered since.
@@ -86,7 +86,7 @@ export class CassandraDeviceStore implements DeviceStore {
 
   private async rows(userId: string): Promise<Row[]> {
     const rows = await this.cql.execute(
-      "SELECT device_id, platform, device_token, display_name, created_at, updated_at, write_id FROM push_devices WHERE user_id = ?",
+      "SELECT device_id, platform, device_token, display_name, show_preview, created_at, updated_at, write_id FROM push_devices WHERE user_id = ?",
       [userId],
       read,
     );
@@ -106,6 +106,7 @@ function toRow(userId: string, r: CqlRow): Row | undefined {
     platform: platform as Platform,
     token: r["device_token"],
     displayName: typeof r["display_name"] === "string" ? r["display_name"] : "",
+    showPreview: r["show_preview"] === true,
     createdAtMs: created instanceof Date ? created.getTime() : updated.getTime(),
     updatedAtMs: updated.getTime(),
     writeId: String(r["write_id"] ?? ""),

@@ -33,7 +33,9 @@ export function createTargetGuard(policy: TargetPolicy, options: TargetGuardOpti
   const lookup = options.lookup ?? systemLookup;
   const timeoutMs = options.timeoutMs ?? 5_000;
   return async (url) => {
-    if (url.protocol !== "https:") return `only https targets are allowed (got ${url.protocol.replace(/:$/, "")})`;
+    // Plain http only where private targets are allowed: local provider test servers.
+    const httpOk = policy.allowPrivate && url.protocol === "http:";
+    if (url.protocol !== "https:" && !httpOk) return `only https targets are allowed (got ${url.protocol.replace(/:$/, "")})`;
     if (url.username || url.password) return "targets must not carry credentials";
     const host = normalHost(url.hostname);
     if (policy.hosts.length === 0) return "this server allows no hosts for this kind of target";

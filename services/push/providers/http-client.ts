@@ -5,11 +5,18 @@
  */
 import http from "node:http";
 import https from "node:https";
+import type { LookupFunction } from "node:net";
 
 export interface HttpClientOptions {
   readonly timeoutMs: number;
   /** Sockets per origin; the total is four times this. */
   readonly maxSockets: number;
+  /**
+   * Name resolution for every connection (default: the system's). Providers whose targets come
+   * from users get one that refuses internal addresses, so the address connected to is the one
+   * checked (no DNS-rebinding gap between checkTarget and the connection).
+   */
+  readonly lookup?: LookupFunction;
 }
 
 export interface HttpAnswer {
@@ -34,7 +41,13 @@ export interface HttpClient {
 const MAX_ANSWER_BYTES = 64 * 1024;
 
 export function createHttpClient(options: HttpClientOptions): HttpClient {
-  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, maxTotalSockets: options.maxSockets * 4, maxFreeSockets: options.maxSockets };
+  const agentOptions = {
+    keepAlive: true,
+    maxSockets: options.maxSockets,
+    maxTotalSockets: options.maxSockets * 4,
+    maxFreeSockets: options.maxSockets,
+    ...(options.lookup ? { lookup: options.lookup } : {}),
+  };
   const agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
   return {
     post(url, headers, body, signal) {

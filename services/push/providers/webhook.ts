@@ -3,6 +3,7 @@
  * (https://www.standardwebhooks.com): webhook-id is the notification id, so a receiver dedupes
  * resends with the same key we do, and the signature covers id, timestamp and body.
  */
+import type { LookupFunction } from "node:net";
 import { createHmac } from "node:crypto";
 import type { Notification, StoredDevice } from "../ports.js";
 import { createHttpClient, type HttpClient } from "./http-client.js";
@@ -15,6 +16,8 @@ export interface WebhookOptions {
   readonly secret: Buffer;
   readonly timeoutMs: number;
   readonly maxSockets: number;
+  /** Resolution of the connections (the target guard's: internal addresses refused). */
+  readonly lookup?: LookupFunction;
   readonly checkTarget?: CheckTarget;
   readonly now?: () => number;
 }

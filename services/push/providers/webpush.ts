@@ -6,6 +6,7 @@
  * signs a new VAPID JWT per message. Here the JWT is signed once per push-service origin and reused
  * for about 11 of its 12 hours, and requests go through the shared keep-alive client.
  */
+import type { LookupFunction } from "node:net";
 import webpush from "web-push";
 import type { Notification, StoredDevice } from "../ports.js";
 import { ttlSeconds, webPushTopic } from "./collapse.js";
@@ -27,6 +28,8 @@ export interface WebPushOptions {
   readonly vapid: VapidKeys;
   readonly timeoutMs: number;
   readonly maxSockets: number;
+  /** Resolution of the connections (the target guard's: internal addresses refused). */
+  readonly lookup?: LookupFunction;
   readonly checkTarget?: CheckTarget;
   readonly now?: () => number;
 }
