@@ -83,30 +83,40 @@ describe("push durability", () => {
       await client.registerDevice({ deviceId: "hook", platform: Platform.WEBHOOK, token: receiver.hook(u) });
     }
 
-    // Queue everything (internal call, straight to the push service), with some concurrency.
-    const push = createGrpcClient(PushService, `127.0.0.1:${pushPort}`, { defaultTimeoutMs: 10_000 });
+    // Queue everything (internal call, straight to the push service) while the worker drains. Each
+    // enqueue is retried with the same id until answered, as a caller of SendNotification should:
+    // the queue's dedupe keeps a retry whose first answer was lost from queuing twice.
+    const push = createGrpcClient(PushService, `127.0.0.1:${pushPort}`, { defaultTimeoutMs: 5_000 });
     const ids = Array.from({ length: NOTIFICATIONS }, (_, i) => `durability-${i}`);
     let next = 0;
-    await Promise.all(
+    let enqueueRetries = 0;
+    const enqueued = Promise.all(
       Array.from({ length: 16 }, async () => {
         while (next < ids.length) {
           const i = next++;
-          const r = await push.sendNotification({ notificationId: ids[i]!, userId: users[i % USERS]!, title: "t", body: `n${i}` });
-          expect(r.duplicate).toBe(false);
+          for (;;) {
+            const ok = await push
+              .sendNotification({ notificationId: ids[i]!, userId: users[i % USERS]!, title: "t", body: `n${i}` })
+              .then(() => true, () => false);
+            if (ok) break;
+            enqueueRetries++;
+            await new Promise((r) => setTimeout(r, 200));
+          }
         }
       }),
     );
-    push.close();
 
-    // Mid-drain: kill the whole push process (service and worker) without warning.
+    // Mid-drain: kill the whole push process (service and worker) without warning, start another.
     await waitFor("a quarter delivered", async () => (receiver.received.length >= NOTIFICATIONS / 4 ? true : undefined), 120_000);
     const victim = procs[0]!;
     victim.child.kill("SIGKILL");
     await victim.exited;
     const atKill = receiver.received.length;
-    expect(atKill, "the kill must land mid-drain").toBeLessThan(NOTIFICATIONS);
-
+    expect(atKill, "the kill must land mid-drain").toBeLessThan(NOTIFICATIONS / 2);
     spawnPush();
+
+    await enqueued;
+    push.close();
     await waitFor("every notification delivered", async () => (new Set(receiver.received.map((r) => r.notificationId)).size >= NOTIFICATIONS ? true : undefined), 180_000);
     await new Promise((r) => setTimeout(r, 2_000)); // anything sent twice would arrive by now
 
@@ -116,11 +126,14 @@ describe("push durability", () => {
     const duplicated = [...times.values()].filter((n) => n > 1).length;
     const unknown = [...times.keys()].filter((id) => !id.startsWith("durability-")).length;
     console.log(
-      `push-durability: queued ${NOTIFICATIONS}, received ${receiver.received.length} (${times.size} distinct), delivered before the kill ${atKill}, ` +
+      `push-durability: queued ${NOTIFICATIONS} (${enqueueRetries} enqueue retries across the kill), received ${receiver.received.length} (${times.size} distinct), ` +
+        `delivered before the kill ${atKill}, ` +
         `worker concurrency ${CONCURRENCY}: lost = ${lost}, duplicated = ${duplicated}`,
     );
     expect(lost).toBe(0);
     expect(unknown).toBe(0);
+    // Every copy carries the notification id as its webhook-id: the receiver's idempotency key.
+    for (const r of receiver.received) expect(r.headers["webhook-id"]).toBe(r.notificationId);
     // Only what the killed worker had in hand can come twice (it holds at most CONCURRENCY requests).
     expect(duplicated).toBeLessThanOrEqual(CONCURRENCY);
   });
