@@ -21,6 +21,10 @@ describe("push config", () => {
       webPushHosts: DEFAULT_WEB_PUSH_HOSTS,
       webhookHosts: [],
       allowPrivateTargets: false,
+      workerConcurrency: 64,
+      ackWaitMs: 60_000,
+      retryBaseMs: 1_000,
+      retryMaxMs: 300_000,
     });
     expect(DEFAULT_WEB_PUSH_HOSTS).toEqual(["fcm.googleapis.com", "updates.push.services.mozilla.com", "*.push.apple.com", "*.notify.windows.com"]);
   });
