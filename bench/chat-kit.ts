@@ -394,7 +394,7 @@ export async function scrapeCounter(url: string, name: string, labels = ""): Pro
  * the environment names them; then BENCH_WATCH_PIDS="cassandra=123,nats=456" puts their CPU in the
  * split. Either way their pids are added to `processes`.
  */
-async function backendsFor(env: Record<string, string>, processes: [string, number][]): Promise<Infra | undefined> {
+export async function backendsFor(env: Record<string, string>, processes: [string, number][]): Promise<Infra | undefined> {
   if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
     console.log("starting Cassandra, ZooKeeper, NATS and Redis for this run (testkit startInfra) ...");
     const infra = await startInfra({ log: (l) => console.log(l) });

@@ -148,7 +148,7 @@ export interface PushConfig {
   readonly webhookHosts: readonly string[];
   /** Let allowed hosts resolve to loopback/private addresses (tests with local endpoints only). */
   readonly allowPrivateTargets: boolean;
-  /** Queued requests one push worker handles at once. */
+  /** Queued requests one push worker handles at once; 0 = this process runs no worker (API only). */
   readonly workerConcurrency: number;
   /** A request a worker took and did not settle within this long goes to another (a killed worker's). */
   readonly ackWaitMs: number;
@@ -434,7 +434,7 @@ function pushConfig(
     webPushHosts: hostPatterns("SWITCHBOARD_PUSH_WEB_PUSH_HOSTS", read("SWITCHBOARD_PUSH_WEB_PUSH_HOSTS"), DEFAULT_WEB_PUSH_HOSTS),
     webhookHosts: hostPatterns("SWITCHBOARD_PUSH_WEBHOOK_HOSTS", read("SWITCHBOARD_PUSH_WEBHOOK_HOSTS"), []),
     allowPrivateTargets: bool("SWITCHBOARD_PUSH_ALLOW_PRIVATE_TARGETS", false),
-    workerConcurrency: int("SWITCHBOARD_PUSH_WORKER_CONCURRENCY", 64, 1, 4_096),
+    workerConcurrency: int("SWITCHBOARD_PUSH_WORKER_CONCURRENCY", 64, 0, 4_096),
     ackWaitMs: int("SWITCHBOARD_PUSH_ACK_WAIT_MS", 60_000, 1_000, 3_600_000),
     retryBaseMs: int("SWITCHBOARD_PUSH_RETRY_BASE_MS", 1_000, 10, 600_000),
     retryMaxMs: int("SWITCHBOARD_PUSH_RETRY_MAX_MS", 300_000, 100, 3_600_000),

@@ -17,6 +17,7 @@ import {
 } from "../../gen/switchboard/push/v1/push_pb.js";
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceDeps, ServiceModule } from "../module.js";
+import { CachedDeviceStore } from "./adapters/cached-device-store.js";
 import { createGuardedLookup, createTargetGuard } from "./adapters/target-guard.js";
 import { targetPolicies, type TargetPolicy } from "./domain/targets.js";
 import { createProviders } from "./providers/index.js";
@@ -37,13 +38,14 @@ export const pushModule: ServiceModule = {
   needs: ["cassandra", "nats"],
   async create(deps) {
     const core = createPushCore(deps);
-    // Every push process also drains the queue: workers share one durable, so adding processes
-    // adds senders, and a killed one's requests go to the others after the ack wait.
+    // Every push process also drains the queue (unless its worker concurrency is 0): workers share
+    // one durable, so adding processes adds senders, and a killed one's requests go to the others
+    // after the ack wait.
     const { config, log, engine, registry } = deps;
     const policies = targetPolicies(config.push);
     const guardOf = (policy: TargetPolicy) => ({ checkTarget: createTargetGuard(policy), lookup: createGuardedLookup(policy) });
     const providers = createProviders(config.pushProviders, log, { webPushGuard: guardOf(policies.webPush), webhookGuard: guardOf(policies.webhook) });
-    const worker = startPushWorker({
+    const worker = config.push.workerConcurrency === 0 ? undefined : startPushWorker({
       bus: engine.bus,
       keyspace: config.cassandra.keyspace,
       devices: core.store,
@@ -59,10 +61,10 @@ export const pushModule: ServiceModule = {
       impl: core.impl,
       async drain() {
         // Requests in hand finish (or are redelivered after the ack wait); no new ones are taken.
-        await worker.stop();
+        await worker?.stop();
       },
       close: async () => {
-        await worker.stop();
+        await worker?.stop();
         await Promise.all([...providers.values()].map((p) => p.close?.()));
         await core.close();
       },
@@ -80,7 +82,11 @@ export interface PushCore {
 
 /** The registry and the enqueue side, built from the service's deps. */
 export function createPushCore({ config, log, engine, registry }: ServiceDeps): PushCore {
-  const store = createDeviceStore(engine, log);
+  // Every notification reads its recipient's devices: from the shared cache, Cassandra on a miss.
+  const store = new CachedDeviceStore(createDeviceStore(engine, log), engine.cache, {
+    keyspace: config.cassandra.keyspace,
+    onError: (what, err) => log.debug({ err, what }, "push device cache"),
+  });
   const policies = targetPolicies(config.push);
   const push = new Push({
     store,

@@ -19,6 +19,8 @@ export interface Received {
   readonly payload: unknown;
   /** The status this server answered. */
   readonly status: number;
+  /** When it arrived (epoch ms), where the server records it. */
+  readonly at?: number;
 }
 
 export interface ScriptedAnswer {

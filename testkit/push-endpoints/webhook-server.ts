@@ -69,6 +69,7 @@ export async function startWebhookServer(options: { key: Buffer; /** Answer each
       headers: req.headers,
       payload,
       status,
+      at: Date.now(),
     });
     if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
     if (scripted) return reply(scripted.status, scripted.body, scripted.headers);

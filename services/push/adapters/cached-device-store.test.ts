@@ -1,0 +1,71 @@
+import { describe, expect, it } from "vitest";
+import { MemoryCache } from "../../../platform/engines/memory/memory-cache.js";
+import type { Cache } from "../../../platform/ports/cache.js";
+import { deviceStoreConformance } from "../device-store.conformance.js";
+import type { StoredDevice } from "../ports.js";
+import { CachedDeviceStore } from "./cached-device-store.js";
+import { MemoryDeviceStore } from "./memory-device-store.js";
+
+// The cached store keeps the store's whole contract (it is what the service and the worker use).
+deviceStoreConformance("memory behind the device-list cache", async () => new CachedDeviceStore(new MemoryDeviceStore(), new MemoryCache(), { keyspace: "k" }));
+
+const dev = (deviceId: string, token = `t-${deviceId}`) => ({ userId: "u", deviceId, platform: "webhook" as const, token, displayName: "" });
+
+/** Counts reads that reach the store behind the cache. */
+class CountingStore extends MemoryDeviceStore {
+  reads = 0;
+  override async list(userId: string): Promise<StoredDevice[]> {
+    this.reads++;
+    return super.list(userId);
+  }
+}
+
+describe("device-list cache", () => {
+  it("reads the store once per user while nothing changes; every change is seen at once", async () => {
+    const inner = new CountingStore();
+    const cached = new CachedDeviceStore(inner, new MemoryCache(), { keyspace: "k" });
+    await cached.register(dev("a"), 5, 1);
+    for (let i = 0; i < 10; i++) expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["a"]);
+    expect(inner.reads).toBe(1);
+    await cached.register(dev("b"), 5, 2);
+    expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["b", "a"]);
+    await cached.unregister("u", "a");
+    expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["b"]);
+    expect(await cached.removeIfToken("u", "b", "t-b")).toBe(true);
+    expect(await cached.list("u")).toEqual([]);
+  });
+
+  it("a reader that fetched the old list and writes it back after a change is never read", async () => {
+    const cache = new MemoryCache();
+    const inner = new MemoryDeviceStore();
+    const cached = new CachedDeviceStore(inner, cache, { keyspace: "k" });
+    await cached.register(dev("old"), 5, 1);
+    // A slow reader: takes the version, reads the store, and is overtaken by a change before caching.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const slow = new CachedDeviceStore(
+      { ...inner, list: async (u: string) => { const l = await inner.list(u); await gate; return l; }, register: inner.register.bind(inner), unregister: inner.unregister.bind(inner), removeIfToken: inner.removeIfToken.bind(inner) },
+      cache,
+      { keyspace: "k" },
+    );
+    const stale = slow.list("u");
+    await new Promise((r) => setTimeout(r, 10));
+    await cached.unregister("u", "old");
+    release();
+    expect((await stale).map((d) => d.deviceId)).toEqual(["old"]);
+    expect(await cached.list("u")).toEqual([]);
+  });
+
+  it("reads the store directly while the cache is down", async () => {
+    const down: Cache = {
+      get: async () => Promise.reject(new Error("down")),
+      set: async () => Promise.reject(new Error("down")),
+      setIfAbsent: async () => Promise.reject(new Error("down")),
+      delete: async () => Promise.reject(new Error("down")),
+      increment: async () => Promise.reject(new Error("down")),
+    };
+    const cached = new CachedDeviceStore(new MemoryDeviceStore(), down, { keyspace: "k" });
+    await cached.register(dev("a"), 5, 1);
+    expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["a"]);
+  });
+});
