@@ -228,7 +228,7 @@ interface PhaseFigures {
   readonly heartbeats: number;
   readonly decided: number;
   readonly redisCalls: number;
-  readonly redisClientCmds: number;
+  readonly redisScripts: number;
   readonly redisTop: string;
   readonly loopP99: number;
 }
@@ -288,6 +288,9 @@ class Run {
     });
     await this.openWatchers();
     this.beatLoop = this.beats();
+    this.phaseName = "baseline 0";
+    console.log(`[${new Date().toISOString()}] baseline: 10 s with nobody online (the process's fixed cost: sweeper ticks, clients, timers)`);
+    await this.measure(this.phaseName, 0, 10_000);
     let prev = 0;
     let ok = true;
     for (const n of sizes) {
@@ -519,7 +522,7 @@ class Run {
       heartbeats: this.heartbeats - hb0,
       decided: this.decided - d0,
       redisCalls: total,
-      redisClientCmds: r1.processed - r0.processed,
+      redisScripts: byCmd.filter(([c]) => c === "eval" || c === "evalsha").reduce((a, [, v]) => a + v, 0),
       redisTop: byCmd.slice(0, 8).map(([c, v]) => `${c} ${Math.round(v / cpu.secs)}`).join(", "),
       loopP99: this.loop.percentile(99) / 1e6,
     });
@@ -549,7 +552,7 @@ function printResults(run: Run, checks: Checks, P: PresenceConfig): void {
   console.log(`\n${runHeader()}`);
   console.log(`load: ${loadavg()}`);
   console.log(`\nCPU and Redis per phase (CPU: % of one core over the window; Redis: commands/s, "in scripts" counts the commands Lua scripts run)`);
-  console.log("\n| phase | users | window s | heartbeats/s | transitions decided/s | presence CPU % | presence CPU ms/s | Redis cmds/s (in scripts too) | Redis client cmds/s | redis CPU % | cassandra CPU % | nats CPU % | bench CPU % | bench loop p99 ms |");
+  console.log("\n| phase | users | window s | heartbeats/s | transitions decided/s | presence CPU % | presence CPU ms/s | Redis cmds/s (in scripts too) | of which EVAL/s | redis CPU % | cassandra CPU % | nats CPU % | bench CPU % | bench loop p99 ms |");
   console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
   const part = (f: PhaseFigures, name: string) => {
     const p = f.cpu.parts.find(([n]) => n === name);
@@ -558,7 +561,7 @@ function printResults(run: Run, checks: Checks, P: PresenceConfig): void {
   for (const f of run.figures) {
     console.log(
       `| ${f.name} | ${f.size} | ${f.secs.toFixed(1)} | ${(f.heartbeats / f.secs).toFixed(0)} | ${(f.decided / f.secs).toFixed(2)} | ${pres(f).toFixed(1)} | ${(pres(f) * 10).toFixed(1)} | ` +
-        `${(f.redisCalls / f.secs).toFixed(0)} | ${(f.redisClientCmds / f.secs).toFixed(0)} | ${part(f, "redis")} | ${part(f, "cassandra")} | ${part(f, "nats")} | ${part(f, "bench (load + watchers)")} | ${fmt(f.loopP99)} |`,
+        `${(f.redisCalls / f.secs).toFixed(0)} | ${(f.redisScripts / f.secs).toFixed(0)} | ${part(f, "redis")} | ${part(f, "cassandra")} | ${part(f, "nats")} | ${part(f, "bench (load + watchers)")} | ${fmt(f.loopP99)} |`,
     );
   }
   for (const f of run.figures) console.log(`Redis commands/s in ${f.name}: ${f.redisTop}; machine ${Math.round(f.cpu.machine)}% of ${f.cpu.cores * 100}%`);
@@ -586,29 +589,40 @@ function printResults(run: Run, checks: Checks, P: PresenceConfig): void {
     console.log(`| ${name} | ${p.on} | ${p.off} | ${p.lat.length} | ${p.missing} | ${fmt(s.p50)} | ${fmt(s.p99)} | ${fmt(s.max)} | ${fmt(v.p50)} / ${fmt(v.p99)} |`);
   }
 
-  // Growth: per idle online user and per transition.
+  // Growth: per idle online user (above the baseline with nobody online) and per transition (above idle).
+  const base0 = run.figures.find((f) => f.name.startsWith("baseline"));
   const idle = run.figures.filter((f) => f.name.startsWith("idle "));
   const churn = run.figures.filter((f) => f.name.startsWith("churn "));
+  const ms = (f: PhaseFigures) => pres(f) * 10; // CPU ms per second
+  const redisPerS = (f: PhaseFigures) => f.redisCalls / f.secs;
   console.log("\nGrowth");
+  if (base0) console.log(`- nobody online: presence ${ms(base0).toFixed(1)} ms CPU per second, Redis ${redisPerS(base0).toFixed(0)} commands/s (the fixed cost)`);
   for (const f of idle) {
-    console.log(`- ${f.name}: presence ${(pres(f) * 10 / f.size * 1000).toFixed(2)} µs CPU per second per idle online user (${((pres(f) * 10) / (f.heartbeats / f.secs) * 1000).toFixed(0)} µs per heartbeat); Redis ${(f.redisCalls / f.secs / f.size).toFixed(3)} commands/s per user`);
+    const above = ms(f) - (base0 ? ms(base0) : 0);
+    console.log(
+      `- ${f.name}: presence ${ms(f).toFixed(1)} ms/s, above nobody online ${above.toFixed(1)} ms/s = ${((above / f.size) * 1000).toFixed(1)} µs per second per idle online user ` +
+        `(${((above / (f.heartbeats / f.secs)) * 1000).toFixed(0)} µs per heartbeat); Redis ${(redisPerS(f) / f.size).toFixed(2)} commands/s per user (${(f.redisCalls / f.heartbeats).toFixed(1)} per heartbeat, ${(f.redisScripts / f.heartbeats).toFixed(2)} EVAL)`,
+    );
+  }
+  for (let k = 1; k < idle.length; k++) {
+    const a = idle[k - 1]!;
+    const b = idle[k]!;
+    const perUser = (f: PhaseFigures) => (ms(f) - (base0 ? ms(base0) : 0)) / f.size;
+    console.log(
+      `- per idle online user, ${b.size} vs ${a.size} users (${(b.size / a.size).toFixed(0)}x the users): presence CPU ${(perUser(b) / perUser(a)).toFixed(2)}x, ` +
+        `Redis commands ${(redisPerS(b) / b.size / (redisPerS(a) / a.size)).toFixed(2)}x (1.00x = flat); total presence CPU ${(ms(b) / ms(a)).toFixed(2)}x, marginal ${(((ms(b) - ms(a)) / (b.size - a.size)) * 1000).toFixed(1)} µs/s per added user`,
+    );
   }
   for (const f of churn) {
     const base = idle.find((x) => x.size === f.size);
     if (!base) continue;
     const tps = f.decided / f.secs;
-    const extraMs = (pres(f) - pres(base)) * 10;
-    const extraRedis = f.redisCalls / f.secs - base.redisCalls / base.secs;
+    const extraMs = ms(f) - ms(base);
+    const extraRedis = redisPerS(f) - redisPerS(base);
     console.log(
       `- ${f.name}: ${tps.toFixed(2)} transitions/s; presence CPU above idle ${extraMs.toFixed(1)} ms/s = ${tps > 0 ? (extraMs / tps).toFixed(2) : "-"} ms per transition; ` +
-        `Redis above idle ${extraRedis.toFixed(0)} commands/s = ${tps > 0 ? (extraRedis / tps).toFixed(1) : "-"} per transition`,
+        `Redis above idle ${extraRedis.toFixed(0)} commands/s = ${tps > 0 ? (extraRedis / tps).toFixed(1) : "-"} per transition (noise: +-a few % of the idle figures)`,
     );
-  }
-  if (idle.length >= 2) {
-    const a = idle[0]!;
-    const b = idle[idle.length - 1]!;
-    const perUser = (f: PhaseFigures) => (pres(f) * 10) / f.size;
-    console.log(`- per idle online user, ${b.size} vs ${a.size}: CPU ${(perUser(b) / perUser(a)).toFixed(2)}x, Redis commands ${((b.redisCalls / b.secs / b.size) / (a.redisCalls / a.secs / a.size)).toFixed(2)}x (1.00x = flat)`);
   }
 
   // Checks.
