@@ -5,7 +5,7 @@
  * 1,000 to 10,000 users (target: linear in transitions, flat in idle online users)".
  *
  *   npx tsx bench/presence.ts [--sizes 1000,10000] [--group 51] [--churn 1] [--idle 30] [--window 60]
- *                             [--extra-churn 0] [--connections 4]
+ *                             [--extra-churn 0] [--ramp-rate 150] [--connections 4] [--verbose]
  *   SWITCHBOARD_PRESENCE_HEARTBEAT_INTERVAL_MS=... (and _TIMEOUT_MS, _GRACE_MS, _MIN_DWELL_MS) to shorten
  *
  * Topology (cluster engine, every part its own process): Cassandra, ZooKeeper, NATS and Redis
@@ -31,7 +31,10 @@
  * are skipped). Every transition of every user therefore reaches exactly one watcher.
  *
  * Per size (1,000 then 10,000, in one run, on one presence process):
- * 1. ramp: the new users start heartbeating (spread over one interval); every ONLINE must arrive.
+ * 1. ramp: the new users start heartbeating, `--ramp-rate` (150) users a second; every ONLINE must
+ *    arrive. Not all at once: 10,000 users logging in within one interval is 1,000 transitions a
+ *    second (each a contacts read from Cassandra and a fan-out), a login storm this 2-core box
+ *    does not absorb (bench/README.md: the presence section), and not the steady state measured here.
  * 2. idle: `--idle` s of heartbeats only: presence CPU, Redis commands, per idle online user.
  * 3. churn: users stop heartbeating at `--churn` % of the size per minute (never members 0 and 1,
  *    each user at most once); each comes back `timeout + dwell + 2 s` after it stopped (so it is
@@ -87,6 +90,8 @@ const EXTRA_CHURN_PCT = numberFlag(args, "extra-churn", 0, 0);
 const IDLE_S = numberFlag(args, "idle", 30, 1);
 const WINDOW_S = numberFlag(args, "window", 60, 1);
 const CONNECTIONS = numberFlag(args, "connections", 4, 1);
+const VERBOSE = args.has("verbose");
+const RAMP_RATE = numberFlag(args, "ramp-rate", 150, 1);
 const MAX_N = Math.max(...sizes);
 const DEVICE = "bench";
 
@@ -210,6 +215,8 @@ async function main(): Promise<boolean> {
     const run = new Run(engine, clients, P, processes);
     const ok = await run.all();
     printResults(run, checks, P);
+    const out = presenceProc.output().trim();
+    if (out) console.log(`\npresence process output (last 3000 characters):\n${out.slice(-3000)}`);
     checks.check(ok, "the run finished (every phase's transitions arrived in time)");
     await run.close();
     return !checks.failed;
@@ -257,6 +264,10 @@ class Run {
   private phaseName = "setup";
   private readonly loop = monitorEventLoopDelay({ resolution: 10 });
   private size = 0;
+  private inFlight = 0;
+  private lastHb = 0;
+  private lastFailed = 0;
+  private lastDecided = 0;
 
   constructor(
     private readonly engine: Engine,
@@ -288,6 +299,14 @@ class Run {
     });
     await this.openWatchers();
     this.beatLoop = this.beats();
+    const progress = setInterval(() => {
+      const line = `  [${new Date().toISOString().slice(11, 19)}] ${this.phaseName}: heartbeats sent ${this.heartbeats - this.lastHb}, failed ${this.hbFailed - this.lastFailed}, in flight ${this.inFlight}; decided ${this.decided - this.lastDecided}; loop max ${(this.loop.max / 1e6).toFixed(0)} ms`;
+      this.lastHb = this.heartbeats;
+      this.lastFailed = this.hbFailed;
+      this.lastDecided = this.decided;
+      if (VERBOSE) console.log(line);
+    }, 5_000);
+    progress.unref();
     this.phaseName = "baseline 0";
     console.log(`[${new Date().toISOString()}] baseline: 10 s with nobody online (the process's fixed cost: sweeper ticks, clients, timers)`);
     await this.measure(this.phaseName, 0, 10_000);
@@ -393,11 +412,14 @@ class Run {
       expected[i]!.push({ state: "on", phase: this.phaseName, at: sendAt, seen: 0 });
     }
     const uid = userId(i);
+    this.inFlight++;
     this.clients[i % this.clients.length]!.heartbeat({ deviceId: DEVICE }, { headers: assertionHeaders(uid, PresenceService.method.heartbeat) }).then(
       () => {
+        this.inFlight--;
         if (sendAt > this.lastAckedSend[i]!) this.lastAckedSend[i] = sendAt;
       },
       (e: unknown) => {
+        this.inFlight--;
         this.hbFailed++;
         if (this.hbErrors.length < 5) this.hbErrors.push(`${uid}: ${String(e)}`);
       },
@@ -424,7 +446,11 @@ class Run {
     this.phaseName = `ramp ${to}`;
     this.size = to;
     console.log(`\n[${new Date().toISOString()}] ${this.phaseName}: users ${from}..${to - 1} start heartbeating`);
+    // New users start heartbeating RAMP_RATE a second (each beats first at its slot, within an interval).
+    const start = performance.now();
     for (let i = from; i < to; i++) {
+      const wait = start + ((i - from) * 1000) / RAMP_RATE - performance.now();
+      if (wait > 0) await sleep(wait);
       this.firstPending[i] = 1;
       this.state[i] = 1;
     }
