@@ -3,7 +3,7 @@
  * Subscribe stream on the gateway and on the chat server, and the CPU the keep-alives cost.
  *
  *   npx tsx bench/chat-idle.ts [--streams 50000] [--connections 1000] [--clients 1] [--keepalive-ms 25000]
- *                              [--window 60] [--warmup 2000] [--open-concurrency 1000]
+ *                              [--window 60] [--warmup 2000] [--open-concurrency 200]
  *   npx tsx bench/chat-idle.ts --streams 10000 --connections 10000 --clients 2    # one stream per connection
  *
  * Topology: cluster engine, every part its own process (chat-kit startSplitChatMesh): Cassandra,
@@ -278,7 +278,7 @@ async function main(): Promise<boolean> {
   const keepAliveMs = numberFlag(args, "keepalive-ms", 25_000, 100);
   const windowSecs = numberFlag(args, "window", 60, 1);
   const warmup = numberFlag(args, "warmup", 2_000, 0);
-  const concurrency = numberFlag(args, "open-concurrency", 1_000, 1);
+  const concurrency = numberFlag(args, "open-concurrency", 200, 1);
   // Profiling aid: `--heap-snapshot <dir>` writes heap snapshots of the gateway and the chat server with the N streams open.
   const snapshot = args.get("heap-snapshot");
   if (connections > streams) usage("--connections must be <= --streams");
@@ -342,6 +342,7 @@ async function main(): Promise<boolean> {
 
     const o = await openAll(streams, connections, 0);
     console.log(`opened: ${o.attached} attached, ${o.failed} failed in ${o.secs.toFixed(1)} s (${Math.round(o.attached / o.secs)}/s)${o.errors.length ? `; ${o.errors.join("; ")}` : ""}`);
+    console.log(`chat server chat_live_streams right after: ${await scrapeCounter(chatMetrics, "chat_live_streams")}`);
     if (o.attached !== streams) failures.push(`attached ${o.attached} of ${streams} streams (${o.failed} failed: ${o.errors.join("; ")})`);
     await sleep(5000);
     const live = await scrapeCounter(chatMetrics, "chat_live_streams");
@@ -390,6 +391,9 @@ async function main(): Promise<boolean> {
     console.log(`| machine (of ${cpu1.cores * 100}) | ${cpu0.machine.toFixed(1)} | ${cpu1.machine.toFixed(1)} | ${(cpu1.machine - cpu0.machine).toFixed(1)} | |`);
     console.log(`load average during the run: ${loadDuring}`);
     for (const f of failures) console.log(`CHECK FAILED: ${f}`);
+    if (failures.length > 0) {
+      for (const name of ["gateway 1", "chat 1"]) console.log(`--- ${name} output (last 4000 characters):\n${mesh.output(name).slice(-4000)}`);
+    }
     return failures.length === 0;
   } finally {
     for (const k of kids) k.exit();

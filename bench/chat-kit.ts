@@ -288,6 +288,8 @@ export interface SplitChatMesh {
   readonly chatMetricsUrls: readonly string[];
   readonly jwtSecret: string;
   readonly processes: readonly (readonly [string, number])[];
+  /** What a mesh process (named as in `processes`, e.g. "gateway 1") printed so far (warn level and up). */
+  output(name: string): string;
   close(): Promise<void>;
 }
 
@@ -373,6 +375,10 @@ export async function startSplitChatMesh(
       chatMetricsUrls,
       jwtSecret: env.SWITCHBOARD_JWT_HS256_SECRET!,
       processes,
+      output(name) {
+        const pid = processes.find(([n]) => n === name)?.[1];
+        return procs.find((p) => p.child.pid === pid)?.output() ?? "";
+      },
       close: stopAll,
     };
   } catch (e) {
