@@ -102,12 +102,19 @@ function clientChild(): void {
 
   async function open(input: OpenInput): Promise<OpenResult> {
     const t0 = performance.now();
-    for (let c = 0; c < input.connections; c++) {
-      const s = http2.connect(input.baseUrl, { settings: { enablePush: false } });
-      s.on("error", (e) => note(`session: ${e.message}`));
-      s.setMaxListeners(0);
-      sessions.push(s);
-    }
+    // Each connection opens right before its first stream: the gateway closes a connection that
+    // sends no request headers within SWITCHBOARD_GATEWAY_FIRST_BYTES_TIMEOUT_MS (10 s).
+    const first = sessions.length;
+    const sessionFor = (c: number): http2.ClientHttp2Session => {
+      let s = sessions[first + c];
+      if (!s) {
+        s = http2.connect(input.baseUrl, { settings: { enablePush: false } });
+        s.on("error", (e) => note(`session: ${e.message}`));
+        s.setMaxListeners(0);
+        sessions[first + c] = s;
+      }
+      return s;
+    };
     keepAlive = new Uint32Array(input.streams);
     const body = frame(toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { deviceId: "idle" })));
     let attached = 0;
@@ -132,7 +139,7 @@ function clientChild(): void {
             if (attached + failed === input.streams) done();
             else launch();
           };
-          subscribe(sessions[i % sessions.length]!, input.jwtSecret, `idle-${input.firstUser + i}`, body, {
+          subscribe(sessionFor(i % input.connections), input.jwtSecret, `idle-${input.firstUser + i}`, body, {
             onKeepAlive: (n) => {
               keepAlive[i]! += n;
               settle(true);
@@ -169,7 +176,7 @@ function clientChild(): void {
       reply({ keepAlives: total, below, ended: endedIdle, errors: [...errors] } satisfies Stats);
     } else if (m.cmd === "close") {
       closing = true;
-      for (const s of sessions) s.destroy();
+      for (const s of sessions) s?.destroy();
       sessions.length = 0;
       reply({ ok: true });
     } else if (m.cmd === "exit") process.exit(0);
@@ -191,13 +198,20 @@ function subscribe(
   body: Buffer,
   on: { onKeepAlive(n: number): void; onEnd(why: string): void },
 ): void {
-  const req = session.request({
-    ":method": "POST",
-    ":path": SUBSCRIBE_PATH,
-    "content-type": "application/grpc",
-    te: "trailers",
-    ...authHeaders(jwtSecret, userId),
-  });
+  let req: http2.ClientHttp2Stream;
+  try {
+    req = session.request({
+      ":method": "POST",
+      ":path": SUBSCRIBE_PATH,
+      "content-type": "application/grpc",
+      te: "trailers",
+      ...authHeaders(jwtSecret, userId),
+    });
+  } catch (e) {
+    // The connection is gone (e.g. closed by the gateway): this stream never opened.
+    queueMicrotask(() => on.onEnd(`request not sent: ${e instanceof Error ? e.message : String(e)}`));
+    return;
+  }
   let pending: Buffer | undefined;
   let status = "";
   req.on("response", (h) => {
@@ -234,6 +248,10 @@ class Client {
   constructor() {
     this.child = fork(fileURLToPath(import.meta.url), ["--client-child"], { execArgv: process.execArgv });
     this.child.on("message", (m) => this.waiting.shift()?.(m));
+    // A client that dies must not leave the run (and the mesh, and the benchmark lock) hanging.
+    this.child.on("exit", (code) => {
+      for (const w of this.waiting.splice(0)) w({ error: `client process exited (${code})` });
+    });
   }
   get pid(): number {
     return this.child.pid!;
