@@ -288,6 +288,8 @@ export interface SplitChatMesh {
   readonly chatMetricsUrls: readonly string[];
   readonly jwtSecret: string;
   readonly processes: readonly (readonly [string, number])[];
+  /** What a mesh process (named as in `processes`, e.g. "gateway 1") printed so far (warn level and up). */
+  output(name: string): string;
   close(): Promise<void>;
 }
 
@@ -298,7 +300,12 @@ export interface SplitChatMesh {
  * `switchboard gateway` on a fresh keyspace. Ready when every gateway's /readyz lists every chat
  * server as serving.
  */
-export async function startSplitChatMesh(tag: string, chatServers: number, gateways: number): Promise<SplitChatMesh> {
+export async function startSplitChatMesh(
+  tag: string,
+  chatServers: number,
+  gateways: number,
+  opts: { readonly nodeOptions?: string } = {},
+): Promise<SplitChatMesh> {
   const { freePort, spawnSwitchboard } = await import("../testkit/processes.js");
   const env: Record<string, string> = {
     ...(Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>),
@@ -313,6 +320,8 @@ export async function startSplitChatMesh(tag: string, chatServers: number, gatew
   env.SWITCHBOARD_CASSANDRA_KEYSPACE ??= `bench_${tag}_${Date.now().toString(36)}`;
   env.SWITCHBOARD_JWT_HS256_SECRET ??= `bench-${tag}-secret-0123456789abcdef0123456789`;
   env.SWITCHBOARD_CODE_KEY ??= `bench-${tag}-code-key-0123456789abcdef`;
+  // NODE_OPTIONS for the chat servers and gateways only (e.g. bench/chat-idle.ts: --expose-gc and a GC-on-signal preload).
+  const nodeEnv: Record<string, string> = opts.nodeOptions ? { NODE_OPTIONS: opts.nodeOptions } : {};
   const procs: import("../testkit/processes.js").MeshProcess[] = [];
   const stopAll = async () => {
     await Promise.all(procs.map((p) => p.stop()));
@@ -334,7 +343,7 @@ export async function startSplitChatMesh(tag: string, chatServers: number, gatew
     const chatMetricsUrls: string[] = [];
     for (const [i, port] of chatPorts.entries()) {
       const metricsPort = await freePort();
-      const p = spawnSwitchboard(["chat"], { ...env, SWITCHBOARD_GRPC_PORT: String(port), SWITCHBOARD_METRICS_PORT: String(metricsPort) });
+      const p = spawnSwitchboard(["chat"], { ...env, ...nodeEnv, SWITCHBOARD_GRPC_PORT: String(port), SWITCHBOARD_METRICS_PORT: String(metricsPort) });
       procs.push(p);
       processes.push([`chat ${i + 1}`, p.child.pid!]);
       chatMetricsUrls.push(`http://127.0.0.1:${metricsPort}/metrics`);
@@ -342,7 +351,7 @@ export async function startSplitChatMesh(tag: string, chatServers: number, gatew
     const baseUrls: string[] = [];
     for (let i = 0; i < gateways; i++) {
       const port = await freePort();
-      const p = spawnSwitchboard(["gateway"], { ...env, SWITCHBOARD_GATEWAY_PORT: String(port) });
+      const p = spawnSwitchboard(["gateway"], { ...env, ...nodeEnv, SWITCHBOARD_GATEWAY_PORT: String(port) });
       procs.push(p);
       processes.push([`gateway ${i + 1}`, p.child.pid!]);
       baseUrls.push(`http://127.0.0.1:${port}`);
@@ -366,6 +375,10 @@ export async function startSplitChatMesh(tag: string, chatServers: number, gatew
       chatMetricsUrls,
       jwtSecret: env.SWITCHBOARD_JWT_HS256_SECRET!,
       processes,
+      output(name) {
+        const pid = processes.find(([n]) => n === name)?.[1];
+        return procs.find((p) => p.child.pid === pid)?.output() ?? "";
+      },
       close: stopAll,
     };
   } catch (e) {
