@@ -112,7 +112,8 @@ runMain(async () => {
     const scrape = async (url: string) => {
       while (scraping) {
         const text = (await (await fetch(url).catch(() => undefined))?.text().catch(() => "")) ?? "";
-        const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
+        // Processes label every sample with their service ({service="push"}).
+        const read = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
         lag.pending.push(read("push_queue_pending_messages"));
         lag.oldest.push(read("push_queue_oldest_age_seconds"));
         await sleep(250);

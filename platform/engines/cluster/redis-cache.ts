@@ -40,6 +40,9 @@ export class RedisCache implements Cache {
       connectTimeout: 2_000,
       commandTimeout: options.commandTimeoutMs ?? 2_000,
       enableReadyCheck: true,
+      // Commands issued in the same tick leave in one write: a push worker's or a gateway's
+      // concurrent calls (device lists, marks, rate-limit counters) cost one syscall, not dozens.
+      enableAutoPipelining: true,
       retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     });
     let wasReady = false;
