@@ -165,20 +165,22 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
       SWITCHBOARD_UPSTREAM_PRESENCE: await closed(),
       SWITCHBOARD_UPSTREAM_PUSH: await closed(),
     };
-    const prof = (role: string): Record<string, string> =>
-      o.profile.includes(role) ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${o.profDir} --cpu-prof-name=${role}-${Date.now()}.cpuprofile` } : {};
+    const prof = (role: string): string[] =>
+      o.profile.includes(role) ? ["--cpu-prof", `--cpu-prof-dir=${o.profDir}`, `--cpu-prof-name=${role}-${Date.now()}.cpuprofile`] : [];
     const spawn = (role: string, extra: Record<string, string>) => {
-      const p = spawnSwitchboard([role], { ...env, ...extra, ...prof(role) });
+      const p = spawnSwitchboard([role], { ...env, ...extra }, prof(role));
       procs.push(p);
       return p;
     };
     const tokenrange = spawn("tokenrange", { SWITCHBOARD_GRPC_PORT: String(tokenrangePort) });
     const shortener = spawn("shortener", { SWITCHBOARD_GRPC_PORT: String(shortenerPort), SWITCHBOARD_METRICS_PORT: String(shortenerMetrics) });
     const gateway = spawn("gateway", { SWITCHBOARD_GATEWAY_PORT: String(gatewayPort), SWITCHBOARD_METRICS_PORT: String(gatewayMetrics) });
-    await waitFor(
+    const up = await waitFor(
       "the gateway ready with the shortener serving",
       async () => {
-        for (const p of procs) if (p.child.exitCode !== null) throw new Error(`a mesh process exited early:\n${p.output().slice(-3000)}`);
+        // Returned, not thrown: waitFor retries on a throw until its timeout.
+        const dead = procs.find((p) => p.child.exitCode !== null);
+        if (dead) return dead;
         const res = await fetch(`${base}/readyz`).catch(() => undefined);
         if (res?.status !== 200) return undefined;
         const body = (await res.json()) as { checks: { name: string; ok: boolean }[] };
@@ -186,6 +188,7 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
       },
       180_000,
     );
+    if (up !== true) throw new Error(`a mesh process exited early:\n${up.output().slice(-3000)}`);
     console.log(`mesh up: gateway ${base}, shortener 127.0.0.1:${shortenerPort}, keyspace ${keyspace}`);
 
     cql = new CassandraConnector({
