@@ -166,7 +166,9 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
       SWITCHBOARD_UPSTREAM_PUSH: await closed(),
     };
     const prof = (role: string): string[] =>
-      o.profile.includes(role) ? ["--cpu-prof", `--cpu-prof-dir=${o.profDir}`, `--cpu-prof-name=${role}-${Date.now()}.cpuprofile`] : [];
+      // A directory per role and node's own file names: tsx's loader thread writes a profile too
+      // (pid and thread id in the name), one fixed name would let it overwrite the main thread's.
+      o.profile.includes(role) ? ["--cpu-prof", `--cpu-prof-dir=${path.join(o.profDir, role)}`] : [];
     const spawn = (role: string, extra: Record<string, string>) => {
       const p = spawnSwitchboard([role], { ...env, ...extra }, prof(role));
       procs.push(p);
