@@ -33,9 +33,18 @@ export interface H2loadOptions {
   readonly requests: number;
   readonly clients: number;
   readonly streams: number;
-  /** File with the request body (a gRPC frame), sent as POST with -d. */
+  /** File with the request body (a gRPC frame unless `contentType` says otherwise), sent as POST with -d. */
   readonly bodyFile: string;
-  /** Extra headers besides content-type: application/grpc and te: trailers. */
+  /**
+   * Content type of the body (default application/grpc). Only application/grpc also sends
+   * `te: trailers`; other protocols (Connect, REST JSON) answer errors with an HTTP status.
+   */
+  readonly contentType?: string;
+  /** HTTP/1.1 (--h1, one request in flight per connection when streams = 1) instead of h2c. */
+  readonly h1?: boolean;
+  /** HTTP status every answer should have (default 200); other log rows count in `non200`. */
+  readonly okStatus?: number;
+  /** Extra headers besides content-type (and te: trailers for gRPC). */
   readonly headers?: Iterable<[string, string]>;
   /** Per-request log (--log-file), read back for latencies. */
   readonly logFile: string;
@@ -52,16 +61,17 @@ export interface H2loadResult {
   readonly rps: number;
   /** Per-request durations from the log, in ms, unsorted. */
   readonly durationsMs: number[];
-  /** Log rows whose HTTP status was not 200 (-1 = no response). */
+  /** Log rows whose HTTP status was not `okStatus` (200 unless told; -1 = no response). */
   readonly non200: number;
   readonly output: string;
 }
 
 /** Starts h2load; `done` resolves when it has exited (and been reaped) with its parsed result. */
 export function startH2load(o: H2loadOptions): { pid: number | undefined; done: Promise<H2loadResult> } {
+  const contentType = o.contentType ?? "application/grpc";
   const argv = [
-    `-n${o.requests}`, `-c${o.clients}`, `-m${o.streams}`, "-t1",
-    "-d", o.bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers",
+    `-n${o.requests}`, `-c${o.clients}`, `-m${o.streams}`, "-t1", ...(o.h1 ? ["--h1"] : []),
+    "-d", o.bodyFile, "-H", `content-type: ${contentType}`, ...(contentType === "application/grpc" ? ["-H", "te: trailers"] : []),
     ...[...(o.headers ?? [])].flatMap(([k, v]) => ["-H", `${k}: ${v}`]),
     "--log-file", o.logFile, o.url,
   ];
@@ -74,7 +84,7 @@ export function startH2load(o: H2loadOptions): { pid: number | undefined; done: 
     child.once("close", (code) => {
       if (code !== 0) return reject(new Error(`h2load exited ${code}:\n${out}`));
       try {
-        resolve({ ...parseSummary(out), ...parseLog(o.logFile), output: out });
+        resolve({ ...parseSummary(out), ...parseLog(o.logFile, o.okStatus), output: out });
       } catch (e) {
         reject(e instanceof Error ? e : new Error(String(e)));
       }
@@ -91,13 +101,13 @@ export function parseSummary(out: string): Pick<H2loadResult, "total" | "succeed
 }
 
 /** --log-file rows: start time (us since epoch) \t HTTP status \t us until end of response. */
-export function parseLog(file: string): Pick<H2loadResult, "durationsMs" | "non200"> {
+export function parseLog(file: string, okStatus = 200): Pick<H2loadResult, "durationsMs" | "non200"> {
   const durationsMs: number[] = [];
   let non200 = 0;
   for (const line of readFileSync(file, "utf8").split("\n")) {
     if (!line) continue;
     const [, status, us] = line.split("\t");
-    if (status !== "200") non200++;
+    if (status !== String(okStatus)) non200++;
     durationsMs.push(Number(us) / 1000);
   }
   return { durationsMs, non200 };

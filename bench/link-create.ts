@@ -4,6 +4,9 @@
  *
  *   npx tsx bench/link-create.ts [--requests 20000] [--concurrency 64] [--clients 4] [--mode generated|alias|idem]
  *                                [--warmup 10000] [--loader h2load|fork|inproc] [--owners 4]
+ *   npx tsx bench/link-create.ts --through gateway [--paths straight,connect,rest] [--rounds 1] [--profile gateway,shortener]
+ *     the shortener, tokenrange and gateway as separate processes; creates straight into the
+ *     shortener side by side with Connect and REST through the gateway (bench/link-create-gateway.ts)
  *
  * mode generated: CreateLink without alias (leased code + plain INSERT + listing row);
  * mode alias: custom alias (LWT INSERT IF NOT EXISTS); mode idem: generated + idempotency_key
@@ -330,6 +333,18 @@ async function main(): Promise<void> {
 
 if (IS_CHILD) {
   childMain();
+} else if (args.has("through")) {
+  if (args.get("through") !== "gateway") {
+    console.error(`--through ${args.get("through")}: expected gateway`);
+    process.exit(1);
+  }
+  // Split deployment, paths side by side (bench/link-create-gateway.ts); exits with its checks.
+  import("./link-create-gateway.js")
+    .then((m) => m.mainThroughGateway(args))
+    .catch((e: unknown) => {
+      console.error(e);
+      process.exit(1);
+    });
 } else {
   main().then(
     () => process.exit(0),

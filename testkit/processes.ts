@@ -10,8 +10,9 @@ export interface MeshProcess {
   stop(): Promise<number | string>;
 }
 
-export function spawnSwitchboard(args: readonly string[], env: Record<string, string>): MeshProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", "cmd/switchboard.ts", ...args], {
+/** `nodeArgs`: extra node flags (e.g. --cpu-prof, which NODE_OPTIONS does not accept). */
+export function spawnSwitchboard(args: readonly string[], env: Record<string, string>, nodeArgs: readonly string[] = []): MeshProcess {
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "cmd/switchboard.ts", ...args], {
     // Metrics on any free port: tests run meshes side by side, the default 9464 is one port.
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", SWITCHBOARD_LOG_LEVEL: "warn", SWITCHBOARD_METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -34,6 +34,22 @@ describe("RedisCache against the run's real Redis", () => {
     }
   });
 
+  it("increment keeps counting after Redis forgets its scripts (restart, SCRIPT FLUSH)", async () => {
+    const prefix = `t:${randomUUID().slice(0, 8)}:`;
+    const cache = new RedisCache({ url: infra().redis.url, keyPrefix: prefix });
+    try {
+      await connected(cache);
+      expect(await cache.increment("flushed", 60_000)).toBe(1);
+      // The script is now cached by its SHA; a restarted server would not know it.
+      await cache.client.script("FLUSH");
+      expect(await cache.increment("flushed", 60_000)).toBe(2);
+      expect(await cache.client.pttl(`${prefix}flushed`)).toBeGreaterThan(0);
+      expect(await cache.increment("flushed", 60_000)).toBe(3);
+    } finally {
+      await cache.close();
+    }
+  });
+
   cacheConformance(async () => {
     const cache = new RedisCache({ url: infra().redis.url, keyPrefix: `t:${randomUUID().slice(0, 8)}:` });
     await connected(cache);

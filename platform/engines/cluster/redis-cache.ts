@@ -20,6 +20,10 @@ if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 return n`;
 
+/** The script as an ioredis custom command (defineCommand): sent as EVALSHA, see the constructor. */
+const INCREMENT_COMMAND = "switchboardWindowIncrement";
+type WithIncrement = { [INCREMENT_COMMAND](key: string, ttlMs: number): Promise<number> };
+
 /**
  * Cache on Redis (ioredis). Never crashes the process on an unreachable server: it reconnects
  * in the background forever (capped backoff), and while disconnected every operation fails
@@ -45,6 +49,11 @@ export class RedisCache implements Cache {
       enableAutoPipelining: true,
       retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
     });
+    // Every link creation through the gateway runs this script twice (rate limits per IP and per
+    // identity): as a custom command ioredis sends EVALSHA (40 bytes, no script text to write and
+    // for Redis to hash) and falls back to EVAL by itself when Redis answers NOSCRIPT (a restarted
+    // or flushed server).
+    this.client.defineCommand(INCREMENT_COMMAND, { numberOfKeys: 1, lua: INCREMENT_SCRIPT });
     let wasReady = false;
     this.client.on("error", (err: Error) => {
       const msg = err.message || String(err);
@@ -106,7 +115,7 @@ export class RedisCache implements Cache {
   async increment(key: string, windowTtlMs: number): Promise<number> {
     checkKey(key);
     const ttl = checkTtl(windowTtlMs);
-    const n = await this.run("incr", () => this.client.eval(INCREMENT_SCRIPT, 1, this.prefix + key, ttl));
+    const n = await this.run("incr", () => (this.client as unknown as WithIncrement)[INCREMENT_COMMAND](this.prefix + key, ttl));
     return Number(n);
   }
 
