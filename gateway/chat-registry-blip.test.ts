@@ -14,7 +14,9 @@
  * - the server's lanes are kept, not replaced: new streams after the blip ride the same
  *   connections (no second set of connections while the old streams still hold the first);
  * - streams that rode through the blip still end, with UNAVAILABLE, when their connection dies
- *   (cut, or stalled so that only the lane's keep-alive can notice).
+ *   (cut, or stalled so that only the lane's keep-alive can notice);
+ * - a lane closed under its streams ends them with UNAVAILABLE and a retry hint (grpc-js lets calls
+ *   run on over a closed channel; nobody would own them).
  */
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -22,7 +24,12 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runEmbedded, type Running } from "../cmd/mesh.js";
 import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
-import { loadConfig } from "../platform/config.js";
+import { loadConfig, type Config } from "../platform/config.js";
+import { MemoryCoordinationTree as Tree } from "../platform/engines/memory/memory-coordinator.js";
+import { meshKeyOf } from "../platform/mesh-secret.js";
+import { encodeServerInfo } from "../services/chat/cluster/registry.js";
+import { identityAssertionHeaders } from "./auth/interceptor.js";
+import { ChatPlacement } from "./chat-placement.js";
 import { TcpProxy } from "../platform/engines/cluster/testing/tcp-proxy.js";
 import type { MemoryCoordinationTree, MemoryCoordinator } from "../platform/engines/memory/memory-coordinator.js";
 import { chatServersPath } from "../services/chat/cluster/registry.js";
@@ -34,6 +41,7 @@ const KEEPALIVE_MS = 200;
 const USERS = 40;
 
 let running: Running;
+let config: Config;
 let proxy: TcpProxy;
 let registryPath = "";
 let serverId = "";
@@ -57,7 +65,7 @@ beforeAll(async () => {
     // Up to USERS * 3 streams per test, a few per user.
     SWITCHBOARD_STREAMS_PER_IDENTITY: "16",
   };
-  const config = loadConfig(env);
+  config = loadConfig(env);
   registryPath = chatServersPath(config.cassandra.keyspace);
   running = await runEmbedded(config, pino({ level: "silent" }), { env: { SWITCHBOARD_JWT_HS256_SECRET: jwtSecret } });
   await waitFor("the chat server in the registry", async () => ((await chatChecks()).length === 1 ? true : undefined), 20_000);
@@ -197,4 +205,43 @@ describe("a chat server that drops out of the gateway's registry view and comes 
     await waitFor("every stream to end", async () => (streams.every((s) => s.end !== undefined) ? true : undefined), 50_000);
     expectAllUnavailable(streams);
   }, 90_000);
+
+  it("a placement closed under its streams ends them with UNAVAILABLE and a retry hint", async () => {
+    // A placement of our own (a registry of our own listing the chat server directly), so closing
+    // it does not touch the gateway's; streams are read from its upstream as the edge reads them.
+    const registry = new Tree();
+    const path = "/switchboard/blip-own/chat/servers";
+    const address = `127.0.0.1:${running.grpcPorts["chat"]}`;
+    await registry.session().registerEphemeral(`${path}/chat-own`, encodeServerInfo({ address, streams: 0, draining: false, at: 0 }));
+    const placement = new ChatPlacement({ desc: ChatService, coordinator: registry.session(), path, fallbackAddress: "127.0.0.1:1", log: pino({ level: "silent" }) });
+    await waitFor("the placement to see the server", async () => (placement.registered.length === 1 ? true : undefined), 5_000);
+    const subscribe = placement.upstream()["subscribe"] as unknown as (i: unknown, o: object) => AsyncIterable<unknown>;
+    const key = meshKeyOf(config);
+    const streams = Array.from({ length: 20 }, (_, i) => {
+      const headers = identityAssertionHeaders(key, { userId: `own-${i}`, kind: "user" }, "/switchboard.chat.v1.ChatService/Subscribe");
+      const s = { messages: 0, end: undefined as ConnectError | "closed" | undefined, endedAt: 0 };
+      void (async () => {
+        try {
+          for await (const _ of subscribe({ deviceId: "d" }, { headers })) s.messages++;
+          s.end = "closed";
+        } catch (e) {
+          s.end = ConnectError.from(e);
+        }
+        s.endedAt = Date.now();
+      })();
+      return s;
+    });
+    await waitFor("keep-alives on every stream", async () => (streams.every((s) => s.messages > 0) ? true : undefined), 5_000);
+    const t0 = Date.now();
+    placement.close();
+    await waitFor("every stream to end", async () => (streams.every((s) => s.end !== undefined) ? true : undefined), 2_000);
+    for (const s of streams) {
+      expect(s.end).toBeInstanceOf(ConnectError);
+      const err = s.end as ConnectError;
+      expect(err.code).toBe(Code.Unavailable);
+      expect(err.rawMessage).toMatch(/reconnect.*Sync/);
+      expect(err.metadata.get("retry-after-ms")).not.toBeNull();
+      expect(s.endedAt - t0).toBeLessThan(1_000);
+    }
+  }, 30_000);
 });
