@@ -72,6 +72,8 @@ export class ChatPlacement {
   private readonly placed = new Map<string, number[]>();
   private readonly suspectUntil = new Map<string, number>();
   private roundRobin = 0;
+  /** Lane numbers are never reused: a lane kept for its streams must not share a channel with a new one. */
+  private nextLane = 0;
   private readonly unwatch: () => void;
   private readonly now: () => number;
   private readonly decisions: Counter<"kind" | "server"> | undefined;
@@ -238,7 +240,7 @@ export class ChatPlacement {
       best = {
         client: createGrpcClient(this.opts.desc, address, {
           // A distinct option set is a distinct channel; its own subchannel pool, its own connection.
-          channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": lanes.length },
+          channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": this.nextLane++ },
         }) as unknown as Record<string, unknown> & { close(): void },
         active: 0,
         streams: new Set(),
