@@ -10,12 +10,21 @@
  * few seconds (a killed server stays in the registry until its ZooKeeper session times out), so
  * its clients' reconnects land elsewhere at once. With no server registered (a registry not
  * reachable yet, or a deployment without one), calls go to the configured chat address.
+ *
+ * A server that leaves the registry keeps its lanes while streams ride on them: a registry that
+ * lists no server for a moment (the gateway's ZooKeeper session expired and the watch re-reads)
+ * must neither replace the lanes of a server that is still there nor cut its streams. Those
+ * streams end when their server ends them or their connection fails (UNAVAILABLE: the lane's
+ * keep-alive notices a dead one); a lane is closed once its last stream ended and its server is
+ * not listed, and a lane closed under its streams (the placement closing) ends them with
+ * UNAVAILABLE and a retry hint, never leaves them open and silent.
  */
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { createGrpcClient, type GrpcClient } from "../platform/grpc/client.js";
+import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import type { Coordinator } from "../platform/ports/coordinator.js";
 import { watchChatServers, type ChatServerInfo } from "../services/chat/cluster/registry.js";
 import { UPSTREAM_CONNECT_TIMEOUT_MS, type AnyUpstreamClient } from "./forward.js";
@@ -33,6 +42,8 @@ const MAX_LANES = 256;
 interface Lane {
   readonly client: Record<string, unknown> & { close(): void };
   active: number;
+  /** One per stream riding on this lane: aborted (with the reason) when the lane is closed under it. */
+  readonly streams: Set<AbortController>;
 }
 
 export interface ChatPlacementOptions {
@@ -54,17 +65,22 @@ interface Target {
 
 export class ChatPlacement {
   private servers: readonly ChatServerInfo[] = [];
+  /** Addresses calls may be placed on now: the registered servers' and the configured one. */
+  private listed: ReadonlySet<string>;
   private readonly clients = new Map<string, GrpcClient<DescService>>();
   private readonly lanes = new Map<string, Lane[]>();
   private readonly placed = new Map<string, number[]>();
   private readonly suspectUntil = new Map<string, number>();
   private roundRobin = 0;
+  /** Lane numbers are never reused: a lane kept for its streams must not share a channel with a new one. */
+  private nextLane = 0;
   private readonly unwatch: () => void;
   private readonly now: () => number;
   private readonly decisions: Counter<"kind" | "server"> | undefined;
 
   constructor(private readonly opts: ChatPlacementOptions) {
     this.now = opts.now ?? Date.now;
+    this.listed = new Set([opts.fallbackAddress]);
     this.unwatch = watchChatServers(opts.coordinator, opts.path, (servers) => this.update(servers));
     if (opts.registry) {
       const self = this;
@@ -113,11 +129,20 @@ export class ChatPlacement {
       if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
         const self = this;
         out[name] = async function* (input: unknown, options: CallOptions) {
-          const lane = self.streamLane(await self.pick("stream"));
+          const address = await self.pick("stream");
+          const lane = self.streamLane(address);
+          const stop = new AbortController();
+          lane.streams.add(stop);
+          const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
           try {
-            yield* (lane.client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, options);
+            yield* (lane.client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, { ...options, signal });
+          } catch (e) {
+            // Our own abort comes back as Canceled; the client needs the reason (reconnect).
+            throw stop.signal.aborted ? stop.signal.reason : e;
           } finally {
+            lane.streams.delete(stop);
             lane.active--;
+            self.closeIdleLanes(address);
           }
         };
       } else {
@@ -134,7 +159,7 @@ export class ChatPlacement {
     this.unwatch();
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
-    for (const lanes of this.lanes.values()) for (const l of lanes) l.client.close();
+    for (const lanes of this.lanes.values()) for (const l of lanes) closeLane(l);
     this.lanes.clear();
   }
 
@@ -215,9 +240,10 @@ export class ChatPlacement {
       best = {
         client: createGrpcClient(this.opts.desc, address, {
           // A distinct option set is a distinct channel; its own subchannel pool, its own connection.
-          channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": lanes.length },
+          channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": this.nextLane++ },
         }) as unknown as Record<string, unknown> & { close(): void },
         active: 0,
+        streams: new Set(),
       };
       lanes.push(best);
     }
@@ -242,17 +268,44 @@ export class ChatPlacement {
       this.placed.delete(id);
       this.suspectUntil.delete(id);
     }
-    // Clients of servers that left are closed; streams still open on them end with the server.
-    const addresses = new Set([...servers.map((s) => s.address), this.opts.fallbackAddress]);
+    // A server that left keeps the lanes its streams ride on (it may be back at once: a registry
+    // re-read after a session expiry); the rest of its connections are closed.
+    this.listed = new Set([...servers.map((s) => s.address), this.opts.fallbackAddress]);
+    for (const address of [...this.lanes.keys()]) this.closeIdleLanes(address);
     for (const [address, c] of this.clients) {
-      if (addresses.has(address)) continue;
+      if (this.listed.has(address) || this.lanes.has(address)) continue;
       c.close();
       this.clients.delete(address);
     }
-    for (const [address, lanes] of this.lanes) {
-      if (addresses.has(address)) continue;
-      for (const l of lanes) l.client.close();
+  }
+
+  /** Closes the lanes of an address no longer listed once no stream rides on them (and its client with the last). */
+  private closeIdleLanes(address: string): void {
+    if (this.listed.has(address)) return;
+    const lanes = this.lanes.get(address);
+    if (lanes) {
+      const busy = lanes.filter((l) => l.active > 0);
+      for (const l of lanes) if (l.active <= 0) closeLane(l);
+      if (busy.length > 0) {
+        this.lanes.set(address, busy);
+        return;
+      }
       this.lanes.delete(address);
     }
+    this.clients.get(address)?.close();
+    this.clients.delete(address);
   }
+}
+
+/**
+ * Closes a lane; streams still on it are ended with UNAVAILABLE and a retry hint (a grpc-js channel
+ * closed under a call lets the call run on: its client must not be left on a stream nobody owns).
+ */
+function closeLane(lane: Lane): void {
+  for (const stop of lane.streams) {
+    stop.abort(new ConnectError("chat server connection closed: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, {
+      [RETRY_AFTER_MS_HEADER]: "0",
+    }));
+  }
+  lane.client.close();
 }

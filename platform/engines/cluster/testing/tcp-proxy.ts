@@ -8,15 +8,22 @@ import net from "node:net";
 export class TcpProxy {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
+  private accepted = 0;
 
   constructor(
     readonly port: number,
     private readonly target: { host: string; port: number },
   ) {}
 
+  /** Connections accepted so far (tests count the connections a client opens). */
+  get connectionsAccepted(): number {
+    return this.accepted;
+  }
+
   async up(): Promise<void> {
     if (this.server) return;
     const server = net.createServer((client) => {
+      this.accepted++;
       const upstream = net.connect(this.target.port, this.target.host);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
@@ -34,6 +41,17 @@ export class TcpProxy {
       server.listen(this.port, "127.0.0.1", () => resolve());
     });
     this.server = server;
+  }
+
+  /**
+   * Stops forwarding on every live connection without closing it (a peer that hangs or a network
+   * that drops packets): neither end learns anything until its own keep-alive gives up.
+   */
+  stall(): void {
+    for (const sock of this.sockets) {
+      sock.unpipe();
+      sock.pause();
+    }
   }
 
   /** Stops listening and cuts every live connection. */
