@@ -196,7 +196,12 @@ async function main(): Promise<boolean> {
     // The presence process.
     const grpcPort = await freePort();
     const metricsPort = await freePort();
-    presenceProc = spawnSwitchboard(["presence"], { ...env, SWITCHBOARD_GRPC_PORT: String(grpcPort), SWITCHBOARD_METRICS_PORT: String(metricsPort) });
+    // BENCH_PRESENCE_CPU_PROF=<dir>: a V8 CPU profile of the presence process, written when it exits.
+    const profDir = process.env.BENCH_PRESENCE_CPU_PROF;
+    const prof: Record<string, string> = profDir
+      ? { NODE_OPTIONS: `--import ${new URL("./cpu-prof-preload.mjs", import.meta.url).pathname}`, BENCH_CPU_PROF_DIR: profDir }
+      : {};
+    presenceProc = spawnSwitchboard(["presence"], { ...env, ...prof, SWITCHBOARD_GRPC_PORT: String(grpcPort), SWITCHBOARD_METRICS_PORT: String(metricsPort) });
     processes.unshift(["presence", presenceProc.child.pid!]);
     const address = `127.0.0.1:${grpcPort}`;
     const clients: GrpcClient<typeof PresenceService>[] = Array.from({ length: CONNECTIONS }, (_, k) =>

@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import {
   GetPresenceResponseSchema,
   ListOnlineResponseSchema,
@@ -24,6 +25,7 @@ import { requireCaller } from "../../platform/identity.js";
 import { createChatStore } from "../chat/store.js";
 import type { ServiceModule } from "../module.js";
 import { ChatContacts } from "./adapters/chat-contacts.js";
+import type { AnnouncerStats } from "./announcer.js";
 import { MAX_ONLINE_QUERY, MAX_REPORTED_DEVICES, validateDeviceId, validateUserId, validateUserIds } from "./domain/validate.js";
 import { busPublisher, PresenceWatchHub } from "./fanout.js";
 import type { DeviceBeat } from "./ports.js";
@@ -44,7 +46,7 @@ export const presenceModule: ServiceModule = {
   // GetPresence still answers), and the sweeper's lock is in ZooKeeper (offline detection pauses
   // without it): neither makes the service unable to answer.
   needs: ["redis", "cassandra"],
-  async create({ config, log, engine }) {
+  async create({ config, log, engine, registry }) {
     const onError = (what: string, err: unknown) => log.warn({ err: err instanceof Error ? err.message : String(err), what }, "presence");
     const chatStore = await createChatStore(engine, log, { writeTimeoutMs: config.chat.writeTimeoutMs });
     const contacts = new ChatContacts(chatStore, {
@@ -59,6 +61,7 @@ export const presenceModule: ServiceModule = {
       config: config.presence,
       publish: busPublisher(engine.bus, onError),
       onError,
+      ...(registry ? { announce: { stats: announcerMetrics(registry) } } : {}),
     });
     const hub = new PresenceWatchHub(engine.bus, { maxPerCaller: config.presence.watchesPerCaller, onError });
     const sweeper = new SweepLeader({
@@ -77,11 +80,32 @@ export const presenceModule: ServiceModule = {
       close: async () => {
         hub.close();
         await sweeper.close();
+        presence.announcer.close();
         await store.close?.();
       },
     };
   },
 };
+
+/**
+ * Announcing under load, in /metrics: how many users wait, how long transitions waited, and how
+ * many were dropped (a full queue: the process sheds announcing, never heartbeats).
+ */
+function announcerMetrics(registers: Registry): AnnouncerStats {
+  const pending = new Gauge({ name: "presence_announce_pending", help: "Users whose transition waits for its contacts lookup", registers: [registers] });
+  const delay = new Histogram({
+    name: "presence_announce_delay_seconds",
+    help: "Time from a transition's decision to its publication (queue and contacts lookup)",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registers],
+  });
+  const dropped = new Counter({
+    name: "presence_announcements_dropped_total",
+    help: "Transitions not announced because the queue was full or the process closed (they stay in the store: GetPresence sees them)",
+    registers: [registers],
+  });
+  return { onPending: (n) => pending.set(n), onDelay: (ms) => delay.observe(ms / 1000), onDropped: (n) => dropped.inc(n) };
+}
 
 /**
  * How long a new sweeper (and one whose store came back) waits before sweeping: one heartbeat

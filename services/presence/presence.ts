@@ -12,6 +12,7 @@
 import type { PresenceConfig } from "../../platform/config.js";
 import { DomainError } from "../../platform/errors.js";
 import type { Cache } from "../../platform/ports/cache.js";
+import { Announcer, type AnnouncerStats } from "./announcer.js";
 import { validateDeviceId } from "./domain/validate.js";
 import type { Contacts, DeviceBeat, PresenceStore, PresenceTimings, Transition } from "./ports.js";
 
@@ -23,6 +24,10 @@ const SWEEP_BATCH = 1_000;
 const SWEEP_BATCHES_PER_TICK = 20;
 /** channelsOf lookups in flight for one GetPresence. */
 const PARALLEL_LOOKUPS = 32;
+/** Contacts lookups in flight for announcing transitions (services/presence/announcer.ts). */
+export const ANNOUNCE_CONCURRENCY = 16;
+/** Users waiting to be announced at most (a login storm of 10,000 users fits; beyond, dropped). */
+export const ANNOUNCE_MAX_PENDING = 20_000;
 
 export type PresenceStateName = "online" | "offline" | "unknown";
 
@@ -51,6 +56,8 @@ export interface PresenceDeps {
   readonly publish: (changes: readonly PresenceChange[]) => void;
   readonly now?: () => number;
   readonly onError?: (what: string, err: unknown) => void;
+  /** Announcing limits and metrics (defaults: ANNOUNCE_CONCURRENCY, ANNOUNCE_MAX_PENDING). */
+  readonly announce?: { readonly concurrency?: number; readonly maxPending?: number; readonly stats?: AnnouncerStats };
 }
 
 export class Presence {
@@ -58,12 +65,23 @@ export class Presence {
   readonly timings: PresenceTimings;
   private readonly now: () => number;
   private readonly onError: (what: string, err: unknown) => void;
+  /** Transitions to contacts, bounded and behind the heartbeat (never awaited by it). */
+  readonly announcer: Announcer;
 
   constructor(private readonly deps: PresenceDeps) {
     this.config = deps.config;
     this.timings = { timeoutMs: deps.config.timeoutMs, graceMs: deps.config.graceMs, minDwellMs: deps.config.minDwellMs };
     this.now = deps.now ?? Date.now;
     this.onError = deps.onError ?? (() => {});
+    this.announcer = new Announcer({
+      contacts: deps.contacts,
+      publish: deps.publish,
+      concurrency: deps.announce?.concurrency ?? ANNOUNCE_CONCURRENCY,
+      maxPending: deps.announce?.maxPending ?? ANNOUNCE_MAX_PENDING,
+      now: this.now,
+      onError: this.onError,
+      ...(deps.announce?.stats ? { stats: deps.announce.stats } : {}),
+    });
   }
 
   /** One device's heartbeat, or its going offline; rate limited per device. */
@@ -116,25 +134,9 @@ export class Presence {
     return n;
   }
 
-  /** Looks up each transition's contacts and publishes it (in the background; failures logged). */
+  /** Queues transitions for their contacts (best effort, bounded: see announcer.ts); returns at once. */
   private announce(ts: readonly Transition[]): void {
-    if (ts.length === 0) return;
-    void (async () => {
-      const changes = await Promise.all(
-        ts.map(async (transition): Promise<PresenceChange | undefined> => {
-          try {
-            const contacts = await this.deps.contacts.contactsOf(transition.userId);
-            return { transition, contactUserIds: [...contacts] };
-          } catch (e) {
-            // Nobody may be told without knowing who may: the transition stays in the store (GetPresence).
-            this.onError("contacts of a transition", e);
-            return undefined;
-          }
-        }),
-      );
-      const ok = changes.filter((c): c is PresenceChange => c !== undefined);
-      if (ok.length) this.deps.publish(ok);
-    })();
+    this.announcer.offer(ts);
   }
 
   private async views(userIds: readonly string[], visible: ReadonlySet<string>): Promise<PresenceView[]> {

@@ -35,4 +35,20 @@ describe("ChatContacts", () => {
     expect([...(await contacts.contactsOf("gus"))].sort()).toEqual(["hal", "ivy"]);
     expect(reads).toBe(2);
   });
+
+  it("reads a group's members once per TTL for all its members' lookups (a login storm of one group)", async () => {
+    const { chat, store, clock } = testWorld();
+    const members = ["m1", "m2", "m3", "m4"];
+    await chat.createGroup("m0", "team", members, "r1");
+    let memberReads = 0;
+    const counted = interceptedStore(store, { getMembers: () => void memberReads++ });
+    const contacts = new ChatContacts(counted, { maxGroupMembers: 100, ttlMs: 1_000, now: clock.now });
+    const all = ["m0", ...members];
+    const lists = await Promise.all(all.map((u) => contacts.contactsOf(u)));
+    lists.forEach((l, i) => expect([...l].sort()).toEqual(all.filter((u) => u !== all[i])));
+    expect(memberReads).toBe(1);
+    clock.advance(1_000);
+    await contacts.contactsOf("m1");
+    expect(memberReads).toBe(2);
+  });
 });

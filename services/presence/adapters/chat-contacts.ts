@@ -4,6 +4,12 @@
  * user's contacts are read once per TTL however many transitions and watches need them: the cost
  * follows transitions and watch opens, never the number of online users. Concurrent lookups of
  * one user share one read. At most `maxEntries` users are cached (oldest dropped first).
+ *
+ * A channel's members are cached per channel for the TTL too (the same staleness as the per-user
+ * cache): when a group's members come online together (a login storm), the group is read once,
+ * not once per member, so a transition costs one Cassandra read (`userChannels`) instead of one
+ * per channel. Groups larger than the fan-out size are cached as "no contacts" (their member list
+ * is not kept).
  */
 import type { ChatStore } from "../../chat/ports.js";
 import type { Contacts } from "../ports.js";
@@ -27,6 +33,8 @@ const PARALLEL_READS = 16;
 export class ChatContacts implements Contacts {
   private readonly contacts = new Map<string, Entry<ReadonlySet<string>>>();
   private readonly channels = new Map<string, Entry<ReadonlySet<string>>>();
+  /** channelId -> its members when it fans out (at most maxGroupMembers), else []. */
+  private readonly members = new Map<string, Entry<readonly string[]>>();
   private readonly now: () => number;
   private readonly maxEntries: number;
 
@@ -50,13 +58,17 @@ export class ChatContacts implements Contacts {
       const ids = [...(await this.channelsOf(userId))];
       const out = new Set<string>();
       for (let i = 0; i < ids.length; i += PARALLEL_READS) {
-        const lists = await Promise.all(ids.slice(i, i + PARALLEL_READS).map((c) => this.store.getMembers(c)));
-        for (const members of lists) {
-          if (members.length > this.opts.maxGroupMembers) continue;
-          for (const m of members) if (m.userId !== userId) out.add(m.userId);
-        }
+        const lists = await Promise.all(ids.slice(i, i + PARALLEL_READS).map((c) => this.fanoutMembers(c)));
+        for (const members of lists) for (const m of members) if (m !== userId) out.add(m);
       }
       return out;
+    });
+  }
+
+  private fanoutMembers(channelId: string): Promise<readonly string[]> {
+    return this.cached(this.members, channelId, async () => {
+      const members = await this.store.getMembers(channelId);
+      return members.length > this.opts.maxGroupMembers ? [] : members.map((m) => m.userId);
     });
   }
 
