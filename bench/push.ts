@@ -38,6 +38,7 @@ const SECONDS = numberFlag(args, "seconds", 10, 1);
 const USERS = numberFlag(args, "users", 1_000, 1);
 const CONCURRENCY = numberFlag(args, "concurrency", 64, 1);
 const DELAY_MS = numberFlag(args, "delay-ms", 0, 0);
+const PROFILE_DIR = args.get("profile-worker");
 
 runMain(async () => {
   console.log(runHeader());
@@ -73,7 +74,9 @@ runMain(async () => {
   const procs: import("../testkit/processes.js").MeshProcess[] = [];
   const spawnPush = async (name: string, port: number, concurrency: number) => {
     const metricsPort = await freePort();
-    const p = spawnSwitchboard(["push"], { ...env, SWITCHBOARD_GRPC_PORT: String(port), SWITCHBOARD_METRICS_PORT: String(metricsPort), SWITCHBOARD_PUSH_WORKER_CONCURRENCY: String(concurrency) });
+    // --profile-worker <dir>: a V8 CPU profile of the worker process (bench/cpu-prof-preload.mjs).
+    const profile: Record<string, string> = concurrency > 0 && PROFILE_DIR ? { NODE_OPTIONS: `--import ${new URL("./cpu-prof-preload.mjs", import.meta.url).pathname}`, BENCH_CPU_PROF_DIR: PROFILE_DIR } : {};
+    const p = spawnSwitchboard(["push"], { ...env, ...profile, SWITCHBOARD_GRPC_PORT: String(port), SWITCHBOARD_METRICS_PORT: String(metricsPort), SWITCHBOARD_PUSH_WORKER_CONCURRENCY: String(concurrency) });
     procs.push(p);
     processes.unshift([name, p.child.pid!]);
     return { proc: p, metrics: `http://127.0.0.1:${metricsPort}/metrics` };
@@ -91,6 +94,9 @@ runMain(async () => {
   try {
     const base = `http://127.0.0.1:${gatewayPort}`;
     await waitFor("the gateway ready", async () => ((await fetch(`${base}/readyz`).catch(() => undefined))?.ok ? true : undefined), 180_000);
+
+    const probe = createClient(PushService, transportFor("connect-1.1", base, [withHeaders(bearer(signHs256({ sub: "bench-probe", exp: Math.floor(Date.now() / 1000) + 3_600 }, jwtSecret)))]));
+    await waitFor("the push service answering through the gateway", async () => ((await probe.listDevices({}).then(() => true, () => false)) ? true : undefined), 180_000);
 
     // One webhook device per user, registered as a client would (through the gateway).
     const users = Array.from({ length: USERS }, (_, i) => `bench-push-user-${i}`);
