@@ -28,7 +28,7 @@ import { performance } from "node:perf_hooks";
 import { createClient } from "@connectrpc/connect";
 import { Platform, PushService } from "../gen/switchboard/push/v1/push_pb.js";
 import { Checks } from "./bench-guard.js";
-import { backendsFor, cpuMeter, fmt, formatCpu, numberFlag, openLoop, parseArgs, runHeader, runMain, sleep, summarize, usage } from "./chat-kit.js";
+import { backendsFor, cpuMeter, fmt, formatCpu, numberFlag, openLoop, parseArgs, runHeader, runMain, scrapeCounter, sleep, summarize, usage } from "./chat-kit.js";
 
 const args = parseArgs();
 const MODE = args.get("mode") ?? "drain";
@@ -117,11 +117,10 @@ runMain(async () => {
     let scraping = true;
     const scrape = async (url: string) => {
       while (scraping) {
-        const text = (await (await fetch(url).catch(() => undefined))?.text().catch(() => "")) ?? "";
-        // Processes label every sample with their service ({service="push"}).
-        const read = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-        lag.pending.push(read("push_queue_pending_messages"));
-        lag.oldest.push(read("push_queue_oldest_age_seconds"));
+        // Gauges are one sample each (labelled {service="push"}): the sum is the value.
+        const read = (name: string) => scrapeCounter(url, name).catch(() => NaN);
+        lag.pending.push(await read("push_queue_pending_messages"));
+        lag.oldest.push(await read("push_queue_oldest_age_seconds"));
         await sleep(250);
       }
     };

@@ -53,3 +53,16 @@ export function createMetrics(init: MetricsInit = {}): Metrics {
   });
   return { registry, rpcStarted, rpcHandled, rpcLatency };
 }
+
+/**
+ * Metrics a component registers once per registry however often it is built on that registry: a
+ * module restarted inside one process must not register the same names twice (prom-client throws).
+ */
+export function perRegistry<T>(build: (registers: Registry[]) => T): (registry: Registry) => T {
+  const built = new WeakMap<Registry, T>();
+  return (registry) => {
+    let metrics = built.get(registry);
+    if (metrics === undefined) built.set(registry, (metrics = build([registry])));
+    return metrics;
+  };
+}

@@ -19,6 +19,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { perRegistry } from "../../platform/metrics.js";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { ClickEventSchema, type UserAgentClass } from "../../gen/switchboard/events/v1/events_pb.js";
 import type { EventBus, Consumption } from "../../platform/ports/event-bus.js";
@@ -255,30 +256,21 @@ interface ConsumerMetrics {
   readonly oldestAge: Gauge;
 }
 
-/** Registered once per registry (a process may start the consumer again after a restart of its module). */
-const metricsByRegistry = new WeakMap<Registry, ConsumerMetrics>();
-
-function consumerMetrics(registry: Registry): ConsumerMetrics {
-  const known = metricsByRegistry.get(registry);
-  if (known) return known;
-  const registers = [registry];
-  const m: ConsumerMetrics = {
-    recorded: new Counter({ name: "analytics_clicks_recorded_total", help: "Clicks recorded by this analytics consumer (a redelivered batch again)", registers }),
-    duplicates: new Counter({ name: "analytics_clicks_duplicate_total", help: "Clicks in republished batches skipped as already recorded", registers }),
-    malformed: new Counter({ name: "analytics_clicks_malformed_total", help: "Click messages or clicks dropped as malformed", registers }),
-    failures: new Counter({ name: "analytics_batch_failures_total", help: "Click batches whose recording failed (redelivered)", registers }),
-    pendingMessages: new Gauge({ name: "analytics_consumer_pending_messages", help: "CLICKS messages not yet delivered to the analytics durable (JetStream num_pending)", registers }),
-    ackPendingMessages: new Gauge({
-      name: "analytics_consumer_ack_pending_messages",
-      help: "CLICKS messages delivered to the analytics durable and not yet acked (JetStream num_ack_pending)",
-      registers,
-    }),
-    pendingClicks: new Gauge({ name: "analytics_consumer_pending_clicks", help: "Clicks not yet recorded (estimate: pending messages x recent clicks per message)", registers }),
-    oldestAge: new Gauge({ name: "analytics_consumer_oldest_pending_age_seconds", help: "Age of the oldest CLICKS message not yet recorded (0 when none)", registers }),
-  };
-  metricsByRegistry.set(registry, m);
-  return m;
-}
+/** Registered once per registry (perRegistry). */
+const consumerMetrics = perRegistry((registers): ConsumerMetrics => ({
+  recorded: new Counter({ name: "analytics_clicks_recorded_total", help: "Clicks recorded by this analytics consumer (a redelivered batch again)", registers }),
+  duplicates: new Counter({ name: "analytics_clicks_duplicate_total", help: "Clicks in republished batches skipped as already recorded", registers }),
+  malformed: new Counter({ name: "analytics_clicks_malformed_total", help: "Click messages or clicks dropped as malformed", registers }),
+  failures: new Counter({ name: "analytics_batch_failures_total", help: "Click batches whose recording failed (redelivered)", registers }),
+  pendingMessages: new Gauge({ name: "analytics_consumer_pending_messages", help: "CLICKS messages not yet delivered to the analytics durable (JetStream num_pending)", registers }),
+  ackPendingMessages: new Gauge({
+    name: "analytics_consumer_ack_pending_messages",
+    help: "CLICKS messages delivered to the analytics durable and not yet acked (JetStream num_ack_pending)",
+    registers,
+  }),
+  pendingClicks: new Gauge({ name: "analytics_consumer_pending_clicks", help: "Clicks not yet recorded (estimate: pending messages x recent clicks per message)", registers }),
+  oldestAge: new Gauge({ name: "analytics_consumer_oldest_pending_age_seconds", help: "Age of the oldest CLICKS message not yet recorded (0 when none)", registers }),
+}));
 
 /** The fields of a ClickEvent the consumer uses. */
 interface WireClick {

@@ -19,6 +19,7 @@ import { Counter, type Registry } from "prom-client";
 import { PresenceService, ListOnlineRequestSchema } from "../../gen/switchboard/presence/v1/presence_pb.js";
 import { PushService, SendNotificationRequestSchema } from "../../gen/switchboard/push/v1/push_pb.js";
 import { createGrpcClient, type GrpcClient } from "../../platform/grpc/client.js";
+import { perRegistry } from "../../platform/metrics.js";
 import type { Channel, MessageRecord } from "./ports.js";
 
 /** Told of each new message once it is stored and delivered live. */
@@ -42,6 +43,13 @@ export interface OfflinePushOptions {
   /** Attempts per call while the service answers UNAVAILABLE. Default 3. */
   readonly attempts?: number;
 }
+
+/** Registered once per registry (perRegistry): a chat module restarted in-process builds another OfflinePush. */
+const offlinePushMetrics = perRegistry((registers) => ({
+  queued: new Counter({ name: "chat_push_requests_total", help: "Notifications queued for members offline on every device", registers }),
+  dropped: new Counter({ name: "chat_push_dropped_total", help: "Messages whose offline pushes were dropped (too many pending asks, or the chat server shut down)", registers }),
+  failed: new Counter({ name: "chat_push_failures_total", help: "Asks to presence or push that failed after their retries", registers }),
+}));
 
 /** After asks failed past their retries, new ones are dropped for this long (not queued behind a dead service). */
 const PAUSE_AFTER_FAILURE_MS = 5_000;
@@ -74,14 +82,7 @@ export class OfflinePush implements MessageNotifier {
     this.presence = createGrpcClient(PresenceService, opts.presenceTarget, { defaultTimeoutMs: 5_000 });
     this.push = createGrpcClient(PushService, opts.pushTarget, { defaultTimeoutMs: 5_000 });
     this.onError = opts.onError ?? (() => {});
-    const registers = opts.registry ? [opts.registry] : undefined;
-    this.metrics = registers
-      ? {
-          queued: new Counter({ name: "chat_push_requests_total", help: "Notifications queued for members offline on every device", registers }),
-          dropped: new Counter({ name: "chat_push_dropped_total", help: "Messages whose offline pushes were dropped (too many pending asks, or the chat server shut down)", registers }),
-          failed: new Counter({ name: "chat_push_failures_total", help: "Asks to presence or push that failed after their retries", registers }),
-        }
-      : undefined;
+    this.metrics = opts.registry ? offlinePushMetrics(opts.registry) : undefined;
   }
 
   messageSent(message: MessageRecord, memberIds: readonly string[]): void {

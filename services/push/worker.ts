@@ -14,6 +14,7 @@
  * the device shows it once (services/push/README.md "Delivery").
  */
 import { Counter, Gauge, type Registry } from "prom-client";
+import { perRegistry } from "../../platform/metrics.js";
 import type { Logger } from "pino";
 import type { Cache } from "../../platform/ports/cache.js";
 import type { DurableMessage, EventBus, Consumption } from "../../platform/ports/event-bus.js";
@@ -283,23 +284,14 @@ interface WorkerMetrics {
   readonly queueOldestAge: Gauge;
 }
 
-/** Registered once per registry (the module may start a worker again after a restart). */
-const metricsByRegistry = new WeakMap<Registry, WorkerMetrics>();
-
-function workerMetrics(registry: Registry): WorkerMetrics {
-  const known = metricsByRegistry.get(registry);
-  if (known) return known;
-  const registers = [registry];
-  const m: WorkerMetrics = {
-    sent: new Counter({ name: "push_sent_total", help: "Notifications a provider accepted, per provider (one per device)", labelNames: ["provider"], registers }),
-    retried: new Counter({ name: "push_retried_total", help: "Sends answered retryable (429, 5xx, network), per provider", labelNames: ["provider"], registers }),
-    failed: new Counter({ name: "push_failed_total", help: "Sends refused for good, per provider and reason", labelNames: ["provider", "reason"], registers }),
-    deadTokens: new Counter({ name: "push_dead_tokens_total", help: "Devices whose provider said the token is dead (removed), per provider", labelNames: ["provider"], registers }),
-    expired: new Counter({ name: "push_expired_total", help: "Requests dropped past their expiry", registers }),
-    malformed: new Counter({ name: "push_malformed_total", help: "Queue messages that were not a PushRequest (dropped)", registers }),
-    queuePending: new Gauge({ name: "push_queue_pending_messages", help: "Requests queued and not yet settled (JetStream num_pending + num_ack_pending)", registers }),
-    queueOldestAge: new Gauge({ name: "push_queue_oldest_age_seconds", help: "Age of the oldest request not yet settled (0 when none)", registers }),
-  };
-  metricsByRegistry.set(registry, m);
-  return m;
-}
+/** Registered once per registry (perRegistry). */
+const workerMetrics = perRegistry((registers): WorkerMetrics => ({
+  sent: new Counter({ name: "push_sent_total", help: "Notifications a provider accepted, per provider (one per device)", labelNames: ["provider"], registers }),
+  retried: new Counter({ name: "push_retried_total", help: "Sends answered retryable (429, 5xx, network), per provider", labelNames: ["provider"], registers }),
+  failed: new Counter({ name: "push_failed_total", help: "Sends refused for good, per provider and reason", labelNames: ["provider", "reason"], registers }),
+  deadTokens: new Counter({ name: "push_dead_tokens_total", help: "Devices whose provider said the token is dead (removed), per provider", labelNames: ["provider"], registers }),
+  expired: new Counter({ name: "push_expired_total", help: "Requests dropped past their expiry", registers }),
+  malformed: new Counter({ name: "push_malformed_total", help: "Queue messages that were not a PushRequest (dropped)", registers }),
+  queuePending: new Gauge({ name: "push_queue_pending_messages", help: "Requests queued and not yet settled (JetStream num_pending + num_ack_pending)", registers }),
+  queueOldestAge: new Gauge({ name: "push_queue_oldest_age_seconds", help: "Age of the oldest request not yet settled (0 when none)", registers }),
+}));
