@@ -17,7 +17,7 @@ describe("CassandraDeviceStore against the run's real Cassandra", () => {
     expect([...recorded.entries()].map(([v, r]) => [v, r.name])).toEqual([[1, "create_push_devices"]]);
   });
 
-  it("two registers that both read before either wrote: both see too many rows on the re-read and undo their own write", async () => {
+  it("two registers that both read before either wrote: never both stay: the cap holds and undone rows are gone", async () => {
     // Holds the first two reads of the partition until both have arrived: the worst interleaving.
     const inner = session();
     let waiting: (() => void)[] = [];
@@ -48,9 +48,14 @@ describe("CassandraDeviceStore against the run's real Cassandra", () => {
     await new CassandraDeviceStore(inner).register(dev("first"), 2, 1_900_000_000_000);
     const [a, b] = await Promise.all([store.register(dev("a"), 2, 1_900_000_000_001), store.register(dev("b"), 2, 1_900_000_000_002)]);
     expect(held).toBe(2);
-    expect([a.kind, b.kind]).toEqual(["full", "full"]);
-    expect((await store.list(u)).map((d) => d.deviceId)).toEqual(["first"]);
-    // Nothing is left behind: the next register fits.
+    // Both wrote past a read that saw room. Whether a re-read already sees the other's write is up to
+    // timing: then both undo (full, full); otherwise the first to re-read keeps its row. Either way
+    // the cap holds and only undone rows are gone.
+    const won = [a.kind === "registered" ? "a" : undefined, b.kind === "registered" ? "b" : undefined].filter((x) => x !== undefined);
+    expect(won.length).toBeLessThanOrEqual(1);
+    expect((await store.list(u)).map((d) => d.deviceId).sort()).toEqual(["first", ...won].sort());
+    // Nothing is left behind: once the winner (if any) is gone, the next register fits.
+    for (const id of won) await store.unregister(u, id);
     expect((await store.register(dev("c"), 2, 1_900_000_000_003)).kind).toBe("registered");
   });
 
