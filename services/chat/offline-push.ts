@@ -60,6 +60,27 @@ const BODY_MAX = 2_000;
 const JOBS_PER_LOOKUP = 32;
 const TITLE_MAX = 200;
 
+/** A channel's name is read once a minute at most (a rename shows in pushes within that). */
+const NAME_TTL_MS = 60_000;
+const NAMES_MAX = 10_000;
+
+/** Channel lookups remembered for NAME_TTL_MS, at most NAMES_MAX (oldest dropped first); failures are not kept. */
+class RecentChannels {
+  private readonly entries = new Map<string, { at: number; value: Promise<Pick<Channel, "id" | "name">> }>();
+
+  get(id: string, load: () => Promise<Pick<Channel, "id" | "name">>): Promise<Pick<Channel, "id" | "name">> {
+    const now = Date.now();
+    const hit = this.entries.get(id);
+    if (hit && now - hit.at < NAME_TTL_MS) return hit.value;
+    this.entries.delete(id);
+    if (this.entries.size >= NAMES_MAX) this.entries.delete(this.entries.keys().next().value!);
+    const value = load();
+    this.entries.set(id, { at: now, value });
+    value.catch(() => this.entries.get(id)?.value === value && this.entries.delete(id));
+    return value;
+  }
+}
+
 interface Job {
   readonly message: MessageRecord;
   readonly memberIds: readonly string[];
@@ -69,6 +90,7 @@ export class OfflinePush implements MessageNotifier {
   private readonly presence: GrpcClient<typeof PresenceService>;
   private readonly push: GrpcClient<typeof PushService>;
   private readonly queue: Job[] = [];
+  private readonly names = new RecentChannels();
   private running = 0;
   private closed = false;
   /** While presence or push is unreachable, asks are dropped (counted) instead of piling up retries. */
@@ -141,19 +163,14 @@ export class OfflinePush implements MessageNotifier {
       const r = await this.retrying(() => this.presence.listOnline(create(ListOnlineRequestSchema, { userIds: ids })));
       for (const u of r.onlineUserIds) online.add(u);
     }
-    const names = new Map<string, Promise<Pick<Channel, "id" | "name">>>();
-    const channel = (id: string) => {
-      let p = names.get(id);
-      if (!p) names.set(id, (p = this.opts.channelOf(id).then((c) => c ?? { id, name: "" })));
-      return p;
-    };
+    const channel = (id: string) => this.names.get(id, () => this.opts.channelOf(id).then((c) => c ?? { id, name: "" }));
     const asks = jobs.flatMap(({ message, memberIds }) =>
       memberIds
         .filter((u) => u !== message.senderId && !online.has(u))
         .map(async (userId) => {
           const req = notificationFor(message, await channel(message.channelId), userId);
-          await this.retrying(() => this.push.sendNotification(req));
-          this.metrics?.queued.inc();
+          const r = await this.retrying(() => this.push.sendNotification(req));
+          if (!r.noDevices && !r.duplicate) this.metrics?.queued.inc();
         }),
     );
     const failed = (await Promise.allSettled(asks)).filter((r) => r.status === "rejected");

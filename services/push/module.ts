@@ -142,7 +142,7 @@ export function pushImpl(push: Push): Partial<ServiceImpl<typeof PushService>> {
         expireAtMs: req.expireTime ? timestampMs(req.expireTime) : undefined,
         collapseKey: req.collapseKey,
       });
-      return create(SendNotificationResponseSchema, { duplicate: r.duplicate });
+      return create(SendNotificationResponseSchema, { duplicate: r.duplicate, noDevices: r.noDevices === true });
     },
   };
 }

@@ -22,7 +22,9 @@ function setup(over: { bus?: (b: EventBus) => EventBus; cache?: (c: Cache) => Ca
   const bus = over.bus ? over.bus(engine.bus) : engine.bus;
   const cache = over.cache ? over.cache(engine.cache) : engine.cache;
   const guard = createTargetGuard({ hosts: [], allowPrivate: false });
-  const push = new Push({ store: new MemoryDeviceStore(), bus, cache, keyspace: KS, config, webPushGuard: guard, webhookGuard: guard, log: pino({ level: "silent" }), now: () => NOW });
+  const store = new MemoryDeviceStore();
+  void store.register({ userId: "bob", deviceId: "phone", platform: "fcm", token: "t", displayName: "" }, 5, NOW);
+  const push = new Push({ store, bus, cache, keyspace: KS, config, webPushGuard: guard, webhookGuard: guard, log: pino({ level: "silent" }), now: () => NOW });
   return { engine, push };
 }
 
@@ -84,6 +86,14 @@ describe("Push.send", () => {
     expect(dedupeKey("a", "x")).not.toBe(dedupeKey("b", "x"));
     expect(pushSubject(KS)).toContain(KS);
     expect((await streamed(engine.bus)).sort()).toEqual(["n3", "n4"]);
+  });
+
+  it("a recipient without devices is answered no_devices: nothing queued, no marker", async () => {
+    const { engine, push } = setup();
+    expect(await push.send({ ...req("n6"), userId: "nobody" })).toEqual({ duplicate: false, noDevices: true });
+    expect(await engine.cache.get(dedupeKey(KS, "n6"))).toBeUndefined();
+    expect(await push.send(req("n7"))).toEqual({ duplicate: false });
+    expect(await streamed(engine.bus)).toEqual(["n7"]);
   });
 
   it("an invalid request is refused before anything is read or queued", async () => {

@@ -58,7 +58,7 @@ export class Push {
     if (deps.registry) {
       this.queued = new Counter({
         name: "push_notifications_enqueued_total",
-        help: "SendNotification calls answered, by outcome (queued, duplicate)",
+        help: "SendNotification calls answered, by outcome (queued, duplicate, no devices)",
         labelNames: ["outcome"],
         registers: [deps.registry],
       });
@@ -102,13 +102,18 @@ export class Push {
    * queue has stored the request, so a crash in between makes a retry publish again (JetStream's
    * msg-id window drops the copy) instead of answering duplicate for something never queued.
    */
-  async send(req: SendRequest): Promise<{ duplicate: boolean }> {
+  async send(req: SendRequest): Promise<{ duplicate: boolean; noDevices?: true }> {
     const nowMs = this.now();
     const { expireAtMs } = validateNotification(req, nowMs, this.deps.config);
     const key = dedupeKey(this.deps.keyspace, req.notificationId);
     if (await this.markerPresent(key)) {
       this.queued?.inc({ outcome: "duplicate" });
       return { duplicate: true };
+    }
+    // Most chat recipients have no push device: answered with one cache read, nothing queued.
+    if ((await this.deps.store.list(req.userId)).length === 0) {
+      this.queued?.inc({ outcome: "no devices" });
+      return { duplicate: false, noDevices: true };
     }
     const n: Notification = {
       id: req.notificationId,

@@ -8,10 +8,11 @@
  * sent -> marked delivered; dead token -> the device is removed (only if it still has that token);
  * failed -> counted, never retried; retry -> the request is redelivered after a backoff (the
  * provider's Retry-After honoured), and the devices already marked are skipped then. The marks
- * (one cache entry per notification and device, kept until the request's expiry) are what keep a
- * redelivery — after a retry, a lost ack or a killed worker — from sending twice; a request a
- * killed worker had in flight at the provider may be sent again, with the same collapse id, so
- * the device shows it once (services/push/README.md "Delivery").
+ * (one cache entry per notification and device, kept until the request's expiry) are written for
+ * requests with several devices and read only on a redelivery, so a retry for one device (or a
+ * redelivery after a killed worker) does not send again to the others. A request a killed worker
+ * had in flight at the provider, or whose ack was lost, may be sent again, with the same collapse
+ * id, so the device shows it once (services/push/README.md "Delivery").
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import { perRegistry } from "../../platform/metrics.js";
@@ -113,10 +114,16 @@ export function startPushWorker(opts: PushWorkerOptions): PushWorker {
     }
   };
 
-  /** One device: undefined when done with it, else the retry it asks for. */
-  const toDevice = async (n: Notification, d: StoredDevice): Promise<Extract<SendOutcome, { kind: "retry" }> | undefined> => {
+  /**
+   * One device: undefined when done with it, else the retry it asks for. `redelivered`: an earlier
+   * attempt may have reached some devices (read their marks); `marking`: other devices of the
+   * request may ask for a retry (mark this one when done). A first delivery reads no mark: the
+   * enqueue marker (services/push/push.ts) already keeps an id from being queued twice.
+   */
+  const toDevice = async (n: Notification, d: StoredDevice, redelivered: boolean, marking: boolean): Promise<Extract<SendOutcome, { kind: "retry" }> | undefined> => {
     const key = markKey(n, d);
-    if (await wasDelivered(key)) {
+    const done = (outcome: string) => (marking ? markDone(key, outcome, n) : undefined);
+    if (redelivered && (await wasDelivered(key))) {
       stats.skippedDelivered++;
       return undefined;
     }
@@ -139,7 +146,7 @@ export function startPushWorker(opts: PushWorkerOptions): PushWorker {
       case "sent":
         stats.sent++;
         metrics?.sent.inc({ provider: d.platform });
-        await markDone(key, "sent", n);
+        await done("sent");
         return undefined;
       case "dead-token": {
         stats.deadTokens++;
@@ -149,14 +156,14 @@ export function startPushWorker(opts: PushWorkerOptions): PushWorker {
           return false;
         });
         opts.log.info({ provider: d.platform, reason: outcome.reason, removed }, "push: dead token");
-        await markDone(key, "dead", n);
+        await done("dead");
         return undefined;
       }
       case "failed":
         stats.failed++;
         metrics?.failed.inc({ provider: d.platform, reason: outcome.reason.slice(0, 60) });
         opts.log.warn({ provider: d.platform, reason: outcome.reason, notification: n.id }, "push: provider refused the notification");
-        await markDone(key, "failed", n);
+        await done("failed");
         return undefined;
       case "retry":
         stats.retried++;
@@ -183,7 +190,10 @@ export function startPushWorker(opts: PushWorkerOptions): PushWorker {
         return;
       }
       const devices = await opts.devices.list(n.userId);
-      const retries = (await Promise.all(devices.map((d) => toDevice(n, d)))).filter((r) => r !== undefined);
+      // A single device's request is settled by its ack alone: a retry or a lost ack resends to it anyway.
+      const redelivered = msg.deliveryCount > 1;
+      const marking = devices.length > 1;
+      const retries = (await Promise.all(devices.map((d) => toDevice(n, d, redelivered, marking)))).filter((r) => r !== undefined);
       stats.handled++;
       if (retries.length === 0) {
         msg.ack();

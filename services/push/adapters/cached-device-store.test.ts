@@ -22,35 +22,70 @@ class CountingStore extends MemoryDeviceStore {
 
 describe("device-list cache", () => {
   it("reads the store once per user while nothing changes; every change is seen at once", async () => {
+    let now = 0;
     const inner = new CountingStore();
-    const cached = new CachedDeviceStore(inner, new MemoryCache(), { keyspace: "k" });
+    const cached = new CachedDeviceStore(inner, new MemoryCache({ now: () => now }), { keyspace: "k" });
     await cached.register(dev("a"), 5, 1);
-    for (let i = 0; i < 10; i++) expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["a"]);
+    // Right after a change the store is read directly (the change's tombstone), then cached again.
+    expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["a"]);
     expect(inner.reads).toBe(1);
+    now += 10_001;
+    for (let i = 0; i < 10; i++) expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["a"]);
+    expect(inner.reads).toBe(2);
     await cached.register(dev("b"), 5, 2);
     expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["b", "a"]);
     await cached.unregister("u", "a");
     expect((await cached.list("u")).map((d) => d.deviceId)).toEqual(["b"]);
     expect(await cached.removeIfToken("u", "b", "t-b")).toBe(true);
     expect(await cached.list("u")).toEqual([]);
+    now += 10_001;
+    expect(await cached.list("u")).toEqual([]);
+    const reads = inner.reads;
+    expect(await cached.list("u")).toEqual([]);
+    expect(inner.reads).toBe(reads);
   });
 
+  /** A second store on the same cache whose store reads wait for `gate` (a reader overtaken by a change). */
+  const slowReader = (inner: MemoryDeviceStore, cache: Cache, gate: Promise<void>, clock?: () => number) =>
+    new CachedDeviceStore(
+      { ...inner, list: async (u: string) => { const l = await inner.list(u); await gate; return l; }, register: inner.register.bind(inner), unregister: inner.unregister.bind(inner), removeIfToken: inner.removeIfToken.bind(inner) },
+      cache,
+      { keyspace: "k", ...(clock ? { clock } : {}) },
+    );
+
   it("a reader that fetched the old list and writes it back after a change is never read", async () => {
-    const cache = new MemoryCache();
+    let now = 0;
+    const cache = new MemoryCache({ now: () => now });
     const inner = new MemoryDeviceStore();
     const cached = new CachedDeviceStore(inner, cache, { keyspace: "k" });
     await cached.register(dev("old"), 5, 1);
-    // A slow reader: takes the version, reads the store, and is overtaken by a change before caching.
+    now += 10_001; // the registration's tombstone is gone: the slow reader misses and will write back
     let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const slow = new CachedDeviceStore(
-      { ...inner, list: async (u: string) => { const l = await inner.list(u); await gate; return l; }, register: inner.register.bind(inner), unregister: inner.unregister.bind(inner), removeIfToken: inner.removeIfToken.bind(inner) },
-      cache,
-      { keyspace: "k" },
-    );
-    const stale = slow.list("u");
+    const stale = slowReader(inner, cache, new Promise<void>((r) => (release = r))).list("u");
     await new Promise((r) => setTimeout(r, 10));
     await cached.unregister("u", "old");
+    release();
+    expect((await stale).map((d) => d.deviceId)).toEqual(["old"]);
+    expect(await cached.list("u")).toEqual([]);
+    now += 10_001;
+    expect(await cached.list("u")).toEqual([]);
+  });
+
+  it("a read slower than the write-back window is not cached (it could outlive the change's tombstone)", async () => {
+    let now = 0;
+    let clock = 0;
+    const cache = new MemoryCache({ now: () => now });
+    const inner = new MemoryDeviceStore();
+    const cached = new CachedDeviceStore(inner, cache, { keyspace: "k" });
+    await cached.register(dev("old"), 5, 1);
+    now += 10_001;
+    let release!: () => void;
+    const stale = slowReader(inner, cache, new Promise<void>((r) => (release = r)), () => clock).list("u");
+    await new Promise((r) => setTimeout(r, 10));
+    await cached.unregister("u", "old");
+    // The reader is held up past the tombstone's life.
+    now += 10_001;
+    clock += 10_001;
     release();
     expect((await stale).map((d) => d.deviceId)).toEqual(["old"]);
     expect(await cached.list("u")).toEqual([]);

@@ -1,31 +1,38 @@
 /**
  * The device store behind a shared cache of each user's device list (Redis on the cluster engine):
- * every notification needs its recipient's devices, and a Cassandra read per notification cost
- * the database about 1 ms of CPU each on the reference box (bench/push.ts), the worker's limit.
+ * every notification needs its recipient's devices (SendNotification to skip users without any,
+ * the worker to send), and a Cassandra read per notification cost the database about 1 ms of CPU
+ * each on the reference box (bench/push.ts). A hit is one GET.
  *
- * Staleness is bounded without trusting a delete to win races: a user's list is cached under a
- * key that names the user's current *version*, a random token every change replaces. A reader that
- * fetched an old list and writes it back late writes it under the old version, which nobody reads
- * any more. The version outlives every list cached under the version before it (VERSION_TTL >
- * LIST_TTL + the slowest read), so when an unchanged user's version expires, no stale list is
- * left to be found under "no version". A change whose version write fails (Redis down) leaves
- * the old list in use for at most LIST_TTL. Without the cache the store is read directly.
+ * Staleness without trusting a delete to win races: a change (register, unregister, dead-token
+ * removal) overwrites the user's entry with a *tombstone* for TOMBSTONE_TTL. A reader that misses
+ * reads the store and writes the list back only if the key is still absent (setIfAbsent), and only
+ * when its read took less than WRITE_BACK_WITHIN. A reader whose store read predates a change
+ * started before that change's tombstone was written, so it writes back either while the
+ * tombstone is there (refused) or before it (overwritten by it); WRITE_BACK_WITHIN <
+ * TOMBSTONE_TTL keeps a slow reader from landing after the tombstone expired. While the tombstone
+ * lives, readers go to the store. A change whose tombstone write fails (cache down) leaves the
+ * old list in use for at most LIST_TTL. Without the cache the store is read directly.
  */
-import { randomUUID } from "node:crypto";
 import type { Cache } from "../../../platform/ports/cache.js";
 import type { DeviceStore, NewDevice, RegisterOutcome, StoredDevice } from "../ports.js";
 
 const LIST_TTL_MS = 60_000;
-const VERSION_TTL_MS = 2 * LIST_TTL_MS;
+const TOMBSTONE_TTL_MS = 10_000;
+const WRITE_BACK_WITHIN_MS = 5_000;
+const TOMBSTONE = "changed";
 
 export interface CachedDeviceStoreOptions {
   /** Scopes the keys (one mesh's keyspace). */
   readonly keyspace: string;
   readonly onError?: (what: string, err: unknown) => void;
+  /** A monotonic clock in ms (tests slow a reader down with it). */
+  readonly clock?: () => number;
 }
 
 export class CachedDeviceStore implements DeviceStore {
   private readonly onError: (what: string, err: unknown) => void;
+  private readonly clock: () => number;
 
   constructor(
     private readonly inner: DeviceStore,
@@ -33,21 +40,24 @@ export class CachedDeviceStore implements DeviceStore {
     private readonly opts: CachedDeviceStoreOptions,
   ) {
     this.onError = opts.onError ?? (() => {});
+    this.clock = opts.clock ?? (() => performance.now());
   }
 
   async list(userId: string): Promise<StoredDevice[]> {
-    let listKey: string | undefined;
+    const key = this.key(userId);
+    const started = this.clock();
+    let writeBack = false;
     try {
-      const version = (await this.cache.get(this.versionKey(userId))) ?? "none";
-      listKey = `push:devices:${this.opts.keyspace}:${userId}:${version}`;
-      const hit = await this.cache.get(listKey);
-      if (hit !== undefined) return JSON.parse(hit) as StoredDevice[];
+      const hit = await this.cache.get(key);
+      if (hit !== undefined && hit !== TOMBSTONE) return JSON.parse(hit) as StoredDevice[];
+      writeBack = hit === undefined;
     } catch (err) {
       this.onError("reading cached devices", err);
-      listKey = undefined;
     }
     const devices = await this.inner.list(userId);
-    if (listKey) await this.cache.set(listKey, JSON.stringify(devices), LIST_TTL_MS).catch((err: unknown) => this.onError("caching devices", err));
+    if (writeBack && this.clock() - started < WRITE_BACK_WITHIN_MS) {
+      await this.cache.setIfAbsent(key, JSON.stringify(devices), LIST_TTL_MS).catch((err: unknown) => this.onError("caching devices", err));
+    }
     return devices;
   }
 
@@ -72,11 +82,11 @@ export class CachedDeviceStore implements DeviceStore {
     await this.inner.close?.();
   }
 
-  private versionKey(userId: string): string {
-    return `push:devices-version:${this.opts.keyspace}:${userId}`;
+  private key(userId: string): string {
+    return `push:devices:${this.opts.keyspace}:${userId}`;
   }
 
   private async changed(userId: string): Promise<void> {
-    await this.cache.set(this.versionKey(userId), randomUUID(), VERSION_TTL_MS).catch((err: unknown) => this.onError("bumping the devices version", err));
+    await this.cache.set(this.key(userId), TOMBSTONE, TOMBSTONE_TTL_MS).catch((err: unknown) => this.onError("marking the device list changed", err));
   }
 }
