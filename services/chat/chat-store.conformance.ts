@@ -11,11 +11,16 @@ import {
   ReceiptKind,
   ReceiptSchema,
 } from "../../gen/switchboard/chat/v1/chat_pb.js";
+import { isDomainError } from "../../platform/errors.js";
+import type { Cache } from "../../platform/ports/cache.js";
 import { SNOWFLAKE_EPOCH_MS } from "../tokenrange/snowflake.js";
+import { LOCK_SAFE_MS, LockedClaims } from "./adapters/locked-claims.js";
 import type { ChangeKind, ChangeRecord, ChannelRecord, ChatStore, MemberRecord, MessageRecord, Role } from "./ports.js";
 
 export interface ChatStoreFixture {
   readonly store: ChatStore;
+  /** The engine's shared cache (send locks, services/chat/adapters/locked-claims.ts). */
+  readonly cache: Cache;
   cleanup(): Promise<void>;
 }
 
@@ -332,6 +337,78 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         // Other senders and other keys are independent.
         expect((await s().claimClientMessageId(message(id, nextId(), { clientMessageId: "same-key", senderId: "bob" }))).claimed).toBe(true);
         expect((await s().claimClientMessageId(message(id, nextId(), { clientMessageId: "other-key" }))).claimed).toBe(true);
+      });
+
+      it("findClaim / recordClaim: plain claim records, the larger write time wins whatever the landing order", async () => {
+        const id = chId();
+        const early = message(id, nextId(), { clientMessageId: "k", text: "early" });
+        const late = message(id, nextId(), { clientMessageId: "k", text: "late" });
+        expect(await s().findClaim(id, "alice", "k")).toBeUndefined();
+        await s().recordClaim(late, 2_000_000n);
+        await s().recordClaim(early, 1_000_000n);
+        expect(await s().findClaim(id, "alice", "k")).toMatchObject({ id: late.id, text: "late" });
+        expect(await s().findClaim(id, "bob", "k")).toBeUndefined();
+        // Once the message row landed it is what a retry gets (it may have been deleted since).
+        await s().putMessage(late);
+        await s().deleteMessage(id, late.id, "alice", new Date(T0 + 1000));
+        expect(await s().findClaim(id, "alice", "k")).toMatchObject({ id: late.id, text: "", deleted: true });
+      });
+
+      describe("LockedClaims on this engine's cache", () => {
+        const claims = (now?: () => number) => new LockedClaims(s(), f.cache, { keyspace: `conf_${randomUUID().slice(0, 8)}`, ...(now ? { now } : {}) });
+
+        it("20 concurrent claims of one key: exactly one wins, all others get its message", async () => {
+          const id = chId();
+          const arbiter = claims();
+          const ms = Array.from({ length: 20 }, (_, i) => message(id, nextId(), { clientMessageId: "same-key", text: `try ${i}` }));
+          const got = await Promise.all(ms.map((m) => arbiter.claim(m)));
+          const winners = got.map((g, i) => (g.claimed ? i : -1)).filter((i) => i >= 0);
+          expect(winners).toHaveLength(1);
+          const w = ms[winners[0]!]!;
+          for (const g of got) if (!g.claimed) expect([g.existing.id, g.existing.text]).toEqual([w.id, w.text]);
+        });
+
+        it("a retry long after the first send (its lock gone) gets the first message", async () => {
+          const id = chId();
+          const first = message(id, nextId(), { clientMessageId: "retry-key" });
+          expect((await claims().claim(first)).claimed).toBe(true);
+          await s().putMessage(first);
+          // Another arbiter scope: the first lock is not there, the database record is.
+          const again = await claims().claim(message(id, nextId(), { clientMessageId: "retry-key" }));
+          expect(again.claimed).toBe(false);
+          expect(!again.claimed && again.existing.id).toBe(first.id);
+        });
+
+        it("a lock holder slower than the safe window does not claim: UNAVAILABLE, nothing claimed twice", async () => {
+          const id = chId();
+          let t = T0;
+          const slow = message(id, nextId(), { clientMessageId: "slow-key" });
+          const store = s();
+          const stalling = new LockedClaims(
+            { ...store, findClaim: store.findClaim.bind(store), recordClaim: async (m, at) => { t += LOCK_SAFE_MS; return store.recordClaim(m, at); } } as typeof store,
+            f.cache,
+            { keyspace: `conf_${randomUUID().slice(0, 8)}`, now: () => t },
+          );
+          const err = await stalling.claim(slow).catch((e: unknown) => e);
+          expect(isDomainError(err) && err.kind).toBe("Unavailable");
+          // A later send (a new lock, a later write time) claims, and its record wins over the slow one's.
+          t += 30_000;
+          const later = message(id, nextId(), { clientMessageId: "slow-key" });
+          await store.recordClaim(later, BigInt(t) * 1000n);
+          await store.recordClaim(slow, BigInt(T0) * 1000n);
+          expect((await store.findClaim(id, "alice", "slow-key"))?.id).toBe(later.id);
+        });
+
+        it("with the cache down, claims go through the store's atomic claim", async () => {
+          const id = chId();
+          const down = async () => {
+            throw new Error("cache down");
+          };
+          const arbiter = new LockedClaims(s(), { ...f.cache, setIfAbsent: down }, { keyspace: "conf_down" });
+          const ms = Array.from({ length: 5 }, () => message(id, nextId(), { clientMessageId: "down-key" }));
+          const got = await Promise.all(ms.map((m) => arbiter.claim(m)));
+          expect(got.filter((g) => g.claimed)).toHaveLength(1);
+        });
       });
 
       it("history newest/before/after with hasMore, across time buckets years apart", async () => {

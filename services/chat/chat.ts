@@ -29,6 +29,7 @@ import type {
   MemberRecord,
   MessageRecord,
   Role,
+  SendClaims,
 } from "./ports.js";
 import { decodeCursor, encodeCursor, firstIdAt, horizon, tooOldToWrite, type SyncCursor } from "./domain/cursor.js";
 import {
@@ -77,6 +78,8 @@ export interface ChatDeps {
   readonly config: ChatConfig;
   /** Told of each new message after it is stored and delivered live (offline pushes). */
   readonly notifier?: MessageNotifier;
+  /** Who stores a message sent twice under one client id; default the store's atomic claim. */
+  readonly claims?: SendClaims;
   /** Wall clock, Unix ms (tests drive it). */
   readonly now?: () => number;
   readonly random?: (n: number) => Uint8Array;
@@ -105,6 +108,7 @@ export class Chat {
   private readonly ids: IdMinter;
   private readonly delivery: Delivery;
   private readonly notifier: MessageNotifier | undefined;
+  private readonly claims: SendClaims;
   readonly config: ChatConfig;
   private readonly now: () => number;
   private readonly random: (n: number) => Uint8Array;
@@ -115,6 +119,7 @@ export class Chat {
     this.ids = deps.ids;
     this.delivery = deps.delivery;
     this.notifier = deps.notifier;
+    this.claims = deps.claims ?? { claim: (m) => this.store.claimClientMessageId(m) };
     this.config = deps.config;
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? ((n) => randomBytes(n));
@@ -278,7 +283,7 @@ export class Chat {
     const channel = await this.memberList(caller, channelId);
     if (tooOldToWrite(id, this.now(), this.config.settleWindowMs, this.config.writeTimeoutMs)) id = this.mint();
     const message: MessageRecord = { id, channelId: channel.id, senderId: caller, clientMessageId, text, createdAt: new Date(this.now()), deleted: false };
-    const claim = await this.store.claimClientMessageId(message);
+    const claim = await this.claims.claim(message);
     if (!claim.claimed) return { message: await this.healRetry(claim.existing, channel), duplicate: true };
     // The claim took so long that the row may land behind a Sync cursor: the row keeps the
     // claimed id (a retry must find it), and a change at a fresh id carries it to Sync.

@@ -43,6 +43,7 @@ import { ChatServerRegistration, chatServersPath, newChatServerId, watchChatServ
 import { RoutedDelivery } from "./cluster/routed-delivery.js";
 import { relayPresenceToStreams } from "./presence-events.js";
 import { PresenceReporter, withPresenceReports } from "./presence-reporter.js";
+import { LockedClaims } from "./adapters/locked-claims.js";
 import { OfflinePush } from "./offline-push.js";
 import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
 import { Chat } from "./chat.js";
@@ -93,7 +94,12 @@ export const chatModule: ServiceModule = {
       onError: (what, err) => log.warn({ err: err instanceof Error ? err.message : String(err), what }, "offline push"),
       ...(registry ? { registry } : {}),
     });
-    const chat = new Chat({ store, ids, delivery: reported, config: config.chat, notifier: offlinePush });
+    // Sends of one client message id are serialized by a short lock in the cache, not an LWT per send.
+    const claims = new LockedClaims(store, engine.cache, {
+      keyspace: config.cassandra.keyspace,
+      onCacheDown: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, "send lock unavailable; claiming through the database"),
+    });
+    const chat = new Chat({ store, ids, delivery: reported, config: config.chat, notifier: offlinePush, claims });
     const lifecycle = new StreamLifecycle();
     const resumes = registry
       ? new Counter({ name: "chat_resumes_total", help: "Sync calls from a saved cursor (devices catching up after a reconnect or a start)", registers: [registry] })

@@ -116,6 +116,14 @@ export interface HistoryPage {
 export type ClaimResult = { readonly claimed: true } | { readonly claimed: false; readonly existing: MessageRecord };
 
 /**
+ * Decides which of several sends of one (channel, sender, client message id) stores a message:
+ * exactly one is `claimed`, every other gets that one's message (services/chat/adapters/locked-claims.ts).
+ */
+export interface SendClaims {
+  claim(message: MessageRecord): Promise<ClaimResult>;
+}
+
+/**
  * ChatStore: channels, members, messages, changes, markers. Cassandra tables are designed from
  * these calls (services/chat/migrations.ts); the memory twin keeps Maps.
  *
@@ -142,6 +150,11 @@ export type ClaimResult = { readonly claimed: true } | { readonly claimed: false
  * - `claimClientMessageId(message)`: atomically records (channelId, senderId, clientMessageId)
  *   -> the whole message for 24 h; `{claimed: false, existing}` when a message was already
  *   claimed under that key (existing carries the first message's id, text and time).
+ * - `findClaim(channelId, senderId, clientMessageId)`: the message claimed under that key within
+ *   the claim TTL (the stored row when it landed, else the claim's record), or undefined.
+ * - `recordClaim(message, atMicros)`: a plain (not atomic) write of the claim, for callers that
+ *   serialize claims themselves (SendClaims); of two records of one key the larger `atMicros`
+ *   wins, whatever order they land in.
  * - `putMessage(message)`: upsert of the message row (idempotent for the same id and content),
  *   its time bucket in the channel's bucket index, and the channel's lastMessageId/lastEventId
  *   (max semantics: a smaller id never lowers them). The row is readable by getMessage, history
@@ -179,6 +192,8 @@ export interface ChatStore {
   userChannels(userId: string): Promise<readonly UserChannel[]>;
 
   claimClientMessageId(message: MessageRecord): Promise<ClaimResult>;
+  findClaim(channelId: string, senderId: string, clientMessageId: string): Promise<MessageRecord | undefined>;
+  recordClaim(message: MessageRecord, atMicros: bigint): Promise<void>;
   putMessage(message: MessageRecord): Promise<void>;
   getMessage(channelId: string, id: bigint): Promise<MessageRecord | undefined>;
   history(channelId: string, anchor: HistoryAnchor, limit: number): Promise<HistoryPage>;

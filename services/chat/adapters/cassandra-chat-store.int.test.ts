@@ -6,6 +6,7 @@ import { readRecorded, runMigrations } from "../../../platform/cassandra/migrati
 import { DriverCqlSession, type CqlOptions, type CqlRow, type CqlSession } from "../../../platform/cassandra/session.js";
 import { isDomainError } from "../../../platform/errors.js";
 import { ChatEventSchema, MessageSchema } from "../../../gen/switchboard/chat/v1/chat_pb.js";
+import { RedisCache } from "../../../platform/engines/cluster/redis-cache.js";
 import { infra, useKeyspace } from "../../../testkit/keyspace.js";
 import { chatStoreConformance, idAt } from "../chat-store.conformance.js";
 import { chatMigrations } from "../migrations.js";
@@ -56,7 +57,10 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     expect(String(rs.first()?.["release_version"])).toBe(infra().cassandra.version);
   });
 
-  chatStoreConformance(async () => ({ store: new CassandraChatStore(session(), { writeTimeoutMs: 2000 }), cleanup: async () => {} }));
+  chatStoreConformance(async () => {
+    const cache = new RedisCache({ url: infra().redis.url });
+    return { store: new CassandraChatStore(session(), { writeTimeoutMs: 2000 }), cache, cleanup: () => cache.close() };
+  });
 
   it("migrated the chat scope (version 1) in this keyspace; re-running is a no-op", async () => {
     const recorded = await readRecorded(session(), "chat");

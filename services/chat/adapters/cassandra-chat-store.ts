@@ -115,6 +115,7 @@ export interface CassandraChatStoreOptions {
  * - appendChange: 1 batch (change row, last event id, bucket entry when new; a "message"
  *   re-announce also adds its id to the message's announced_ids).
  * - claimClientMessageId: 1 LWT (+ 1 serial read and 1 message read when lost).
+ * - findClaim: 1 read (+ 1 message read when found); recordClaim: 1 write.
  * - getMember, getMessage, userChannels: 1 read. getChannel: 3 reads in parallel.
  * - createChannel: 1 LWT, then the member batch and the change batch in parallel (a lost LWT:
  *   1 serial read, and the same writes when it was our own creation).
@@ -368,6 +369,29 @@ export class CassandraChatStore implements ChatStore {
       };
     }
     throw new DomainError("Unavailable", `client_message_id ${message.clientMessageId} is contended; retry`, { retryAfterMs: 100 });
+  }
+
+  async findClaim(channelId: string, senderId: string, clientMessageId: string): Promise<MessageRecord | undefined> {
+    await this.ensureSchema();
+    const rows = await this.cql.execute(
+      "SELECT id, text, created_at FROM chat_client_ids WHERE channel_id = ? AND sender_id = ? AND client_message_id = ?",
+      [channelId, senderId, clientMessageId],
+      read,
+    );
+    const r = rows[0];
+    const id = big(r?.["id"]);
+    if (!r || id === undefined) return undefined;
+    const stored = await this.getMessage(channelId, id);
+    return stored ?? { id, channelId, senderId, clientMessageId, text: String(r["text"] ?? ""), createdAt: r["created_at"] as Date, deleted: false };
+  }
+
+  async recordClaim(message: MessageRecord, atMicros: bigint): Promise<void> {
+    await this.ensureSchema();
+    await this.cql.execute(
+      "INSERT INTO chat_client_ids (channel_id, sender_id, client_message_id, id, text, created_at) VALUES (?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?",
+      [message.channelId, message.senderId, message.clientMessageId, long(message.id), message.text, message.createdAt, CLIENT_ID_TTL_S, long(atMicros)],
+      this.write,
+    );
   }
 
   async putMessage(message: MessageRecord): Promise<void> {

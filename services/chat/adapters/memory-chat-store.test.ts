@@ -1,11 +1,12 @@
 import { expect, it } from "vitest";
 import { openMemoryEngine } from "../../../platform/engine.js";
 import { silentLog } from "../../../platform/engines/log.js";
+import { MemoryCache } from "../../../platform/engines/memory/memory-cache.js";
 import { chatStoreConformance, idAt } from "../chat-store.conformance.js";
 import { createChatStore } from "../store.js";
 import { CLAIM_TTL_MS, MemoryChatStore } from "./memory-chat-store.js";
 
-chatStoreConformance(async () => ({ store: new MemoryChatStore(), cleanup: async () => {} }));
+chatStoreConformance(async () => ({ store: new MemoryChatStore(), cache: new MemoryCache(), cleanup: async () => {} }));
 
 it("createChatStore shares one memory store per engine", async () => {
   const engine = openMemoryEngine(silentLog);

@@ -67,7 +67,8 @@ export class MemoryChatStore implements ChatStore {
   private readonly announces = new Map<string, bigint[]>();
   private readonly directPairs = new Map<string, string>();
   private readonly groupRequests = new Map<string, { record: { channelId: string; requestHash: string }; expiresAt: number }>();
-  private readonly clientIds = new Map<string, { message: MessageRecord; expiresAt: number }>();
+  /** `at`: the write time of a recorded claim (larger wins, as on Cassandra); atomic claims use 0. */
+  private readonly clientIds = new Map<string, { message: MessageRecord; expiresAt: number; at: bigint }>();
   private readonly readMarks = new Map<string, bigint>();
   private readonly deliveredMarks = new Map<string, bigint>();
 
@@ -163,8 +164,22 @@ export class MemoryChatStore implements ChatStore {
       const stored = this.messages.get(message.channelId)?.byId.get(cur.message.id);
       return { claimed: false, existing: { ...(stored ?? cur.message) } };
     }
-    this.clientIds.set(key, { message: { ...message }, expiresAt: this.now() + CLAIM_TTL_MS });
+    this.clientIds.set(key, { message: { ...message }, expiresAt: this.now() + CLAIM_TTL_MS, at: 0n });
     return { claimed: true };
+  }
+
+  async findClaim(channelId: string, senderId: string, clientMessageId: string): Promise<MessageRecord | undefined> {
+    const cur = this.clientIds.get(clientKey(channelId, senderId, clientMessageId));
+    if (!cur || cur.expiresAt <= this.now()) return undefined;
+    const stored = this.messages.get(channelId)?.byId.get(cur.message.id);
+    return { ...(stored ?? cur.message) };
+  }
+
+  async recordClaim(message: MessageRecord, atMicros: bigint): Promise<void> {
+    const key = clientKey(message.channelId, message.senderId, message.clientMessageId);
+    const cur = this.clientIds.get(key);
+    if (cur && cur.expiresAt > this.now() && cur.at > atMicros) return;
+    this.clientIds.set(key, { message: { ...message }, expiresAt: this.now() + CLAIM_TTL_MS, at: atMicros });
   }
 
   async putMessage(message: MessageRecord): Promise<void> {
