@@ -191,11 +191,14 @@ export function pushEndToEndSuite(engine: string, target: () => PushE2eTarget): 
       expect((await deviceIds(MALLORY)).sort()).toEqual(["browser", "hook"]);
     });
 
-    it("SendNotification is not served at the edge (internal only), on every protocol", async () => {
+    it("SendNotification and SendNotifications are not served at the edge (internal only), on every protocol", async () => {
       for (const protocol of ["connect-1.1", "grpc", "grpc-web-1.1"] as const) {
-        const r = await codeOf(push(MALLORY, protocol).sendNotification({ notificationId: `edge-${run}`, userId: ALICE, title: "forged" }));
-        expect(r.code, protocol).toBe("Unimplemented");
-        expect(r.message).toContain("internal");
+        const forged = { notificationId: `edge-${run}`, userId: ALICE, title: "forged" };
+        for (const call of [() => push(MALLORY, protocol).sendNotification(forged), () => push(MALLORY, protocol).sendNotifications({ notifications: [forged] })]) {
+          const r = await codeOf(call());
+          expect(r.code, protocol).toBe("Unimplemented");
+          expect(r.message).toContain("internal");
+        }
       }
     });
 

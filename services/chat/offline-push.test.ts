@@ -2,7 +2,7 @@ import pino from "pino";
 import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ListOnlineResponseSchema, PresenceService } from "../../gen/switchboard/presence/v1/presence_pb.js";
-import { PushService, SendNotificationResponseSchema, type SendNotificationRequest } from "../../gen/switchboard/push/v1/push_pb.js";
+import { PushService, SendNotificationResponseSchema, SendNotificationsResponseSchema, type SendNotificationRequest } from "../../gen/switchboard/push/v1/push_pb.js";
 import { DomainError } from "../../platform/errors.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "../../platform/grpc/server.js";
 import { freePort } from "../../testkit/processes.js";
@@ -26,6 +26,7 @@ describe("offline push (chat asks presence, then push)", () => {
   const lookups: string[][] = [];
   const queued: SendNotificationRequest[] = [];
   let presenceDown = false;
+  let calls = 0;
 
   beforeAll(async () => {
     srv = await startGrpcServer({
@@ -38,9 +39,10 @@ describe("offline push (chat asks presence, then push)", () => {
           },
         }),
         grpcService(PushService, {
-          async sendNotification(req) {
-            queued.push(req);
-            return create(SendNotificationResponseSchema, {});
+          async sendNotifications(req) {
+            calls++;
+            queued.push(...req.notifications);
+            return create(SendNotificationsResponseSchema, { results: req.notifications.map(() => create(SendNotificationResponseSchema, {})) });
           },
         }),
       ],
@@ -70,16 +72,18 @@ describe("offline push (chat asks presence, then push)", () => {
     await p.close();
   });
 
-  it("messages waiting together share one presence lookup", async () => {
+  it("messages waiting together share one presence lookup and one push call", async () => {
     const p = new OfflinePush({ presenceTarget: target, pushTarget: target, channelOf: async (id) => ({ id, name: "" }), concurrency: 1 });
     online.clear();
     lookups.length = 0;
     queued.length = 0;
+    calls = 0;
     for (let i = 1; i <= 10; i++) p.messageSent(message(BigInt(i), "ch2", "ann"), ["ann", "bea", "cid"]);
     await p.settled();
     expect(queued).toHaveLength(20);
     // The first message went alone (nothing was waiting yet); the other nine shared one lookup.
     expect(lookups.length).toBeLessThanOrEqual(2);
+    expect(calls).toBe(lookups.length);
     expect(lookups.flat().sort()).toEqual(["bea", "bea", "cid", "cid"]);
     await p.close();
   });
@@ -117,7 +121,7 @@ describe("offline push (chat asks presence, then push)", () => {
     online.clear();
     p.messageSent(message(3n, "ch5", "ann"), ["ann", "bea"]);
     await p.settled();
-    expect(errors).toEqual(["offline push: 1 of 1 notifications not queued"]);
+    expect(errors).toEqual(["offline push: 1 of 1 batches of notifications not queued"]);
     await p.close();
   });
 });

@@ -17,7 +17,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { Counter, type Registry } from "prom-client";
 import { PresenceService, ListOnlineRequestSchema } from "../../gen/switchboard/presence/v1/presence_pb.js";
-import { PushService, SendNotificationRequestSchema } from "../../gen/switchboard/push/v1/push_pb.js";
+import { PushService, SendNotificationRequestSchema, SendNotificationsRequestSchema } from "../../gen/switchboard/push/v1/push_pb.js";
 import { createGrpcClient, type GrpcClient } from "../../platform/grpc/client.js";
 import { perRegistry } from "../../platform/metrics.js";
 import type { Channel, MessageRecord } from "./ports.js";
@@ -48,7 +48,7 @@ export interface OfflinePushOptions {
 const offlinePushMetrics = perRegistry((registers) => ({
   queued: new Counter({ name: "chat_push_requests_total", help: "Notifications queued for members offline on every device", registers }),
   dropped: new Counter({ name: "chat_push_dropped_total", help: "Messages whose offline pushes were dropped (too many pending asks, or the chat server shut down)", registers }),
-  failed: new Counter({ name: "chat_push_failures_total", help: "Asks to presence or push that failed after their retries", registers }),
+  failed: new Counter({ name: "chat_push_failures_total", help: "Asks to presence or push (a batch of notifications) that failed after their retries", registers }),
 }));
 
 /** After asks failed past their retries, new ones are dropped for this long (not queued behind a dead service). */
@@ -58,6 +58,8 @@ const ONLINE_QUERY = 1_000;
 const BODY_MAX = 2_000;
 /** Messages whose recipients are looked up in one ListOnline call (the ids are de-duplicated). */
 const JOBS_PER_LOOKUP = 32;
+/** Notifications per SendNotifications call (the push service takes at most 500). */
+const PUSH_BATCH = 500;
 const TITLE_MAX = 200;
 
 /** A channel's name is read once a minute at most (a rename shows in pushes within that). */
@@ -164,19 +166,21 @@ export class OfflinePush implements MessageNotifier {
       for (const u of r.onlineUserIds) online.add(u);
     }
     const channel = (id: string) => this.names.get(id, () => this.opts.channelOf(id).then((c) => c ?? { id, name: "" }));
-    const asks = jobs.flatMap(({ message, memberIds }) =>
-      memberIds
-        .filter((u) => u !== message.senderId && !online.has(u))
-        .map(async (userId) => {
-          const req = notificationFor(message, await channel(message.channelId), userId);
-          const r = await this.retrying(() => this.push.sendNotification(req));
-          if (!r.noDevices && !r.duplicate) this.metrics?.queued.inc();
+    const offline = jobs.flatMap(({ message, memberIds }) => memberIds.filter((u) => u !== message.senderId && !online.has(u)).map((userId) => ({ message, userId })));
+    const requests = await Promise.all(offline.map(async ({ message, userId }) => notificationFor(message, await channel(message.channelId), userId)));
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < requests.length; i += PUSH_BATCH) {
+      const notifications = requests.slice(i, i + PUSH_BATCH);
+      calls.push(
+        this.retrying(() => this.push.sendNotifications(create(SendNotificationsRequestSchema, { notifications }))).then((r) => {
+          this.metrics?.queued.inc(r.results.filter((x) => !x.noDevices && !x.duplicate).length);
         }),
-    );
-    const failed = (await Promise.allSettled(asks)).filter((r) => r.status === "rejected");
+      );
+    }
+    const failed = (await Promise.allSettled(calls)).filter((r) => r.status === "rejected");
     if (failed.length > 0) {
       this.metrics?.failed.inc(failed.length);
-      this.failed(`offline push: ${failed.length} of ${asks.length} notifications not queued`, failed[0]!.reason);
+      this.failed(`offline push: ${failed.length} of ${calls.length} batches of notifications not queued`, failed[0]!.reason);
     }
   }
 

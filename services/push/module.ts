@@ -12,8 +12,11 @@ import {
   PushService,
   RegisterDeviceResponseSchema,
   SendNotificationResponseSchema,
+  SendNotificationsResponseSchema,
   UnregisterDeviceResponseSchema,
   type Device,
+  type SendNotificationRequest,
+  type SendNotificationResponse,
 } from "../../gen/switchboard/push/v1/push_pb.js";
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceDeps, ServiceModule } from "../module.js";
@@ -24,14 +27,14 @@ import { createProviders } from "./providers/index.js";
 import { startPushWorker } from "./worker.js";
 import { tokenHint } from "./domain/validate.js";
 import type { DeviceStore, Platform, StoredDevice } from "./ports.js";
-import { Push } from "./push.js";
+import { Push, type SendRequest } from "./push.js";
 import { createDeviceStore } from "./store.js";
 
 export const pushModule: ServiceModule = {
   name: "push",
   desc: PushService,
   public: true,
-  internalMethods: ["SendNotification"],
+  internalMethods: ["SendNotification", "SendNotifications"],
   // Devices live in Cassandra and SendNotification answers only once JetStream stored the
   // request. Redis holds the 24 h dedupe markers only: without it JetStream's msg-id window still
   // dedupes retries, so it is not a need.
@@ -133,18 +136,29 @@ export function pushImpl(push: Push): Partial<ServiceImpl<typeof PushService>> {
     },
     // Internal (the gateway never forwards it): user_id names the recipient, not the caller.
     async sendNotification(req) {
-      const r = await push.send({
-        notificationId: req.notificationId,
-        userId: req.userId,
-        title: req.title,
-        body: req.body,
-        data: req.data,
-        expireAtMs: req.expireTime ? timestampMs(req.expireTime) : undefined,
-        collapseKey: req.collapseKey,
-      });
-      return create(SendNotificationResponseSchema, { duplicate: r.duplicate, noDevices: r.noDevices === true });
+      return sendResponse(await push.send(sendRequest(req)));
+    },
+    async sendNotifications(req) {
+      const results = await push.sendMany(req.notifications.map(sendRequest));
+      return create(SendNotificationsResponseSchema, { results: results.map(sendResponse) });
     },
   };
+}
+
+function sendRequest(req: SendNotificationRequest): SendRequest {
+  return {
+    notificationId: req.notificationId,
+    userId: req.userId,
+    title: req.title,
+    body: req.body,
+    data: req.data,
+    expireAtMs: req.expireTime ? timestampMs(req.expireTime) : undefined,
+    collapseKey: req.collapseKey,
+  };
+}
+
+function sendResponse(r: { duplicate: boolean; noDevices?: true }): SendNotificationResponse {
+  return create(SendNotificationResponseSchema, { duplicate: r.duplicate, noDevices: r.noDevices === true });
 }
 
 const PLATFORMS: ReadonlyMap<PbPlatform, Platform> = new Map([

@@ -96,6 +96,20 @@ describe("Push.send", () => {
     expect(await streamed(engine.bus)).toEqual(["n7"]);
   });
 
+  it("sendMany: results in request order; one invalid notification fails the call by its index, nothing queued", async () => {
+    const { engine, push } = setup();
+    const err = await push.sendMany([req("m1"), { ...req("m2"), title: "x".repeat(201) }]).catch((e: unknown) => e);
+    expect(isDomainError(err) && err.kind).toBe("InvalidArgument");
+    expect(isDomainError(err) && err.details.field).toBe("notifications[1].title");
+    expect((err as Error).message).toMatch(/^notifications\[1\]: title: /);
+    expect(await push.sendMany([req("m1"), { ...req("m3"), userId: "nobody" }, req("m1")])).toEqual([{ duplicate: false }, { duplicate: false, noDevices: true }, expect.objectContaining({})]);
+    expect(await streamed(engine.bus)).toEqual(["m1"]);
+    const none = await push.sendMany([]).catch((e: unknown) => e);
+    expect(isDomainError(none) && none.kind).toBe("InvalidArgument");
+    const many = await push.sendMany(Array.from({ length: 501 }, (_, i) => req(`b${i}`))).catch((e: unknown) => e);
+    expect((many as Error).message).toBe("notifications: must hold 1..500 notifications (got 501)");
+  });
+
   it("an invalid request is refused before anything is read or queued", async () => {
     let touched = false;
     const { push } = setup({ cache: (c) => ({ ...c, get: async (k) => ((touched = true), c.get(k)) }) });

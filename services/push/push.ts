@@ -6,7 +6,7 @@
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { PushConfig } from "../../platform/config.js";
-import { DomainError, isDomainError } from "../../platform/errors.js";
+import { DomainError, invalidArgument, isDomainError } from "../../platform/errors.js";
 import type { Cache } from "../../platform/ports/cache.js";
 import type { EventBus, PublishAck } from "../../platform/ports/event-bus.js";
 import type { TargetGuard } from "./adapters/target-guard.js";
@@ -46,6 +46,9 @@ export interface RegisterRequest {
 }
 
 export type SendRequest = NotificationRequest;
+
+/** SendNotifications takes at most this many at once. */
+export const MAX_BATCH = 500;
 
 export class Push {
   private readonly now: () => number;
@@ -132,6 +135,25 @@ export class Push {
     });
     this.queued?.inc({ outcome: ack.duplicate ? "duplicate" : "queued" });
     return { duplicate: ack.duplicate };
+  }
+
+  /**
+   * send() for many notifications: all validated before any is queued (the first invalid one
+   * fails the call, named by its index), then queued concurrently; results in request order.
+   */
+  async sendMany(reqs: readonly SendRequest[]): Promise<{ duplicate: boolean; noDevices?: true }[]> {
+    if (reqs.length === 0 || reqs.length > MAX_BATCH) throw invalidArgument("notifications", `must hold 1..${MAX_BATCH} notifications (got ${reqs.length})`);
+    const nowMs = this.now();
+    reqs.forEach((r, i) => {
+      try {
+        validateNotification(r, nowMs, this.deps.config);
+      } catch (err) {
+        if (!isDomainError(err)) throw err;
+        const field = `notifications[${i}]${err.details.field ? `.${err.details.field}` : ""}`;
+        throw new DomainError(err.kind, `notifications[${i}]: ${err.message}`, { ...err.details, field });
+      }
+    });
+    return Promise.all(reqs.map((r) => this.send(r)));
   }
 
   private async checkTarget(platform: Platform, target: URL): Promise<void> {

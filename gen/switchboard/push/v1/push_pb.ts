@@ -33,7 +33,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/push/v1/push.proto.
  */
 export const file_switchboard_push_v1_push: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zd2l0Y2hib2FyZC9wdXNoL3YxL3B1c2gucHJvdG8SE3N3aXRjaGJvYXJkLnB1c2gudjEi7gEKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAkSLwoIcGxhdGZvcm0YAiABKA4yHS5zd2l0Y2hib2FyZC5wdXNoLnYxLlBsYXRmb3JtEhIKCnRva2VuX2hpbnQYAyABKAkSFAoMZGlzcGxheV9uYW1lGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMc2hvd19wcmV2aWV3GAcgASgIIpYBChVSZWdpc3RlckRldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEi8KCHBsYXRmb3JtGAIgASgOMh0uc3dpdGNoYm9hcmQucHVzaC52MS5QbGF0Zm9ybRINCgV0b2tlbhgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSFAoMc2hvd19wcmV2aWV3GAUgASgIIkUKFlJlZ2lzdGVyRGV2aWNlUmVzcG9uc2USKwoGZGV2aWNlGAEgASgLMhsuc3dpdGNoYm9hcmQucHVzaC52MS5EZXZpY2UiLAoXVW5yZWdpc3RlckRldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIhoKGFVucmVnaXN0ZXJEZXZpY2VSZXNwb25zZSIUChJMaXN0RGV2aWNlc1JlcXVlc3QiQwoTTGlzdERldmljZXNSZXNwb25zZRIsCgdkZXZpY2VzGAEgAygLMhsuc3dpdGNoYm9hcmQucHVzaC52MS5EZXZpY2UimgIKF1NlbmROb3RpZmljYXRpb25SZXF1ZXN0EhcKD25vdGlmaWNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEgwKBGJvZHkYBCABKAkSRAoEZGF0YRgFIAMoCzI2LnN3aXRjaGJvYXJkLnB1c2gudjEuU2VuZE5vdGlmaWNhdGlvblJlcXVlc3QuRGF0YUVudHJ5Ei8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjb2xsYXBzZV9rZXkYByABKAkaKwoJRGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiQQoYU2VuZE5vdGlmaWNhdGlvblJlc3BvbnNlEhEKCWR1cGxpY2F0ZRgBIAEoCBISCgpub19kZXZpY2VzGAIgASgIKnYKCFBsYXRmb3JtEhgKFFBMQVRGT1JNX1VOU1BFQ0lGSUVEEAASEAoMUExBVEZPUk1fRkNNEAESEQoNUExBVEZPUk1fQVBOUxACEhUKEVBMQVRGT1JNX1dFQl9QVVNIEAMSFAoQUExBVEZPUk1fV0VCSE9PSxAEMtADCgtQdXNoU2VydmljZRJuCg5SZWdpc3RlckRldmljZRIqLnN3aXRjaGJvYXJkLnB1c2gudjEuUmVnaXN0ZXJEZXZpY2VSZXF1ZXN0Gisuc3dpdGNoYm9hcmQucHVzaC52MS5SZWdpc3RlckRldmljZVJlc3BvbnNlIgOQAgISdAoQVW5yZWdpc3RlckRldmljZRIsLnN3aXRjaGJvYXJkLnB1c2gudjEuVW5yZWdpc3RlckRldmljZVJlcXVlc3QaLS5zd2l0Y2hib2FyZC5wdXNoLnYxLlVucmVnaXN0ZXJEZXZpY2VSZXNwb25zZSIDkAICEmUKC0xpc3REZXZpY2VzEicuc3dpdGNoYm9hcmQucHVzaC52MS5MaXN0RGV2aWNlc1JlcXVlc3QaKC5zd2l0Y2hib2FyZC5wdXNoLnYxLkxpc3REZXZpY2VzUmVzcG9uc2UiA5ACARJ0ChBTZW5kTm90aWZpY2F0aW9uEiwuc3dpdGNoYm9hcmQucHVzaC52MS5TZW5kTm90aWZpY2F0aW9uUmVxdWVzdBotLnN3aXRjaGJvYXJkLnB1c2gudjEuU2VuZE5vdGlmaWNhdGlvblJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5zd2l0Y2hib2FyZC9wdXNoL3YxL3B1c2gucHJvdG8SE3N3aXRjaGJvYXJkLnB1c2gudjEi7gEKBkRldmljZRIRCglkZXZpY2VfaWQYASABKAkSLwoIcGxhdGZvcm0YAiABKA4yHS5zd2l0Y2hib2FyZC5wdXNoLnYxLlBsYXRmb3JtEhIKCnRva2VuX2hpbnQYAyABKAkSFAoMZGlzcGxheV9uYW1lGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMc2hvd19wcmV2aWV3GAcgASgIIpYBChVSZWdpc3RlckRldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEi8KCHBsYXRmb3JtGAIgASgOMh0uc3dpdGNoYm9hcmQucHVzaC52MS5QbGF0Zm9ybRINCgV0b2tlbhgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSFAoMc2hvd19wcmV2aWV3GAUgASgIIkUKFlJlZ2lzdGVyRGV2aWNlUmVzcG9uc2USKwoGZGV2aWNlGAEgASgLMhsuc3dpdGNoYm9hcmQucHVzaC52MS5EZXZpY2UiLAoXVW5yZWdpc3RlckRldmljZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIhoKGFVucmVnaXN0ZXJEZXZpY2VSZXNwb25zZSIUChJMaXN0RGV2aWNlc1JlcXVlc3QiQwoTTGlzdERldmljZXNSZXNwb25zZRIsCgdkZXZpY2VzGAEgAygLMhsuc3dpdGNoYm9hcmQucHVzaC52MS5EZXZpY2UimgIKF1NlbmROb3RpZmljYXRpb25SZXF1ZXN0EhcKD25vdGlmaWNhdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg0KBXRpdGxlGAMgASgJEgwKBGJvZHkYBCABKAkSRAoEZGF0YRgFIAMoCzI2LnN3aXRjaGJvYXJkLnB1c2gudjEuU2VuZE5vdGlmaWNhdGlvblJlcXVlc3QuRGF0YUVudHJ5Ei8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjb2xsYXBzZV9rZXkYByABKAkaKwoJRGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoYU2VuZE5vdGlmaWNhdGlvbnNSZXF1ZXN0EkMKDW5vdGlmaWNhdGlvbnMYASADKAsyLC5zd2l0Y2hib2FyZC5wdXNoLnYxLlNlbmROb3RpZmljYXRpb25SZXF1ZXN0IlsKGVNlbmROb3RpZmljYXRpb25zUmVzcG9uc2USPgoHcmVzdWx0cxgBIAMoCzItLnN3aXRjaGJvYXJkLnB1c2gudjEuU2VuZE5vdGlmaWNhdGlvblJlc3BvbnNlIkEKGFNlbmROb3RpZmljYXRpb25SZXNwb25zZRIRCglkdXBsaWNhdGUYASABKAgSEgoKbm9fZGV2aWNlcxgCIAEoCCp2CghQbGF0Zm9ybRIYChRQTEFURk9STV9VTlNQRUNJRklFRBAAEhAKDFBMQVRGT1JNX0ZDTRABEhEKDVBMQVRGT1JNX0FQTlMQAhIVChFQTEFURk9STV9XRUJfUFVTSBADEhQKEFBMQVRGT1JNX1dFQkhPT0sQBDLJBAoLUHVzaFNlcnZpY2USbgoOUmVnaXN0ZXJEZXZpY2USKi5zd2l0Y2hib2FyZC5wdXNoLnYxLlJlZ2lzdGVyRGV2aWNlUmVxdWVzdBorLnN3aXRjaGJvYXJkLnB1c2gudjEuUmVnaXN0ZXJEZXZpY2VSZXNwb25zZSIDkAICEnQKEFVucmVnaXN0ZXJEZXZpY2USLC5zd2l0Y2hib2FyZC5wdXNoLnYxLlVucmVnaXN0ZXJEZXZpY2VSZXF1ZXN0Gi0uc3dpdGNoYm9hcmQucHVzaC52MS5VbnJlZ2lzdGVyRGV2aWNlUmVzcG9uc2UiA5ACAhJlCgtMaXN0RGV2aWNlcxInLnN3aXRjaGJvYXJkLnB1c2gudjEuTGlzdERldmljZXNSZXF1ZXN0Giguc3dpdGNoYm9hcmQucHVzaC52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlIgOQAgESdAoQU2VuZE5vdGlmaWNhdGlvbhIsLnN3aXRjaGJvYXJkLnB1c2gudjEuU2VuZE5vdGlmaWNhdGlvblJlcXVlc3QaLS5zd2l0Y2hib2FyZC5wdXNoLnYxLlNlbmROb3RpZmljYXRpb25SZXNwb25zZSIDkAICEncKEVNlbmROb3RpZmljYXRpb25zEi0uc3dpdGNoYm9hcmQucHVzaC52MS5TZW5kTm90aWZpY2F0aW9uc1JlcXVlc3QaLi5zd2l0Y2hib2FyZC5wdXNoLnYxLlNlbmROb3RpZmljYXRpb25zUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message switchboard.push.v1.Device
@@ -294,6 +294,44 @@ export const SendNotificationRequestSchema: GenMessage<SendNotificationRequest> 
   messageDesc(file_switchboard_push_v1_push, 7);
 
 /**
+ * @generated from message switchboard.push.v1.SendNotificationsRequest
+ */
+export type SendNotificationsRequest = Message<"switchboard.push.v1.SendNotificationsRequest"> & {
+  /**
+   * 1..500 notifications.
+   *
+   * @generated from field: repeated switchboard.push.v1.SendNotificationRequest notifications = 1;
+   */
+  notifications: SendNotificationRequest[];
+};
+
+/**
+ * Describes the message switchboard.push.v1.SendNotificationsRequest.
+ * Use `create(SendNotificationsRequestSchema)` to create a new message.
+ */
+export const SendNotificationsRequestSchema: GenMessage<SendNotificationsRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_push_v1_push, 8);
+
+/**
+ * @generated from message switchboard.push.v1.SendNotificationsResponse
+ */
+export type SendNotificationsResponse = Message<"switchboard.push.v1.SendNotificationsResponse"> & {
+  /**
+   * One per notification, in request order.
+   *
+   * @generated from field: repeated switchboard.push.v1.SendNotificationResponse results = 1;
+   */
+  results: SendNotificationResponse[];
+};
+
+/**
+ * Describes the message switchboard.push.v1.SendNotificationsResponse.
+ * Use `create(SendNotificationsResponseSchema)` to create a new message.
+ */
+export const SendNotificationsResponseSchema: GenMessage<SendNotificationsResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_push_v1_push, 9);
+
+/**
  * @generated from message switchboard.push.v1.SendNotificationResponse
  */
 export type SendNotificationResponse = Message<"switchboard.push.v1.SendNotificationResponse"> & {
@@ -318,7 +356,7 @@ export type SendNotificationResponse = Message<"switchboard.push.v1.SendNotifica
  * Use `create(SendNotificationResponseSchema)` to create a new message.
  */
 export const SendNotificationResponseSchema: GenMessage<SendNotificationResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_push_v1_push, 8);
+  messageDesc(file_switchboard_push_v1_push, 10);
 
 /**
  * @generated from enum switchboard.push.v1.Platform
@@ -431,6 +469,22 @@ export const PushService: GenService<{
     methodKind: "unary";
     input: typeof SendNotificationRequestSchema;
     output: typeof SendNotificationResponseSchema;
+  },
+  /**
+   * INTERNAL ONLY. SendNotification for up to 500 notifications in one call
+   * (a chat server asks for every offline member of a batch of messages at
+   * once). Each is handled as SendNotification would; results are in request
+   * order. All or nothing on input: one invalid notification fails the call
+   * with INVALID_ARGUMENT naming its index, before anything is queued. On
+   * UNAVAILABLE some may have been queued: retry the whole call (each is
+   * idempotent by its notification_id).
+   *
+   * @generated from rpc switchboard.push.v1.PushService.SendNotifications
+   */
+  sendNotifications: {
+    methodKind: "unary";
+    input: typeof SendNotificationsRequestSchema;
+    output: typeof SendNotificationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_push_v1_push, 0);
