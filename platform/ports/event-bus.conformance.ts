@@ -137,6 +137,29 @@ export function eventBusConformance(makeBus: () => Promise<EventBusFixture>): vo
       await c2.stop();
     });
 
+    it("an ack made in the same turn as stop() still counts (settles are batched, never dropped)", async () => {
+      const stream = `SA_${ns}`;
+      await f.bus.ensureStream(stream, [`${ns}.sa.>`]);
+      await f.bus.publishDurable(`${ns}.sa.x`, enc("only"), "sa-1");
+      let acked!: () => void;
+      const ackedNow = new Promise<void>((r) => (acked = r));
+      const c1 = await f.bus.consume(stream, "w", (m) => {
+        m.ack();
+        acked();
+      });
+      // Resumes in a microtask right after the ack: before any batched settle could have left.
+      await ackedNow;
+      await c1.stop();
+      const again: string[] = [];
+      const c2 = await f.bus.consume(stream, "w", (m) => {
+        again.push(dec(m.data));
+        m.ack();
+      }, { ackWaitMs: 1_000 });
+      await sleep(1_500);
+      expect(again).toEqual([]);
+      await c2.stop();
+    });
+
     it("consumerInfo: ack floor, pending, unacked and the oldest unacked message's time", async () => {
       const info = f.bus.consumerInfo?.bind(f.bus);
       if (!info) return; // optional in the port

@@ -190,6 +190,18 @@ export class NatsBus implements EventBus {
       return consumer.consume({ max_messages: Math.max(1, options.prefetch ?? 64) });
     });
     this.consumptions.add(messages);
+    // Acks and naks of one event-loop turn leave in one socket write, not one write each (a
+    // handler settles as its own I/O completes, one callback at a time).
+    let settles: (() => void)[] = [];
+    const flushSettles = (): void => {
+      const now = settles;
+      settles = [];
+      for (const settle of now) settle();
+    };
+    const settleSoon = (settle: () => void): void => {
+      settles.push(settle);
+      if (settles.length === 1) setImmediate(flushSettles);
+    };
     const done = (async () => {
       for await (const m of messages) {
         let settled = false;
@@ -201,12 +213,12 @@ export class NatsBus implements EventBus {
           ack: () => {
             if (settled) return;
             settled = true;
-            m.ack();
+            settleSoon(() => m.ack());
           },
           nak: (delayMs?: number) => {
             if (settled) return;
             settled = true;
-            m.nak(delayMs);
+            settleSoon(() => m.nak(delayMs));
           },
         };
         try {
@@ -220,8 +232,10 @@ export class NatsBus implements EventBus {
     return {
       stop: async () => {
         this.consumptions.delete(messages);
+        flushSettles();
         messages.stop();
         await done;
+        flushSettles();
       },
     };
   }
