@@ -66,12 +66,6 @@ export interface ConsumeOptions {
   readonly maxDeliver?: number;
   /** Only messages whose subject matches (wildcards allowed); default all of the stream. */
   readonly filterSubject?: string;
-  /**
-   * Messages fetched ahead of the handler (default 64). A handler that works on many at once
-   * wants more, so that fetching keeps up in fewer, larger pulls; each fetched message's ack wait
-   * runs from its delivery.
-   */
-  readonly prefetch?: number;
 }
 
 export interface Consumption {

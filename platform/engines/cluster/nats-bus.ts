@@ -187,7 +187,7 @@ export class NatsBus implements EventBus {
         await jsm.consumers.update(stream, durableName, { ...wanted, max_deliver: wanted.max_deliver ?? -1 });
       }
       const consumer = await js.consumers.get(stream, durableName);
-      return consumer.consume({ max_messages: Math.max(1, options.prefetch ?? 64) });
+      return consumer.consume({ max_messages: 64 });
     });
     this.consumptions.add(messages);
     // Acks and naks of one event-loop turn leave in one socket write, not one write each (a
