@@ -7,7 +7,9 @@
  * send is enough to serialize them; the database keeps the record for the claim's 25 h.
  *
  * claim(message):
- * 1. `setIfAbsent(lock key, LOCK_TTL)`. The holder reads the claim row: present -> an earlier
+ * 1. `setIfAbsent(lock key, LOCK_TTL)`, the claim row read at the same time (any holder's row
+ *    landed by LOCK_SAFE, long before its lock expires, so a read issued with a successful lock
+ *    request sees it). The holder looks at the claim row: present -> an earlier
  *    send of this id (its lock long gone) -> that message. Absent -> writes its claim row
  *    (plain write, stamped with the lock time) and has claimed, if all that took under
  *    LOCK_SAFE; a holder slower than that answers UNAVAILABLE (retry) without claiming, since
@@ -56,6 +58,10 @@ export class LockedClaims implements SendClaims {
 
   async claim(message: MessageRecord): Promise<ClaimResult> {
     const lockedAt = this.now();
+    // The claim row is read alongside the lock: one round trip less on every send (a send
+    // serializes its steps, and a Session its sends).
+    const earlier = this.find(message);
+    earlier.catch(() => {});
     let holder: boolean;
     try {
       holder = await this.cache.setIfAbsent(this.lockKey(message), String(message.id), LOCK_TTL_MS);
@@ -63,12 +69,11 @@ export class LockedClaims implements SendClaims {
       this.opts.onCacheDown?.(err);
       return this.store.claimClientMessageId(message);
     }
-    if (holder) return this.claimAsHolder(message, lockedAt);
+    if (holder) return this.claimAsHolder(message, lockedAt, await earlier);
     return this.awaitHolder(message, lockedAt);
   }
 
-  private async claimAsHolder(message: MessageRecord, lockedAt: number): Promise<ClaimResult> {
-    const earlier = await this.find(message);
+  private async claimAsHolder(message: MessageRecord, lockedAt: number, earlier: MessageRecord | undefined): Promise<ClaimResult> {
     if (earlier) return { claimed: false, existing: earlier };
     await this.store.recordClaim(message, BigInt(lockedAt) * 1000n);
     if (this.now() - lockedAt >= LOCK_SAFE_MS) throw contended(message);
