@@ -18,8 +18,10 @@ import type { Cache } from "../../../platform/ports/cache.js";
 import type { DeviceStore, NewDevice, RegisterOutcome, StoredDevice } from "../ports.js";
 
 const LIST_TTL_MS = 60_000;
-const TOMBSTONE_TTL_MS = 10_000;
-const WRITE_BACK_WITHIN_MS = 5_000;
+// Short, because every notification to a user who just changed devices reads the store meanwhile
+// (a registration storm followed by pushes read Cassandra per notification for the whole window).
+const TOMBSTONE_TTL_MS = 2_000;
+const WRITE_BACK_WITHIN_MS = 1_000;
 const TOMBSTONE = "changed";
 
 export interface CachedDeviceStoreOptions {
