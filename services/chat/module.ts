@@ -95,9 +95,15 @@ export const chatModule: ServiceModule = {
       ...(registry ? { registry } : {}),
     });
     // Sends of one client message id are serialized by a short lock in the cache, not an LWT per send.
+    let cacheDownLoggedAt = 0;
     const claims = new LockedClaims(store, engine.cache, {
       keyspace: config.cassandra.keyspace,
-      onCacheDown: (err) => log.warn({ err: err instanceof Error ? err.message : String(err) }, "send lock unavailable; claiming through the database"),
+      // Every send while the cache is down takes this path: logged at most every 10 s.
+      onCacheDown: (err) => {
+        if (Date.now() - cacheDownLoggedAt < 10_000) return;
+        cacheDownLoggedAt = Date.now();
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, "send lock unavailable; claiming through the database");
+      },
     });
     const chat = new Chat({ store, ids, delivery: reported, config: config.chat, notifier: offlinePush, claims });
     const lifecycle = new StreamLifecycle();

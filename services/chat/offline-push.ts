@@ -20,6 +20,7 @@ import { PresenceService, ListOnlineRequestSchema } from "../../gen/switchboard/
 import { PushService, SendNotificationRequestSchema, SendNotificationsRequestSchema } from "../../gen/switchboard/push/v1/push_pb.js";
 import { createGrpcClient, type GrpcClient } from "../../platform/grpc/client.js";
 import { perRegistry } from "../../platform/metrics.js";
+import { RecentValues } from "../../platform/recent-values.js";
 import type { Channel, MessageRecord } from "./ports.js";
 
 /** Told of each new message once it is stored and delivered live. */
@@ -66,23 +67,6 @@ const TITLE_MAX = 200;
 const NAME_TTL_MS = 60_000;
 const NAMES_MAX = 10_000;
 
-/** Channel lookups remembered for NAME_TTL_MS, at most NAMES_MAX (oldest dropped first); failures are not kept. */
-class RecentChannels {
-  private readonly entries = new Map<string, { at: number; value: Promise<Pick<Channel, "id" | "name">> }>();
-
-  get(id: string, load: () => Promise<Pick<Channel, "id" | "name">>): Promise<Pick<Channel, "id" | "name">> {
-    const now = Date.now();
-    const hit = this.entries.get(id);
-    if (hit && now - hit.at < NAME_TTL_MS) return hit.value;
-    this.entries.delete(id);
-    if (this.entries.size >= NAMES_MAX) this.entries.delete(this.entries.keys().next().value!);
-    const value = load();
-    this.entries.set(id, { at: now, value });
-    value.catch(() => this.entries.get(id)?.value === value && this.entries.delete(id));
-    return value;
-  }
-}
-
 interface Job {
   readonly message: MessageRecord;
   readonly memberIds: readonly string[];
@@ -92,7 +76,7 @@ export class OfflinePush implements MessageNotifier {
   private readonly presence: GrpcClient<typeof PresenceService>;
   private readonly push: GrpcClient<typeof PushService>;
   private readonly queue: Job[] = [];
-  private readonly names = new RecentChannels();
+  private readonly names = new RecentValues<Pick<Channel, "id" | "name">>({ ttlMs: NAME_TTL_MS, maxEntries: NAMES_MAX });
   private running = 0;
   private closed = false;
   /** While presence or push is unreachable, asks are dropped (counted) instead of piling up retries. */

@@ -7,7 +7,8 @@ import { hostname } from "node:os";
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
+import { perRegistry } from "../../platform/metrics.js";
 import {
   GetPresenceResponseSchema,
   ListOnlineResponseSchema,
@@ -89,23 +90,24 @@ export const presenceModule: ServiceModule = {
 
 /**
  * Announcing under load, in /metrics: how many users wait, how long transitions waited, and how
- * many were dropped (a full queue: the process sheds announcing, never heartbeats).
+ * many were dropped (a full queue: the process sheds announcing, never heartbeats). Registered
+ * once per registry (perRegistry): a presence module restarted in-process must not register them twice.
  */
-function announcerMetrics(registers: Registry): AnnouncerStats {
-  const pending = new Gauge({ name: "presence_announce_pending", help: "Users whose transition waits for its contacts lookup", registers: [registers] });
+const announcerMetrics = perRegistry((registers): AnnouncerStats => {
+  const pending = new Gauge({ name: "presence_announce_pending", help: "Users whose transition waits for its contacts lookup", registers });
   const delay = new Histogram({
     name: "presence_announce_delay_seconds",
     help: "Time from a transition's decision to its publication (queue and contacts lookup)",
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [registers],
+    registers,
   });
   const dropped = new Counter({
     name: "presence_announcements_dropped_total",
     help: "Transitions not announced because the queue was full or the process closed (they stay in the store: GetPresence sees them)",
-    registers: [registers],
+    registers,
   });
   return { onPending: (n) => pending.set(n), onDelay: (ms) => delay.observe(ms / 1000), onDropped: (n) => dropped.inc(n) };
-}
+});
 
 /**
  * How long a new sweeper (and one whose store came back) waits before sweeping: one heartbeat

@@ -27,7 +27,7 @@ import { createProviders } from "./providers/index.js";
 import { startPushWorker } from "./worker.js";
 import { tokenHint } from "./domain/validate.js";
 import type { DeviceStore, Platform, StoredDevice } from "./ports.js";
-import { Push, type SendRequest } from "./push.js";
+import { Push, type EnqueueOutcome, type SendRequest } from "./push.js";
 import { createDeviceStore } from "./store.js";
 
 export const pushModule: ServiceModule = {
@@ -36,8 +36,8 @@ export const pushModule: ServiceModule = {
   public: true,
   internalMethods: ["SendNotification", "SendNotifications"],
   // Devices live in Cassandra and SendNotification answers only once JetStream stored the
-  // request. Redis holds the 24 h dedupe markers only: without it JetStream's msg-id window still
-  // dedupes retries, so it is not a need.
+  // request. Redis holds the 24 h dedupe markers and cached device lists only: without it
+  // JetStream's msg-id window still dedupes retries and lists come from Cassandra, so it is not a need.
   needs: ["cassandra", "nats"],
   async create(deps) {
     const core = createPushCore(deps);
@@ -157,7 +157,7 @@ function sendRequest(req: SendNotificationRequest): SendRequest {
   };
 }
 
-function sendResponse(r: { duplicate: boolean; noDevices?: true }): SendNotificationResponse {
+function sendResponse(r: EnqueueOutcome): SendNotificationResponse {
   return create(SendNotificationResponseSchema, { duplicate: r.duplicate, noDevices: r.noDevices === true });
 }
 

@@ -47,6 +47,12 @@ export interface RegisterRequest {
 
 export type SendRequest = NotificationRequest;
 
+/** What a send answered: already queued under this id, or the recipient has no device (nothing queued). */
+export interface EnqueueOutcome {
+  readonly duplicate: boolean;
+  readonly noDevices?: true;
+}
+
 /** SendNotifications takes at most this many at once. */
 export const MAX_BATCH = 500;
 
@@ -105,9 +111,33 @@ export class Push {
    * queue has stored the request, so a crash in between makes a retry publish again (JetStream's
    * msg-id window drops the copy) instead of answering duplicate for something never queued.
    */
-  async send(req: SendRequest): Promise<{ duplicate: boolean; noDevices?: true }> {
+  async send(req: SendRequest): Promise<EnqueueOutcome> {
     const nowMs = this.now();
     const { expireAtMs } = validateNotification(req, nowMs, this.deps.config);
+    return this.enqueue(req, expireAtMs, nowMs);
+  }
+
+  /**
+   * send() for many notifications: all validated before any is queued (the first invalid one
+   * fails the call, named by its index), then queued concurrently; results in request order.
+   */
+  async sendMany(reqs: readonly SendRequest[]): Promise<EnqueueOutcome[]> {
+    if (reqs.length === 0 || reqs.length > MAX_BATCH) throw invalidArgument("notifications", `must hold 1..${MAX_BATCH} notifications (got ${reqs.length})`);
+    const nowMs = this.now();
+    const expiries = reqs.map((r, i) => {
+      try {
+        return validateNotification(r, nowMs, this.deps.config).expireAtMs;
+      } catch (err) {
+        if (!isDomainError(err)) throw err;
+        const field = `notifications[${i}]${err.details.field ? `.${err.details.field}` : ""}`;
+        throw new DomainError(err.kind, `notifications[${i}]: ${err.message}`, { ...err.details, field });
+      }
+    });
+    return Promise.all(reqs.map((r, i) => this.enqueue(r, expiries[i]!, nowMs)));
+  }
+
+  /** A validated notification: the dedupe marker, the recipient's devices, then the queue. */
+  private async enqueue(req: SendRequest, expireAtMs: number, nowMs: number): Promise<EnqueueOutcome> {
     const key = dedupeKey(this.deps.keyspace, req.notificationId);
     if (await this.markerPresent(key)) {
       this.queued?.inc({ outcome: "duplicate" });
@@ -135,25 +165,6 @@ export class Push {
     });
     this.queued?.inc({ outcome: ack.duplicate ? "duplicate" : "queued" });
     return { duplicate: ack.duplicate };
-  }
-
-  /**
-   * send() for many notifications: all validated before any is queued (the first invalid one
-   * fails the call, named by its index), then queued concurrently; results in request order.
-   */
-  async sendMany(reqs: readonly SendRequest[]): Promise<{ duplicate: boolean; noDevices?: true }[]> {
-    if (reqs.length === 0 || reqs.length > MAX_BATCH) throw invalidArgument("notifications", `must hold 1..${MAX_BATCH} notifications (got ${reqs.length})`);
-    const nowMs = this.now();
-    reqs.forEach((r, i) => {
-      try {
-        validateNotification(r, nowMs, this.deps.config);
-      } catch (err) {
-        if (!isDomainError(err)) throw err;
-        const field = `notifications[${i}]${err.details.field ? `.${err.details.field}` : ""}`;
-        throw new DomainError(err.kind, `notifications[${i}]: ${err.message}`, { ...err.details, field });
-      }
-    });
-    return Promise.all(reqs.map((r) => this.send(r)));
   }
 
   private async checkTarget(platform: Platform, target: URL): Promise<void> {

@@ -11,6 +11,7 @@
  * per channel. Groups larger than the fan-out size are cached as "no contacts" (their member list
  * is not kept).
  */
+import { RecentValues } from "../../../platform/recent-values.js";
 import type { ChatStore } from "../../chat/ports.js";
 import type { Contacts } from "../ports.js";
 
@@ -22,39 +23,34 @@ export interface ChatContactsOptions {
   readonly now?: () => number;
 }
 
-interface Entry<T> {
-  readonly at: number;
-  readonly value: Promise<T>;
-}
-
 /** Channel member reads in flight per lookup. */
 const PARALLEL_READS = 16;
 
 export class ChatContacts implements Contacts {
-  private readonly contacts = new Map<string, Entry<ReadonlySet<string>>>();
-  private readonly channels = new Map<string, Entry<ReadonlySet<string>>>();
+  private readonly contacts: RecentValues<ReadonlySet<string>>;
+  private readonly channels: RecentValues<ReadonlySet<string>>;
   /** channelId -> its members when it fans out (at most maxGroupMembers), else []. */
-  private readonly members = new Map<string, Entry<readonly string[]>>();
-  private readonly now: () => number;
-  private readonly maxEntries: number;
+  private readonly members: RecentValues<readonly string[]>;
 
   constructor(
     private readonly store: Pick<ChatStore, "userChannels" | "getMembers">,
     private readonly opts: ChatContactsOptions,
   ) {
-    this.now = opts.now ?? Date.now;
-    this.maxEntries = opts.maxEntries ?? 100_000;
+    const recent = { ttlMs: opts.ttlMs, maxEntries: opts.maxEntries ?? 100_000, ...(opts.now ? { now: opts.now } : {}) };
+    this.contacts = new RecentValues(recent);
+    this.channels = new RecentValues(recent);
+    this.members = new RecentValues(recent);
   }
 
   channelsOf(userId: string): Promise<ReadonlySet<string>> {
-    return this.cached(this.channels, userId, async () => {
+    return this.channels.get(userId, async () => {
       const rows = await this.store.userChannels(userId);
       return new Set(rows.filter((r) => r.leftId === undefined).map((r) => r.channelId));
     });
   }
 
   contactsOf(userId: string): Promise<ReadonlySet<string>> {
-    return this.cached(this.contacts, userId, async () => {
+    return this.contacts.get(userId, async () => {
       const ids = [...(await this.channelsOf(userId))];
       const out = new Set<string>();
       for (let i = 0; i < ids.length; i += PARALLEL_READS) {
@@ -66,24 +62,9 @@ export class ChatContacts implements Contacts {
   }
 
   private fanoutMembers(channelId: string): Promise<readonly string[]> {
-    return this.cached(this.members, channelId, async () => {
+    return this.members.get(channelId, async () => {
       const members = await this.store.getMembers(channelId);
       return members.length > this.opts.maxGroupMembers ? [] : members.map((m) => m.userId);
     });
-  }
-
-  private cached<T>(map: Map<string, Entry<T>>, key: string, load: () => Promise<T>): Promise<T> {
-    const now = this.now();
-    const hit = map.get(key);
-    if (hit && now - hit.at < this.opts.ttlMs) return hit.value;
-    const value = load();
-    map.delete(key);
-    map.set(key, { at: now, value });
-    // A failed read is not cached.
-    value.catch(() => {
-      if (map.get(key)?.value === value) map.delete(key);
-    });
-    while (map.size > this.maxEntries) map.delete(map.keys().next().value!);
-    return value;
   }
 }
