@@ -36,6 +36,7 @@ import type { ChatStore, ClaimResult, MessageRecord, SendClaims } from "../ports
 export const LOCK_TTL_MS = 30_000;
 export const LOCK_SAFE_MS = 10_000;
 const POLL_MS = 20;
+const MAX_POLL_MS = 500;
 
 export interface LockedClaimsOptions {
   /** Scopes the lock keys (one mesh's keyspace: meshes may share a cache). */
@@ -81,11 +82,13 @@ export class LockedClaims implements SendClaims {
   }
 
   private async awaitHolder(message: MessageRecord, lockedAt: number): Promise<ClaimResult> {
-    for (;;) {
+    // Backing off: a holder stalled behind a slow database must not draw a read every 20 ms from
+    // each send waiting on it (at most ~25 reads each over LOCK_SAFE).
+    for (let pause = POLL_MS; ; pause = Math.min(pause * 2, MAX_POLL_MS)) {
       const theirs = await this.find(message);
       if (theirs) return { claimed: false, existing: theirs };
       if (this.now() - lockedAt >= LOCK_SAFE_MS) throw contended(message);
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      await new Promise((r) => setTimeout(r, pause));
     }
   }
 

@@ -45,6 +45,22 @@ describe("device-list cache", () => {
     expect(inner.reads).toBe(reads);
   });
 
+  it("a hit costs one cache read and no write", async () => {
+    const cache = new MemoryCache();
+    const cached = new CachedDeviceStore(new MemoryDeviceStore(), cache, { keyspace: "k" });
+    await cached.list("u"); // miss: read and cached
+    let ops = 0;
+    const counting: Cache = {
+      get: (k) => (ops++, cache.get(k)),
+      set: (k, v, t) => (ops++, cache.set(k, v, t)),
+      setIfAbsent: (k, v, t) => (ops++, cache.setIfAbsent(k, v, t)),
+      delete: (k) => (ops++, cache.delete(k)),
+      increment: (k, t) => (ops++, cache.increment(k, t)),
+    };
+    expect(await new CachedDeviceStore(new MemoryDeviceStore(), counting, { keyspace: "k" }).list("u")).toEqual([]);
+    expect(ops).toBe(1);
+  });
+
   /** A second store on the same cache whose store reads wait for `gate` (a reader overtaken by a change). */
   const slowReader = (inner: MemoryDeviceStore, cache: Cache, gate: Promise<void>, clock?: () => number) =>
     new CachedDeviceStore(
