@@ -107,6 +107,8 @@ export interface ChatConfig {
   readonly keepAliveMs: number;
   /** Events queued for one live stream before it is ended as a slow consumer (told to Sync). */
   readonly outboxEvents: number;
+  /** Frames of one Session handled at once (sends pipelined); further frames wait unread. */
+  readonly sessionInFlight: number;
   /** Typing indicators per user per channel: at most this many per typingWindowMs. */
   readonly typingPerWindow: number;
   readonly typingWindowMs: number;
@@ -382,6 +384,7 @@ function chatConfig(int: (name: string, fallback: number, min: number, max: numb
     writeTimeoutMs,
     keepAliveMs: int("SWITCHBOARD_CHAT_KEEPALIVE_MS", 25_000, 100, 55_000),
     outboxEvents: int("SWITCHBOARD_CHAT_OUTBOX_EVENTS", 1_000, 1, 1_000_000),
+    sessionInFlight: int("SWITCHBOARD_CHAT_SESSION_IN_FLIGHT", 32, 1, 1_000),
     typingPerWindow: int("SWITCHBOARD_CHAT_TYPING_PER_WINDOW", 5, 1, 1_000),
     typingWindowMs: int("SWITCHBOARD_CHAT_TYPING_WINDOW_MS", 5_000, 100, 600_000),
     retentionDays: int("SWITCHBOARD_CHAT_RETENTION_DAYS", 0, 0, 36_500),

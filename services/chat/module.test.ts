@@ -17,7 +17,8 @@ import type { Channel, ListMyChannelsResponse, SendMessageResponse, SyncResponse
 import { DomainError } from "../../platform/errors.js";
 import { identityKey } from "../../platform/identity.js";
 import { MAX_STREAMS_PER_USER, chatImpl } from "./module.js";
-import { testWorld } from "./test-fixtures.js";
+import { MemoryChatStore } from "./adapters/memory-chat-store.js";
+import { TestClock, interceptedStore, testServer, testWorld } from "./test-fixtures.js";
 
 type Impl = ServiceImpl<typeof ChatService>;
 
@@ -309,4 +310,69 @@ describe("Session", () => {
     alice.stop();
     await alice.done;
   });
+
+  it("sends are pipelined: started in frame order (ids in that order), acked as each finishes; at most sessionInFlight at once, the rest wait unread", async () => {
+    const clock = new TestClock();
+    const held = new Map<string, () => void>();
+    const store = interceptedStore(new MemoryChatStore(clock.now), {
+      putMessage: (m: { clientMessageId: string }) => new Promise<void>((r) => held.set(m.clientMessageId, r)),
+    });
+    const { chat, delivery } = testServer({ store, clock, config: { sessionInFlight: 3 } });
+    const impl = chatImpl(chat, delivery, { serverId: "test-server" }) as Impl;
+    const direct = ((await impl.createDirectChannel({ peerUserId: "bob" } as never, ctxOf("alice"))) as { channel: Channel }).channel;
+    const c = clientFrames();
+    c.send({ case: "open", value: { deviceId: "phone" } as never });
+    const s = runSession(impl, "alice", c.iterable);
+    for (let i = 1; i <= 5; i++) c.send({ case: "send", value: { channelId: direct.channelId, clientMessageId: `p${i}`, text: `n${i}` } as never });
+    await settle(60);
+    // Three writes are under way together; the fourth frame is not taken before one of them ends.
+    expect([...held.keys()]).toEqual(["p1", "p2", "p3"]);
+    const acked = () =>
+      s.out.filter((f) => f.frame.case === "sendAck").map((f) => f.frame.value as { clientMessageId: string; result: { value: { message: { messageId: bigint } } } });
+    held.get("p3")!();
+    await settle(60);
+    expect(acked().map((a) => a.clientMessageId)).toEqual(["p3"]);
+    expect([...held.keys()]).toEqual(["p1", "p2", "p3", "p4"]);
+    for (const k of ["p2", "p4", "p1"]) held.get(k)!();
+    await settle(60);
+    held.get("p5")!();
+    await settle(60);
+    expect(acked().map((a) => a.clientMessageId)).toEqual(["p3", "p2", "p4", "p1", "p5"]);
+    // Ids follow the frames' order, whatever order the writes ended in.
+    const idOf = new Map(acked().map((a) => [a.clientMessageId, a.result.value.message.messageId]));
+    const ids = ["p1", "p2", "p3", "p4", "p5"].map((k) => idOf.get(k)!);
+    expect([...ids].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))).toEqual(ids);
+    c.close();
+    await s.done;
+    expect(s.error()).toBeUndefined();
+  });
+
+  it("a client that sends without reading its acks stops being read once sessionInFlight acks wait", async () => {
+    const { chat, delivery } = testWorld({ sessionInFlight: 2 });
+    const impl = chatImpl(chat, delivery, { serverId: "test-server" }) as Impl;
+    const direct = ((await impl.createDirectChannel({ peerUserId: "bob" } as never, ctxOf("alice"))) as { channel: Channel }).channel;
+    let taken = 0;
+    const frames: AsyncIterable<SessionRequest> = {
+      async *[Symbol.asyncIterator]() {
+        yield create(SessionRequestSchema, { frame: { case: "open", value: { deviceId: "phone" } } });
+        for (let i = 0; i < 50; i++) {
+          taken++;
+          yield create(SessionRequestSchema, { frame: { case: "send", value: { channelId: direct.channelId, clientMessageId: `u${i}`, text: "x" } } });
+        }
+      },
+    };
+    const it = (impl.session(frames, ctxOf("alice")) as AsyncIterable<SessionResponse>)[Symbol.asyncIterator]();
+    expect((await it.next()).value.frame.case).toBe("opened");
+    // One more output frame is asked for, then nobody reads: a few frames are taken (acks and the
+    // sender's own events queue up to the bound), then the request stream is left alone.
+    expect((await it.next()).done).toBe(false);
+    await settle(100);
+    expect(taken).toBeGreaterThan(1);
+    expect(taken).toBeLessThanOrEqual(8);
+    const before = taken;
+    await settle(100);
+    expect(taken).toBe(before);
+    await it.return?.(undefined);
+  });
 });
+

@@ -301,7 +301,9 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
 
   /**
    * Output of an open session: live events and send_acks in one stream. The client's frames are
-   * handled one at a time, in order (a send's ack precedes the next frame's effects).
+   * started in order, up to `sessionInFlight` at once: a native client pipelines its sends, and one
+   * slow database write must not hold back the sends behind it. A send takes its id as it starts,
+   * so one session's messages are ordered as its frames were; acks come as sends finish.
    */
   async function* sessionFrames(
     userId: string,
@@ -317,7 +319,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
           out.push(create(SessionResponseSchema, { frame: { case: "events", value: { events } } }));
           // Take the next event only once the transport took this one: the stream's bounded outbox
           // stays the only buffer, so a client that stops reading is still cut off as a slow consumer.
-          await out.room();
+          await out.room(1);
         }
         out.close();
       } catch (e) {
@@ -325,14 +327,33 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       }
     })();
     const pumpInput = (async () => {
+      const inFlight = new Set<Promise<void>>();
+      const start = (req: SessionRequest): void => {
+        const handled: Promise<void> = handleFrame(userId, deviceId, req).then(
+          (ack) => {
+            if (ack) out.push(ack);
+          },
+          (e: unknown) => {
+            stopped = true;
+            out.close(e);
+          },
+        );
+        inFlight.add(handled);
+        void handled.finally(() => inFlight.delete(handled));
+      };
       try {
         for (;;) {
+          while (inFlight.size >= cfg.sessionInFlight) await Promise.race(inFlight);
+          // Acks the client has not read yet count against the same bound: a client that sends
+          // without reading stops being read (HTTP/2 flow control pushes back on it).
+          await out.room(cfg.sessionInFlight);
+          if (stopped) break;
           const r = await input.next();
           if (r.done || stopped) break;
-          const ack = await handleFrame(userId, deviceId, r.value);
-          if (ack) out.push(ack);
+          start(r.value);
         }
-        // The client closed its side: nothing more will be asked, so the session is done.
+        // The client closed its side: once its last frames are answered the session is done.
+        await Promise.all(inFlight);
         out.close();
       } catch (e) {
         out.close(e);
@@ -342,8 +363,8 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
       yield* out.drain();
     } finally {
       stopped = true;
-      // Frees an event pump waiting for room that nobody will drain any more; the caller then
-      // ends the device stream, which ends the pump.
+      // Frees pumps waiting for room that nobody will drain any more; the caller then ends the
+      // device stream, which ends the event pump.
       out.close();
       void pumpEvents;
       // pumpInput ends with the call's request stream; its frames' effects are harmless after this.
@@ -391,12 +412,12 @@ class FrameQueue {
   private readonly items: SessionResponse[] = [];
   private ended: { error: unknown } | undefined;
   private wake: (() => void) | undefined;
-  private roomWaiter: (() => void) | undefined;
+  private roomWaiters: { readonly limit: number; readonly resolve: () => void }[] = [];
 
-  /** Resolves once at most one frame is waiting (or the queue ended). */
-  room(): Promise<void> {
-    if (this.items.length <= 1 || this.ended) return Promise.resolve();
-    return new Promise<void>((r) => (this.roomWaiter = r));
+  /** Resolves once at most `limit` frames are waiting (or the queue ended). */
+  room(limit: number): Promise<void> {
+    if (this.items.length <= limit || this.ended) return Promise.resolve();
+    return new Promise<void>((resolve) => this.roomWaiters.push({ limit, resolve }));
   }
 
   push(f: SessionResponse): void {
@@ -413,16 +434,20 @@ class FrameQueue {
   }
 
   private freeRoom(): void {
-    const r = this.roomWaiter;
-    this.roomWaiter = undefined;
-    r?.();
+    if (this.roomWaiters.length === 0) return;
+    const waiting = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiting) {
+      if (this.ended || this.items.length <= w.limit) w.resolve();
+      else this.roomWaiters.push(w);
+    }
   }
 
   async *drain(): AsyncGenerator<SessionResponse> {
     for (;;) {
       const f = this.items.shift();
       if (f) {
-        if (this.items.length <= 1) this.freeRoom();
+        this.freeRoom();
         yield f;
         continue;
       }

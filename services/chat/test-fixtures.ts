@@ -17,6 +17,7 @@ export const testConfig = (over: Partial<ChatConfig> = {}): ChatConfig => ({
   writeTimeoutMs: 2_000,
   keepAliveMs: 25_000,
   outboxEvents: 1_000,
+  sessionInFlight: 32,
   typingPerWindow: 5,
   typingWindowMs: 5_000,
   retentionDays: 0,

@@ -1844,7 +1844,11 @@ export const ChatService: GenService<{
    * `open`; then send / ack / typing / read frames in any order. The server
    * answers with an `opened` frame, then ChatEvents and one send_ack per send
    * frame (correlated by client_message_id). A failed send does not end the
-   * session; it is reported in its send_ack.
+   * session; it is reported in its send_ack. Sends may be pipelined: the
+   * server handles up to SWITCHBOARD_CHAT_SESSION_IN_FLIGHT frames (default
+   * 32) at once and reads no further frames until one is answered; messages
+   * of one session get ids in the order of their frames; send_acks come as
+   * each send completes, not necessarily in that order.
    *
    * Errors (ending the stream): INVALID_ARGUMENT (first frame not `open`, bad
    * device_id), UNAUTHENTICATED, UNAVAILABLE (server draining; reconnect).
