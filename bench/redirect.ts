@@ -3,8 +3,8 @@
  * answering the same 302s, on a Zipf-like 80/20 mix of 10,000 links; then the "no click is
  * lost" check; then the cache-miss path (near-cache hit vs Redis vs database) in-process.
  *
- *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split] [--drain [--consumers 1]] [--links 10000]
- *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare] [--sabotage]
+ *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split [--gateways 1]] [--drain [--consumers 1]] [--links 10000]
+ *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare] [--sabotage] [--profile-gateway DIR]
  *
  * Exits 2 when wrk (or /usr/bin/time) is missing, 1 when a check fails: any non-3xx answer or socket
  * error, the door's count of redirects not matching wrk's, or clicks recorded != redirects served.
@@ -21,7 +21,9 @@
  * thousand clicks took many minutes to drain on this box before batch recording; `--drain` also
  * runs the analytics consumer(s) (into Cassandra, `--consumers N` on one durable) after the load,
  * times how fast they drain the backlog (must be >= the door's redirects/s, else exit 1) and
- * then checks the stored counts.
+ * then checks the stored counts. `--gateways N` (split): N gateway processes feed the one CLICKS
+ * stream; each run drives them all at once (one wrk per gateway, the connections shared out), and
+ * the bare server with as many wrk processes; served, clicks and CPU are summed over the gateways.
  * The bare server runs in this process; one server at a time is under load; wrk (-t1) drives
  * both with the same Lua script (80% of requests on the 20% hottest codes, a browser User-Agent).
  * Rounds alternate bare/door, door/bare, ... Redirects served are counted by the gateway itself
@@ -69,6 +71,10 @@ const DRAIN = args.has("drain");
 const DRAIN_LIMIT_MS = 30 * 60_000;
 /** Split --drain: analytics consumers sharing the durable. */
 const CONSUMERS = Number(args.get("consumers") ?? 1);
+/** Split: a directory for the gateway processes' CPU profiles. */
+const PROFILE_GATEWAY = args.get("profile-gateway") ?? "";
+/** Split: gateway processes, all under load at once. */
+const GATEWAYS = Number(args.get("gateways") ?? 1);
 const HOT = Math.floor(LINKS / 5);
 /** Break the run on purpose (extra redirects behind wrk's back): the bench must then exit 1. */
 const SABOTAGE = args.has("sabotage");
@@ -120,44 +126,65 @@ const checks = new Checks();
 /** Other processes whose CPU each run reports (the servers this bench started itself). */
 const watched: [string, number][] = [];
 
-/** One wrk run against `port`; `serverPid` is the process answering (for its CPU). */
-async function wrk(name: string, port: number, script: string, serverPid: number, seconds = DURATION): Promise<WrkResult> {
-  const cpu0 = cpuTicks(serverPid);
+/**
+ * One run: a wrk per port, all at once (the connections shared out among them); `serverPids` are
+ * the processes answering (their CPU is summed). Latency percentiles are the worst of the wrks'.
+ */
+async function wrk(name: string, ports: readonly number[], script: string, serverPids: readonly number[], seconds = DURATION): Promise<WrkResult> {
+  const cpu0 = serverPids.map((pid) => cpuTicks(pid));
   const others0 = watched.map(([, pid]) => cpuTicks(pid));
   const t0 = performance.now();
   const m0 = machineTicks();
-  const out = await new Promise<string>((resolve, reject) => {
-    // /usr/bin/time reports wrk's own CPU, so a run limited by the load generator shows it.
-    const p = spawn("/usr/bin/time", ["-f", "WRK_CPU %U %S", "wrk", "-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", "-s", script, `http://127.0.0.1:${port}/`]);
-    let s = "";
-    p.stdout.on("data", (d: Buffer) => (s += d.toString()));
-    p.stderr.on("data", (d: Buffer) => (s += d.toString()));
-    p.on("error", reject);
-    p.on("exit", () => resolve(s));
-  });
-  // A wrk that could not run (bad script, refused connection) prints no summary: never a row of NaN.
-  if (!/Requests\/sec:/.test(out)) throw new Error(`wrk printed no result for ${name}:\n${out}`);
-  const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
-  const lat = (pct: string) => {
-    const m = new RegExp(`\\s${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
-    return m ? ms(m[1]!, m[2]!) : NaN;
-  };
+  const outs = await Promise.all(
+    ports.map(
+      (port, k) =>
+        new Promise<string>((resolve, reject) => {
+          const connections = Math.floor(CONNECTIONS / ports.length) + (k < CONNECTIONS % ports.length ? 1 : 0);
+          // /usr/bin/time reports wrk's own CPU, so a run limited by the load generator shows it.
+          const p = spawn("/usr/bin/time", ["-f", "WRK_CPU %U %S", "wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `http://127.0.0.1:${port}/`]);
+          let s = "";
+          p.stdout.on("data", (d: Buffer) => (s += d.toString()));
+          p.stderr.on("data", (d: Buffer) => (s += d.toString()));
+          p.on("error", reject);
+          p.on("exit", () => resolve(s));
+        }),
+    ),
+  );
   const wall = (performance.now() - t0) / 1000;
-  const cpu = (cpuTicks(serverPid) - cpu0) / TICKS_PER_SECOND;
+  const cpu = serverPids.reduce((a, pid, i) => a + cpuTicks(pid) - cpu0[i]!, 0) / TICKS_PER_SECOND;
   const others = watched.map(([name, pid], i) => `${name} ${Math.round(((cpuTicks(pid) - others0[i]!) / TICKS_PER_SECOND / wall) * 100)}%`).join(", ");
   const m1 = machineTicks();
-  const wrkCpu = /WRK_CPU ([\d.]+) ([\d.]+)/.exec(out);
-  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const parts = outs.map((out) => {
+    // A wrk that could not run (bad script, refused connection) prints no summary: never a row of NaN.
+    if (!/Requests\/sec:/.test(out)) throw new Error(`wrk printed no result for ${name}:\n${out}`);
+    const num = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+    const lat = (pct: string) => {
+      const m = new RegExp(`\\s${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+      return m ? ms(m[1]!, m[2]!) : NaN;
+    };
+    const wrkCpu = /WRK_CPU ([\d.]+) ([\d.]+)/.exec(out);
+    const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    return {
+      rps: num(/Requests\/sec:\s+([\d.]+)/),
+      p50ms: lat("50"),
+      p99ms: lat("99"),
+      requests: num(/(\d+) requests in/),
+      non3xx: /Non-2xx or 3xx responses: (\d+)/.exec(out) ? num(/Non-2xx or 3xx responses: (\d+)/) : 0,
+      errors: errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+      wrkCpu: wrkCpu ? ((Number(wrkCpu[1]) + Number(wrkCpu[2])) / wall) * 100 : NaN,
+    };
+  });
+  const sum = (f: (p: (typeof parts)[number]) => number) => parts.reduce((a, p) => a + f(p), 0);
   return {
     name,
-    rps: num(/Requests\/sec:\s+([\d.]+)/),
-    p50ms: lat("50"),
-    p99ms: lat("99"),
-    requests: num(/(\d+) requests in/),
-    non3xx: /Non-2xx or 3xx responses: (\d+)/.exec(out) ? num(/Non-2xx or 3xx responses: (\d+)/) : 0,
-    errors: errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
+    rps: sum((p) => p.rps),
+    p50ms: Math.max(...parts.map((p) => p.p50ms)),
+    p99ms: Math.max(...parts.map((p) => p.p99ms)),
+    requests: sum((p) => p.requests),
+    non3xx: sum((p) => p.non3xx),
+    errors: sum((p) => p.errors),
     serverCpu: (cpu / wall) * 100,
-    wrkCpu: wrkCpu ? ((Number(wrkCpu[1]) + Number(wrkCpu[2])) / wall) * 100 : NaN,
+    wrkCpu: sum((p) => p.wrkCpu),
     machineCpu: ((m1.busy - m0.busy) / (m1.total - m0.total)) * os.cpus().length * 100,
     others,
   };
@@ -185,7 +212,13 @@ async function startBare(): Promise<{ port: number; close(): Promise<void> }> {
   };
 }
 
-async function redirectsServed(gatewayPort: number): Promise<number> {
+/** Redirects the door counted, summed over the gateways. */
+async function redirectsServed(gatewayPorts: readonly number[]): Promise<number> {
+  const counts = await Promise.all(gatewayPorts.map((port) => redirectsServedBy(port)));
+  return counts.reduce((a, b) => a + b, 0);
+}
+
+async function redirectsServedBy(gatewayPort: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${gatewayPort}/metrics`)).text();
   let n = 0;
   for (const line of text.split("\n")) {
@@ -196,21 +229,28 @@ async function redirectsServed(gatewayPort: number): Promise<number> {
   return n;
 }
 
-/** gateway_redirect_responses_total summed by its cache label ("hit" / "miss"). */
-async function doorCounts(gatewayPort: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${gatewayPort}/metrics`)).text();
+/** gateway_redirect_responses_total summed by its cache label ("hit" / "miss"), over the gateways. */
+async function doorCounts(gatewayPorts: readonly number[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    const m = /^gateway_redirect_responses_total\{.*cache="(\w+)".*\} (\d+)/.exec(line);
-    if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+  for (const port of gatewayPorts) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const line of text.split("\n")) {
+      const m = /^gateway_redirect_responses_total\{.*cache="(\w+)".*\} (\d+)/.exec(line);
+      if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
+    }
   }
   return out;
 }
 
-async function metric(gatewayPort: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${gatewayPort}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(name));
-  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+/** A metric without labels, summed over the gateways. */
+async function metric(gatewayPorts: readonly number[], name: string): Promise<number> {
+  let n = 0;
+  for (const port of gatewayPorts) {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(name));
+    n += line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+  }
+  return n;
 }
 
 function table(rows: readonly WrkResult[]): string {
@@ -262,6 +302,7 @@ async function main(): Promise<void> {
   };
   if (TOPOLOGY !== "embedded" && TOPOLOGY !== "split") throw new Error(`--topology ${TOPOLOGY}: expected embedded or split`);
   if (TOPOLOGY === "split" && ENGINE !== "cluster") throw new Error("--topology split needs --engine cluster (the memory engine is one process)");
+  if (!Number.isInteger(GATEWAYS) || GATEWAYS < 1 || (GATEWAYS > 1 && TOPOLOGY !== "split")) throw new Error(`--gateways ${GATEWAYS}: a whole number >= 1, above 1 only with --topology split`);
   let infra: Infra | undefined;
   if (ENGINE === "cluster") {
     if (!env.SWITCHBOARD_CASSANDRA_CONTACT_POINTS) {
@@ -285,31 +326,43 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
   const config = loadConfig(env as Record<string, string>);
   const log = pino({ level: "warn" });
   let engine: Engine;
-  let gatewayPort: number;
-  let gatewayPid: number;
+  let gatewayPorts: number[];
+  let gatewayPids: number[];
   let closeMesh: () => Promise<void>;
   if (TOPOLOGY === "split") {
     engine = await openEngine(config, log);
-    gatewayPort = await freePort();
-    const own = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>;
-    const proc = spawnSwitchboard(["gateway"], { ...own, SWITCHBOARD_GATEWAY_PORT: String(gatewayPort) });
-    await waitFor("the gateway process", async () => ((await fetch(`http://127.0.0.1:${gatewayPort}/healthz`).catch(() => undefined))?.ok ? true : undefined)).catch(
-      (e: unknown) => {
-        throw new Error(`${String(e)}\n${proc.output()}`);
-      },
-    );
-    gatewayPid = proc.child.pid!;
+    gatewayPorts = [];
+    gatewayPids = [];
+    const procs: ReturnType<typeof spawnSwitchboard>[] = [];
     closeMesh = async () => {
-      await proc.stop();
+      for (const proc of procs) await proc.stop();
       await engine.close();
     };
+    const own = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith("SWITCHBOARD_") && v !== undefined)) as Record<string, string>;
+    // `--profile-gateway DIR`: a V8 CPU profile of each gateway process, written when it exits.
+    const profileEnv: Record<string, string> = PROFILE_GATEWAY ? { NODE_OPTIONS: `--import ${new URL("./cpu-prof-preload.mjs", import.meta.url).pathname}`, BENCH_CPU_PROF_DIR: PROFILE_GATEWAY } : {};
+    for (let g = 0; g < GATEWAYS; g++) {
+      const port = await freePort();
+      const proc = spawnSwitchboard(["gateway"], { ...own, ...profileEnv, SWITCHBOARD_GATEWAY_PORT: String(port) });
+      procs.push(proc);
+      await waitFor("the gateway process", async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok ? true : undefined)).catch(
+        async (e: unknown) => {
+          await closeMesh();
+          throw new Error(`${String(e)}\n${proc.output()}`);
+        },
+      );
+      gatewayPorts.push(port);
+      gatewayPids.push(proc.child.pid!);
+    }
   } else {
     const mesh = await runEmbedded(config, log, { env: env as Record<string, string> });
     engine = mesh.engine!;
-    gatewayPort = mesh.gatewayPort!;
-    gatewayPid = process.pid;
+    gatewayPorts = [mesh.gatewayPort!];
+    gatewayPids = [process.pid];
     closeMesh = () => mesh.close();
   }
+  const barePorts = (port: number) => gatewayPorts.map(() => port);
+  const barePids = [process.pid];
   const dir = mkdtempSync(path.join(os.tmpdir(), "bench-redirect-"));
   const script = path.join(dir, "mix.lua");
   writeFileSync(script, LUA);
@@ -328,7 +381,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
         }),
       );
     }
-    console.log(`engine ${ENGINE}, topology ${TOPOLOGY}: seeded ${LINKS} links in ${Date.now() - t0} ms; node ${process.version}; ${os.cpus().length}x ${os.cpus()[0]?.model}`);
+    console.log(`engine ${ENGINE}, topology ${TOPOLOGY}${GATEWAYS > 1 ? ` (${GATEWAYS} gateways)` : ""}: seeded ${LINKS} links in ${Date.now() - t0} ms; node ${process.version}; ${os.cpus().length}x ${os.cpus()[0]?.model}`);
     // Every link read once through Redis and the database: fills Redis (as traffic would have)
     // and warms the database's read path (Cassandra's JIT), so the runs measure the door, not a
     // cold cluster.
@@ -339,8 +392,8 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
     console.log(`read every link once through ${ENGINE === "cluster" ? "Redis and Cassandra" : "the memory cache and store"} in ${Date.now() - tWarm} ms`);
     const bare = await startBare();
     // Warm-up (JIT, near-cache): counted in redirects served like every other door request.
-    await wrk("warm-up bare", bare.port, script, process.pid, 2);
-    const doorWarmUp = await wrk("warm-up door", gatewayPort, script, gatewayPid, 2);
+    await wrk("warm-up bare", barePorts(bare.port), script, barePids, 2);
+    const doorWarmUp = await wrk("warm-up door", gatewayPorts, script, gatewayPids, 2);
     const rows: WrkResult[] = [];
     for (let r = 1; r <= ROUNDS; r++) {
       const order = ONLY === "door" ? ["door"] : ONLY === "bare" ? ["bare"] : r % 2 === 1 ? ["bare", "door"] : ["door", "bare"];
@@ -349,8 +402,8 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
         if (ONLY !== "") console.log(`window start ${process.hrtime.bigint() / 1000n}`);
         rows.push(
           which === "bare"
-            ? await wrk(`(a) bare node:http 302 #${r}`, bare.port, script, process.pid)
-            : await wrk(`(b) gateway redirect door #${r}`, gatewayPort, script, gatewayPid),
+            ? await wrk(`(a) bare node:http 302 #${r}`, barePorts(bare.port), script, barePids)
+            : await wrk(`(b) gateway redirect door${GATEWAYS > 1 ? `s (${GATEWAYS})` : ""} #${r}`, gatewayPorts, script, gatewayPids),
         );
         if (ONLY !== "") console.log(`window end ${process.hrtime.bigint() / 1000n}`);
       }
@@ -365,7 +418,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
       // Proves the checks bite: redirects wrk never sent, answered to a link-preview bot (served
       // by the door, not a human click), so both the served and the clicks checks must fail.
       for (let i = 0; i < 5; i++) {
-        await fetch(`http://127.0.0.1:${gatewayPort}/${codeOf(i)}`, { redirect: "manual", headers: { "user-agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)" } });
+        await fetch(`http://127.0.0.1:${gatewayPorts[0]!}/${codeOf(i)}`, { redirect: "manual", headers: { "user-agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)" } });
       }
       console.log("--sabotage: 5 redirects outside wrk, to a preview bot");
     }
@@ -373,7 +426,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
     // wrk cut off at the end of a run (at most one in-flight request per connection).
     const doorRuns = [doorWarmUp, ...rows.filter((x) => x.name.startsWith("(b)"))];
     const sentByWrk = doorRuns.reduce((a, x) => a + x.requests, 0);
-    const countedByDoor = await redirectsServed(gatewayPort);
+    const countedByDoor = await redirectsServed(gatewayPorts);
     checks.check(
       countedByDoor >= sentByWrk && countedByDoor <= sentByWrk + CONNECTIONS * doorRuns.length,
       `redirects: wrk completed ${sentByWrk}, the door counted ${countedByDoor} (may exceed by at most ${CONNECTIONS} per run)`,
@@ -384,12 +437,12 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
       return xs.reduce((a, x) => a + x.rps, 0) / xs.length;
     };
     const ratio = avg("(b)") / avg("(a)");
-    const byCache = await doorCounts(gatewayPort);
+    const byCache = await doorCounts(gatewayPorts);
     console.log(`door answers by near-cache outcome (whole run incl. warm-up): ${[...byCache].map(([k, v]) => `${k} ${v}`).join(", ")}`);
     console.log(`\ndoor/bare throughput: ${ratio.toFixed(2)}x (avg ${avg("(b)").toFixed(0)} vs ${avg("(a)").toFixed(0)} req/s)`);
 
     if (TOPOLOGY === "split") {
-      await clicksInStream(engine, gatewayPort, gatewayPid);
+      await clicksInStream(engine, gatewayPorts, gatewayPids);
       if (DRAIN) {
         // The redirect service's analytics consumers (CONSUMERS of them on one durable), here in
         // the bench process, into Cassandra. They start after the load, so the whole backlog is
@@ -399,13 +452,13 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
         const t0 = Date.now();
         const consumers = Array.from({ length: CONSUMERS }, () => startClickConsumer({ bus: engine.bus, store: createClickStatsStore(engine), log }));
         try {
-          await drainRate(consumers, gatewayPort, t0, avg("(b)"));
-          await clicksRecorded(engine, gatewayPort);
+          await drainRate(consumers, gatewayPorts, t0, avg("(b)"));
+          await clicksRecorded(engine, gatewayPorts);
         } finally {
           for (const c of consumers) await c.close();
         }
       }
-    } else await clicksRecorded(engine, gatewayPort);
+    } else await clicksRecorded(engine, gatewayPorts);
 
     if (ONLY === "door") return;
     await missPath(engine);
@@ -420,8 +473,8 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
  * (their own counters, cheap to poll; the store is checked exactly afterwards) and checks that
  * they recorded at least as fast as the door served: backlog / time to drain it.
  */
-async function drainRate(consumers: readonly ClickConsumer[], gatewayPort: number, t0: number, doorRps: number): Promise<void> {
-  const served = await redirectsServed(gatewayPort);
+async function drainRate(consumers: readonly ClickConsumer[], gatewayPorts: readonly number[], t0: number, doorRps: number): Promise<void> {
+  const served = await redirectsServed(gatewayPorts);
   const counted = () => consumers.reduce((n, c) => n + c.stats.counted, 0);
   const self0 = cpuTicks(process.pid);
   const others0 = watched.map(([, pid]) => cpuTicks(pid));
@@ -454,7 +507,7 @@ analytics consumer${consumers.length > 1 ? `s (${consumers.length})` : ""}: reco
 }
 
 /** Embedded: every redirect served is a human click in the ClickStatsStore once the consumer drained. */
-async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void> {
+async function clicksRecorded(engine: Engine, gatewayPorts: readonly number[]): Promise<void> {
   // No click is lost. `served` is re-read on every pass: when wrk stops, up to --connections
   // requests may still be in the door (a near-cache miss waiting on Redis / the database while
   // the store is busy); they are answered (to a closed socket), counted and clicked a moment
@@ -467,7 +520,7 @@ async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void
   let human = 0;
   let total = 0;
   for (;;) {
-    served = await redirectsServed(gatewayPort);
+    served = await redirectsServed(gatewayPorts);
     if (servedAtStop < 0) servedAtStop = served;
     human = 0;
     total = 0;
@@ -479,14 +532,14 @@ async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void
       }
     }
     // Stop once everything served is recorded and no late request came in meanwhile.
-    if ((total >= served && (await redirectsServed(gatewayPort)) === served) || Date.now() - tDrain > DRAIN_LIMIT_MS) break;
+    if ((total >= served && (await redirectsServed(gatewayPorts)) === served) || Date.now() - tDrain > DRAIN_LIMIT_MS) break;
     if (Date.now() - lastProgress >= 10_000) {
       lastProgress = Date.now();
       console.log(`  draining: recorded ${total} of ${served} served (${Math.round((Date.now() - tDrain) / 1000)} s)`);
     }
     await new Promise((r) => setTimeout(r, 1000));
   }
-  const dropped = await metric(gatewayPort, "redirect_clicks_dropped_total");
+  const dropped = await metric(gatewayPorts, "redirect_clicks_dropped_total");
   console.log(
     `\nclicks: redirects served ${served} (${servedAtStop} when wrk stopped), recorded human ${human}, recorded total ${total}, dropped ${dropped}, drained in ${Date.now() - tDrain} ms -> ${human === served ? "OK: equal" : "MISMATCH"}`,
   );
@@ -494,36 +547,41 @@ async function clicksRecorded(engine: Engine, gatewayPort: number): Promise<void
 }
 
 /**
- * Split: every redirect served is a click in the CLICKS stream, published by that gateway process
- * (read with a fresh durable filtered on its batch subject, counted per ClickEvent).
+ * Split: every redirect served is a click in the CLICKS stream, published by one of those gateway
+ * processes (read with fresh durables filtered on their batch subjects, counted per ClickEvent).
  */
-async function clicksInStream(engine: Engine, gatewayPort: number, gatewayPid: number): Promise<void> {
-  const subject = clickBatchSubject(`${os.hostname()}-${gatewayPid}`);
+async function clicksInStream(engine: Engine, gatewayPorts: readonly number[], gatewayPids: readonly number[]): Promise<void> {
+  const subjects = gatewayPids.map((pid) => clickBatchSubject(`${os.hostname()}-${pid}`));
+  const subject = subjects.join(", ");
   let clicks = 0;
   let human = 0;
-  const consumption = await engine.bus.consume(
-    CLICKS_STREAM,
-    `bench-verify-${Date.now().toString(36)}`,
-    (m) => {
-      for (const c of decodeClickBatch(m.data)) {
-        clicks++;
-        if (isHumanClick(c.cls, c.isHead)) human++;
-      }
-      m.ack();
-    },
-    { filterSubject: subject },
+  const consumptions = await Promise.all(
+    subjects.map((filterSubject, k) =>
+      engine.bus.consume(
+        CLICKS_STREAM,
+        `bench-verify-${Date.now().toString(36)}-${k}`,
+        (m) => {
+          for (const c of decodeClickBatch(m.data)) {
+            clicks++;
+            if (isHumanClick(c.cls, c.isHead)) human++;
+          }
+          m.ack();
+        },
+        { filterSubject },
+      ),
+    ),
   );
   const t0 = Date.now();
-  let served = await redirectsServed(gatewayPort);
+  let served = await redirectsServed(gatewayPorts);
   const servedAtStop = served;
   for (;;) {
     await new Promise((r) => setTimeout(r, 500));
-    const now = await redirectsServed(gatewayPort);
+    const now = await redirectsServed(gatewayPorts);
     if ((clicks >= now && now === served) || Date.now() - t0 > 120_000) break;
     served = now;
   }
-  await consumption.stop();
-  const dropped = await metric(gatewayPort, "redirect_clicks_dropped_total");
+  for (const c of consumptions) await c.stop();
+  const dropped = await metric(gatewayPorts, "redirect_clicks_dropped_total");
   console.log(
     `\nclicks (CLICKS stream, ${subject}): redirects served ${served} (${servedAtStop} when wrk stopped), clicks in the stream ${clicks}, human ${human}, dropped ${dropped}, read in ${Date.now() - t0} ms -> ${human === served && clicks === served ? "OK: equal" : "MISMATCH"}`,
   );

@@ -12,7 +12,7 @@ import { MemoryClickStatsStore } from "./adapters/memory-click-stats.js";
 import { classifyUserAgent, isHumanClick, referrerHost } from "./classify.js";
 import { clickStatsConformance } from "./click-stats.conformance.js";
 import { clickBatchId } from "./batch.js";
-import { decodeClickBatch, startClickConsumer } from "./consumer.js";
+import { FOLD_PACE, decodeClickBatch, startClickConsumer } from "./consumer.js";
 import type { ClickBatchRef, ClickRecord, ClickStatsStore, RecordBatchResult } from "./ports.js";
 import { createClickStatsStore } from "./store.js";
 
@@ -294,5 +294,75 @@ describe("click consumer (memory bus)", () => {
     expect((await store.get("k1", day)).freshness!.oldestPending).toBeUndefined();
     await until("gauges at zero", async () => /analytics_consumer_pending_messages 0/.test(await registry.metrics()));
     await ok.close();
+  });
+
+  it("folding reports go one at a time, each waiting FOLD_PACE times what the last one took; the lag is reported every progressMs meanwhile", async () => {
+    const store = new MemoryClickStatsStore();
+    const folds: { start: number; end: number }[] = [];
+    let lagOnly = 0;
+    const slow: ClickStatsStore = {
+      recordBatch: (b, clicks) => store.recordBatch(b, clicks),
+      get: (code, q) => store.get(code, q),
+      reportProgress: async (p, o) => {
+        if (o?.fold === false) {
+          lagOnly++;
+          return store.reportProgress(p, o);
+        }
+        const call = { start: Date.now(), end: 0 };
+        folds.push(call);
+        await new Promise((r) => setTimeout(r, 60));
+        await store.reportProgress(p);
+        call.end = Date.now();
+      },
+    };
+    const c = startClickConsumer({ bus: engine.bus, store: slow, log, progressMs: 5 });
+    await new Promise((r) => setTimeout(r, 1_200));
+    await c.close();
+    expect(folds.filter((x) => x.end > 0).length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < folds.length; i++) {
+      const prev = folds[i - 1]!;
+      // Never two at once, and the pause after each is at least FOLD_PACE x its duration.
+      expect(prev.end).toBeGreaterThan(0);
+      expect(folds[i]!.start - prev.end).toBeGreaterThanOrEqual(FOLD_PACE * (prev.end - prev.start) - 5);
+    }
+    // Every 5 ms unpaced (back to back: ~18 in 1.2 s); paced: one per ~60 + 180 ms.
+    expect(folds.length).toBeLessThanOrEqual(6);
+    expect(lagOnly).toBeGreaterThanOrEqual(20);
+
+    // A quick store folds every progressMs.
+    let quick = 0;
+    const fast = startClickConsumer({ bus: engine.bus, store: { ...slow, reportProgress: async (p, o) => void (o?.fold !== false && quick++, await store.reportProgress(p, o)) }, log, progressMs: 20 });
+    await new Promise((r) => setTimeout(r, 500));
+    await fast.close();
+    expect(quick).toBeGreaterThanOrEqual(10);
+  });
+
+  it("while behind (more messages waiting than in flight) it does not fold; once caught up it does", async () => {
+    const store = new MemoryClickStatsStore();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const reports: { fold: boolean; pending: number }[] = [];
+    const held: ClickStatsStore = {
+      recordBatch: async (b, clicks) => {
+        await gate;
+        return store.recordBatch(b, clicks);
+      },
+      get: (code, q) => store.get(code, q),
+      reportProgress: async (p, o) => {
+        reports.push({ fold: o?.fold !== false, pending: p.pendingMessages });
+        await store.reportProgress(p, o);
+      },
+    };
+    for (let i = 0; i < 6; i++) await engine.bus.publishDurable(clickBatchSubject("gw-1"), batch(click(`b${i}`)), `behind-${i}`);
+    const c = startClickConsumer({ bus: engine.bus, store: held, log, progressMs: 10, concurrency: 2 });
+    await until("behind, reported", () => reports.some((r) => r.pending > 2));
+    await new Promise((r) => setTimeout(r, 200));
+    const whileBehind = reports.filter((r) => r.pending > 2);
+    expect(whileBehind.length).toBeGreaterThanOrEqual(5);
+    // The first report may fold (nothing was known yet); none after it while behind.
+    expect(whileBehind.slice(1).filter((r) => r.fold)).toEqual([]);
+    release();
+    await until("caught up and folded", () => reports.some((r) => r.fold && r.pending === 0));
+    await c.close();
   });
 });

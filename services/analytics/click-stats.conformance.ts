@@ -132,5 +132,9 @@ export function clickStatsConformance(make: () => Promise<ClickStatsStoreUnderTe
     const p = { durable: `conformance-${randomUUID().slice(0, 6)}`, ackFloorSeq: 0, pendingMessages: 12, pendingClicks: 6_000, oldestPending: oldest, at };
     await s.reportProgress(p);
     expect((await s.get(code, { now })).freshness).toEqual(p);
+    // A lag-only report (no fold) is the freshness all the same.
+    const later = { ...p, pendingMessages: 3, pendingClicks: 1_500, at: new Date(at.getTime() + 1_000) };
+    await s.reportProgress(later, { fold: false });
+    expect((await s.get(code, { now })).freshness).toEqual(later);
   });
 }

@@ -20,12 +20,13 @@
  *   else (bots, previews, unknown user agents, HEAD) counts as "bot".
  * - `reportProgress(p)` tells the store how far the consumer has got: every batch with
  *   `seq <= p.ackFloorSeq` has been recorded (its message acked), so the store may fold those
- *   batches into its totals; the lag figures are kept for `get().freshness`.
+ *   batches into its totals; the lag figures are kept for `get().freshness`. With
+ *   `{ fold: false }` only the lag figures are kept (the totals need not move on).
  * - `get(code, { days })` returns the totals plus the last `days` UTC days (default 30, max 366)
  *   ending today (ascending by day, only days with clicks), and the top referrers by human
  *   clicks (descending, at most 50; "" = no referrer / direct) over all time, with `freshness`:
  *   the consumer's last progress report (undefined before the first). Every batch with
- *   `seq <= ackFloorSeq` of a `reportProgress` that has resolved is in the answer; a batch
+ *   `seq <= ackFloorSeq` of a folding `reportProgress` that has resolved is in the answer; a batch
  *   recorded but not yet reported may or may not be (memory: at once; Cassandra: after the
  *   next fold, with `asOf` saying up to when).
  *   Unknown code -> all zero / empty lists (no error).
@@ -117,8 +118,8 @@ export interface ClickStatsQuery {
 export interface ClickStatsStore {
   /** Counts the batch's clicks once per batch id (see above); safe to repeat after any error. */
   recordBatch(batch: ClickBatchRef, clicks: readonly ClickRecord[]): Promise<RecordBatchResult>;
-  /** Consumer progress: lets the store fold recorded batches and answer `freshness`. */
-  reportProgress(progress: ConsumerProgress): Promise<void>;
+  /** Consumer progress: lets the store fold recorded batches (unless `fold: false`) and answer `freshness`. */
+  reportProgress(progress: ConsumerProgress, options?: { readonly fold?: boolean }): Promise<void>;
   get(code: string, query?: ClickStatsQuery): Promise<ClickStats>;
 }
 

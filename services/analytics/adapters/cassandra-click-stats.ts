@@ -193,7 +193,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
   private combinedRows = 0;
   private combineTimer: NodeJS.Timeout | undefined;
 
-  async reportProgress(p: ConsumerProgress): Promise<void> {
+  async reportProgress(p: ConsumerProgress, options?: { readonly fold?: boolean }): Promise<void> {
     await this.ensureSchema();
     await this.cql.execute(
       "INSERT INTO click_consumer_progress (scope, durable, ack_floor, pending_messages, pending_clicks, oldest_pending, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -203,7 +203,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     this.progressRead = undefined;
     // One sweep at a time: a report during a long sweep only updates the progress row (the
     // consumer reports every second whatever the folds take).
-    if (this.folding) return;
+    if (this.folding || options?.fold === false) return;
     this.folding = true;
     try {
       // Everything published before the first unacked message is at or below the floor.

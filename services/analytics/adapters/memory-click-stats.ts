@@ -64,7 +64,8 @@ export class MemoryClickStatsStore implements ClickStatsStore {
     return { counted: clicks.length, duplicate: false };
   }
 
-  async reportProgress(p: ConsumerProgress): Promise<void> {
+  // Totals here are current at once: a report never has anything to fold.
+  async reportProgress(p: ConsumerProgress, _options?: { readonly fold?: boolean }): Promise<void> {
     this.progress.set(p.durable, p);
   }
 
