@@ -175,25 +175,20 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
   let lagReport: Promise<void> | undefined;
   let nextFoldAt = 0;
   let lastFoldAt = Date.now();
+  const report = (p: ConsumerProgress, fold: boolean): Promise<void> =>
+    opts.store.reportProgress(p, { fold }).catch((err: unknown) => opts.log.debug({ err }, "reporting the analytics lag failed"));
   const reportToStore = (p: ConsumerProgress): void => {
     const now = Date.now();
     const behind = p.pendingMessages > limit;
-    const fold = !folding && now >= nextFoldAt && (!behind || now - lastFoldAt >= MAX_FOLD_DEFER_MS);
-    if (fold) {
-      folding = opts.store
-        .reportProgress(p)
-        .catch((err: unknown) => opts.log.debug({ err }, "reporting the analytics lag failed"))
-        .finally(() => {
-          const end = Date.now();
-          nextFoldAt = end + FOLD_PACE * (end - now);
-          lastFoldAt = end;
-          folding = undefined;
-        });
+    if (!folding && now >= nextFoldAt && (!behind || now - lastFoldAt >= MAX_FOLD_DEFER_MS)) {
+      folding = report(p, true).finally(() => {
+        const end = Date.now();
+        nextFoldAt = end + FOLD_PACE * (end - now);
+        lastFoldAt = end;
+        folding = undefined;
+      });
     } else if (!lagReport) {
-      lagReport = opts.store
-        .reportProgress(p, { fold: false })
-        .catch((err: unknown) => opts.log.debug({ err }, "reporting the analytics lag failed"))
-        .finally(() => (lagReport = undefined));
+      lagReport = report(p, false).finally(() => (lagReport = undefined));
     }
   };
 

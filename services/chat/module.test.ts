@@ -375,4 +375,3 @@ describe("Session", () => {
     await it.return?.(undefined);
   });
 });
-
