@@ -10,6 +10,10 @@
  *
  *   npx tsx bench/chat-history.ts [--engine cluster|memory] [--messages 1000000] [--span-days 30] [--sparse 100]
  *                                 [--requests 2000] [--concurrency 4] [--warmup 200] [--in-flight 256] [--dataset NAME]
+ *                                 [--profile DIR]
+ *
+ * `--profile DIR`: a V8 CPU profile of the mesh process (gateway and chat server, one process)
+ * over the page reads only (seeding excluded), written to DIR/history-<pid>.cpuprofile.
  *
  * Seeding goes straight into the ChatStore (`createChatStore(engine)`, services/chat/store.ts),
  * not through 1M SendMessage calls: `putMessage` with `--in-flight` writes outstanding (progress
@@ -29,6 +33,9 @@
  * Correctness (exit 1 when any page is wrong): every page is exactly the 50 (or fewer, at the
  * start) ids immediately before the anchor, ascending, contiguous, with has_more right.
  */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { ConnectError } from "@connectrpc/connect";
@@ -261,11 +268,14 @@ async function main(): Promise<boolean> {
       seeded.push(`${l.name}: ${l.count.toLocaleString("en")} putMessage in ${secs.toFixed(1)} s (${Math.round(l.count / secs)}/s, ${inFlight} in flight), ~${bucketsOf(l)} ten-day buckets`);
       console.log(`seeded ${seeded[seeded.length - 1]}`);
     }
+    const profileDir = args.get("profile");
+    const profiler = profileDir === undefined ? undefined : await startProfile();
     const { result: r, cpu } = await runLoader<Output>(
       fileURLToPath(import.meta.url),
       { baseUrl: mesh.baseUrl, jwtSecret: mesh.jwtSecret, reader, channels: layouts, requests, concurrency, warmup } satisfies Input,
       mesh.processes,
     );
+    if (profiler && profileDir !== undefined) console.log(`CPU profile of the page reads: ${await profiler.stop(profileDir)}`);
     console.log(`\n${header}`);
     console.log(`engine ${engineKind}; page_size ${PAGE}; ${concurrency} calls in flight; ${warmup} warm-up calls per kind; seeding:`);
     for (const s of seeded) console.log(`- ${s}`);
@@ -283,6 +293,25 @@ async function main(): Promise<boolean> {
   } finally {
     await mesh.close();
   }
+}
+
+/** A V8 CPU profile of this (the mesh's) process from now until `stop`, which writes it to a file in `dir`. */
+async function startProfile(): Promise<{ stop(dir: string): Promise<string> }> {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 1000 });
+  await session.post("Profiler.start");
+  return {
+    async stop(dir) {
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      mkdirSync(dir, { recursive: true });
+      const file = path.join(dir, `history-${process.pid}.cpuprofile`);
+      writeFileSync(file, JSON.stringify(profile));
+      return file;
+    },
+  };
 }
 
 if (isLoaderChild()) loaderChild(load);

@@ -23,6 +23,12 @@
  * status. At the end: each h2load process had its own owner, and Cassandra's links_by_owner holds
  * exactly as many links per owner as that owner was sent creates for; a sample of the created
  * codes of every path is followed through the gateway's redirect door (302 to the long URL).
+ *
+ * Where the time goes, per run: the mean time a create spent inside the gateway (its
+ * gateway_http_request_duration_seconds) and inside the shortener (grpc_server_handling_seconds
+ * of CreateLink), and each Node process's event-loop delay p99 / max over the run (prom-client's
+ * nodejs_eventloop_lag_*, whose histogram each scrape resets): a loop that waits for a CPU (2
+ * cores shared by every process here) shows there, and every await of a create pays it.
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
@@ -79,6 +85,11 @@ interface Row {
   readonly sent: number;
   readonly cpu: Map<string, number>;
   readonly machine: number;
+  /** Mean time a create spent inside the gateway (request to answer) and inside the shortener. */
+  readonly inGatewayMs: number;
+  readonly inShortenerMs: number;
+  /** Event-loop delay p99 and max over the run (prom-client's nodejs_eventloop_lag_*, reset by every scrape), ms. */
+  readonly lag: Map<string, { p99: number; max: number }>;
 }
 
 function parseOptions(args: Map<string, string>): Options {
@@ -122,7 +133,24 @@ function delta(before: Map<string, number>, after: Map<string, number>): Map<str
   for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) d.set(k, v - (before.get(k) ?? 0));
   return d;
 }
+/** Mean in ms of a histogram's observations between two scrapes, over the series `keep` accepts. */
+async function histogramTotals(url: string, name: string, keep: (labels: string) => boolean): Promise<{ sum: number; count: number }> {
+  const total = (m: Map<string, number>) => [...m].reduce((a, [k, v]) => (keep(k) ? a + v : a), 0);
+  const [sum, count] = await Promise.all([samples(url, `${name}_sum`), samples(url, `${name}_count`)]);
+  return { sum: total(sum), count: total(count) };
+}
+/** The value of an unlabelled or singly-labelled gauge (the first sample named exactly `name`). */
+async function gaugeOf(url: string, name: string, text?: string): Promise<number> {
+  const body = text ?? (await (await fetch(url)).text());
+  const line = body.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+const meanMs = (a: { sum: number; count: number }, b: { sum: number; count: number }) =>
+  b.count > a.count ? ((b.sum - a.sum) / (b.count - a.count)) * 1000 : NaN;
 const label = (labels: string, name: string) => new RegExp(`${name}="([^"]*)"`).exec(labels)?.[1];
+
+const lagText = (r: Row) =>
+  [...r.lag].map(([name, l]) => `${name} ${l.p99.toFixed(0)} / ${l.max.toFixed(0)}`).join("; ");
 
 export async function mainThroughGateway(args: Map<string, string>): Promise<void> {
   const o = parseOptions(args);
@@ -269,6 +297,19 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
 
     const shortenerCodes = async () => samples(`http://127.0.0.1:${shortenerMetrics}/metrics`, "grpc_server_handled_total");
     const gatewayRequests = async () => samples(`http://127.0.0.1:${gatewayMetrics}/metrics`, "gateway_http_requests_total");
+    const timeInGateway = async () =>
+      histogramTotals(`http://127.0.0.1:${gatewayMetrics}/metrics`, "gateway_http_request_duration_seconds", (l) => !/route="(metrics|healthz|readyz)"/.test(l));
+    const timeInShortener = async () =>
+      histogramTotals(`http://127.0.0.1:${shortenerMetrics}/metrics`, "grpc_server_handling_seconds", (l) => label(l, "grpc_method") === "CreateLink");
+    /** Event-loop delay since the last scrape of that process (prom-client resets its histogram when scraped). */
+    const lagOf = async (metricsPort: number) => {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      return {
+        p99: (await gaugeOf("", "nodejs_eventloop_lag_p99_seconds", text)) * 1000,
+        max: (await gaugeOf("", "nodejs_eventloop_lag_max_seconds", text)) * 1000,
+      };
+    };
+    const lagged: [string, number][] = [["gateway", gatewayMetrics], ["shortener", shortenerMetrics]];
     const watched: [string, number][] = [
       ["gateway", gateway.child.pid!],
       ["shortener", shortener.child.pid!],
@@ -322,9 +363,15 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
       const t = targets[p];
       const s0 = await shortenerCodes();
       const g0 = await gatewayRequests();
+      const [tg0, ts0] = [await timeInGateway(), await timeInShortener()];
+      for (const [, port] of lagged) await lagOf(port); // resets the lag histograms: what follows is this run's
       const r = await runOnce(p, n, `${p}-${round}-${randomUUID().slice(0, 4)}`);
+      // First scrape after the run: any scrape of a process resets its event-loop histogram.
+      const lag = new Map<string, { p99: number; max: number }>();
+      for (const [name, port] of lagged) lag.set(name, await lagOf(port));
       const s1 = await shortenerCodes();
       const g1 = await gatewayRequests();
+      const [tg1, ts1] = [await timeInGateway(), await timeInShortener()];
       const lat = r.results.flatMap((x) => x.durationsMs).sort((a, b) => a - b);
       const total = r.results.reduce((a, x) => a + x.total, 0);
       const succeeded = r.results.reduce((a, x) => a + x.succeeded, 0);
@@ -355,7 +402,8 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
           `${what} ${p}: gateway_http_requests_total with status ${t.okStatus}: ${answered} of ${n}${other.length ? `; others: ${other.join("; ")}` : ""}`,
         );
       }
-      return { path: p, round, creates: ok / r.secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), ok, sent: n, cpu: r.cpu, machine: r.machine };
+      return { path: p, round, creates: ok / r.secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), ok, sent: n, cpu: r.cpu, machine: r.machine,
+        inGatewayMs: meanMs(tg0, tg1), inShortenerMs: meanMs(ts0, ts1), lag };
     };
 
     if (o.warmup > 0) {
@@ -370,7 +418,11 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
       for (const p of order) {
         const row = await measure(p, o.requests, round, `round ${round}`);
         rows.push(row);
-        console.log(`round ${round} ${p}: ${Math.round(row.creates)} creates/s, p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms`);
+        console.log(
+          `round ${round} ${p}: ${Math.round(row.creates)} creates/s, p50 ${row.p50.toFixed(2)} ms, p99 ${row.p99.toFixed(2)} ms, ` +
+            `mean ms inside gateway ${row.inGatewayMs.toFixed(2)}, inside shortener ${row.inShortenerMs.toFixed(2)}, ` +
+            `event-loop delay p99 / max ms: ${lagText(row)}`,
+        );
       }
     }
 
@@ -395,12 +447,12 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
     console.log(
       `\nRESULT through=gateway requests=${o.requests} warmup=${o.warmup} concurrency=${o.concurrency} clients=${o.clients} rounds=${o.rounds} (REST: ${o.concurrency} HTTP/1.1 connections)`,
     );
-    console.log(`| round | path | creates/s | p50 ms | p99 ms | ok / sent | CPU % of a core: ${cpuNames.join(" / ")} (machine of ${availableParallelism() * 100}) | CPU ms per create: ${cpuNames.join(" / ")} |`);
-    console.log("|---|---|---:|---:|---:|---|---|---|");
+    console.log(`| round | path | creates/s | p50 ms | p99 ms | ok / sent | CPU % of a core: ${cpuNames.join(" / ")} (machine of ${availableParallelism() * 100}) | CPU ms per create: ${cpuNames.join(" / ")} | mean ms inside gateway / shortener | event-loop delay p99 / max ms: gateway; shortener |`);
+    console.log("|---|---|---:|---:|---:|---|---|---|---|---|");
     for (const r of rows) {
       const pct = cpuNames.map((n) => Math.round(r.cpu.get(n) ?? 0)).join(" / ");
       const ms = cpuNames.map((n) => (((r.cpu.get(n) ?? 0) / 100 / r.creates) * 1000).toFixed(2)).join(" / ");
-      console.log(`| ${r.round} | ${r.path} | ${Math.round(r.creates)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.ok} / ${r.sent} | ${pct} (${Math.round(r.machine)}) | ${ms} |`);
+      console.log(`| ${r.round} | ${r.path} | ${Math.round(r.creates)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${r.ok} / ${r.sent} | ${pct} (${Math.round(r.machine)}) | ${ms} | ${r.path === "straight" ? "-" : r.inGatewayMs.toFixed(2)} / ${r.inShortenerMs.toFixed(2)} | ${lagText(r)} |`);
     }
     const mean = (p: PathName) => {
       const xs = rows.filter((r) => r.path === p).map((r) => r.creates);
