@@ -65,7 +65,18 @@ beforeAll(async () => {
   const gatewayPort = await freePort();
   procs.push(spawnSwitchboard(["gateway"], { ...env, SWITCHBOARD_GATEWAY_PORT: String(gatewayPort) }));
   gateway = `http://127.0.0.1:${gatewayPort}`;
-  await waitFor("gateway ready with push", async () => ((await fetch(`${gateway}/readyz`).catch(() => undefined))?.ok ? true : undefined), 120_000);
+  // The gateway is ready without push (push is not critical to it): wait for push itself to serve,
+  // or the first RegisterDevice can find the gateway's push channel still backing off.
+  await waitFor(
+    "gateway ready with push serving",
+    async () => {
+      const res = await fetch(`${gateway}/readyz`).catch(() => undefined);
+      if (!res?.ok) return undefined;
+      const report = (await res.json()) as { checks: { name: string; ok: boolean }[] };
+      return report.checks.some((c) => c.name === "push" && c.ok) ? true : undefined;
+    },
+    120_000,
+  );
 }, 180_000);
 
 afterAll(async () => {
