@@ -22,19 +22,11 @@
 import cassandra from "cassandra-driver";
 import { startInfra } from "../testkit/servers/index.js";
 import { Checks, provenance } from "./bench-guard.js";
+import { fmt, numberFlag, parseArgs, summarize, usage } from "./chat-kit.js";
 import { cpuTicks, TICKS_PER_SECOND } from "./proc-cpu.js";
 
 const PAGE = 51;
 const COLUMNS = "id, sender_id, client_message_id, text, created_at, deleted";
-const arg = (name: string, d: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i < 0 ? d : Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v < 1) {
-    console.error(`--${name} must be a positive integer`);
-    process.exit(1);
-  }
-  return v;
-};
 
 interface Shape {
   readonly label: string;
@@ -45,14 +37,12 @@ interface Shape {
 }
 
 async function main(): Promise<void> {
-  const rows = arg("rows", 200_000);
-  const pages = arg("pages", 3000);
-  const concurrency = arg("concurrency", 4);
-  const rounds = arg("rounds", 2);
-  if (rows < 4 * PAGE) {
-    console.error(`--rows must be at least ${4 * PAGE}`);
-    process.exit(1);
-  }
+  const args = parseArgs();
+  const rows = Math.floor(numberFlag(args, "rows", 200_000, 4 * PAGE));
+  const pages = Math.floor(numberFlag(args, "pages", 3000, 1));
+  const concurrency = Math.floor(numberFlag(args, "concurrency", 4, 1));
+  const rounds = Math.floor(numberFlag(args, "rounds", 2, 1));
+  for (const k of args.keys()) if (!["rows", "pages", "concurrency", "rounds"].includes(k)) usage(`unknown flag --${k}`);
   console.log(provenance());
   const checks = new Checks();
   console.log("starting the testkit servers (Cassandra is the one measured) ...");
@@ -120,10 +110,9 @@ async function main(): Promise<void> {
         );
         const secs = (performance.now() - r0) / 1000;
         const cpuMs = ((cpuTicks(infra.cassandra.pid) - cpu0) / TICKS_PER_SECOND / pages) * 1000;
-        lat.sort((x, y) => x - y);
-        const p = (q: number) => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!.toFixed(2);
+        const { p50, p99 } = summarize(lat);
         checks.check(wrong === 0, `round ${round}, ${s.label}: ${pages - wrong} of ${pages} pages exactly the 51 ids asked for`);
-        results.push(`| ${round} | ${s.label} | ${Math.round(pages / secs)} | ${p(0.5)} | ${p(0.99)} | ${cpuMs.toFixed(3)} |`);
+        results.push(`| ${round} | ${s.label} | ${Math.round(pages / secs)} | ${fmt(p50)} | ${fmt(p99)} | ${cpuMs.toFixed(3)} |`);
         if (round > 1) (warm.get(s.label) ?? warm.set(s.label, []).get(s.label)!).push(cpuMs);
       }
     }

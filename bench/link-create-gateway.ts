@@ -118,8 +118,7 @@ function usage(msg: string): never {
 }
 
 /** Prometheus text samples of one metric: labels as one string (`a="x",b="y"`) and value. */
-async function samples(url: string, name: string): Promise<Map<string, number>> {
-  const text = await (await fetch(url)).text();
+function samples(text: string, name: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (!line.startsWith(`${name}{`)) continue;
@@ -133,18 +132,17 @@ function delta(before: Map<string, number>, after: Map<string, number>): Map<str
   for (const [k, v] of after) if (v - (before.get(k) ?? 0) > 0) d.set(k, v - (before.get(k) ?? 0));
   return d;
 }
-/** Mean in ms of a histogram's observations between two scrapes, over the series `keep` accepts. */
-async function histogramTotals(url: string, name: string, keep: (labels: string) => boolean): Promise<{ sum: number; count: number }> {
+/** A histogram's sum and count in one scrape, over the series `keep` accepts. */
+function histogramTotals(text: string, name: string, keep: (labels: string) => boolean): { sum: number; count: number } {
   const total = (m: Map<string, number>) => [...m].reduce((a, [k, v]) => (keep(k) ? a + v : a), 0);
-  const [sum, count] = await Promise.all([samples(url, `${name}_sum`), samples(url, `${name}_count`)]);
-  return { sum: total(sum), count: total(count) };
+  return { sum: total(samples(text, `${name}_sum`)), count: total(samples(text, `${name}_count`)) };
 }
 /** The value of an unlabelled or singly-labelled gauge (the first sample named exactly `name`). */
-async function gaugeOf(url: string, name: string, text?: string): Promise<number> {
-  const body = text ?? (await (await fetch(url)).text());
-  const line = body.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+function gaugeOf(text: string, name: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
   return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
+/** Mean in ms of the observations between two scrapes' totals. */
 const meanMs = (a: { sum: number; count: number }, b: { sum: number; count: number }) =>
   b.count > a.count ? ((b.sum - a.sum) / (b.count - a.count)) * 1000 : NaN;
 const label = (labels: string, name: string) => new RegExp(`${name}="([^"]*)"`).exec(labels)?.[1];
@@ -295,21 +293,21 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
     };
     const sentTo = new Map<string, number>();
 
-    const shortenerCodes = async () => samples(`http://127.0.0.1:${shortenerMetrics}/metrics`, "grpc_server_handled_total");
-    const gatewayRequests = async () => samples(`http://127.0.0.1:${gatewayMetrics}/metrics`, "gateway_http_requests_total");
-    const timeInGateway = async () =>
-      histogramTotals(`http://127.0.0.1:${gatewayMetrics}/metrics`, "gateway_http_request_duration_seconds", (l) => !/route="(metrics|healthz|readyz)"/.test(l));
-    const timeInShortener = async () =>
-      histogramTotals(`http://127.0.0.1:${shortenerMetrics}/metrics`, "grpc_server_handling_seconds", (l) => label(l, "grpc_method") === "CreateLink");
-    /** Event-loop delay since the last scrape of that process (prom-client resets its histogram when scraped). */
-    const lagOf = async (metricsPort: number) => {
-      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-      return {
-        p99: (await gaugeOf("", "nodejs_eventloop_lag_p99_seconds", text)) * 1000,
-        max: (await gaugeOf("", "nodejs_eventloop_lag_max_seconds", text)) * 1000,
-      };
+    /**
+     * One /metrics scrape of each server. A scrape also resets prom-client's event-loop delay
+     * histogram, so the lag read from the scrape right after a run covers that run.
+     */
+    const scrape = async () => {
+      const text = async (port: number) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return { gateway: await text(gatewayMetrics), shortener: await text(shortenerMetrics) };
     };
-    const lagged: [string, number][] = [["gateway", gatewayMetrics], ["shortener", shortenerMetrics]];
+    const timeInGateway = (text: string) =>
+      histogramTotals(text, "gateway_http_request_duration_seconds", (l) => !/route="(metrics|healthz|readyz)"/.test(l));
+    const timeInShortener = (text: string) => histogramTotals(text, "grpc_server_handling_seconds", (l) => label(l, "grpc_method") === "CreateLink");
+    const lagOf = (text: string) => ({
+      p99: gaugeOf(text, "nodejs_eventloop_lag_p99_seconds") * 1000,
+      max: gaugeOf(text, "nodejs_eventloop_lag_max_seconds") * 1000,
+    });
     const watched: [string, number][] = [
       ["gateway", gateway.child.pid!],
       ["shortener", shortener.child.pid!],
@@ -361,17 +359,17 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
     /** One run of one path with its load-generator and server-side checks. */
     const measure = async (p: PathName, n: number, round: number, what: string): Promise<Row> => {
       const t = targets[p];
-      const s0 = await shortenerCodes();
-      const g0 = await gatewayRequests();
-      const [tg0, ts0] = [await timeInGateway(), await timeInShortener()];
-      for (const [, port] of lagged) await lagOf(port); // resets the lag histograms: what follows is this run's
+      const before = await scrape();
       const r = await runOnce(p, n, `${p}-${round}-${randomUUID().slice(0, 4)}`);
-      // First scrape after the run: any scrape of a process resets its event-loop histogram.
-      const lag = new Map<string, { p99: number; max: number }>();
-      for (const [name, port] of lagged) lag.set(name, await lagOf(port));
-      const s1 = await shortenerCodes();
-      const g1 = await gatewayRequests();
-      const [tg1, ts1] = [await timeInGateway(), await timeInShortener()];
+      const after = await scrape();
+      const lag = new Map([
+        ["gateway", lagOf(after.gateway)],
+        ["shortener", lagOf(after.shortener)],
+      ]);
+      const s0 = samples(before.shortener, "grpc_server_handled_total");
+      const s1 = samples(after.shortener, "grpc_server_handled_total");
+      const g0 = samples(before.gateway, "gateway_http_requests_total");
+      const g1 = samples(after.gateway, "gateway_http_requests_total");
       const lat = r.results.flatMap((x) => x.durationsMs).sort((a, b) => a - b);
       const total = r.results.reduce((a, x) => a + x.total, 0);
       const succeeded = r.results.reduce((a, x) => a + x.succeeded, 0);
@@ -403,7 +401,8 @@ export async function mainThroughGateway(args: Map<string, string>): Promise<voi
         );
       }
       return { path: p, round, creates: ok / r.secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), ok, sent: n, cpu: r.cpu, machine: r.machine,
-        inGatewayMs: meanMs(tg0, tg1), inShortenerMs: meanMs(ts0, ts1), lag };
+        inGatewayMs: meanMs(timeInGateway(before.gateway), timeInGateway(after.gateway)),
+        inShortenerMs: meanMs(timeInShortener(before.shortener), timeInShortener(after.shortener)), lag };
     };
 
     if (o.warmup > 0) {
