@@ -174,6 +174,8 @@ describe("placement of chat sessions over two servers", () => {
     expect(fresh.filter((s) => s.serverId === drainingServer)).toEqual([]);
     await stopping;
     const elapsed = Date.now() - t0;
+    // The server is down once its side of every stream ended; the ends still cross the gateway to the clients.
+    await waitFor("the drained sessions' ends at their clients", async () => (onSecond.every((s) => s.end !== undefined) ? true : undefined), 5_000);
 
     // Every session of the stopped server ended with UNAVAILABLE, told to reconnect and Sync,
     // at moments spread over the window (not all in one instant).

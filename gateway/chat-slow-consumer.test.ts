@@ -211,7 +211,7 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
         .catch(() => undefined);
     };
     sample();
-    const sampler = setInterval(sample, 500);
+    const sampler = setInterval(sample, 250);
     const cpu0 = cpuSeconds(pid);
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();

@@ -27,6 +27,8 @@ export interface ServeOptions {
   readonly host: string;
   readonly port: number;
   readonly metrics?: Metrics;
+  /** Callers in this same process skip the network (the embedded mesh; see platform/grpc/in-process.ts). */
+  readonly inProcess?: boolean;
 }
 
 export async function serveService(
@@ -46,6 +48,7 @@ export async function serveService(
     // Callers are whoever the gateway's signed assertion says, nobody else (platform/identity-assertion.ts).
     contextValues: verifiedIdentity(meshKey, log),
     ...(opts.metrics ? { metrics: opts.metrics } : {}),
+    ...(opts.inProcess ? { inProcess: true } : {}),
   });
   const stopTracking = trackReadiness(needsProbe(module.needs ?? [], deps), server, module.desc.typeName, log);
   server.onClose(`${module.name} readiness`, stopTracking);

@@ -25,6 +25,7 @@ import {
 import { headersToMetadata, metadataToHeaders } from "./metadata.js";
 import { deserializerFor, grpcPath, serializerFor } from "./service-definition.js";
 import { MESH_MAX_MESSAGE_BYTES } from "./message-limits.js";
+import { callServerStream, callUnary, localServerAt } from "./in-process.js";
 
 type AnyInit = MessageInitShape<DescMessage>;
 type AnyMessage = MessageShape<DescMessage>;
@@ -116,7 +117,7 @@ export function createGrpcClient<S extends DescService>(
 
   const out: Record<string, unknown> = {};
   for (const method of desc.methods) {
-    out[method.localName] = methodFn(grpc, method, options.defaultTimeoutMs);
+    out[method.localName] = methodFn(grpc, target, method, options.defaultTimeoutMs);
   }
   out["close"] = () => {
     if (closed) return;
@@ -125,6 +126,7 @@ export function createGrpcClient<S extends DescService>(
   };
   out["waitForReady"] = (deadlineMs: number) =>
     new Promise<void>((resolve, reject) => {
+      if (localServerAt(target)) return resolve();
       grpc.waitForReady(Date.now() + deadlineMs, (err) => {
         if (err) reject(new ConnectError(`${target} not ready after ${deadlineMs} ms: ${err.message}`, Code.Unavailable));
         else resolve();
@@ -132,6 +134,7 @@ export function createGrpcClient<S extends DescService>(
     });
   out["connectedWithin"] = (ms: number) =>
     new Promise<boolean>((resolve) => {
+      if (localServerAt(target)) return resolve(true);
       const deadline = Date.now() + ms;
       const check = (): void => {
         const state = channel.getConnectivityState(true);
@@ -146,7 +149,12 @@ export function createGrpcClient<S extends DescService>(
 
 const insecure = grpcCredentials.createInsecure();
 
-function methodFn(grpc: GrpcJsClient, method: DescMethod, defaultTimeoutMs: number | undefined): unknown {
+/**
+ * One method of the client. Unary and server-streaming calls to a server of this same process
+ * take the in-process hop (./in-process.ts), decided per call: that server may start or stop
+ * listening at any time.
+ */
+function methodFn(grpc: GrpcJsClient, target: string, method: DescMethod, defaultTimeoutMs: number | undefined): unknown {
   const path = grpcPath(method);
   const serialize = serializerFor(method.input);
   const deserialize = deserializerFor(method.output);
@@ -162,6 +170,12 @@ function methodFn(grpc: GrpcJsClient, method: DescMethod, defaultTimeoutMs: numb
     case "unary":
       return (request: AnyInit, opts?: GrpcCallOptions_): Promise<AnyMessage> => {
         const [metadata, callOptions] = prepare(opts);
+        const server = localServerAt(target);
+        const local = server?.lookup(path);
+        if (local) {
+          if (opts?.signal?.aborted) return Promise.reject(abortedError(opts.signal));
+          return callUnary(server!, local, request, metadata, deadlineOf(callOptions), opts);
+        }
         return new Promise<AnyMessage>((resolve, reject) => {
           if (opts?.signal?.aborted) return reject(abortedError(opts.signal));
           const call = grpc.makeUnaryRequest(path, serialize, deserialize, request, metadata, callOptions, (err, res) => {
@@ -177,6 +191,12 @@ function methodFn(grpc: GrpcJsClient, method: DescMethod, defaultTimeoutMs: numb
       return (request: AnyInit, opts?: GrpcCallOptions_): AsyncIterable<AnyMessage> => ({
         [Symbol.asyncIterator]() {
           const [metadata, callOptions] = prepare(opts);
+          const server = localServerAt(target);
+          const local = server?.lookup(path);
+          if (local) {
+            if (opts?.signal?.aborted) return failing(abortedError(opts.signal));
+            return callServerStream(server!, local, request, metadata, deadlineOf(callOptions), opts);
+          }
           return readResponses(() => grpc.makeServerStreamRequest(path, serialize, deserialize, request, metadata, callOptions), opts);
         },
       });
@@ -271,6 +291,15 @@ function observe(
   const onTrailer = opts?.onTrailer;
   if (onHeader) call.on("metadata", (md) => onHeader(metadataToHeaders(md)));
   if (onTrailer) call.on("status", (s) => onTrailer(metadataToHeaders(s.metadata)));
+}
+
+function deadlineOf(callOptions: GrpcCallOptions): number {
+  return typeof callOptions.deadline === "number" ? callOptions.deadline : Infinity;
+}
+
+/** An iterator whose first read fails with `error`. */
+function failing(error: unknown): AsyncIterator<AnyMessage> {
+  return { next: () => Promise.reject(error) };
 }
 
 function linkSignal(signal: AbortSignal | undefined, cancel: () => void): () => void {

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { createLogger } from "../logging.js";
@@ -17,6 +17,7 @@ import {
 } from "../../gen/switchboard/shortener/v1/shortener_pb.js";
 import { createGrpcClient } from "./client.js";
 import { callLogKey, requestIdKey } from "./context.js";
+import { IN_PROCESS_PEER } from "./in-process.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "./server.js";
 
 const run = promisify(execFile);
@@ -33,7 +34,19 @@ function captureLog() {
   return { lines, log: createLogger({ name: "test", level: "debug", destination }) };
 }
 
-const observed = { aborted: false, reason: undefined as unknown, requestId: "", hadLogger: false };
+const observed = { aborted: false, reason: undefined as unknown, requestId: "", hadLogger: false, peer: "" };
+
+/** Records the peer each call arrives from (the in-process hop names itself). */
+const peerRecorder = () => (init: { readonly peer: string }) => {
+  observed.peer = init.peer;
+  return createContextValues();
+};
+
+/** Both ways a client of this process reaches a server of it: over the network, and the in-process hop. */
+const MODES = [
+  { mode: "network", inProcess: false },
+  { mode: "in-process hop", inProcess: true },
+] as const;
 let releaseSlow: (() => void) | undefined;
 let keptCtx: HandlerContext | undefined;
 
@@ -80,14 +93,14 @@ const shortener = {
   },
 };
 
-describe("grpc server + client through the protobuf-es adapter", () => {
+describe.each(MODES)("grpc server + client through the protobuf-es adapter ($mode)", ({ inProcess }) => {
   let srv: RunningGrpcServer;
   let target: string;
   const { lines, log } = captureLog();
   const metrics = createMetrics({ defaultMetrics: false });
 
   beforeAll(async () => {
-    srv = await startGrpcServer({ services: [grpcService(ShortenerService, shortener)], port: 0, log, metrics });
+    srv = await startGrpcServer({ services: [grpcService(ShortenerService, shortener)], port: 0, log, metrics, inProcess, contextValues: peerRecorder() });
     target = `127.0.0.1:${srv.port}`;
   });
   afterAll(async () => {
@@ -106,6 +119,15 @@ describe("grpc server + client through the protobuf-es adapter", () => {
     expect(header?.get("x-served-by")).toBe("test");
     expect(observed.requestId).toBe("req-42");
     expect(observed.hadLogger).toBe(true);
+    expect(observed.peer === IN_PROCESS_PEER).toBe(inProcess);
+    client.close();
+  });
+
+  it("a caller naming the server by localhost takes the same way", async () => {
+    const client = createGrpcClient(ShortenerService, `localhost:${srv.port}`);
+    observed.peer = "";
+    expect((await client.getLink({ code: "viaLocalhost" })).link?.code).toBe("viaLocalhost");
+    expect(observed.peer === IN_PROCESS_PEER).toBe(inProcess);
     client.close();
   });
 
@@ -291,10 +313,10 @@ describe("grpc server + client through the protobuf-es adapter", () => {
   });
 });
 
-describe("graceful shutdown", () => {
+describe.each(MODES)("graceful shutdown ($mode)", ({ inProcess }) => {
   it("drains an in-flight call, answers NOT_SERVING meanwhile, then runs closers in reverse", async () => {
     const { log } = captureLog();
-    const srv = await startGrpcServer({ services: [grpcService(ShortenerService, shortener)], port: 0, log });
+    const srv = await startGrpcServer({ services: [grpcService(ShortenerService, shortener)], port: 0, log, inProcess });
     const target = `127.0.0.1:${srv.port}`;
     const order: string[] = [];
     srv.onClose("db", () => void order.push("db"));
@@ -316,7 +338,7 @@ describe("graceful shutdown", () => {
 
   it("forces remaining calls after graceMs (handler signal aborted)", async () => {
     const { log } = captureLog();
-    const srv = await startGrpcServer({ services: [grpcService(ShortenerService, shortener)], port: 0, log });
+    const srv = await startGrpcServer({ services: [grpcService(ShortenerService, shortener)], port: 0, log, inProcess });
     const client = createGrpcClient(ShortenerService, `127.0.0.1:${srv.port}`);
     observed.aborted = false;
     const p = client.getLink({ code: "hang" }).catch((e: unknown) => e);

@@ -24,6 +24,7 @@ import { createReflection, ServerReflectionV1, ServerReflectionV1Alpha } from ".
 import { grpcServiceDefinition, toGrpcHandlers, type GrpcHandlerOptions } from "./service-definition.js";
 import { grpcType, labelledMetrics, type MethodMetrics } from "./call-metrics.js";
 import { MESH_MAX_MESSAGE_BYTES } from "./message-limits.js";
+import { LocalServer } from "./in-process.js";
 
 /** One service to mount. Build it with `grpcService(desc, impl)` to have `impl` type-checked. */
 export interface GrpcServiceRegistration {
@@ -56,6 +57,12 @@ export interface StartGrpcServerOptions {
   readonly contextValues?: GrpcHandlerOptions["contextValues"];
   /** grpc-js server options, merged over DEFAULT_SERVER_OPTIONS. */
   readonly serverOptions?: ServerOptions;
+  /**
+   * Also serve callers of this same process without the network (./in-process.ts): their
+   * unary and server-streaming calls to this server's address skip grpc-js. For the embedded
+   * mesh; the server listens on its port for everyone else all the same.
+   */
+  readonly inProcess?: boolean;
 }
 
 export interface RunningGrpcServer {
@@ -101,24 +108,29 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
     grpcService(ServerReflectionV1, reflection.v1),
     grpcService(ServerReflectionV1Alpha, reflection.v1alpha),
   ];
+  const local = options.inProcess ? new LocalServer(host) : undefined;
   const mounted = new Set<string>();
   for (const { desc, impl } of all) {
     if (mounted.has(desc.typeName)) continue;
     mounted.add(desc.typeName);
-    server.addService(grpcServiceDefinition(desc), toGrpcHandlers(desc, impl as Partial<ServiceImpl<DescService>>, handlerOptions));
+    const handlers = toGrpcHandlers(desc, impl as Partial<ServiceImpl<DescService>>, handlerOptions);
+    server.addService(grpcServiceDefinition(desc), handlers);
+    local?.add(desc, handlers);
   }
 
   const port = await new Promise<number>((resolve, reject) => {
     const address = host.includes(":") && !host.startsWith("[") ? `[${host}]:${options.port}` : `${host}:${options.port}`;
     server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
   });
-  log.info({ host, port, services: [...mounted] }, "grpc server listening");
+  local?.listen(port);
+  log.info({ host, port, services: [...mounted], inProcess: local !== undefined }, "grpc server listening");
 
   const closers: { name: string; close: () => Promise<void> | void }[] = [];
   const drainers: { name: string; drain: (graceMs: number) => Promise<void> | void }[] = [];
   let stopping: Promise<void> | undefined;
 
   const shutdown = async (graceMs: number): Promise<void> => {
+    local?.unlisten();
     health.shutdown();
     log.info({ graceMs }, "grpc server draining");
     for (const { name, drain } of drainers) {
@@ -133,10 +145,12 @@ export async function startGrpcServer(options: StartGrpcServerOptions): Promise<
         log.warn({ graceMs }, "grpc server grace period over; cancelling remaining calls");
         hardStop.abort();
         server.forceShutdown();
+        local?.cancelAll();
         resolve();
       }, graceMs);
       timer.unref();
-      server.tryShutdown(() => {
+      const drained = new Promise<void>((done) => server.tryShutdown(() => done()));
+      void Promise.all([drained, local?.idle()]).then(() => {
         clearTimeout(timer);
         resolve();
       });
