@@ -41,7 +41,7 @@ export async function runEmbedded(config: Config, log: Logger, options: MeshOpti
   };
   try {
     for (const module of Object.values(SERVICE_MODULES)) {
-      const server = await serveService(module, { config, log, engine, upstreamAddress }, { host: "127.0.0.1", port: 0, metrics, inProcess: true });
+      const server = await serveService(module, { config, log, engine, upstreamAddress }, { host: "127.0.0.1", port: 0, metrics, inProcess: config.inProcessHop });
       servers.push({ name: module.name, server });
     }
     const edge = await startEdge({

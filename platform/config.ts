@@ -65,6 +65,11 @@ export interface Config {
   readonly redis: { readonly url: string };
   /** How long graceful shutdown may drain in-flight calls before closing them. */
   readonly shutdownGraceMs: number;
+  /**
+   * Embedded mesh: calls between the gateway and the services of the one process skip the
+   * network (platform/grpc/in-process.ts). false = every hop over loopback gRPC, as split up.
+   */
+  readonly inProcessHop: boolean;
   /** Caps on long-lived streams (issue 8): they hold memory and fan-out work per identity. */
   readonly streams: {
     /** Gateway: concurrent streaming calls per identity, over every stream method. */
@@ -355,6 +360,7 @@ export function loadConfig(env: Env = process.env): Config {
     nats: { servers: urlList("SWITCHBOARD_NATS_URL", "nats://127.0.0.1:4222", ["nats:", "tls:"]) },
     redis: { url: urlList("SWITCHBOARD_REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"])[0]! },
     shutdownGraceMs: int("SWITCHBOARD_SHUTDOWN_GRACE_MS", 10_000, 0, 600_000),
+    inProcessHop: bool("SWITCHBOARD_IN_PROCESS_HOP", true),
     streams: {
       perIdentity: int("SWITCHBOARD_STREAMS_PER_IDENTITY", 16, 1, 100_000),
       watchClicksPerCaller: int("SWITCHBOARD_WATCH_CLICKS_PER_CALLER", 64, 1, 100_000),

@@ -1,19 +1,20 @@
 /**
  * What only the in-process hop has to get right on its own (server.test.ts runs the common
  * behaviour on both ways): a streamed response's backpressure, messages before a final error,
- * a reader that leaves, oversized messages, and leaving the registry on shutdown.
+ * a reader that leaves, copies on each side, and leaving the registry on shutdown.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import pino from "pino";
-import { RedirectService, type WatchClicksRequest } from "../../gen/switchboard/redirect/v1/redirect_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { RedirectService, ResolveResponseSchema, type ResolveResponse, type WatchClicksRequest } from "../../gen/switchboard/redirect/v1/redirect_pb.js";
 import { createGrpcClient } from "./client.js";
 import { IN_PROCESS_PEER, STREAM_HIGH_WATER, localServerAt } from "./in-process.js";
-import { MESH_MAX_MESSAGE_BYTES } from "./message-limits.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "./server.js";
 
 const produced = { count: 0, ended: "" };
 let lastPeer = "";
+let kept: ResolveResponse | undefined;
 
 const redirect = {
   async *watchClicks(req: WatchClicksRequest, ctx: HandlerContext) {
@@ -32,8 +33,9 @@ const redirect = {
     }
   },
   resolve(req: { code: string }) {
-    // A response over the mesh's message cap, when asked for one.
-    return { code: req.code, longUrl: req.code === "huge" ? "x".repeat(MESH_MAX_MESSAGE_BYTES + 1) : "https://example.com" };
+    // The same answer object every time, as a cache hands it out.
+    kept ??= create(ResolveResponseSchema, { code: req.code, longUrl: "https://example.com" });
+    return kept;
   },
 };
 
@@ -106,12 +108,12 @@ describe("in-process hop", () => {
     client.close();
   });
 
-  it("a response over the mesh's message cap is RESOURCE_EXHAUSTED, as over the network", async () => {
+  it("each side gets its own copy: a caller changing an answer does not change what the handler kept", async () => {
     const client = createGrpcClient(RedirectService, target);
-    const err = (await client.resolve({ code: "huge" }).catch((e: unknown) => e)) as ConnectError;
-    expect(err.code).toBe(Code.ResourceExhausted);
-    expect(err.rawMessage).toMatch(/larger than max/);
-    expect((await client.resolve({ code: "small" })).longUrl).toBe("https://example.com");
+    const first = await client.resolve({ code: "kept" });
+    first.longUrl = "https://changed.example";
+    expect(kept?.longUrl).toBe("https://example.com");
+    expect((await client.resolve({ code: "kept" })).longUrl).toBe("https://example.com");
     client.close();
   });
 
