@@ -174,7 +174,7 @@ function methodFn(grpc: GrpcJsClient, target: string, method: DescMethod, defaul
         const local = server?.lookup(path);
         if (local) {
           if (opts?.signal?.aborted) return Promise.reject(abortedError(opts.signal));
-          return callUnary(server!, local, request, metadata, deadlineOf(callOptions), opts);
+          return callUnary({ server: server!, local, request, metadata, deadlineAt: deadlineOf(callOptions), opts });
         }
         return new Promise<AnyMessage>((resolve, reject) => {
           if (opts?.signal?.aborted) return reject(abortedError(opts.signal));
@@ -195,7 +195,7 @@ function methodFn(grpc: GrpcJsClient, target: string, method: DescMethod, defaul
           const local = server?.lookup(path);
           if (local) {
             if (opts?.signal?.aborted) return failing(abortedError(opts.signal));
-            return callServerStream(server!, local, request, metadata, deadlineOf(callOptions), opts);
+            return callServerStream({ server: server!, local, request, metadata, deadlineAt: deadlineOf(callOptions), opts });
           }
           return readResponses(() => grpc.makeServerStreamRequest(path, serialize, deserialize, request, metadata, callOptions), opts);
         },

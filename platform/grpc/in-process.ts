@@ -124,15 +124,19 @@ export function localServerAt(target: string): LocalServer | undefined {
   return registry.size === 0 ? undefined : registry.get(target);
 }
 
+/** One call about to take the hop. */
+export interface LocalRequest {
+  readonly server: LocalServer;
+  readonly local: LocalMethod;
+  readonly request: AnyInit;
+  readonly metadata: Metadata;
+  /** Absolute, ms since epoch; Infinity without a deadline. */
+  readonly deadlineAt: number;
+  readonly opts: LocalCallOptions | undefined;
+}
+
 /** A unary call through the hop. */
-export function callUnary(
-  server: LocalServer,
-  local: LocalMethod,
-  request: AnyInit,
-  metadata: Metadata,
-  deadlineAt: number,
-  opts: LocalCallOptions | undefined,
-): Promise<AnyMessage> {
+export function callUnary({ server, local, request, metadata, deadlineAt, opts }: LocalRequest): Promise<AnyMessage> {
   return new Promise<AnyMessage>((resolve, reject) => {
     let req: AnyMessage;
     try {
@@ -146,14 +150,7 @@ export function callUnary(
 }
 
 /** A server-streaming call through the hop; the call starts on the first read. */
-export function callServerStream(
-  server: LocalServer,
-  local: LocalMethod,
-  request: AnyInit,
-  metadata: Metadata,
-  deadlineAt: number,
-  opts: LocalCallOptions | undefined,
-): AsyncIterator<AnyMessage> {
+export function callServerStream({ server, local, request, metadata, deadlineAt, opts }: LocalRequest): AsyncIterator<AnyMessage> {
   let call: LocalStreamCall | undefined;
   let failed: unknown;
   const begin = (): LocalStreamCall | undefined => {
