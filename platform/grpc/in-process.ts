@@ -21,9 +21,9 @@
 import { EventEmitter } from "node:events";
 import { clone, create, isMessage, type DescMessage, type DescMethod, type DescService, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { Metadata, type StatusObject, type UntypedHandleCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { type Metadata, type StatusObject, type UntypedHandleCall, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { metadataToHeaders } from "./metadata.js";
-import { grpcPath } from "./service-definition.js";
+import { grpcPath, grpcStatus } from "./service-definition.js";
 
 type AnyMessage = MessageShape<DescMessage>;
 type AnyInit = MessageInitShape<DescMessage>;
@@ -176,7 +176,7 @@ export function callServerStream({ server, local, request, metadata, deadlineAt,
 }
 
 function statusOf(code: Code, details: string): Status {
-  return { code: code as number as StatusObject["code"], details };
+  return { code: grpcStatus(code), details };
 }
 
 /**
@@ -209,8 +209,6 @@ abstract class LocalCall extends EventEmitter {
     protected readonly opts: LocalCallOptions | undefined,
   ) {
     super();
-    // A stream handler ends its call with an 'error' event carrying the status (grpc-js does the same).
-    this.on("error", (status: Status) => this.close(status));
   }
 
   start(handler: UntypedHandleCall): void {
@@ -250,9 +248,15 @@ abstract class LocalCall extends EventEmitter {
   }
 
   sendMetadata(md: Metadata): void {
-    if (this.over || this.headerSent) return;
+    if (!this.over) this.headerOnce(md);
+  }
+
+  /** The caller's onHeader, once per call; Headers are only built when someone asked for them. */
+  protected headerOnce(md?: Metadata): void {
+    if (this.headerSent) return;
     this.headerSent = true;
-    this.opts?.onHeader?.(metadataToHeaders(md));
+    const onHeader = this.opts?.onHeader;
+    if (onHeader) onHeader(md ? metadataToHeaders(md) : new Headers());
   }
 
   /** The caller went away or the deadline passed: the caller gets `code`, the handler a cancelled call. */
@@ -266,13 +270,17 @@ abstract class LocalCall extends EventEmitter {
   /** The handler's final status (and response, for unary calls). */
   protected close(status: Status, response?: AnyMessage): void {
     if (this.over) return;
-    if (!this.headerSent) this.sendMetadata(new Metadata());
+    this.headerOnce();
+    const code = (status.code ?? Code.Unknown) as number as Code;
+    const ok = (code as number) === OK;
+    const onTrailer = this.opts?.onTrailer;
+    if (ok && !onTrailer) return this.finish(undefined, response);
     const trailer = status.metadata ? metadataToHeaders(status.metadata) : new Headers();
-    this.opts?.onTrailer?.(trailer);
-    if ((status.code ?? Code.Unknown) === OK) return this.finish(undefined, response);
+    onTrailer?.(trailer);
+    if (ok) return this.finish(undefined, response);
     // Like a trailers-only gRPC answer: its content-type tells the edge the service itself answered.
     trailer.set("content-type", "application/grpc");
-    this.finish(new ConnectError(status.details ?? "", (status.code ?? Code.Unknown) as Code, trailer), undefined);
+    this.finish(new ConnectError(status.details ?? "", code, trailer), undefined);
   }
 
   private finish(error: ConnectError | undefined, response: AnyMessage | undefined): void {
@@ -327,6 +335,12 @@ class LocalStreamCall extends LocalCall {
   private outcome: ConnectError | null | undefined = undefined;
   private wantsDrain = false;
 
+  constructor(...args: ConstructorParameters<typeof LocalCall>) {
+    super(...args);
+    // A stream handler ends its call with an 'error' event carrying the status (grpc-js does the same).
+    this.on("error", (status: Status) => this.close(status));
+  }
+
   protected invoke(handler: UntypedHandleCall): void {
     (handler as (call: unknown) => void)(this);
   }
@@ -341,7 +355,7 @@ class LocalStreamCall extends LocalCall {
       this.close(statusOf(Code.Internal, `unusable response: ${String(e)}`));
       return false;
     }
-    this.sendMetadata(new Metadata());
+    this.headerOnce();
     const reader = this.reader;
     if (reader) {
       this.reader = undefined;
