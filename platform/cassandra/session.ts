@@ -18,6 +18,11 @@ export interface CqlOptions {
   readonly idempotent?: boolean;
   /** Client-side timeout of this request (driver readTimeout); default: the client's. */
   readonly timeoutMs?: number;
+  /**
+   * The whole result in one response, no paging: what `IN` on the partition key with `ORDER BY`
+   * requires (the coordinator sorts the partitions' rows in memory). Only with a small LIMIT.
+   */
+  readonly unpaged?: boolean;
 }
 
 export interface CqlPage {
@@ -137,6 +142,8 @@ export class DriverCqlSession implements CqlSession {
         ...(options.idempotent !== undefined ? { isIdempotent: options.idempotent } : {}),
         ...(options.timeoutMs !== undefined ? { readTimeout: options.timeoutMs } : {}),
         ...(page ? { fetchSize: page.fetchSize, ...(page.pageState ? { pageState: page.pageState } : {}) } : {}),
+        // The driver sets no page size when it is 0.
+        ...(options.unpaged ? { fetchSize: 0 } : {}),
       });
     } catch (err) {
       throw mapCqlError(err, cql);

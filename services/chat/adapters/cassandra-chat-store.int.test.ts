@@ -40,6 +40,7 @@ class CountingSession implements CqlSession {
 }
 
 const T = Date.UTC(2029, 5, 1);
+const AFTER_ALL_IDS = Date.UTC(2040, 0, 1);
 const msg = (channelId: string, id: bigint, over: Partial<MessageRecord> = {}): MessageRecord => ({
   id,
   channelId,
@@ -59,7 +60,9 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
 
   chatStoreConformance(async () => {
     const cache = new RedisCache({ url: infra().redis.url });
-    return { store: new CassandraChatStore(session(), { writeTimeoutMs: 2000 }), cache, cleanup: () => cache.close() };
+    // The suite's ids are years apart around 2029: with the clock past all of them every bucket
+    // has settled, so the index is read once per channel and this store's own writes keep it current.
+    return { store: new CassandraChatStore(session(), { writeTimeoutMs: 2000, now: () => AFTER_ALL_IDS }), cache, cleanup: () => cache.close() };
   });
 
   it("migrated the chat scope (version 1) in this keyspace; re-running is a no-op", async () => {
@@ -133,25 +136,65 @@ describe("CassandraChatStore against the run's real Cassandra", () => {
     expect(await store.getMember(id, "mallory")).toBeUndefined();
   });
 
-  it("history and eventsAfter over messages 3 years apart read the index plus the non-empty buckets only", async () => {
+  it("history, eventsAfter and countUnread read the bucket index once per channel, then only the buckets they need", async () => {
     const counting = new CountingSession(session());
-    const store = new CassandraChatStore(counting);
+    const now = T;
+    const store = new CassandraChatStore(counting, { now: () => now });
     const ch = `far_${randomUUID().slice(0, 8)}`;
-    const ids = [idAt(T - 3 * 365 * 86_400_000, 1), idAt(T, 1)];
+    // Two messages in buckets that settled long ago (3 years and 200 days back), two now.
+    const ids = [idAt(T - 3 * 365 * 86_400_000, 1), idAt(T - 200 * 86_400_000, 1), idAt(T, 1), idAt(T + 1, 1)];
     for (const id of ids) await store.putMessage(msg(ch, id));
     await store.getMessage(ch, ids[0]!); // schema settled
     counting.reads = 0;
     const page = await store.history(ch, { newest: true }, 10);
     expect(page.messages.map((m) => m.id)).toEqual(ids);
     expect(page.hasMore).toBe(false);
-    expect(counting.reads).toBe(3);
+    // The index, the newest open bucket, then the rest of the candidates in one IN statement.
+    const first = counting.reads;
+    expect(first).toBeLessThanOrEqual(4);
     counting.reads = 0;
-    const evs = await store.eventsAfter(ch, 0n, 10);
-    expect(evs.map((e) => e.id)).toEqual(ids);
-    expect(counting.reads).toBe(3);
+    expect((await store.history(ch, { newest: true }, 10)).messages.map((m) => m.id)).toEqual(ids);
+    expect(counting.reads).toBe(first - 1);
+    // A page that the newest bucket fills is one statement.
     counting.reads = 0;
-    expect(await store.countUnread(ch, "bob", 0n, 10)).toBe(2);
-    expect(counting.reads).toBe(3);
+    expect((await store.history(ch, { newest: true }, 1)).messages.map((m) => m.id)).toEqual([ids[3]]);
+    expect(counting.reads).toBe(1);
+    counting.reads = 0;
+    expect((await store.eventsAfter(ch, 0n, 10)).map((e) => e.id)).toEqual(ids);
+    expect(await store.countUnread(ch, "bob", 0n, 10)).toBe(4);
+    const openBuckets = counting.reads;
+    // What another server writes into an open bucket is seen at once, without an index read.
+    const other = new CassandraChatStore(session(), { now: () => now });
+    const later = idAt(T + 1000, 1);
+    await other.putMessage(msg(ch, later));
+    counting.reads = 0;
+    expect((await store.history(ch, { afterId: ids[1]! }, 10)).messages.map((m) => m.id)).toEqual([ids[2], ids[3], later]);
+    expect((await store.eventsAfter(ch, 0n, 10)).map((e) => e.id)).toEqual([...ids, later]);
+    expect(await store.countUnread(ch, "bob", 0n, 10)).toBe(5);
+    expect(counting.reads).toBeGreaterThan(0);
+    expect(counting.reads).toBeLessThanOrEqual(openBuckets + 2);
+  });
+
+  it("a page of a channel whose 60 messages sit in 60 buckets takes a few statements, not one per bucket", async () => {
+    const counting = new CountingSession(session());
+    const store = new CassandraChatStore(counting, { now: () => T });
+    const ch = `sparse_${randomUUID().slice(0, 8)}`;
+    const ids = Array.from({ length: 60 }, (_, i) => idAt(T - (60 - i) * 11 * 86_400_000, 1));
+    await Promise.all(ids.map((id) => store.putMessage(msg(ch, id))));
+    await store.history(ch, { newest: true }, 1); // index cached
+    counting.reads = 0;
+    const page = await store.history(ch, { newest: true }, 50);
+    expect(page.messages.map((m) => m.id)).toEqual(ids.slice(10));
+    expect(page.hasMore).toBe(true);
+    expect(counting.reads).toBeLessThanOrEqual(4);
+    counting.reads = 0;
+    const before = await store.history(ch, { beforeId: ids[30]! }, 50);
+    expect(before.messages.map((m) => m.id)).toEqual(ids.slice(0, 30));
+    expect(before.hasMore).toBe(false);
+    expect(counting.reads).toBeLessThanOrEqual(4);
+    const after = await store.history(ch, { afterId: ids[5]! }, 20);
+    expect(after.messages.map((m) => m.id)).toEqual(ids.slice(6, 26));
+    expect(after.hasMore).toBe(true);
   });
 
   it("every write carries the write timeout (driver readTimeout), so chat writes fail fast", async () => {

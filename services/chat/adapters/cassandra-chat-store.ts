@@ -8,6 +8,7 @@ import { DomainError } from "../../../platform/errors.js";
 import { decodeSnowflake } from "../../tokenrange/snowflake.js";
 import { chatMigrations } from "../migrations.js";
 import { announcedMessage, tombstoneAnnounce } from "./announce.js";
+import { type BucketEntry, SettledBuckets } from "./settled-buckets.js";
 import type {
   Channel,
   ChannelEvent,
@@ -36,6 +37,10 @@ const CLIENT_ID_TTL_S = DAY_S + 3600;
 /** Most bucket-index entries remembered as written (per process); beyond it the cache restarts. */
 const BUCKET_CACHE_MAX = 200_000;
 const MARKER_IN_CHUNK = 100;
+/** How far apart the servers' clocks may be (ids are minted from them). */
+const CLOCK_SKEW_MS = 3600_000;
+/** Channels whose settled buckets are remembered (a few hundred bytes each). */
+const SETTLED_CHANNELS_MAX = 20_000;
 function membersInJoinOrder(rows: readonly CqlRow[]): MemberRecord[] {
   return rows
     .map(toMember)
@@ -43,27 +48,23 @@ function membersInJoinOrder(rows: readonly CqlRow[]): MemberRecord[] {
     .sort((a, b) => (a.joinedId < b.joinedId ? -1 : a.joinedId > b.joinedId ? 1 : a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
 }
 
-/** Buckets read at once by a history page, doubling per wave up to this (a sparse channel's page). */
-const MAX_BUCKET_WAVE = 16;
+/** Buckets a history page reads in one statement, growing 4x per wave up to this. */
+const MAX_BUCKET_WAVE = 64;
 
 /**
  * Rows from buckets in walk order until `want` are in hand. One bucket first (a busy channel's
- * page is in its newest bucket), then 2, 4, ... in parallel: a sparse channel whose page spans
- * fifty one-message buckets costs a few round trips instead of fifty, and at most one wave of
- * buckets is read beyond what the page needed.
+ * page is in its newest bucket), then 4, 16, 64 in one statement each (`bucket IN ...`, the
+ * coordinator merges them in id order): a sparse channel whose page spans fifty one-message
+ * buckets costs three statements instead of fifty.
  */
-async function inWaves<T>(buckets: readonly number[], want: number, read: (bucket: number, n: number) => Promise<T[]>): Promise<T[]> {
+async function inWaves<T>(buckets: readonly number[], want: number, read: (buckets: readonly number[], n: number) => Promise<readonly T[]>): Promise<T[]> {
   const got: T[] = [];
   let wave = 1;
   for (let i = 0; i < buckets.length && got.length < want; ) {
     const slice = buckets.slice(i, i + wave);
     i += slice.length;
-    const n = want - got.length;
-    for (const rows of await Promise.all(slice.map((b) => read(b, n)))) {
-      got.push(...rows);
-      if (got.length >= want) break;
-    }
-    wave = Math.min(wave * 2, MAX_BUCKET_WAVE);
+    got.push(...(await read(slice, want - got.length)));
+    wave = Math.min(wave * 4, MAX_BUCKET_WAVE);
   }
   return got;
 }
@@ -77,6 +78,11 @@ export interface CassandraChatStoreOptions {
   /** Client timeout of each write (config.chat.writeTimeoutMs), so a send fails fast within the settle window. */
   readonly writeTimeoutMs?: number;
   readonly log?: EngineLog;
+  /**
+   * Wall clock (Unix ms) that tells which buckets have settled (settled-buckets.ts); default
+   * Date.now. Tests that write ids of arbitrary times set it past all of them.
+   */
+  readonly now?: () => number;
 }
 
 /**
@@ -141,6 +147,7 @@ export class CassandraChatStore implements ChatStore {
   private readonly bucketTtlS: number;
   private readonly write: CqlOptions;
   private readonly knownBuckets = new Set<string>();
+  private readonly settled: SettledBuckets;
 
   constructor(
     private readonly cql: CqlSession,
@@ -152,6 +159,13 @@ export class CassandraChatStore implements ChatStore {
     // An index entry outlives the last message its bucket can hold.
     this.bucketTtlS = days > 0 ? this.ttlS + (BUCKET_MS / 1000) + DAY_S : 0;
     this.write = { idempotent: true, ...(options.writeTimeoutMs !== undefined ? { timeoutMs: options.writeTimeoutMs } : {}) };
+    this.settled = new SettledBuckets({
+      bucketMs: BUCKET_MS,
+      settleMs: CLIENT_ID_TTL_S * 1000 + CLOCK_SKEW_MS,
+      skewMs: CLOCK_SKEW_MS,
+      maxChannels: SETTLED_CHANNELS_MAX,
+      ...(options.now ? { now: options.now } : {}),
+    });
   }
 
   /** Applies this store's migrations once (idempotent); operations call it themselves. */
@@ -417,6 +431,7 @@ export class CassandraChatStore implements ChatStore {
     if (entry) statements.push(entry.statement);
     await this.cql.executeBatch(statements, this.write);
     entry?.remember();
+    this.settled.noteWrite(message.channelId, bucket, "messages");
   }
 
   async getMessage(channelId: string, id: bigint): Promise<MessageRecord | undefined> {
@@ -435,43 +450,46 @@ export class CassandraChatStore implements ChatStore {
     const buckets = (await this.buckets(channelId)).filter((b) => b.messages).map((b) => b.bucket);
     if ("afterId" in anchor) {
       const from = bucketOf(anchor.afterId);
+      const after = long(anchor.afterId);
       const got = await inWaves(
         buckets.filter((b) => b >= from),
         want,
-        async (b, n) =>
-          messagesOf(
-            channelId,
-            await this.cql.execute(
-              `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id > ? LIMIT ?`,
-              [channelId, b, long(anchor.afterId), n],
-              read,
-            ),
-          ),
+        (wave, n) =>
+          this.messagesIn(channelId, wave, "id > ?", [after], "ASC", n),
       );
       return { messages: got.slice(0, limit), hasMore: got.length > limit };
     }
     const before = "beforeId" in anchor ? anchor.beforeId : undefined;
     const to = before === undefined ? Infinity : bucketOf(before);
-    const got = await inWaves(
-      buckets.filter((b) => b <= to).reverse(),
-      want,
-      async (b, n) =>
-        messagesOf(
-          channelId,
-          before === undefined
-            ? await this.cql.execute(
-                `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? ORDER BY id DESC LIMIT ?`,
-                [channelId, b, n],
-                read,
-              )
-            : await this.cql.execute(
-                `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ? AND id < ? ORDER BY id DESC LIMIT ?`,
-                [channelId, b, long(before), n],
-                read,
-              ),
-        ),
+    const got = await inWaves(buckets.filter((b) => b <= to).reverse(), want, (wave, n) =>
+      before === undefined ? this.messagesIn(channelId, wave, "", [], "DESC", n) : this.messagesIn(channelId, wave, "id < ?", [long(before)], "DESC", n),
     );
     return { messages: got.slice(0, limit).reverse(), hasMore: got.length > limit };
+  }
+
+  /** Up to `n` messages of the given buckets matching `range`, in `order` of id, in one statement. */
+  private async messagesIn(
+    channelId: string,
+    buckets: readonly number[],
+    range: string,
+    bounds: readonly unknown[],
+    order: "ASC" | "DESC",
+    n: number,
+  ): Promise<MessageRecord[]> {
+    const where = range ? ` AND ${range}` : "";
+    const rows =
+      buckets.length === 1
+        ? await this.cql.execute(
+            `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket = ?${where} ORDER BY id ${order} LIMIT ?`,
+            [channelId, buckets[0], ...bounds, n],
+            read,
+          )
+        : await this.cql.execute(
+            `SELECT ${MESSAGE_COLUMNS} FROM chat_messages WHERE channel_id = ? AND bucket IN ?${where} ORDER BY id ${order} LIMIT ?`,
+            [channelId, buckets, ...bounds, n],
+            readUnpaged,
+          );
+    return messagesOf(channelId, rows);
   }
 
   async deleteMessage(channelId: string, id: bigint, by: string, at: Date): Promise<boolean> {
@@ -651,6 +669,7 @@ export class CassandraChatStore implements ChatStore {
     if (entry) statements.push(entry.statement);
     await this.cql.executeBatch(statements, this.write);
     entry?.remember();
+    this.settled.noteWrite(change.channelId, bucket, "changes");
   }
 
   /** The bucket-index upsert for a write, unless this process already wrote it. */
@@ -670,14 +689,17 @@ export class CassandraChatStore implements ChatStore {
     };
   }
 
-  /** The channel's non-empty buckets, ascending. */
-  private async buckets(channelId: string): Promise<{ bucket: number; messages: boolean; changes: boolean }[]> {
-    const rows = await this.cql.execute("SELECT bucket, has_messages, has_changes FROM chat_buckets WHERE channel_id = ?", [channelId], read);
-    return rows.map((r) => ({ bucket: Number(r["bucket"]), messages: r["has_messages"] === true, changes: r["has_changes"] === true }));
+  /** The buckets a read of the channel must look at, ascending (settled-buckets.ts). */
+  private buckets(channelId: string): Promise<BucketEntry[]> {
+    return this.settled.buckets(channelId, async () => {
+      const rows = await this.cql.execute("SELECT bucket, has_messages, has_changes FROM chat_buckets WHERE channel_id = ?", [channelId], read);
+      return rows.map((r) => ({ bucket: Number(r["bucket"]), messages: r["has_messages"] === true, changes: r["has_changes"] === true }));
+    });
   }
 }
 
 const read: CqlOptions = { idempotent: true };
+const readUnpaged: CqlOptions = { idempotent: true, unpaged: true };
 const serialRead: CqlOptions = { idempotent: true, consistency: "localSerial" };
 
 export function bucketOf(id: bigint): number {
