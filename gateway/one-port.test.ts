@@ -126,6 +126,52 @@ describe("HTTP/2 bytes beyond the per-turn intake (fair-intake.ts)", () => {
   });
 });
 
+describe("h2c responses", () => {
+  it("delivers parallel downloads byte for byte, the session's frames written to the socket in batches", async () => {
+    const payloads = Array.from({ length: 20 }, () => randomBytes(300 * 1024));
+    const server = createOnePortServer((req, res) => {
+      const i = Number(req.url?.slice(1));
+      // Written in 16 KB pieces: many DATA frames queue while earlier writes are in flight.
+      const p = payloads[i]!;
+      for (let at = 0; at < p.length; at += 16 * 1024) res.write(p.subarray(at, at + 16 * 1024));
+      res.end();
+    });
+    const batched = { calls: 0, chunks: 0 };
+    server.tcp.on("connection", (socket: net.Socket) => {
+      const writev = (socket as unknown as { _writev: (chunks: unknown[], cb: () => void) => void })._writev.bind(socket);
+      (socket as unknown as { _writev: typeof writev })._writev = (chunks, cb) => {
+        batched.calls += 1;
+        batched.chunks += chunks.length;
+        writev(chunks, cb);
+      };
+    });
+    const port = await server.listen(0, "127.0.0.1");
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const got = await Promise.all(
+        payloads.map(
+          (_, i) =>
+            new Promise<Buffer>((resolve, reject) => {
+              const req = session.request({ ":path": `/${i}` });
+              const parts: Buffer[] = [];
+              req.on("data", (d: Buffer) => parts.push(d));
+              req.on("end", () => resolve(Buffer.concat(parts)));
+              req.on("error", reject);
+              req.end();
+            }),
+        ),
+      );
+      got.forEach((b, i) => expect(b.equals(payloads[i]!)).toBe(true));
+      // Frames the session handed over together left in one writev call, not one write each.
+      expect(batched.calls).toBeGreaterThan(0);
+      expect(batched.chunks).toBeGreaterThan(batched.calls);
+    } finally {
+      session.close();
+      await server.close(100);
+    }
+  });
+});
+
 describe("slow clients", () => {
   it("answers 408 and closes a connection whose headers never finish (HTTP/1.1)", async () => {
     const server = createOnePortServer((_req, res) => res.end("ok"), { headersTimeoutMs: 300, timeoutCheckMs: 50 });

