@@ -133,8 +133,9 @@ describe("h2c responses", () => {
       const i = Number(req.url?.slice(1));
       // Written in 16 KB pieces: many DATA frames queue while earlier writes are in flight.
       const p = payloads[i]!;
-      for (let at = 0; at < p.length; at += 16 * 1024) res.write(p.subarray(at, at + 16 * 1024));
-      res.end();
+      const out = res as http.ServerResponse;
+      for (let at = 0; at < p.length; at += 16 * 1024) out.write(p.subarray(at, at + 16 * 1024));
+      out.end();
     });
     const batched = { calls: 0, chunks: 0 };
     server.tcp.on("connection", (socket: net.Socket) => {
