@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MemberChangeKind, ReceiptKind, type ChatEvent } from "../../gen/switchboard/chat/v1/chat_pb.js";
 import { DomainError, type ErrorKind } from "../../platform/errors.js";
 import type { LiveStream } from "./ports.js";
-import { testWorld } from "./test-fixtures.js";
+import { interceptedStore, testServer, testWorld } from "./test-fixtures.js";
 
 async function refused(p: Promise<unknown>, kind: ErrorKind, message: RegExp): Promise<DomainError> {
   const e = await p.then(
@@ -239,6 +239,25 @@ describe("messages", () => {
     await refused(chat.history("alice", channel.id, { newest: true }, 201), "InvalidArgument", /page_size: must be between 1 and 200/);
     await refused(chat.history("alice", channel.id, { beforeId: 0n }, 0), "InvalidArgument", /before_id/);
     await refused(chat.history("carol", channel.id, { newest: true }, 0), "NotFound", /not found/);
+  });
+
+  it("history: a non-member learns nothing, whatever the page read (read alongside the membership check) did", async () => {
+    const { clock, store: inner } = testWorld();
+    let pageReads = 0;
+    const store = interceptedStore(inner, {
+      history: () => {
+        pageReads += 1;
+        throw new DomainError("Unavailable", "the page read failed");
+      },
+    });
+    const { chat } = testServer({ store, clock });
+    const { channel } = await chat.createDirect("alice", "bob");
+    await chat.send("alice", channel.id, "m1", "secret");
+    await refused(chat.history("carol", channel.id, { newest: true }, 10), "NotFound", /not found/);
+    await refused(chat.history("carol", "ch_doesnotexist0000", { newest: true }, 10), "NotFound", /not found/);
+    expect(pageReads).toBe(2);
+    // A member sees the store's error.
+    await refused(chat.history("bob", channel.id, { newest: true }, 10), "Unavailable", /page read failed/);
   });
 
   it("delete: sender or group owner/admin; tombstone; twice ok; others refused", async () => {
