@@ -55,7 +55,7 @@ const MAX_BUCKET_WAVE = 64;
  * Rows from buckets in walk order until `want` are in hand. One bucket first (a busy channel's
  * page is in its newest bucket), then 4, 16, 64 in one statement each (`bucket IN ...`, the
  * coordinator merges them in id order): a sparse channel whose page spans fifty one-message
- * buckets costs three statements instead of fifty.
+ * buckets costs four statements instead of fifty.
  */
 async function inWaves<T>(buckets: readonly number[], want: number, read: (buckets: readonly number[], n: number) => Promise<readonly T[]>): Promise<T[]> {
   const got: T[] = [];
@@ -458,8 +458,7 @@ export class CassandraChatStore implements ChatStore {
       const got = await inWaves(
         buckets.filter((b) => b >= from),
         want,
-        (wave, n) =>
-          this.messagesIn(channelId, wave, "id > ?", [after], "ASC", n),
+        (wave, n) => this.messagesIn(channelId, wave, "id > ?", [after], "ASC", n),
       );
       return { messages: got.slice(0, limit), hasMore: got.length > limit };
     }

@@ -14,6 +14,10 @@
  *
  * Expired buckets (retention) may stay listed: reading them finds no rows. When a bucket
  * settles after the channel was cached, the next call reads the index again.
+ *
+ * What this relies on: no server mints ids more than `skewMs` away from true time. A server whose
+ * clock is off by more could write into a bucket another process already cached as settled, and
+ * that process would not see those messages until its next index read (the next bucket to settle).
  */
 export interface BucketEntry {
   readonly bucket: number;
