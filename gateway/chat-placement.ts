@@ -28,6 +28,10 @@ import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import type { Coordinator } from "../platform/ports/coordinator.js";
 import { watchChatServers, type ChatServerInfo } from "../services/chat/cluster/registry.js";
 import { UPSTREAM_CONNECT_TIMEOUT_MS, type AnyUpstreamClient } from "./forward.js";
+import { localServerAt } from "../platform/grpc/in-process.js";
+import { IDENTITY_ASSERTION_HEADER } from "../platform/identity.js";
+import type { SubscribeRequest } from "../gen/switchboard/chat/v1/chat_pb.js";
+import { ChatRelay, type RelayCallFn } from "./chat-relay.js";
 
 /** Placements are forgotten after this (a report has counted them by then, or the server is gone). */
 const PLACED_WINDOW_MS = 5_000;
@@ -56,6 +60,8 @@ export interface ChatPlacementOptions {
   readonly log: Logger;
   readonly registry?: Registry;
   readonly now?: () => number;
+  /** Subscribe streams to a chat server in another process ride on one Relay call to it (gateway/chat-relay.ts). */
+  readonly relay?: { readonly keepAliveMs: number; readonly outboxEvents: number };
 }
 
 interface Target {
@@ -69,6 +75,7 @@ export class ChatPlacement {
   private listed: ReadonlySet<string>;
   private readonly clients = new Map<string, GrpcClient<DescService>>();
   private readonly lanes = new Map<string, Lane[]>();
+  private readonly relays = new Map<string, { readonly relay: ChatRelay; readonly client: { close(): void } }>();
   private readonly placed = new Map<string, number[]>();
   private readonly suspectUntil = new Map<string, number>();
   private roundRobin = 0;
@@ -128,8 +135,19 @@ export class ChatPlacement {
       const name = method.localName;
       if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
         const self = this;
+        const relayed = name === "subscribe" && this.opts.relay !== undefined;
         out[name] = async function* (input: unknown, options: CallOptions) {
           const address = await self.pick("stream");
+          // A server of this same process is reached by the in-process hop, per call, already.
+          if (relayed && !localServerAt(address)) {
+            const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
+            try {
+              yield* self.relayTo(address).subscribe((input as SubscribeRequest).deviceId, assertion, options.signal);
+            } finally {
+              self.closeIdleLanes(address);
+            }
+            return;
+          }
           const lane = self.streamLane(address);
           const stop = new AbortController();
           lane.streams.add(stop);
@@ -161,6 +179,38 @@ export class ChatPlacement {
     this.clients.clear();
     for (const lanes of this.lanes.values()) for (const l of lanes) closeLane(l);
     this.lanes.clear();
+    for (const r of [...this.relays.values()]) r.relay.close();
+    this.relays.clear();
+  }
+
+  /** Subscribe streams placed on `address` and open now, relayed (tests, metrics). */
+  relayedStreams(address: string): number {
+    return this.relays.get(address)?.relay.size ?? 0;
+  }
+
+  /** The Relay call to a server, started when there is none (or the last one ended). */
+  private relayTo(address: string): ChatRelay {
+    const known = this.relays.get(address);
+    if (known && !known.relay.ended) return known.relay;
+    // A channel of its own: its connection carries the relayed streams only.
+    const client = createGrpcClient(this.opts.desc, address, {
+      channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": this.nextLane++ },
+    }) as unknown as { relay: RelayCallFn; close(): void };
+    const entry = {
+      client,
+      relay: new ChatRelay({
+        call: (requests, options) => client.relay(requests, options),
+        keepAliveMs: this.opts.relay!.keepAliveMs,
+        outboxEvents: this.opts.relay!.outboxEvents,
+        log: this.opts.log.child({ relayTo: address }),
+        onEnd: () => {
+          client.close();
+          if (this.relays.get(address) === entry) this.relays.delete(address);
+        },
+      }),
+    };
+    this.relays.set(address, entry);
+    return entry.relay;
   }
 
   /** Chooses a server, checks it is reachable (else skips it for a while and tries another). */
@@ -273,7 +323,7 @@ export class ChatPlacement {
     this.listed = new Set([...servers.map((s) => s.address), this.opts.fallbackAddress]);
     for (const address of [...this.lanes.keys()]) this.closeIdleLanes(address);
     for (const [address, c] of this.clients) {
-      if (this.listed.has(address) || this.lanes.has(address)) continue;
+      if (this.listed.has(address) || this.lanes.has(address) || this.relays.has(address)) continue;
       c.close();
       this.clients.delete(address);
     }
@@ -282,6 +332,9 @@ export class ChatPlacement {
   /** Closes the lanes of an address no longer listed once no stream rides on them (and its client with the last). */
   private closeIdleLanes(address: string): void {
     if (this.listed.has(address)) return;
+    const relay = this.relays.get(address)?.relay;
+    if (relay && relay.size > 0) return;
+    relay?.close();
     const lanes = this.lanes.get(address);
     if (lanes) {
       const busy = lanes.filter((l) => l.active > 0);

@@ -92,6 +92,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         fallbackAddress: address,
         log: opts.log.child({ component: "chat-placement" }),
         registry: opts.metrics.registry,
+        relay: { keepAliveMs: opts.config.chat.keepAliveMs, outboxEvents: opts.config.chat.outboxEvents },
       });
       placements.push(placement);
       probes.push(chatServersProbe(placement, module.desc.typeName, opts.log));

@@ -73,7 +73,7 @@ export function edgeError(e: unknown, service?: string, streamed = false): unkno
  */
 function sickUpstreamError(e: ConnectError, service: string, streamed: boolean): ConnectError | undefined {
   // A stream that already carried messages had its headers long ago: its trailers are its answer.
-  const answered = streamed || e.metadata.has("content-type");
+  const answered = streamed || ANSWERED.has(e) || e.metadata.has("content-type");
   if (e.code === Code.Unavailable && (!answered || INTERNAL_DETAIL.test(e.rawMessage))) {
     const metadata = new Headers();
     for (const k of RETRY_HINTS) {
@@ -86,6 +86,15 @@ function sickUpstreamError(e: ConnectError, service: string, streamed: boolean):
     return new ConnectError(`${service} service did not answer in time`, Code.DeadlineExceeded, undefined, undefined, e);
   }
   return undefined;
+}
+
+/** Errors made at the edge from an upstream's own answer (a relayed stream's end, gateway/chat-relay.ts). */
+const ANSWERED = new WeakSet<ConnectError>();
+
+/** Marks an error as the upstream's answer: passed to the client as it is, not as "unavailable". */
+export function markAnswered(e: ConnectError): ConnectError {
+  ANSWERED.add(e);
+  return e;
 }
 
 /** An IPv4/IPv6 literal, a host:port, or Node/grpc-js socket and resolver text. */

@@ -54,6 +54,8 @@ const BUILT_IN: Readonly<Record<string, number>> = {
   "switchboard.chat.v1.ChatService/DeleteMessage": CHAT_IDS_BYTES,
   "switchboard.chat.v1.ChatService/SendTyping": CHAT_IDS_BYTES,
   "switchboard.chat.v1.ChatService/Subscribe": CHAT_IDS_BYTES,
+  // Internal (refused at the edge); its frames carry a device id and an identity assertion.
+  "switchboard.chat.v1.ChatService/Relay": CHAT_IDS_BYTES,
   "switchboard.presence.v1.PresenceService/GetPresence": PRESENCE_USERS_BYTES,
   "switchboard.presence.v1.PresenceService/WatchPresence": PRESENCE_USERS_BYTES,
   "switchboard.presence.v1.PresenceService/Heartbeat": CHAT_IDS_BYTES,

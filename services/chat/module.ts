@@ -11,6 +11,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
 import { Counter } from "prom-client";
 import {
   AddMembersResponseSchema,
@@ -50,6 +51,8 @@ import { Chat } from "./chat.js";
 import { toPbChannel, toPbMessage } from "./domain/events.js";
 import { validateDeviceId } from "./domain/validate.js";
 import { DeviceStream, keepAliveEvent, replacedStream } from "./live/device-stream.js";
+import { RelayCall, subscribeAssertionVerifier } from "./live/relay.js";
+import { meshKeyOf } from "../../platform/mesh-secret.js";
 import type { Delivery, HistoryAnchor } from "./ports.js";
 import { createChatStore } from "./store.js";
 import { atRandomMoments } from "../../platform/spread.js";
@@ -61,6 +64,7 @@ export const chatModule: ServiceModule = {
   name: "chat",
   desc: ChatService,
   public: true,
+  internalMethods: ["Relay"],
   // Messages, channels and markers live in Cassandra. Without token-range no new id can be
   // minted once the worker-id lease runs out (sends answer UNAVAILABLE), but reads, Sync,
   // receipts and live streams go on, so it is not a reason to be NOT_SERVING.
@@ -111,8 +115,14 @@ export const chatModule: ServiceModule = {
       ? new Counter({ name: "chat_resumes_total", help: "Sync calls from a saved cursor (devices catching up after a reconnect or a start)", registers: [registry] })
       : undefined;
     let registration: ChatServerRegistration | undefined;
+    const relayLog = log.child({ component: "relay" });
     return {
-      impl: chatImpl(chat, reported, { serverId, lifecycle, ...(resumes ? { onResume: () => resumes.inc() } : {}) }),
+      impl: chatImpl(chat, reported, {
+        serverId,
+        lifecycle,
+        ...(resumes ? { onResume: () => resumes.inc() } : {}),
+        relay: { log: relayLog, verify: subscribeAssertionVerifier(meshKeyOf(config), relayLog) },
+      }),
       listening(address) {
         registration = new ChatServerRegistration({ coordinator: engine.coordinator, path: registryPath, id: serverId, address, streams: () => local.size(), log });
       },
@@ -146,6 +156,8 @@ export interface ChatImplOptions {
   readonly lifecycle?: StreamLifecycle;
   /** Called for each Sync from a saved cursor (a device catching up: after a reconnect, or a new start). */
   readonly onResume?: () => void;
+  /** Serves Relay (gateways' multiplexed Subscribe streams) when given. */
+  readonly relay?: { readonly verify: (assertion: string) => string | undefined; readonly log?: Logger };
 }
 
 export class StreamLifecycle {
@@ -161,6 +173,30 @@ export function serverDraining(retryAfterMs = 0): DomainError {
   );
 }
 
+
+/**
+ * Relay: the gateway's requests are read beside the responses; the call ends when the gateway
+ * leaves or half-closes, and every stream on it is detached then.
+ */
+function relayHandler(
+  relay: NonNullable<ChatImplOptions["relay"]>,
+  attach: (userId: string, deviceId: string) => { stream: DeviceStream; close: () => void },
+): NonNullable<ServiceImpl<typeof ChatService>["relay"]> {
+  return async function* (requests, ctx) {
+    const call = new RelayCall({ verify: relay.verify, attach, ...(relay.log ? { log: relay.log } : {}) });
+    const leave = (): void => call.finish();
+    ctx.signal.addEventListener("abort", leave, { once: true });
+    void (async () => {
+      for await (const req of requests) call.handle(req);
+    })().then(leave, (e: unknown) => call.finish(e));
+    try {
+      yield* call.responses();
+    } finally {
+      ctx.signal.removeEventListener("abort", leave);
+      call.finish();
+    }
+  };
+}
 
 /** The handlers; exported for tests that build a Chat on their own ports. */
 export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions): Partial<ServiceImpl<typeof ChatService>> {
@@ -281,6 +317,7 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
         device.close();
       }
     },
+    ...(opts.relay ? { relay: relayHandler(opts.relay, live) } : {}),
     async *session(requests, ctx) {
       const userId = user(ctx);
       const input = requests[Symbol.asyncIterator]();

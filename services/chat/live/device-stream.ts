@@ -25,6 +25,17 @@ export interface DeviceStreamOptions {
 /** Most events in one live response (bounds one write's size; a burst still leaves in few). */
 export const MAX_BATCH = 128;
 
+/**
+ * Most bytes of events in one live response, roughly: 128 messages of 100,000 characters would
+ * be up to 50 MB, past what a mesh hop accepts (MESH_MAX_MESSAGE_BYTES); the rest go in the next.
+ */
+export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+/** An upper bound of an event's encoded size: a message's text is at most 3 UTF-8 bytes per UTF-16 unit. */
+export function eventBytesAtMost(ev: ChatEvent): number {
+  return ev.event.case === "message" ? 256 + ev.event.value.text.length * 3 : 256;
+}
+
 export const slowConsumer = (outboxEvents: number): DomainError =>
   new DomainError(
     "ResourceExhausted",
@@ -48,6 +59,8 @@ export class DeviceStream implements LiveStream {
   private queue: ChatEvent[] = [];
   private head = 0;
   private wake: (() => void) | undefined;
+  /** A relay's notice that this stream has events or has ended (services/chat/live/relay.ts). */
+  private listener: (() => void) | undefined;
   private endedWith: { error: DomainError | undefined } | undefined;
   private notified = false;
 
@@ -61,6 +74,21 @@ export class DeviceStream implements LiveStream {
 
   get ended(): boolean {
     return this.endedWith !== undefined;
+  }
+
+  /** Why the stream ended (undefined: still open, or ended without an error). */
+  get endError(): DomainError | undefined {
+    return this.endedWith?.error;
+  }
+
+  /**
+   * For a relay that writes many streams on one call instead of reading batches(): `onReady` is
+   * called (synchronously, so it must only take note) whenever an event is queued or the stream
+   * ends; the relay then takes what is queued with takeUpTo. No keep-alive timer runs: the relay's
+   * other end keeps idle streams alive.
+   */
+  listen(onReady: () => void): void {
+    this.listener = onReady;
   }
 
   /** Events waiting to be written (metrics, tests). */
@@ -124,12 +152,17 @@ export class DeviceStream implements LiveStream {
     }
   }
 
-  private takeUpTo(max: number): ChatEvent[] {
+  /**
+   * Up to `max` queued events and about `maxBytes` (eventBytesAtMost; always at least one event),
+   * oldest first; empty when none is queued.
+   */
+  takeUpTo(max: number, maxBytes = MAX_BATCH_BYTES): ChatEvent[] {
     const out: ChatEvent[] = [];
-    while (out.length < max) {
-      const ev = this.take();
-      if (!ev) break;
-      out.push(ev);
+    let bytes = 0;
+    while (out.length < max && this.head < this.queue.length) {
+      bytes += eventBytesAtMost(this.queue[this.head]!);
+      if (out.length > 0 && bytes > maxBytes) break;
+      out.push(this.take()!);
     }
     return out;
   }
@@ -163,6 +196,7 @@ export class DeviceStream implements LiveStream {
 
   private signal(): void {
     this.wake?.();
+    this.listener?.();
   }
 
   private notifyEnd(): void {

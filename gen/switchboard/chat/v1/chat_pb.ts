@@ -47,7 +47,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/chat/v1/chat.proto.
  */
 export const file_switchboard_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zd2l0Y2hib2FyZC9jaGF0L3YxL2NoYXQucHJvdG8SE3N3aXRjaGJvYXJkLmNoYXQudjEigAIKB0NoYW5uZWwSEgoKY2hhbm5lbF9pZBgBIAEoCRIuCgR0eXBlGAIgASgOMiAuc3dpdGNoYm9hcmQuY2hhdC52MS5DaGFubmVsVHlwZRIMCgRuYW1lGAMgASgJEiwKB21lbWJlcnMYBCADKAsyGy5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lbWJlchIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPbGFzdF9tZXNzYWdlX2lkGAYgASgEEhUKDXJlYWRfdXBfdG9faWQYByABKAQSFAoMdW5yZWFkX2NvdW50GAggASgNIncKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEi0KBHJvbGUYAiABKA4yHy5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lbWJlclJvbGUSLQoJam9pbl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLgAQoHTWVzc2FnZRISCgptZXNzYWdlX2lkGAEgASgEEhIKCmNoYW5uZWxfaWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEgwKBHRleHQYBSABKAkSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYByABKAgSLwoLZGVsZXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjIKGkNyZWF0ZURpcmVjdENoYW5uZWxSZXF1ZXN0EhQKDHBlZXJfdXNlcl9pZBgBIAEoCSJdChtDcmVhdGVEaXJlY3RDaGFubmVsUmVzcG9uc2USLQoHY2hhbm5lbBgBIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhbm5lbBIPCgdjcmVhdGVkGAIgASgIIlYKGUNyZWF0ZUdyb3VwQ2hhbm5lbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIXCg9tZW1iZXJfdXNlcl9pZHMYAiADKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJLChpDcmVhdGVHcm91cENoYW5uZWxSZXNwb25zZRItCgdjaGFubmVsGAEgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5DaGFubmVsIicKEUdldENoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkiQwoSR2V0Q2hhbm5lbFJlc3BvbnNlEi0KB2NoYW5uZWwYASABKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLkNoYW5uZWwiOQoRQWRkTWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJbChJBZGRNZW1iZXJzUmVzcG9uc2USLQoHY2hhbm5lbBgBIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhbm5lbBIWCg5hZGRlZF91c2VyX2lkcxgCIAMoCSI6ChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSIpChNMZWF2ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkiFgoUTGVhdmVDaGFubmVsUmVzcG9uc2UiPgoVTGlzdE15Q2hhbm5lbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImEKFkxpc3RNeUNoYW5uZWxzUmVzcG9uc2USLgoIY2hhbm5lbHMYASADKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLkNoYW5uZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlEKElNlbmRNZXNzYWdlUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAIgASgJEgwKBHRleHQYAyABKAkiVwoTU2VuZE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5NZXNzYWdlEhEKCWR1cGxpY2F0ZRgCIAEoCCJtChFHZXRIaXN0b3J5UmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEhMKCWJlZm9yZV9pZBgCIAEoBEgAEhIKCGFmdGVyX2lkGAMgASgESAASEQoJcGFnZV9zaXplGAQgASgFQggKBmFuY2hvciJWChJHZXRIaXN0b3J5UmVzcG9uc2USLgoIbWVzc2FnZXMYASADKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiQwoLU3luY1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg4KBmN1cnNvchgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUidAoMU3luY1Jlc3BvbnNlEi4KBmV2ZW50cxgBIAMoCzIeLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhdEV2ZW50EhMKC25leHRfY3Vyc29yGAIgASgJEhAKCGhhc19tb3JlGAMgASgIEg0KBXJlc2V0GAQgASgIIjcKD01hcmtSZWFkUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEhAKCHVwX3RvX2lkGAIgASgEIikKEE1hcmtSZWFkUmVzcG9uc2USFQoNcmVhZF91cF90b19pZBgBIAEoBCJPChRNYXJrRGVsaXZlcmVkUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEgoKY2hhbm5lbF9pZBgCIAEoCRIQCgh1cF90b19pZBgDIAEoBCIzChVNYXJrRGVsaXZlcmVkUmVzcG9uc2USGgoSZGVsaXZlcmVkX3VwX3RvX2lkGAEgASgEIj4KFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoBCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiNwoRU2VuZFR5cGluZ1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiFAoSU2VuZFR5cGluZ1Jlc3BvbnNlIiUKEFN1YnNjcmliZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIkMKEVN1YnNjcmliZVJlc3BvbnNlEi4KBmV2ZW50cxgBIAMoCzIeLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhdEV2ZW50IjwKCkNoYXRFdmVudHMSLgoGZXZlbnRzGAEgAygLMh4uc3dpdGNoYm9hcmQuY2hhdC52MS5DaGF0RXZlbnQi1gMKCUNoYXRFdmVudBIOCgZjdXJzb3IYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZXZlbnRfaWQYAyABKAQSLwoHbWVzc2FnZRgKIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuTWVzc2FnZUgAEi8KB3JlY2VpcHQYCyABKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLlJlY2VpcHRIABI2CgdkZWxldGVkGAwgASgLMiMuc3dpdGNoYm9hcmQuY2hhdC52MS5NZXNzYWdlRGVsZXRlZEgAEi0KBnR5cGluZxgNIAEoCzIbLnN3aXRjaGJvYXJkLmNoYXQudjEuVHlwaW5nSAASOgoNbWVtYmVyX2NoYW5nZRgOIAEoCzIhLnN3aXRjaGJvYXJkLmNoYXQudjEuTWVtYmVyQ2hhbmdlSAASNAoKa2VlcF9hbGl2ZRgPIAEoCzIeLnN3aXRjaGJvYXJkLmNoYXQudjEuS2VlcEFsaXZlSAASOQoIcHJlc2VuY2UYECABKAsyJS5zd2l0Y2hib2FyZC5wcmVzZW5jZS52MS5Vc2VyUHJlc2VuY2VIAEIHCgVldmVudCKDAQoHUmVjZWlwdBISCgpjaGFubmVsX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSLgoEa2luZBgDIAEoDjIgLnN3aXRjaGJvYXJkLmNoYXQudjEuUmVjZWlwdEtpbmQSEAoIdXBfdG9faWQYBCABKAQSEQoJZGV2aWNlX2lkGAUgASgJIn0KDk1lc3NhZ2VEZWxldGVkEhIKCmNoYW5uZWxfaWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoBBISCgpkZWxldGVkX2J5GAMgASgJEi8KC2RlbGV0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI9CgZUeXBpbmcSEgoKY2hhbm5lbF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBmFjdGl2ZRgDIAEoCCKqAQoMTWVtYmVyQ2hhbmdlEhIKCmNoYW5uZWxfaWQYASABKAkSMwoEa2luZBgCIAEoDjIlLnN3aXRjaGJvYXJkLmNoYXQudjEuTWVtYmVyQ2hhbmdlS2luZBIQCgh1c2VyX2lkcxgDIAMoCRIQCghhY3Rvcl9pZBgEIAEoCRItCgdjaGFubmVsGAUgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5DaGFubmVsIgsKCUtlZXBBbGl2ZSKuAgoOU2Vzc2lvblJlcXVlc3QSMAoEb3BlbhgBIAEoCzIgLnN3aXRjaGJvYXJkLmNoYXQudjEuU2Vzc2lvbk9wZW5IABI3CgRzZW5kGAIgASgLMicuc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kTWVzc2FnZVJlcXVlc3RIABI4CgNhY2sYAyABKAsyKS5zd2l0Y2hib2FyZC5jaGF0LnYxLk1hcmtEZWxpdmVyZWRSZXF1ZXN0SAASOAoGdHlwaW5nGAQgASgLMiYuc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kVHlwaW5nUmVxdWVzdEgAEjQKBHJlYWQYBSABKAsyJC5zd2l0Y2hib2FyZC5jaGF0LnYxLk1hcmtSZWFkUmVxdWVzdEgAQgcKBWZyYW1lIiAKC1Nlc3Npb25PcGVuEhEKCWRldmljZV9pZBgBIAEoCSK1AQoPU2Vzc2lvblJlc3BvbnNlEjQKBm9wZW5lZBgBIAEoCzIiLnN3aXRjaGJvYXJkLmNoYXQudjEuU2Vzc2lvbk9wZW5lZEgAEjEKBmV2ZW50cxgCIAEoCzIfLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhdEV2ZW50c0gAEjAKCHNlbmRfYWNrGAMgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kQWNrSABCBwoFZnJhbWUiWgoNU2Vzc2lvbk9wZW5lZBIRCglzZXJ2ZXJfaWQYASABKAkSNgoTa2VlcF9hbGl2ZV9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKZAQoHU2VuZEFjaxIZChFjbGllbnRfbWVzc2FnZV9pZBgBIAEoCRI4CgRzZW50GAIgASgLMiguc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlSAASLwoFZXJyb3IYAyABKAsyHi5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlbmRFcnJvckgAQggKBnJlc3VsdCIqCglTZW5kRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJKlwKC0NoYW5uZWxUeXBlEhwKGENIQU5ORUxfVFlQRV9VTlNQRUNJRklFRBAAEhcKE0NIQU5ORUxfVFlQRV9ESVJFQ1QQARIWChJDSEFOTkVMX1RZUEVfR1JPVVAQAipvCgpNZW1iZXJSb2xlEhsKF01FTUJFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFQoRTUVNQkVSX1JPTEVfT1dORVIQARIVChFNRU1CRVJfUk9MRV9BRE1JThACEhYKEk1FTUJFUl9ST0xFX01FTUJFUhADKl4KC1JlY2VpcHRLaW5kEhwKGFJFQ0VJUFRfS0lORF9VTlNQRUNJRklFRBAAEhoKFlJFQ0VJUFRfS0lORF9ERUxJVkVSRUQQARIVChFSRUNFSVBUX0tJTkRfUkVBRBACKtYBChBNZW1iZXJDaGFuZ2VLaW5kEiIKHk1FTUJFUl9DSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEh4KGk1FTUJFUl9DSEFOR0VfS0lORF9DUkVBVEVEEAESHAoYTUVNQkVSX0NIQU5HRV9LSU5EX0FEREVEEAISHgoaTUVNQkVSX0NIQU5HRV9LSU5EX1JFTU9WRUQQAxIbChdNRU1CRVJfQ0hBTkdFX0tJTkRfTEVGVBAEEiMKH01FTUJFUl9DSEFOR0VfS0lORF9ST0xFX0NIQU5HRUQQBTL2DAoLQ2hhdFNlcnZpY2USfQoTQ3JlYXRlRGlyZWN0Q2hhbm5lbBIvLnN3aXRjaGJvYXJkLmNoYXQudjEuQ3JlYXRlRGlyZWN0Q2hhbm5lbFJlcXVlc3QaMC5zd2l0Y2hib2FyZC5jaGF0LnYxLkNyZWF0ZURpcmVjdENoYW5uZWxSZXNwb25zZSIDkAICEnUKEkNyZWF0ZUdyb3VwQ2hhbm5lbBIuLnN3aXRjaGJvYXJkLmNoYXQudjEuQ3JlYXRlR3JvdXBDaGFubmVsUmVxdWVzdBovLnN3aXRjaGJvYXJkLmNoYXQudjEuQ3JlYXRlR3JvdXBDaGFubmVsUmVzcG9uc2USYgoKR2V0Q2hhbm5lbBImLnN3aXRjaGJvYXJkLmNoYXQudjEuR2V0Q2hhbm5lbFJlcXVlc3QaJy5zd2l0Y2hib2FyZC5jaGF0LnYxLkdldENoYW5uZWxSZXNwb25zZSIDkAIBEmIKCkFkZE1lbWJlcnMSJi5zd2l0Y2hib2FyZC5jaGF0LnYxLkFkZE1lbWJlcnNSZXF1ZXN0Gicuc3dpdGNoYm9hcmQuY2hhdC52MS5BZGRNZW1iZXJzUmVzcG9uc2UiA5ACAhJoCgxSZW1vdmVNZW1iZXISKC5zd2l0Y2hib2FyZC5jaGF0LnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaKS5zd2l0Y2hib2FyZC5jaGF0LnYxLlJlbW92ZU1lbWJlclJlc3BvbnNlIgOQAgISaAoMTGVhdmVDaGFubmVsEiguc3dpdGNoYm9hcmQuY2hhdC52MS5MZWF2ZUNoYW5uZWxSZXF1ZXN0Gikuc3dpdGNoYm9hcmQuY2hhdC52MS5MZWF2ZUNoYW5uZWxSZXNwb25zZSIDkAICEm4KDkxpc3RNeUNoYW5uZWxzEiouc3dpdGNoYm9hcmQuY2hhdC52MS5MaXN0TXlDaGFubmVsc1JlcXVlc3QaKy5zd2l0Y2hib2FyZC5jaGF0LnYxLkxpc3RNeUNoYW5uZWxzUmVzcG9uc2UiA5ACARJgCgtTZW5kTWVzc2FnZRInLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0Giguc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kTWVzc2FnZVJlc3BvbnNlEmIKCkdldEhpc3RvcnkSJi5zd2l0Y2hib2FyZC5jaGF0LnYxLkdldEhpc3RvcnlSZXF1ZXN0Gicuc3dpdGNoYm9hcmQuY2hhdC52MS5HZXRIaXN0b3J5UmVzcG9uc2UiA5ACARJQCgRTeW5jEiAuc3dpdGNoYm9hcmQuY2hhdC52MS5TeW5jUmVxdWVzdBohLnN3aXRjaGJvYXJkLmNoYXQudjEuU3luY1Jlc3BvbnNlIgOQAgESXAoITWFya1JlYWQSJC5zd2l0Y2hib2FyZC5jaGF0LnYxLk1hcmtSZWFkUmVxdWVzdBolLnN3aXRjaGJvYXJkLmNoYXQudjEuTWFya1JlYWRSZXNwb25zZSIDkAICEmsKDU1hcmtEZWxpdmVyZWQSKS5zd2l0Y2hib2FyZC5jaGF0LnYxLk1hcmtEZWxpdmVyZWRSZXF1ZXN0Giouc3dpdGNoYm9hcmQuY2hhdC52MS5NYXJrRGVsaXZlcmVkUmVzcG9uc2UiA5ACAhJrCg1EZWxldGVNZXNzYWdlEikuc3dpdGNoYm9hcmQuY2hhdC52MS5EZWxldGVNZXNzYWdlUmVxdWVzdBoqLnN3aXRjaGJvYXJkLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlc3BvbnNlIgOQAgISXQoKU2VuZFR5cGluZxImLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3QaJy5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlbmRUeXBpbmdSZXNwb25zZRJcCglTdWJzY3JpYmUSJS5zd2l0Y2hib2FyZC5jaGF0LnYxLlN1YnNjcmliZVJlcXVlc3QaJi5zd2l0Y2hib2FyZC5jaGF0LnYxLlN1YnNjcmliZVJlc3BvbnNlMAESWAoHU2Vzc2lvbhIjLnN3aXRjaGJvYXJkLmNoYXQudjEuU2Vzc2lvblJlcXVlc3QaJC5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlc3Npb25SZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_presence_v1_presence]);
+  fileDesc("Ch5zd2l0Y2hib2FyZC9jaGF0L3YxL2NoYXQucHJvdG8SE3N3aXRjaGJvYXJkLmNoYXQudjEigAIKB0NoYW5uZWwSEgoKY2hhbm5lbF9pZBgBIAEoCRIuCgR0eXBlGAIgASgOMiAuc3dpdGNoYm9hcmQuY2hhdC52MS5DaGFubmVsVHlwZRIMCgRuYW1lGAMgASgJEiwKB21lbWJlcnMYBCADKAsyGy5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lbWJlchIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPbGFzdF9tZXNzYWdlX2lkGAYgASgEEhUKDXJlYWRfdXBfdG9faWQYByABKAQSFAoMdW5yZWFkX2NvdW50GAggASgNIncKBk1lbWJlchIPCgd1c2VyX2lkGAEgASgJEi0KBHJvbGUYAiABKA4yHy5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lbWJlclJvbGUSLQoJam9pbl90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLgAQoHTWVzc2FnZRISCgptZXNzYWdlX2lkGAEgASgEEhIKCmNoYW5uZWxfaWQYAiABKAkSEQoJc2VuZGVyX2lkGAMgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAQgASgJEgwKBHRleHQYBSABKAkSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2RlbGV0ZWQYByABKAgSLwoLZGVsZXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjIKGkNyZWF0ZURpcmVjdENoYW5uZWxSZXF1ZXN0EhQKDHBlZXJfdXNlcl9pZBgBIAEoCSJdChtDcmVhdGVEaXJlY3RDaGFubmVsUmVzcG9uc2USLQoHY2hhbm5lbBgBIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhbm5lbBIPCgdjcmVhdGVkGAIgASgIIlYKGUNyZWF0ZUdyb3VwQ2hhbm5lbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIXCg9tZW1iZXJfdXNlcl9pZHMYAiADKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJLChpDcmVhdGVHcm91cENoYW5uZWxSZXNwb25zZRItCgdjaGFubmVsGAEgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5DaGFubmVsIicKEUdldENoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkiQwoSR2V0Q2hhbm5lbFJlc3BvbnNlEi0KB2NoYW5uZWwYASABKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLkNoYW5uZWwiOQoRQWRkTWVtYmVyc1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoCRIQCgh1c2VyX2lkcxgCIAMoCSJbChJBZGRNZW1iZXJzUmVzcG9uc2USLQoHY2hhbm5lbBgBIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhbm5lbBIWCg5hZGRlZF91c2VyX2lkcxgCIAMoCSI6ChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCSIWChRSZW1vdmVNZW1iZXJSZXNwb25zZSIpChNMZWF2ZUNoYW5uZWxSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkiFgoUTGVhdmVDaGFubmVsUmVzcG9uc2UiPgoVTGlzdE15Q2hhbm5lbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJImEKFkxpc3RNeUNoYW5uZWxzUmVzcG9uc2USLgoIY2hhbm5lbHMYASADKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLkNoYW5uZWwSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlEKElNlbmRNZXNzYWdlUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEhkKEWNsaWVudF9tZXNzYWdlX2lkGAIgASgJEgwKBHRleHQYAyABKAkiVwoTU2VuZE1lc3NhZ2VSZXNwb25zZRItCgdtZXNzYWdlGAEgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5NZXNzYWdlEhEKCWR1cGxpY2F0ZRgCIAEoCCJtChFHZXRIaXN0b3J5UmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEhMKCWJlZm9yZV9pZBgCIAEoBEgAEhIKCGFmdGVyX2lkGAMgASgESAASEQoJcGFnZV9zaXplGAQgASgFQggKBmFuY2hvciJWChJHZXRIaXN0b3J5UmVzcG9uc2USLgoIbWVzc2FnZXMYASADKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lc3NhZ2USEAoIaGFzX21vcmUYAiABKAgiQwoLU3luY1JlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEg4KBmN1cnNvchgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUidAoMU3luY1Jlc3BvbnNlEi4KBmV2ZW50cxgBIAMoCzIeLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhdEV2ZW50EhMKC25leHRfY3Vyc29yGAIgASgJEhAKCGhhc19tb3JlGAMgASgIEg0KBXJlc2V0GAQgASgIIjcKD01hcmtSZWFkUmVxdWVzdBISCgpjaGFubmVsX2lkGAEgASgJEhAKCHVwX3RvX2lkGAIgASgEIikKEE1hcmtSZWFkUmVzcG9uc2USFQoNcmVhZF91cF90b19pZBgBIAEoBCJPChRNYXJrRGVsaXZlcmVkUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEgoKY2hhbm5lbF9pZBgCIAEoCRIQCgh1cF90b19pZBgDIAEoBCIzChVNYXJrRGVsaXZlcmVkUmVzcG9uc2USGgoSZGVsaXZlcmVkX3VwX3RvX2lkGAEgASgEIj4KFERlbGV0ZU1lc3NhZ2VSZXF1ZXN0EhIKCmNoYW5uZWxfaWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoBCIXChVEZWxldGVNZXNzYWdlUmVzcG9uc2UiNwoRU2VuZFR5cGluZ1JlcXVlc3QSEgoKY2hhbm5lbF9pZBgBIAEoCRIOCgZhY3RpdmUYAiABKAgiFAoSU2VuZFR5cGluZ1Jlc3BvbnNlIiUKEFN1YnNjcmliZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJIkMKEVN1YnNjcmliZVJlc3BvbnNlEi4KBmV2ZW50cxgBIAMoCzIeLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhdEV2ZW50IowBCgxSZWxheVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgEEi4KBG9wZW4YAiABKAsyHi5zd2l0Y2hib2FyZC5jaGF0LnYxLlJlbGF5T3BlbkgAEjAKBWNsb3NlGAMgASgLMh8uc3dpdGNoYm9hcmQuY2hhdC52MS5SZWxheUNsb3NlSABCBwoFZnJhbWUiOgoJUmVsYXlPcGVuEhEKCWRldmljZV9pZBgBIAEoCRIaChJpZGVudGl0eV9hc3NlcnRpb24YAiABKAkiDAoKUmVsYXlDbG9zZSJACg1SZWxheVJlc3BvbnNlEi8KBmZyYW1lcxgBIAMoCzIfLnN3aXRjaGJvYXJkLmNoYXQudjEuUmVsYXlGcmFtZSKSAQoKUmVsYXlGcmFtZRIRCglzdHJlYW1faWQYASABKAQSOgoIcmVzcG9uc2UYAiABKAsyJi5zd2l0Y2hib2FyZC5jaGF0LnYxLlN1YnNjcmliZVJlc3BvbnNlSAASLAoDZW5kGAMgASgLMh0uc3dpdGNoYm9hcmQuY2hhdC52MS5SZWxheUVuZEgAQgcKBWZyYW1lIlkKCFJlbGF5RW5kEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIbCg5yZXRyeV9hZnRlcl9tcxgDIAEoA0gAiAEBQhEKD19yZXRyeV9hZnRlcl9tcyI8CgpDaGF0RXZlbnRzEi4KBmV2ZW50cxgBIAMoCzIeLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhdEV2ZW50ItYDCglDaGF0RXZlbnQSDgoGY3Vyc29yGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGV2ZW50X2lkGAMgASgEEi8KB21lc3NhZ2UYCiABKAsyHC5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lc3NhZ2VIABIvCgdyZWNlaXB0GAsgASgLMhwuc3dpdGNoYm9hcmQuY2hhdC52MS5SZWNlaXB0SAASNgoHZGVsZXRlZBgMIAEoCzIjLnN3aXRjaGJvYXJkLmNoYXQudjEuTWVzc2FnZURlbGV0ZWRIABItCgZ0eXBpbmcYDSABKAsyGy5zd2l0Y2hib2FyZC5jaGF0LnYxLlR5cGluZ0gAEjoKDW1lbWJlcl9jaGFuZ2UYDiABKAsyIS5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lbWJlckNoYW5nZUgAEjQKCmtlZXBfYWxpdmUYDyABKAsyHi5zd2l0Y2hib2FyZC5jaGF0LnYxLktlZXBBbGl2ZUgAEjkKCHByZXNlbmNlGBAgASgLMiUuc3dpdGNoYm9hcmQucHJlc2VuY2UudjEuVXNlclByZXNlbmNlSABCBwoFZXZlbnQigwEKB1JlY2VpcHQSEgoKY2hhbm5lbF9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEi4KBGtpbmQYAyABKA4yIC5zd2l0Y2hib2FyZC5jaGF0LnYxLlJlY2VpcHRLaW5kEhAKCHVwX3RvX2lkGAQgASgEEhEKCWRldmljZV9pZBgFIAEoCSJ9Cg5NZXNzYWdlRGVsZXRlZBISCgpjaGFubmVsX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAQSEgoKZGVsZXRlZF9ieRgDIAEoCRIvCgtkZWxldGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPQoGVHlwaW5nEhIKCmNoYW5uZWxfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIOCgZhY3RpdmUYAyABKAgiqgEKDE1lbWJlckNoYW5nZRISCgpjaGFubmVsX2lkGAEgASgJEjMKBGtpbmQYAiABKA4yJS5zd2l0Y2hib2FyZC5jaGF0LnYxLk1lbWJlckNoYW5nZUtpbmQSEAoIdXNlcl9pZHMYAyADKAkSEAoIYWN0b3JfaWQYBCABKAkSLQoHY2hhbm5lbBgFIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuQ2hhbm5lbCILCglLZWVwQWxpdmUirgIKDlNlc3Npb25SZXF1ZXN0EjAKBG9wZW4YASABKAsyIC5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlc3Npb25PcGVuSAASNwoEc2VuZBgCIAEoCzInLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXF1ZXN0SAASOAoDYWNrGAMgASgLMikuc3dpdGNoYm9hcmQuY2hhdC52MS5NYXJrRGVsaXZlcmVkUmVxdWVzdEgAEjgKBnR5cGluZxgEIAEoCzImLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZFR5cGluZ1JlcXVlc3RIABI0CgRyZWFkGAUgASgLMiQuc3dpdGNoYm9hcmQuY2hhdC52MS5NYXJrUmVhZFJlcXVlc3RIAEIHCgVmcmFtZSIgCgtTZXNzaW9uT3BlbhIRCglkZXZpY2VfaWQYASABKAkitQEKD1Nlc3Npb25SZXNwb25zZRI0CgZvcGVuZWQYASABKAsyIi5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlc3Npb25PcGVuZWRIABIxCgZldmVudHMYAiABKAsyHy5zd2l0Y2hib2FyZC5jaGF0LnYxLkNoYXRFdmVudHNIABIwCghzZW5kX2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZEFja0gAQgcKBWZyYW1lIloKDVNlc3Npb25PcGVuZWQSEQoJc2VydmVyX2lkGAEgASgJEjYKE2tlZXBfYWxpdmVfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24imQEKB1NlbmRBY2sSGQoRY2xpZW50X21lc3NhZ2VfaWQYASABKAkSOAoEc2VudBgCIAEoCzIoLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZUgAEi8KBWVycm9yGAMgASgLMh4uc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kRXJyb3JIAEIICgZyZXN1bHQiKgoJU2VuZEVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCSpcCgtDaGFubmVsVHlwZRIcChhDSEFOTkVMX1RZUEVfVU5TUEVDSUZJRUQQABIXChNDSEFOTkVMX1RZUEVfRElSRUNUEAESFgoSQ0hBTk5FTF9UWVBFX0dST1VQEAIqbwoKTWVtYmVyUm9sZRIbChdNRU1CRVJfUk9MRV9VTlNQRUNJRklFRBAAEhUKEU1FTUJFUl9ST0xFX09XTkVSEAESFQoRTUVNQkVSX1JPTEVfQURNSU4QAhIWChJNRU1CRVJfUk9MRV9NRU1CRVIQAypeCgtSZWNlaXB0S2luZBIcChhSRUNFSVBUX0tJTkRfVU5TUEVDSUZJRUQQABIaChZSRUNFSVBUX0tJTkRfREVMSVZFUkVEEAESFQoRUkVDRUlQVF9LSU5EX1JFQUQQAirWAQoQTWVtYmVyQ2hhbmdlS2luZBIiCh5NRU1CRVJfQ0hBTkdFX0tJTkRfVU5TUEVDSUZJRUQQABIeChpNRU1CRVJfQ0hBTkdFX0tJTkRfQ1JFQVRFRBABEhwKGE1FTUJFUl9DSEFOR0VfS0lORF9BRERFRBACEh4KGk1FTUJFUl9DSEFOR0VfS0lORF9SRU1PVkVEEAMSGwoXTUVNQkVSX0NIQU5HRV9LSU5EX0xFRlQQBBIjCh9NRU1CRVJfQ0hBTkdFX0tJTkRfUk9MRV9DSEFOR0VEEAUyyg0KC0NoYXRTZXJ2aWNlEn0KE0NyZWF0ZURpcmVjdENoYW5uZWwSLy5zd2l0Y2hib2FyZC5jaGF0LnYxLkNyZWF0ZURpcmVjdENoYW5uZWxSZXF1ZXN0GjAuc3dpdGNoYm9hcmQuY2hhdC52MS5DcmVhdGVEaXJlY3RDaGFubmVsUmVzcG9uc2UiA5ACAhJ1ChJDcmVhdGVHcm91cENoYW5uZWwSLi5zd2l0Y2hib2FyZC5jaGF0LnYxLkNyZWF0ZUdyb3VwQ2hhbm5lbFJlcXVlc3QaLy5zd2l0Y2hib2FyZC5jaGF0LnYxLkNyZWF0ZUdyb3VwQ2hhbm5lbFJlc3BvbnNlEmIKCkdldENoYW5uZWwSJi5zd2l0Y2hib2FyZC5jaGF0LnYxLkdldENoYW5uZWxSZXF1ZXN0Gicuc3dpdGNoYm9hcmQuY2hhdC52MS5HZXRDaGFubmVsUmVzcG9uc2UiA5ACARJiCgpBZGRNZW1iZXJzEiYuc3dpdGNoYm9hcmQuY2hhdC52MS5BZGRNZW1iZXJzUmVxdWVzdBonLnN3aXRjaGJvYXJkLmNoYXQudjEuQWRkTWVtYmVyc1Jlc3BvbnNlIgOQAgISaAoMUmVtb3ZlTWVtYmVyEiguc3dpdGNoYm9hcmQuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXF1ZXN0Gikuc3dpdGNoYm9hcmQuY2hhdC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZSIDkAICEmgKDExlYXZlQ2hhbm5lbBIoLnN3aXRjaGJvYXJkLmNoYXQudjEuTGVhdmVDaGFubmVsUmVxdWVzdBopLnN3aXRjaGJvYXJkLmNoYXQudjEuTGVhdmVDaGFubmVsUmVzcG9uc2UiA5ACAhJuCg5MaXN0TXlDaGFubmVscxIqLnN3aXRjaGJvYXJkLmNoYXQudjEuTGlzdE15Q2hhbm5lbHNSZXF1ZXN0Gisuc3dpdGNoYm9hcmQuY2hhdC52MS5MaXN0TXlDaGFubmVsc1Jlc3BvbnNlIgOQAgESYAoLU2VuZE1lc3NhZ2USJy5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlbmRNZXNzYWdlUmVxdWVzdBooLnN3aXRjaGJvYXJkLmNoYXQudjEuU2VuZE1lc3NhZ2VSZXNwb25zZRJiCgpHZXRIaXN0b3J5EiYuc3dpdGNoYm9hcmQuY2hhdC52MS5HZXRIaXN0b3J5UmVxdWVzdBonLnN3aXRjaGJvYXJkLmNoYXQudjEuR2V0SGlzdG9yeVJlc3BvbnNlIgOQAgESUAoEU3luYxIgLnN3aXRjaGJvYXJkLmNoYXQudjEuU3luY1JlcXVlc3QaIS5zd2l0Y2hib2FyZC5jaGF0LnYxLlN5bmNSZXNwb25zZSIDkAIBElwKCE1hcmtSZWFkEiQuc3dpdGNoYm9hcmQuY2hhdC52MS5NYXJrUmVhZFJlcXVlc3QaJS5zd2l0Y2hib2FyZC5jaGF0LnYxLk1hcmtSZWFkUmVzcG9uc2UiA5ACAhJrCg1NYXJrRGVsaXZlcmVkEikuc3dpdGNoYm9hcmQuY2hhdC52MS5NYXJrRGVsaXZlcmVkUmVxdWVzdBoqLnN3aXRjaGJvYXJkLmNoYXQudjEuTWFya0RlbGl2ZXJlZFJlc3BvbnNlIgOQAgISawoNRGVsZXRlTWVzc2FnZRIpLnN3aXRjaGJvYXJkLmNoYXQudjEuRGVsZXRlTWVzc2FnZVJlcXVlc3QaKi5zd2l0Y2hib2FyZC5jaGF0LnYxLkRlbGV0ZU1lc3NhZ2VSZXNwb25zZSIDkAICEl0KClNlbmRUeXBpbmcSJi5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlbmRUeXBpbmdSZXF1ZXN0Gicuc3dpdGNoYm9hcmQuY2hhdC52MS5TZW5kVHlwaW5nUmVzcG9uc2USXAoJU3Vic2NyaWJlEiUuc3dpdGNoYm9hcmQuY2hhdC52MS5TdWJzY3JpYmVSZXF1ZXN0GiYuc3dpdGNoYm9hcmQuY2hhdC52MS5TdWJzY3JpYmVSZXNwb25zZTABElgKB1Nlc3Npb24SIy5zd2l0Y2hib2FyZC5jaGF0LnYxLlNlc3Npb25SZXF1ZXN0GiQuc3dpdGNoYm9hcmQuY2hhdC52MS5TZXNzaW9uUmVzcG9uc2UoATABElIKBVJlbGF5EiEuc3dpdGNoYm9hcmQuY2hhdC52MS5SZWxheVJlcXVlc3QaIi5zd2l0Y2hib2FyZC5jaGF0LnYxLlJlbGF5UmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_presence_v1_presence]);
 
 /**
  * @generated from message switchboard.chat.v1.Channel
@@ -954,6 +954,172 @@ export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE_
   messageDesc(file_switchboard_chat_v1_chat, 32);
 
 /**
+ * @generated from message switchboard.chat.v1.RelayRequest
+ */
+export type RelayRequest = Message$1<"switchboard.chat.v1.RelayRequest"> & {
+  /**
+   * Chosen by the gateway, unique on this call; never reused on it.
+   *
+   * @generated from field: uint64 stream_id = 1;
+   */
+  streamId: bigint;
+
+  /**
+   * @generated from oneof switchboard.chat.v1.RelayRequest.frame
+   */
+  frame: {
+    /**
+     * @generated from field: switchboard.chat.v1.RelayOpen open = 2;
+     */
+    value: RelayOpen;
+    case: "open";
+  } | {
+    /**
+     * The client left: detach the stream (no `end` follows).
+     *
+     * @generated from field: switchboard.chat.v1.RelayClose close = 3;
+     */
+    value: RelayClose;
+    case: "close";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.chat.v1.RelayRequest.
+ * Use `create(RelayRequestSchema)` to create a new message.
+ */
+export const RelayRequestSchema: GenMessage<RelayRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_chat_v1_chat, 33);
+
+/**
+ * @generated from message switchboard.chat.v1.RelayOpen
+ */
+export type RelayOpen = Message$1<"switchboard.chat.v1.RelayOpen"> & {
+  /**
+   * As SubscribeRequest.device_id.
+   *
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * The gateway's identity assertion of the caller, signed for
+   * /switchboard.chat.v1.ChatService/Subscribe.
+   *
+   * @generated from field: string identity_assertion = 2;
+   */
+  identityAssertion: string;
+};
+
+/**
+ * Describes the message switchboard.chat.v1.RelayOpen.
+ * Use `create(RelayOpenSchema)` to create a new message.
+ */
+export const RelayOpenSchema: GenMessage<RelayOpen> = /*@__PURE__*/
+  messageDesc(file_switchboard_chat_v1_chat, 34);
+
+/**
+ * @generated from message switchboard.chat.v1.RelayClose
+ */
+export type RelayClose = Message$1<"switchboard.chat.v1.RelayClose"> & {
+};
+
+/**
+ * Describes the message switchboard.chat.v1.RelayClose.
+ * Use `create(RelayCloseSchema)` to create a new message.
+ */
+export const RelayCloseSchema: GenMessage<RelayClose> = /*@__PURE__*/
+  messageDesc(file_switchboard_chat_v1_chat, 35);
+
+/**
+ * @generated from message switchboard.chat.v1.RelayResponse
+ */
+export type RelayResponse = Message$1<"switchboard.chat.v1.RelayResponse"> & {
+  /**
+   * Frames of any streams on the call, each stream's in order.
+   *
+   * @generated from field: repeated switchboard.chat.v1.RelayFrame frames = 1;
+   */
+  frames: RelayFrame[];
+};
+
+/**
+ * Describes the message switchboard.chat.v1.RelayResponse.
+ * Use `create(RelayResponseSchema)` to create a new message.
+ */
+export const RelayResponseSchema: GenMessage<RelayResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_chat_v1_chat, 36);
+
+/**
+ * @generated from message switchboard.chat.v1.RelayFrame
+ */
+export type RelayFrame = Message$1<"switchboard.chat.v1.RelayFrame"> & {
+  /**
+   * @generated from field: uint64 stream_id = 1;
+   */
+  streamId: bigint;
+
+  /**
+   * @generated from oneof switchboard.chat.v1.RelayFrame.frame
+   */
+  frame: {
+    /**
+     * What Subscribe would send on this stream.
+     *
+     * @generated from field: switchboard.chat.v1.SubscribeResponse response = 2;
+     */
+    value: SubscribeResponse;
+    case: "response";
+  } | {
+    /**
+     * The stream ended; no frame of it follows.
+     *
+     * @generated from field: switchboard.chat.v1.RelayEnd end = 3;
+     */
+    value: RelayEnd;
+    case: "end";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.chat.v1.RelayFrame.
+ * Use `create(RelayFrameSchema)` to create a new message.
+ */
+export const RelayFrameSchema: GenMessage<RelayFrame> = /*@__PURE__*/
+  messageDesc(file_switchboard_chat_v1_chat, 37);
+
+/**
+ * @generated from message switchboard.chat.v1.RelayEnd
+ */
+export type RelayEnd = Message$1<"switchboard.chat.v1.RelayEnd"> & {
+  /**
+   * gRPC status code; 0 when the stream ended without an error.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The retry hint (retry-after-ms) of an UNAVAILABLE end, when there is one.
+   *
+   * @generated from field: optional int64 retry_after_ms = 3;
+   */
+  retryAfterMs?: bigint | undefined;
+};
+
+/**
+ * Describes the message switchboard.chat.v1.RelayEnd.
+ * Use `create(RelayEndSchema)` to create a new message.
+ */
+export const RelayEndSchema: GenMessage<RelayEnd> = /*@__PURE__*/
+  messageDesc(file_switchboard_chat_v1_chat, 38);
+
+/**
  * Live events in order (see SubscribeResponse.events).
  *
  * @generated from message switchboard.chat.v1.ChatEvents
@@ -970,7 +1136,7 @@ export type ChatEvents = Message$1<"switchboard.chat.v1.ChatEvents"> & {
  * Use `create(ChatEventsSchema)` to create a new message.
  */
 export const ChatEventsSchema: GenMessage<ChatEvents> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 33);
+  messageDesc(file_switchboard_chat_v1_chat, 39);
 
 /**
  * One event seen by a member's device (live on Subscribe / Session, and the
@@ -1075,7 +1241,7 @@ export type ChatEvent = Message$1<"switchboard.chat.v1.ChatEvent"> & {
  * Use `create(ChatEventSchema)` to create a new message.
  */
 export const ChatEventSchema: GenMessage<ChatEvent> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 34);
+  messageDesc(file_switchboard_chat_v1_chat, 40);
 
 /**
  * @generated from message switchboard.chat.v1.Receipt
@@ -1118,7 +1284,7 @@ export type Receipt = Message$1<"switchboard.chat.v1.Receipt"> & {
  * Use `create(ReceiptSchema)` to create a new message.
  */
 export const ReceiptSchema: GenMessage<Receipt> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 35);
+  messageDesc(file_switchboard_chat_v1_chat, 41);
 
 /**
  * @generated from message switchboard.chat.v1.MessageDeleted
@@ -1152,7 +1318,7 @@ export type MessageDeleted = Message$1<"switchboard.chat.v1.MessageDeleted"> & {
  * Use `create(MessageDeletedSchema)` to create a new message.
  */
 export const MessageDeletedSchema: GenMessage<MessageDeleted> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 36);
+  messageDesc(file_switchboard_chat_v1_chat, 42);
 
 /**
  * @generated from message switchboard.chat.v1.Typing
@@ -1183,7 +1349,7 @@ export type Typing = Message$1<"switchboard.chat.v1.Typing"> & {
  * Use `create(TypingSchema)` to create a new message.
  */
 export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 37);
+  messageDesc(file_switchboard_chat_v1_chat, 43);
 
 /**
  * @generated from message switchboard.chat.v1.MemberChange
@@ -1227,7 +1393,7 @@ export type MemberChange = Message$1<"switchboard.chat.v1.MemberChange"> & {
  * Use `create(MemberChangeSchema)` to create a new message.
  */
 export const MemberChangeSchema: GenMessage<MemberChange> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 38);
+  messageDesc(file_switchboard_chat_v1_chat, 44);
 
 /**
  * @generated from message switchboard.chat.v1.KeepAlive
@@ -1240,7 +1406,7 @@ export type KeepAlive = Message$1<"switchboard.chat.v1.KeepAlive"> & {
  * Use `create(KeepAliveSchema)` to create a new message.
  */
 export const KeepAliveSchema: GenMessage<KeepAlive> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 39);
+  messageDesc(file_switchboard_chat_v1_chat, 45);
 
 /**
  * Frames a native client sends on Session.
@@ -1299,7 +1465,7 @@ export type SessionRequest = Message$1<"switchboard.chat.v1.SessionRequest"> & {
  * Use `create(SessionRequestSchema)` to create a new message.
  */
 export const SessionRequestSchema: GenMessage<SessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 40);
+  messageDesc(file_switchboard_chat_v1_chat, 46);
 
 /**
  * @generated from message switchboard.chat.v1.SessionOpen
@@ -1319,7 +1485,7 @@ export type SessionOpen = Message$1<"switchboard.chat.v1.SessionOpen"> & {
  * Use `create(SessionOpenSchema)` to create a new message.
  */
 export const SessionOpenSchema: GenMessage<SessionOpen> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 41);
+  messageDesc(file_switchboard_chat_v1_chat, 47);
 
 /**
  * Frames the server sends on Session.
@@ -1362,7 +1528,7 @@ export type SessionResponse = Message$1<"switchboard.chat.v1.SessionResponse"> &
  * Use `create(SessionResponseSchema)` to create a new message.
  */
 export const SessionResponseSchema: GenMessage<SessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 42);
+  messageDesc(file_switchboard_chat_v1_chat, 48);
 
 /**
  * @generated from message switchboard.chat.v1.SessionOpened
@@ -1388,7 +1554,7 @@ export type SessionOpened = Message$1<"switchboard.chat.v1.SessionOpened"> & {
  * Use `create(SessionOpenedSchema)` to create a new message.
  */
 export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 43);
+  messageDesc(file_switchboard_chat_v1_chat, 49);
 
 /**
  * @generated from message switchboard.chat.v1.SendAck
@@ -1428,7 +1594,7 @@ export type SendAck = Message$1<"switchboard.chat.v1.SendAck"> & {
  * Use `create(SendAckSchema)` to create a new message.
  */
 export const SendAckSchema: GenMessage<SendAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 44);
+  messageDesc(file_switchboard_chat_v1_chat, 50);
 
 /**
  * @generated from message switchboard.chat.v1.SendError
@@ -1453,7 +1619,7 @@ export type SendError = Message$1<"switchboard.chat.v1.SendError"> & {
  * Use `create(SendErrorSchema)` to create a new message.
  */
 export const SendErrorSchema: GenMessage<SendError> = /*@__PURE__*/
-  messageDesc(file_switchboard_chat_v1_chat, 45);
+  messageDesc(file_switchboard_chat_v1_chat, 51);
 
 /**
  * @generated from enum switchboard.chat.v1.ChannelType
@@ -1859,6 +2025,24 @@ export const ChatService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof SessionRequestSchema;
     output: typeof SessionResponseSchema;
+  },
+  /**
+   * INTERNAL (gateway -> chat server; the gateway does not serve it): many
+   * devices' Subscribe streams carried on one call, so that an idle
+   * subscriber costs neither side an HTTP/2 stream and an RPC of its own.
+   * The gateway opens a relayed stream with `open` (its identity assertion
+   * is verified as for Subscribe), the server answers with frames tagged by
+   * stream_id: the same SubscribeResponses Subscribe would send, first the
+   * attached keep_alive, then events, and finally `end`. Keep-alives of idle
+   * streams are the gateway's own. `close` detaches a stream whose client
+   * left. When the call ends, every stream on it has ended (UNAVAILABLE).
+   *
+   * @generated from rpc switchboard.chat.v1.ChatService.Relay
+   */
+  relay: {
+    methodKind: "bidi_streaming";
+    input: typeof RelayRequestSchema;
+    output: typeof RelayResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_chat_v1_chat, 0);

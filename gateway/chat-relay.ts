@@ -1,0 +1,283 @@
+/**
+ * The gateway's end of ChatService.Relay (services/chat/live/relay.ts): every Subscribe stream
+ * this gateway places on one chat server rides on one Relay call to it, instead of an RPC (a
+ * grpc-js call stack and an HTTP/2 stream on each side) per subscriber.
+ *
+ * - Each relayed stream has an outbox here as on the chat server: a client that stops reading is
+ *   ended as a slow consumer (RESOURCE_EXHAUSTED) once `outboxEvents` events wait for it, and the
+ *   chat server is told to detach it. The call itself is always read, so one stuck client never
+ *   holds back the others.
+ * - Keep-alives of idle streams are made here (one timer per call, not one per stream): the
+ *   chat server sends none on a relay. A stream idle for about `keepAliveMs` gets one.
+ * - When the call ends (the chat server died, its connection dropped, the relay was closed),
+ *   every stream on it ends with UNAVAILABLE and a retry hint: the clients reconnect and Sync.
+ */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  RelayRequestSchema,
+  SubscribeResponseSchema,
+  type RelayEnd,
+  type RelayFrame,
+  type RelayRequest,
+  type RelayResponse,
+  type SubscribeResponse,
+} from "../gen/switchboard/chat/v1/chat_pb.js";
+import { RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
+import { keepAliveEvent } from "../services/chat/live/device-stream.js";
+import { markAnswered } from "./forward.js";
+
+export type RelayCallFn = (requests: AsyncIterable<RelayRequest>, options: CallOptions) => AsyncIterable<RelayResponse>;
+
+export interface ChatRelayOptions {
+  /** Starts the Relay call on the chat server. */
+  readonly call: RelayCallFn;
+  /** A keep-alive for a stream idle about this long (never later). */
+  readonly keepAliveMs: number;
+  /** Events waiting for one client before its stream ends as a slow consumer. */
+  readonly outboxEvents: number;
+  readonly log?: Logger;
+  /** Told once when the call has ended. */
+  readonly onEnd?: () => void;
+}
+
+const retryNow = { [RETRY_AFTER_MS_HEADER]: "0", [RETRY_AFTER_HEADER]: "0" };
+
+const relayLost = (): ConnectError =>
+  new ConnectError("chat server connection lost: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryNow);
+
+const relayClosed = (): ConnectError =>
+  markAnswered(new ConnectError("chat server connection closed: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryNow));
+
+/** The slow-consumer end (same words as the chat server's, services/chat/live/device-stream.ts). */
+const slowConsumer = (outboxEvents: number): ConnectError =>
+  markAnswered(
+    new ConnectError(
+      `slow consumer: more than ${outboxEvents} events waited for this stream; call Sync from your last cursor and subscribe again`,
+      Code.ResourceExhausted,
+    ),
+  );
+
+/** The chat server's end of a stream as the client gets it. */
+function endError(end: RelayEnd): ConnectError | undefined {
+  if (end.code === 0) return undefined;
+  const metadata = new Headers();
+  if (end.retryAfterMs !== undefined) {
+    metadata.set(RETRY_AFTER_MS_HEADER, String(end.retryAfterMs));
+    metadata.set(RETRY_AFTER_HEADER, String(Math.ceil(Number(end.retryAfterMs) / 1000)));
+  }
+  return markAnswered(new ConnectError(end.message, end.code as Code, metadata));
+}
+
+/** Requests for the call: never blocking their writer (each is a few bytes; one per open or close). */
+class RequestQueue implements AsyncIterable<RelayRequest> {
+  private items: RelayRequest[] = [];
+  private wake: (() => void) | undefined;
+  private done = false;
+
+  push(req: RelayRequest): void {
+    if (this.done) return;
+    this.items.push(req);
+    this.wake?.();
+  }
+
+  end(): void {
+    this.done = true;
+    this.wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<RelayRequest> {
+    for (;;) {
+      if (this.items.length > 0) {
+        const batch = this.items;
+        this.items = [];
+        yield* batch;
+        continue;
+      }
+      if (this.done) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+  }
+}
+
+/** One client's stream on the call: its outbox and how it ended. */
+class RelayedStream {
+  private queue: (SubscribeResponse | undefined)[] = [];
+  private head = 0;
+  private queuedEvents = 0;
+  private wake: (() => void) | undefined;
+  private endedWith: { readonly error: ConnectError | undefined } | undefined;
+  /** The chat server has sent the attached notice (its first frame). */
+  attached = false;
+  /** When the client was last handed a response (or the stream opened). */
+  lastActivity = Date.now();
+
+  constructor(readonly id: bigint) {}
+
+  /** The reader waits with nothing queued. */
+  get idle(): boolean {
+    return this.wake !== undefined;
+  }
+
+  get ended(): boolean {
+    return this.endedWith !== undefined;
+  }
+
+  get queued(): number {
+    return this.queuedEvents;
+  }
+
+  push(res: SubscribeResponse): void {
+    if (this.endedWith) return;
+    this.queue.push(res);
+    this.queuedEvents += res.events.length;
+    this.wake?.();
+  }
+
+  end(error?: ConnectError): void {
+    if (this.endedWith) return;
+    this.endedWith = { error };
+    this.queue = [];
+    this.head = 0;
+    this.queuedEvents = 0;
+    this.wake?.();
+  }
+
+  async *responses(): AsyncGenerator<SubscribeResponse> {
+    for (;;) {
+      if (this.head < this.queue.length) {
+        const res = this.queue[this.head]!;
+        this.queue[this.head++] = undefined;
+        if (this.head === this.queue.length) {
+          this.queue = [];
+          this.head = 0;
+        }
+        this.queuedEvents -= res.events.length;
+        this.lastActivity = Date.now();
+        yield res;
+        continue;
+      }
+      if (this.endedWith) {
+        if (this.endedWith.error) throw this.endedWith.error;
+        return;
+      }
+      await new Promise<void>((resolve) => (this.wake = resolve));
+      this.wake = undefined;
+    }
+  }
+}
+
+/** One Relay call to one chat server and the streams on it. */
+export class ChatRelay {
+  private readonly streams = new Map<bigint, RelayedStream>();
+  private readonly requests = new RequestQueue();
+  private readonly abort = new AbortController();
+  private readonly ticker: NodeJS.Timeout;
+  private nextId = 1n;
+  private over: ConnectError | undefined;
+
+  constructor(private readonly opts: ChatRelayOptions) {
+    void this.read(opts.call(this.requests, { signal: this.abort.signal }));
+    // Ticks a fifth of the interval apart: a stream gets its keep-alive 80-100 % of the way in.
+    const tick = Math.max(20, Math.floor(opts.keepAliveMs / 5));
+    this.ticker = setInterval(() => this.keepAlives(opts.keepAliveMs - tick), tick);
+    this.ticker.unref();
+  }
+
+  /** Streams open on the call now. */
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /** The call has ended: no stream can open on it. */
+  get ended(): boolean {
+    return this.over !== undefined;
+  }
+
+  /**
+   * One client's Subscribe: the chat server's responses for it, keep-alives when idle. Ends when
+   * the chat server ends it (its status), the call ends (UNAVAILABLE), the client is too slow
+   * (RESOURCE_EXHAUSTED) or `signal` aborts (quietly; the chat server is told).
+   */
+  async *subscribe(deviceId: string, identityAssertion: string, signal?: AbortSignal): AsyncGenerator<SubscribeResponse> {
+    if (this.over) throw this.over;
+    const s = new RelayedStream(this.nextId++);
+    this.streams.set(s.id, s);
+    this.requests.push(create(RelayRequestSchema, { streamId: s.id, frame: { case: "open", value: { deviceId, identityAssertion } } }));
+    // An async generator waiting in an await cannot be returned from: ending the stream wakes it.
+    const leave = (): void => s.end();
+    signal?.addEventListener("abort", leave, { once: true });
+    if (signal?.aborted) s.end();
+    try {
+      yield* s.responses();
+    } finally {
+      signal?.removeEventListener("abort", leave);
+      s.end();
+      this.detach(s);
+    }
+  }
+
+  /** Ends the call and every stream on it (UNAVAILABLE: reconnect). */
+  close(): void {
+    this.fail(relayClosed());
+  }
+
+  private async read(responses: AsyncIterable<RelayResponse>): Promise<void> {
+    try {
+      for await (const res of responses) for (const frame of res.frames) this.take(frame);
+      this.opts.log?.warn("the chat server ended the relay call");
+    } catch (e) {
+      if (!this.over) this.opts.log?.warn({ err: e instanceof Error ? e.message : String(e) }, "relay call to the chat server failed");
+    }
+    this.fail(relayLost());
+  }
+
+  private take(frame: RelayFrame): void {
+    const s = this.streams.get(frame.streamId);
+    // Frames of a stream its client already left are in flight until the close arrives.
+    if (!s) return;
+    switch (frame.frame.case) {
+      case "response":
+        s.attached = true;
+        s.push(frame.frame.value);
+        if (s.queued > this.opts.outboxEvents) {
+          s.end(slowConsumer(this.opts.outboxEvents));
+          this.detach(s);
+        }
+        break;
+      case "end":
+        this.streams.delete(s.id);
+        s.end(endError(frame.frame.value));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Forgets a stream that ended here; the chat server is told unless it ended the stream itself. */
+  private detach(s: RelayedStream): void {
+    if (this.streams.get(s.id) !== s) return;
+    this.streams.delete(s.id);
+    this.requests.push(create(RelayRequestSchema, { streamId: s.id, frame: { case: "close", value: {} } }));
+  }
+
+  private keepAlives(idleMs: number): void {
+    const due = Date.now() - idleMs;
+    for (const s of this.streams.values()) {
+      if (s.attached && s.idle && s.lastActivity <= due) s.push(create(SubscribeResponseSchema, { events: [keepAliveEvent()] }));
+    }
+  }
+
+  private fail(error: ConnectError): void {
+    if (this.over) return;
+    this.over = error;
+    clearInterval(this.ticker);
+    for (const s of this.streams.values()) s.end(error);
+    this.streams.clear();
+    this.requests.end();
+    this.abort.abort();
+    this.opts.onEnd?.();
+  }
+}
