@@ -9,6 +9,7 @@
  * gateway only through the public contract (ChatService, generated client, connect-node gRPC
  * transport over h2c), never to the chat server directly.
  */
+import { readFileSync } from "node:fs";
 import { execFileSync, fork } from "node:child_process";
 import { availableParallelism, cpus } from "node:os";
 import pino from "pino";
@@ -27,6 +28,12 @@ export type Args = ReadonlyMap<string, string>;
 
 /** `--name value` pairs; a flag followed by another flag (or nothing) is "". */
 export function parseArgs(argv: readonly string[] = process.argv.slice(2)): Args {
+  // Flags are otherwise free-form: without this, --help would start a full-size run.
+  if (argv.includes("--help") || argv.includes("-h")) {
+    const doc = /\/\*\*([\s\S]*?)\*\//.exec(readFileSync(process.argv[1]!, "utf8"))?.[1] ?? "";
+    console.log(doc.split("\n").map((l) => l.replace(/^\s*\* ?/, "")).join("\n").trim() || "see bench/README.md");
+    process.exit(0);
+  }
   const args = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const next = argv[i + 1];
