@@ -54,6 +54,7 @@
 import { setMaxListeners } from "node:events";
 import { fileURLToPath } from "node:url";
 import { ConnectError } from "@connectrpc/connect";
+import { PushQueue } from "../platform/push-queue.js";
 import {
   authHeaders,
   openLoop,
@@ -360,33 +361,6 @@ interface SplitOutput {
   readonly echoes: number;
 }
 
-/** Request frames of one Session, pushed by the loader. */
-class Outbox<T> implements AsyncIterable<T> {
-  private items: T[] = [];
-  private wake: (() => void) | undefined;
-  private closed = false;
-  push(x: T): void {
-    this.items.push(x);
-    this.wake?.();
-  }
-  close(): void {
-    this.closed = true;
-    this.wake?.();
-  }
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      if (this.items.length > 0) {
-        const batch = this.items;
-        this.items = [];
-        yield* batch;
-        continue;
-      }
-      if (this.closed) return;
-      await new Promise<void>((r) => (this.wake = r));
-      this.wake = undefined;
-    }
-  }
-}
 
 async function loadSplit(input: SplitInput, phase: (name: string) => void): Promise<SplitOutput> {
   const { chatClient } = await loadGenerator();
@@ -421,7 +395,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
 
   interface Sess {
     readonly user: string;
-    readonly out: Outbox<{ frame: { case: "open"; value: { deviceId: string } } | { case: "send"; value: { channelId: string; clientMessageId: string; text: string } } }>;
+    readonly out: PushQueue<{ frame: { case: "open"; value: { deviceId: string } } | { case: "send"; value: { channelId: string; clientMessageId: string; text: string } } }>;
     readonly opened: Promise<string>;
     server: string;
     role?: { c: number; m: number };
@@ -436,7 +410,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
     let rejectOpened!: (e: unknown) => void;
     const opened = new Promise<string>((res, rej) => ((resolveOpened = res), (rejectOpened = rej)));
     opened.catch(() => undefined);
-    const s: Sess = { user, out: new Outbox(), opened, server: "", done: Promise.resolve() };
+    const s: Sess = { user, out: new PushQueue(), opened, server: "", done: Promise.resolve() };
     s.out.push({ frame: { case: "open", value: { deviceId: "bench" } } });
     s.done = (async () => {
       try {
@@ -651,7 +625,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs) : undefined;
   const measured = await run("measured", input.durationSecs);
   stop.abort();
-  for (const s of sessions) s.out.close();
+  for (const s of sessions) s.out.end();
   await Promise.all(sessions.map((s) => s.done));
   return { ...(warmup ? { warmup } : {}), measured, servers, streamErrors: streamErrors.slice(0, 10), sendErrors, otherEvents, echoes };
 }

@@ -25,6 +25,7 @@ import {
   type SubscribeResponse,
 } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
+import { PushQueue } from "../platform/push-queue.js";
 import { keepAliveEvent } from "../services/chat/live/device-stream.js";
 import { markAnswered } from "./forward.js";
 
@@ -68,38 +69,6 @@ function endError(end: RelayEnd): ConnectError | undefined {
     metadata.set(RETRY_AFTER_HEADER, String(Math.ceil(Number(end.retryAfterMs) / 1000)));
   }
   return markAnswered(new ConnectError(end.message, end.code as Code, metadata));
-}
-
-/** Requests for the call: never blocking their writer (each is a few bytes; one per open or close). */
-class RequestQueue implements AsyncIterable<RelayRequest> {
-  private items: RelayRequest[] = [];
-  private wake: (() => void) | undefined;
-  private done = false;
-
-  push(req: RelayRequest): void {
-    if (this.done) return;
-    this.items.push(req);
-    this.wake?.();
-  }
-
-  end(): void {
-    this.done = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<RelayRequest> {
-    for (;;) {
-      if (this.items.length > 0) {
-        const batch = this.items;
-        this.items = [];
-        yield* batch;
-        continue;
-      }
-      if (this.done) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
-  }
 }
 
 /** One client's stream on the call: its outbox and how it ended. */
@@ -172,7 +141,8 @@ class RelayedStream {
 /** One Relay call to one chat server and the streams on it. */
 export class ChatRelay {
   private readonly streams = new Map<bigint, RelayedStream>();
-  private readonly requests = new RequestQueue();
+  /** Never blocks its writer: each request is a few bytes, one per open or close. */
+  private readonly requests = new PushQueue<RelayRequest>();
   private readonly abort = new AbortController();
   private readonly ticker: NodeJS.Timeout;
   private nextId = 1n;
