@@ -12,7 +12,7 @@ import { DomainError } from "../../../platform/errors.js";
 import { meshKey, signIdentityAssertion } from "../../../platform/identity-assertion.js";
 import { testMeshKey } from "../../../testkit/mesh-identity.js";
 import { DeviceStream, MAX_BATCH_BYTES, replacedStream } from "./device-stream.js";
-import { RelayCall, SUBSCRIBE_PATH, subscribeAssertionVerifier, type RelayHost } from "./relay.js";
+import { MAX_PENDING_REFUSALS, RelayCall, SUBSCRIBE_PATH, subscribeAssertionVerifier, type RelayHost } from "./relay.js";
 
 const msg = (id: number, text = ""): ChatEvent =>
   create(ChatEventSchema, { eventId: BigInt(id), event: { case: "message", value: create(MessageSchema, { messageId: BigInt(id), text }) } });
@@ -170,6 +170,30 @@ describe("RelayCall (the chat server's end of Relay)", () => {
     again.handle(open(1, "watch", "user:alice"));
     await expect(r2.next()).rejects.toThrow(/relay stream id 1 is already open/);
     expect(closed).toContain("alice/tablet");
+  });
+});
+
+describe("RelayCall bounds", () => {
+  it("a caller that floods refused opens and never reads is cut off, not buffered without end", async () => {
+    const { h, closed } = host();
+    const call = new RelayCall(h);
+    call.handle(open(1, "phone", "user:alice"));
+    for (let i = 2; i <= MAX_PENDING_REFUSALS + 5; i++) call.handle(open(i, "phone", "forged"));
+    expect(closed).toEqual(["alice/phone"]);
+    expect(call.size).toBe(0);
+    const it = call.responses();
+    // What was queued goes out, then the call ends with the reason.
+    let frames = 0;
+    await expect(
+      (async () => {
+        for (;;) {
+          const r = await it.next();
+          if (r.done) return;
+          frames += r.value.frames.length;
+        }
+      })(),
+    ).rejects.toThrow(/more than 10000 refused relay streams/);
+    expect(frames).toBeLessThanOrEqual(MAX_PENDING_REFUSALS + 1);
   });
 });
 

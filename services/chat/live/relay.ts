@@ -29,6 +29,12 @@ import { eventBytesAtMost, keepAliveEvent, MAX_BATCH, MAX_BATCH_BYTES, type Devi
 /** The method a relayed stream's identity assertion is signed for: it is a Subscribe. */
 export const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
 
+/**
+ * Refused opens waiting to be written, at most: a caller that keeps opening with bad assertions
+ * and never reads its responses would otherwise grow this list without end.
+ */
+export const MAX_PENDING_REFUSALS = 10_000;
+
 /** Events and about bytes in one RelayResponse at most (bound one write; the rest go in the next). */
 const MAX_EVENTS_PER_RESPONSE = 1_024;
 const MAX_BYTES_PER_RESPONSE = MAX_BATCH_BYTES;
@@ -145,6 +151,10 @@ export class RelayCall {
       // Attached: the first frame says so (as Subscribe's first response), ahead of any event.
       device.stream.push(keepAliveEvent());
     } catch (e) {
+      if (this.refusals.length >= MAX_PENDING_REFUSALS) {
+        this.finish(new DomainError("ResourceExhausted", `more than ${MAX_PENDING_REFUSALS} refused relay streams wait to be read`));
+        return;
+      }
       this.refusals.push(endFrame(id, e, this.host.log));
       this.signal();
     }
