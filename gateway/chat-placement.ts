@@ -75,7 +75,7 @@ export class ChatPlacement {
   private listed: ReadonlySet<string>;
   private readonly clients = new Map<string, GrpcClient<DescService>>();
   private readonly lanes = new Map<string, Lane[]>();
-  private readonly relays = new Map<string, { readonly relay: ChatRelay; readonly client: { close(): void } }>();
+  private readonly relays = new Map<string, ChatRelay>();
   private readonly placed = new Map<string, number[]>();
   private readonly suspectUntil = new Map<string, number>();
   private roundRobin = 0;
@@ -179,38 +179,30 @@ export class ChatPlacement {
     this.clients.clear();
     for (const lanes of this.lanes.values()) for (const l of lanes) closeLane(l);
     this.lanes.clear();
-    for (const r of [...this.relays.values()]) r.relay.close();
+    for (const r of [...this.relays.values()]) r.close();
     this.relays.clear();
-  }
-
-  /** Subscribe streams placed on `address` and open now, relayed (tests, metrics). */
-  relayedStreams(address: string): number {
-    return this.relays.get(address)?.relay.size ?? 0;
   }
 
   /** The Relay call to a server, started when there is none (or the last one ended). */
   private relayTo(address: string): ChatRelay {
     const known = this.relays.get(address);
-    if (known && !known.relay.ended) return known.relay;
+    if (known && !known.ended) return known;
     // A channel of its own: its connection carries the relayed streams only.
     const client = createGrpcClient(this.opts.desc, address, {
       channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": this.nextLane++ },
     }) as unknown as { relay: RelayCallFn; close(): void };
-    const entry = {
-      client,
-      relay: new ChatRelay({
-        call: (requests, options) => client.relay(requests, options),
-        keepAliveMs: this.opts.relay!.keepAliveMs,
-        outboxEvents: this.opts.relay!.outboxEvents,
-        log: this.opts.log.child({ relayTo: address }),
-        onEnd: () => {
-          client.close();
-          if (this.relays.get(address) === entry) this.relays.delete(address);
-        },
-      }),
-    };
-    this.relays.set(address, entry);
-    return entry.relay;
+    const relay: ChatRelay = new ChatRelay({
+      call: (requests, options) => client.relay(requests, options),
+      keepAliveMs: this.opts.relay!.keepAliveMs,
+      outboxEvents: this.opts.relay!.outboxEvents,
+      log: this.opts.log.child({ relayTo: address }),
+      onEnd: () => {
+        client.close();
+        if (this.relays.get(address) === relay) this.relays.delete(address);
+      },
+    });
+    this.relays.set(address, relay);
+    return relay;
   }
 
   /** Chooses a server, checks it is reachable (else skips it for a while and tries another). */
@@ -332,7 +324,7 @@ export class ChatPlacement {
   /** Closes the lanes of an address no longer listed once no stream rides on them (and its client with the last). */
   private closeIdleLanes(address: string): void {
     if (this.listed.has(address)) return;
-    const relay = this.relays.get(address)?.relay;
+    const relay = this.relays.get(address);
     if (relay && relay.size > 0) return;
     relay?.close();
     const lanes = this.lanes.get(address);

@@ -24,9 +24,9 @@ import {
   type RelayResponse,
   type SubscribeResponse,
 } from "../gen/switchboard/chat/v1/chat_pb.js";
-import { RETRY_AFTER_HEADER, RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
+import { retryHints, toConnectError } from "../platform/grpc/status.js";
 import { PushQueue } from "../platform/push-queue.js";
-import { keepAliveEvent } from "../services/chat/live/device-stream.js";
+import { keepAliveEvent, slowConsumer } from "../services/chat/live/device-stream.js";
 import { markAnswered } from "./forward.js";
 
 export type RelayCallFn = (requests: AsyncIterable<RelayRequest>, options: CallOptions) => AsyncIterable<RelayResponse>;
@@ -43,32 +43,17 @@ export interface ChatRelayOptions {
   readonly onEnd?: () => void;
 }
 
-const retryNow = { [RETRY_AFTER_MS_HEADER]: "0", [RETRY_AFTER_HEADER]: "0" };
-
 const relayLost = (): ConnectError =>
-  new ConnectError("chat server connection lost: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryNow);
+  new ConnectError("chat server connection lost: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryHints(0));
 
 const relayClosed = (): ConnectError =>
-  markAnswered(new ConnectError("chat server connection closed: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryNow));
-
-/** The slow-consumer end (same words as the chat server's, services/chat/live/device-stream.ts). */
-const slowConsumer = (outboxEvents: number): ConnectError =>
-  markAnswered(
-    new ConnectError(
-      `slow consumer: more than ${outboxEvents} events waited for this stream; call Sync from your last cursor and subscribe again`,
-      Code.ResourceExhausted,
-    ),
-  );
+  markAnswered(new ConnectError("chat server connection closed: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryHints(0)));
 
 /** The chat server's end of a stream as the client gets it. */
 function endError(end: RelayEnd): ConnectError | undefined {
   if (end.code === 0) return undefined;
-  const metadata = new Headers();
-  if (end.retryAfterMs !== undefined) {
-    metadata.set(RETRY_AFTER_MS_HEADER, String(end.retryAfterMs));
-    metadata.set(RETRY_AFTER_HEADER, String(Math.ceil(Number(end.retryAfterMs) / 1000)));
-  }
-  return markAnswered(new ConnectError(end.message, end.code as Code, metadata));
+  const retryAfterMs = end.retryAfterMs === undefined ? undefined : Number(end.retryAfterMs);
+  return markAnswered(new ConnectError(end.message, end.code as Code, retryHints(retryAfterMs)));
 }
 
 /** One client's stream on the call: its outbox and how it ended. */
@@ -88,10 +73,6 @@ class RelayedStream {
   /** The reader waits with nothing queued. */
   get idle(): boolean {
     return this.wake !== undefined;
-  }
-
-  get ended(): boolean {
-    return this.endedWith !== undefined;
   }
 
   get queued(): number {
@@ -213,7 +194,7 @@ export class ChatRelay {
         s.attached = true;
         s.push(frame.frame.value);
         if (s.queued > this.opts.outboxEvents) {
-          s.end(slowConsumer(this.opts.outboxEvents));
+          s.end(markAnswered(toConnectError(slowConsumer(this.opts.outboxEvents))));
           this.detach(s);
         }
         break;

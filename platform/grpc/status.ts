@@ -105,13 +105,7 @@ export function internalMessage(requestId: string | undefined): string {
 export function toConnectError(e: unknown, log?: Logger, requestId?: string): ConnectError {
   if (e instanceof ConnectError) return e;
   if (isDomainError(e) && e.kind !== "Internal") {
-    const metadata = new Headers();
-    const retryAfterMs = e.details.retryAfterMs;
-    if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
-      metadata.set(RETRY_AFTER_MS_HEADER, String(Math.ceil(retryAfterMs)));
-      metadata.set(RETRY_AFTER_HEADER, String(Math.ceil(retryAfterMs / 1000)));
-    }
-    return new ConnectError(e.message, codeForKind(e.kind), metadata, undefined, e);
+    return new ConnectError(e.message, codeForKind(e.kind), retryHints(e.details.retryAfterMs), undefined, e);
   }
   if (isAbortLike(e)) {
     return new ConnectError("the operation was cancelled", Code.Canceled, undefined, undefined, e);
@@ -119,6 +113,16 @@ export function toConnectError(e: unknown, log?: Logger, requestId?: string): Co
   const id = requestId ?? requestIdOf(log);
   log?.error({ err: e }, "unhandled error in rpc handler");
   return new ConnectError(internalMessage(id), Code.Internal, undefined, undefined, e);
+}
+
+/** Error metadata carrying a retry hint (retry-after-ms and retry-after); empty without a valid one. */
+export function retryHints(retryAfterMs: number | undefined): Headers {
+  const metadata = new Headers();
+  if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
+    metadata.set(RETRY_AFTER_MS_HEADER, String(Math.ceil(retryAfterMs)));
+    metadata.set(RETRY_AFTER_HEADER, String(Math.ceil(retryAfterMs / 1000)));
+  }
+  return metadata;
 }
 
 /** The retry hint carried by an error's metadata, in ms, if any. */
