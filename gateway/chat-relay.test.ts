@@ -25,16 +25,18 @@ const end = (streamId: bigint, code: number, message = "", retryAfterMs?: bigint
   create(RelayFrameSchema, { streamId, frame: { case: "end", value: { code, message, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) } } });
 
 /** A chat server stand-in: records the requests, sends what the test tells it to, fails on demand. */
-function fakeServer() {
+function fakeServer(readsRequests = true) {
   const requests: RelayRequest[] = [];
   let send: ((res: RelayResponse) => void) | undefined;
   let fail: ((e: unknown) => void) | undefined;
   const pending: RelayResponse[] = [];
   let cancelled = false;
   const call = (reqs: AsyncIterable<RelayRequest>, options: { signal?: AbortSignal }): AsyncIterable<RelayResponse> => {
-    void (async () => {
-      for await (const r of reqs) requests.push(r);
-    })();
+    if (readsRequests) {
+      void (async () => {
+        for await (const r of reqs) requests.push(r);
+      })();
+    }
     options.signal?.addEventListener("abort", () => {
       cancelled = true;
       fail?.(new ConnectError("cancelled", Code.Canceled));
@@ -230,6 +232,21 @@ describe("ChatRelay (the gateway's end of Relay)", () => {
     await a.done;
     expect((a.ended as ConnectError).rawMessage).toBe("chat server connection closed: reconnect (with backoff) and Sync from your cursor");
     await tick();
+    expect(server.cancelled).toBe(true);
+  });
+
+  it("gives the call up when the chat server takes no requests while clients come and go", async () => {
+    const server = fakeServer(false);
+    const relay = new ChatRelay({ call: server.call, keepAliveMs: 60_000, outboxEvents: 100, maxPendingRequests: 10 });
+    const clients = [];
+    for (let i = 0; i < 11; i++) {
+      const c = client(relay.subscribe(`d${i}`, "x"));
+      clients.push(c);
+      await tick();
+    }
+    await Promise.all(clients.map((c) => c.done));
+    expect(clients.map((c) => (c.ended as ConnectError).code)).toEqual(Array(11).fill(Code.Unavailable));
+    expect(relay.ended).toBe(true);
     expect(server.cancelled).toBe(true);
   });
 });

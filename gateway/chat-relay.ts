@@ -41,7 +41,11 @@ export interface ChatRelayOptions {
   readonly log?: Logger;
   /** Told once when the call has ended. */
   readonly onEnd?: () => void;
+  /** Opens and closes not yet taken by the call before it is given up (default 100,000). */
+  readonly maxPendingRequests?: number;
 }
+
+const MAX_PENDING_REQUESTS = 100_000;
 
 const relayLost = (): ConnectError =>
   new ConnectError("chat server connection lost: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, retryHints(0));
@@ -156,7 +160,7 @@ export class ChatRelay {
     if (this.over) throw this.over;
     const s = new RelayedStream(this.nextId++);
     this.streams.set(s.id, s);
-    this.requests.push(create(RelayRequestSchema, { streamId: s.id, frame: { case: "open", value: { deviceId, identityAssertion } } }));
+    this.request(create(RelayRequestSchema, { streamId: s.id, frame: { case: "open", value: { deviceId, identityAssertion } } }));
     // An async generator waiting in an await cannot be returned from: ending the stream wakes it.
     const leave = (): void => s.end();
     signal?.addEventListener("abort", leave, { once: true });
@@ -211,7 +215,20 @@ export class ChatRelay {
   private detach(s: RelayedStream): void {
     if (this.streams.get(s.id) !== s) return;
     this.streams.delete(s.id);
-    this.requests.push(create(RelayRequestSchema, { streamId: s.id, frame: { case: "close", value: {} } }));
+    this.request(create(RelayRequestSchema, { streamId: s.id, frame: { case: "close", value: {} } }));
+  }
+
+  /**
+   * A chat server that stops taking requests (stalled, its connection alive) must not make them
+   * pile up here while clients come and go: past the bound the call is given up, and its streams
+   * reconnect elsewhere.
+   */
+  private request(req: RelayRequest): void {
+    this.requests.push(req);
+    if (this.requests.pending > (this.opts.maxPendingRequests ?? MAX_PENDING_REQUESTS)) {
+      this.opts.log?.warn({ pending: this.requests.pending }, "the chat server takes no relay requests; giving the call up");
+      this.fail(relayLost());
+    }
   }
 
   private keepAlives(idleMs: number): void {

@@ -8,6 +8,11 @@ export class PushQueue<T> implements AsyncIterable<T> {
   private wake: (() => void) | undefined;
   private done = false;
 
+  /** Items pushed and not read yet. */
+  get pending(): number {
+    return this.items.length;
+  }
+
   push(item: T): void {
     if (this.done) return;
     this.items.push(item);
