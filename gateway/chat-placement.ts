@@ -30,8 +30,9 @@ import { watchChatServers, type ChatServerInfo } from "../services/chat/cluster/
 import { UPSTREAM_CONNECT_TIMEOUT_MS, type AnyUpstreamClient } from "./forward.js";
 import { localServerAt } from "../platform/grpc/in-process.js";
 import { IDENTITY_ASSERTION_HEADER } from "../platform/identity.js";
-import type { SubscribeRequest } from "../gen/switchboard/chat/v1/chat_pb.js";
+import type { SubscribeRequest, SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { ChatRelay, type RelayCallFn } from "./chat-relay.js";
+import { feedFromIterable, type LiveFeed } from "./live-feed.js";
 
 /** Placements are forgotten after this (a report has counted them by then, or the server is gone). */
 const PLACED_WINDOW_MS = 5_000;
@@ -148,20 +149,7 @@ export class ChatPlacement {
             }
             return;
           }
-          const lane = self.streamLane(address);
-          const stop = new AbortController();
-          lane.streams.add(stop);
-          const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
-          try {
-            yield* (lane.client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, { ...options, signal });
-          } catch (e) {
-            // Our own abort comes back as Canceled; the client needs the reason (reconnect).
-            throw stop.signal.aborted ? stop.signal.reason : e;
-          } finally {
-            lane.streams.delete(stop);
-            lane.active--;
-            self.closeIdleLanes(address);
-          }
+          yield* self.onLane(address, name, input, options);
         };
       } else {
         out[name] = async (input: unknown, options: CallOptions) => {
@@ -171,6 +159,37 @@ export class ChatPlacement {
       }
     }
     return out as AnyUpstreamClient;
+  }
+
+  /**
+   * Subscribe as the subscribe door pulls it (gateway/subscribe-door.ts): placed as upstream()
+   * places it, relayed to a chat server in another process, else the call's responses as a feed.
+   */
+  async openSubscribe(input: SubscribeRequest, options: CallOptions): Promise<LiveFeed<SubscribeResponse>> {
+    const address = await this.pick("stream");
+    if (this.opts.relay !== undefined && !localServerAt(address)) {
+      const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
+      return this.relayTo(address).open(input.deviceId, assertion, () => this.closeIdleLanes(address));
+    }
+    return feedFromIterable((signal) => this.onLane(address, "subscribe", input, { ...options, signal }) as AsyncIterable<SubscribeResponse>);
+  }
+
+  /** A streaming call on one of the address's lanes. */
+  private async *onLane(address: string, name: string, input: unknown, options: CallOptions): AsyncGenerator<unknown> {
+    const lane = this.streamLane(address);
+    const stop = new AbortController();
+    lane.streams.add(stop);
+    const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+    try {
+      yield* (lane.client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, { ...options, signal });
+    } catch (e) {
+      // Our own abort comes back as Canceled; the client needs the reason (reconnect).
+      throw stop.signal.aborted ? stop.signal.reason : e;
+    } finally {
+      lane.streams.delete(stop);
+      lane.active--;
+      this.closeIdleLanes(address);
+    }
   }
 
   close(): void {

@@ -28,6 +28,7 @@ import { retryHints, toConnectError } from "../platform/grpc/status.js";
 import { PushQueue } from "../platform/push-queue.js";
 import { keepAliveEvent, slowConsumer } from "../services/chat/live/device-stream.js";
 import { markAnswered } from "./forward.js";
+import type { LiveFeed } from "./live-feed.js";
 
 export type RelayCallFn = (requests: AsyncIterable<RelayRequest>, options: CallOptions) => AsyncIterable<RelayResponse>;
 
@@ -60,34 +61,44 @@ function endError(end: RelayEnd): ConnectError | undefined {
   return markAnswered(new ConnectError(end.message, end.code as Code, retryHints(retryAfterMs)));
 }
 
-/** One client's stream on the call: its outbox and how it ended. */
-class RelayedStream {
+/** One client's stream on the call: its outbox and how it ended, pulled as a LiveFeed. */
+class RelayedStream implements LiveFeed<SubscribeResponse> {
   private queue: (SubscribeResponse | undefined)[] = [];
   private head = 0;
   private queuedEvents = 0;
   private wake: (() => void) | undefined;
+  /** The reader took everything and waits for more (not held back by its client). */
+  private hungry = false;
+  private closed = false;
   private endedWith: { readonly error: ConnectError | undefined } | undefined;
   /** The chat server has sent the attached notice (its first frame). */
   attached = false;
   /** When the client was last handed a response (or the stream opened). */
   lastActivity = Date.now();
 
-  constructor(readonly id: bigint) {}
+  constructor(
+    readonly id: bigint,
+    private readonly onClose: (s: RelayedStream) => void,
+  ) {}
 
   /** The reader waits with nothing queued. */
   get idle(): boolean {
-    return this.wake !== undefined;
+    return this.hungry;
   }
 
   get queued(): number {
     return this.queuedEvents;
   }
 
+  get ended(): { readonly error: ConnectError | undefined } | undefined {
+    return this.head < this.queue.length ? undefined : this.endedWith;
+  }
+
   push(res: SubscribeResponse): void {
     if (this.endedWith) return;
     this.queue.push(res);
     this.queuedEvents += res.events.length;
-    this.wake?.();
+    this.ready();
   }
 
   end(error?: ConnectError): void {
@@ -96,30 +107,41 @@ class RelayedStream {
     this.queue = [];
     this.head = 0;
     this.queuedEvents = 0;
-    this.wake?.();
+    this.ready();
   }
 
-  async *responses(): AsyncGenerator<SubscribeResponse> {
-    for (;;) {
-      if (this.head < this.queue.length) {
-        const res = this.queue[this.head]!;
-        this.queue[this.head++] = undefined;
-        if (this.head === this.queue.length) {
-          this.queue = [];
-          this.head = 0;
-        }
-        this.queuedEvents -= res.events.length;
-        this.lastActivity = Date.now();
-        yield res;
-        continue;
+  take(): SubscribeResponse | undefined {
+    if (this.head < this.queue.length) {
+      const res = this.queue[this.head]!;
+      this.queue[this.head++] = undefined;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
       }
-      if (this.endedWith) {
-        if (this.endedWith.error) throw this.endedWith.error;
-        return;
-      }
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
+      this.queuedEvents -= res.events.length;
+      this.lastActivity = Date.now();
+      return res;
     }
+    if (!this.endedWith) this.hungry = true;
+    return undefined;
+  }
+
+  onReady(wake: () => void): void {
+    this.wake = wake;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake = undefined;
+    this.end();
+    this.onClose(this);
+  }
+
+  private ready(): void {
+    if (!this.hungry) return;
+    this.hungry = false;
+    this.wake?.();
   }
 }
 
@@ -152,25 +174,53 @@ export class ChatRelay {
   }
 
   /**
-   * One client's Subscribe: the chat server's responses for it, keep-alives when idle. Ends when
-   * the chat server ends it (its status), the call ends (UNAVAILABLE), the client is too slow
-   * (RESOURCE_EXHAUSTED) or `signal` aborts (quietly; the chat server is told).
+   * One client's Subscribe as a feed: the chat server's responses for it, keep-alives when
+   * idle. Ends when the chat server ends it (its status), the call ends (UNAVAILABLE) or the
+   * client is too slow (RESOURCE_EXHAUSTED); close() when the client leaves (the chat server is
+   * told). `onClosed` runs after close().
    */
-  async *subscribe(deviceId: string, identityAssertion: string, signal?: AbortSignal): AsyncGenerator<SubscribeResponse> {
+  open(deviceId: string, identityAssertion: string, onClosed?: () => void): LiveFeed<SubscribeResponse> {
     if (this.over) throw this.over;
-    const s = new RelayedStream(this.nextId++);
+    const s = new RelayedStream(this.nextId++, (closed) => {
+      this.detach(closed);
+      onClosed?.();
+    });
     this.streams.set(s.id, s);
     this.request(create(RelayRequestSchema, { streamId: s.id, frame: { case: "open", value: { deviceId, identityAssertion } } }));
-    // An async generator waiting in an await cannot be returned from: ending the stream wakes it.
-    const leave = (): void => s.end();
+    return s;
+  }
+
+  /** open() as an async generator that stops (quietly) when `signal` aborts. */
+  async *subscribe(deviceId: string, identityAssertion: string, signal?: AbortSignal): AsyncGenerator<SubscribeResponse> {
+    const feed = this.open(deviceId, identityAssertion);
+    // An async generator waiting in an await cannot be returned from: closing the feed wakes it.
+    let wake: (() => void) | undefined;
+    const leave = (): void => {
+      feed.close();
+      wake?.();
+    };
     signal?.addEventListener("abort", leave, { once: true });
-    if (signal?.aborted) s.end();
+    if (signal?.aborted) leave();
     try {
-      yield* s.responses();
+      for (;;) {
+        const res = feed.take();
+        if (res) {
+          yield res;
+          continue;
+        }
+        const ended = feed.ended;
+        if (ended) {
+          if (ended.error) throw ended.error;
+          return;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          feed.onReady(resolve);
+        });
+      }
     } finally {
       signal?.removeEventListener("abort", leave);
-      s.end();
-      this.detach(s);
+      feed.close();
     }
   }
 

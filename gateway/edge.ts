@@ -30,6 +30,9 @@ import { combineProbes, type Check, type PartProbe } from "./readiness.js";
 import { restShortenDoor } from "./rest-shorten.js";
 import { fillShortUrls } from "./short-urls.js";
 import { createMessageLimits } from "./rpc-limits.js";
+import { identityAssertionHeaders } from "./auth/interceptor.js";
+import { subscribeDoor, SUBSCRIBE_PATH } from "./subscribe-door.js";
+import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
 export interface EdgeOptions {
@@ -63,11 +66,12 @@ const UPSTREAM_HEALTH_TIMEOUT_MS = 1_500;
 export const GATEWAY_NEEDS: readonly Backend[] = ["cassandra"];
 
 export async function startEdge(opts: EdgeOptions): Promise<Edge> {
+  const meshKey = meshKeyOf(opts.config);
   const auth = createGatewayAuth({
     env: opts.env ?? process.env,
     engine: opts.engine,
     engineKind: opts.config.engine,
-    meshKey: meshKeyOf(opts.config),
+    meshKey,
     log: opts.log,
     registry: opts.metrics.registry,
   });
@@ -75,6 +79,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const streams = new StreamGuard({ maxPerIdentity: opts.config.streams.perIdentity });
   const clients: GrpcClient<DescService>[] = [];
   const placements: ChatPlacement[] = [];
+  const limits = createMessageLimits(
+    opts.upstreams.filter((u) => u.module.public).map((u) => u.module.desc),
+    opts.config.gateway.maxMessageBytes,
+    opts.config.gateway.methodMaxBytes,
+  );
+  /** Subscribe without connect-node for the binary protocols (subscribe-door.ts). */
+  const liveDoors: HttpDoor[] = [];
   const mounted: MountedService[] = [];
   const probes: PartProbe[] = [engineProbe(opts.engine, opts.log)];
   for (const { module, address } of opts.upstreams) {
@@ -97,6 +108,19 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       placements.push(placement);
       probes.push(chatServersProbe(placement, module.desc.typeName, opts.log));
       upstream = placement.upstream();
+      const subscribe = module.desc.methods.find((m) => m.name === "Subscribe");
+      if (subscribe && module.desc.typeName === ChatService.typeName) {
+        liveDoors.push(
+          subscribeDoor({
+            admission: auth.admission,
+            contextValues: auth.contextValues,
+            streams,
+            readMaxBytes: limits.readMaxBytes(module.desc, subscribe),
+            assertionFor: (identity) => identityAssertionHeaders(meshKey, identity, SUBSCRIBE_PATH),
+            open: (input, options) => placement.openSubscribe(input, options),
+          }),
+        );
+      }
     } else {
       const client = createGrpcClient(module.desc, address);
       clients.push(client);
@@ -145,7 +169,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       : await createGatewayRedirects(opts.engine, opts.log.child({ component: "redirect-door" }), {
           registry: opts.metrics.registry,
         });
-  const doors: HttpDoor[] = [...restDoors, ...(opts.doors ?? [])];
+  const doors: HttpDoor[] = [...liveDoors, ...restDoors, ...(opts.doors ?? [])];
   const gateway = await startGateway({
     host: opts.config.gateway.host,
     port: opts.config.gateway.port,

@@ -12,7 +12,7 @@ import { identityKey } from "../platform/identity.js";
 import type { StreamGuard } from "./stream-guard.js";
 
 /** Request headers passed through to upstream services; everything else stays at the edge. */
-const FORWARDED_HEADERS = ["x-request-id", "user-agent", "x-forwarded-for"] as const;
+export const FORWARDED_HEADERS = ["x-request-id", "user-agent", "x-forwarded-for"] as const;
 
 export type AnyUpstreamClient = Record<string, (...args: never[]) => unknown>;
 

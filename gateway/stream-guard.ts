@@ -24,10 +24,15 @@ export interface StreamGuardOptions {
 /** setTimeout fires at once for delays above 2^31-1 ms (about 24.8 days). */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** A stream the guard admitted: stopped (once) with the reason when the token expires or the gateway drains. */
+interface Lease {
+  stop(reason: ConnectError): void;
+}
+
 export class StreamGuard {
   private readonly open = new Map<string, number>();
-  /** Every stream running now, by its shutdown switch. */
-  private readonly running = new Set<AbortController>();
+  /** Every stream running now. */
+  private readonly running = new Set<Lease>();
   private draining = false;
   private readonly now: () => number;
 
@@ -46,17 +51,11 @@ export class StreamGuard {
    * Unauthenticated ("token expired") once its credentials expire.
    */
   async *run<T>(identity: Identity | undefined, callerSignal: AbortSignal, start: (signal: AbortSignal) => AsyncIterable<T>): AsyncGenerator<T> {
-    if (this.draining) throw gatewayDraining(0);
-    const release = this.acquire(identity);
-    const expiry = new AbortController();
-    const shutdown = new AbortController();
-    this.running.add(shutdown);
-    const stopTimer = identity?.expiresAtMs !== undefined ? this.armExpiry(identity.expiresAtMs, expiry) : () => {};
-    const ended = (): ConnectError | undefined =>
-      shutdown.signal.aborted ? (shutdown.signal.reason as ConnectError) : expiry.signal.aborted ? tokenExpired(identity!.expiresAtMs!) : undefined;
+    const stop = new AbortController();
+    const release = this.admit(identity, (reason) => stop.abort(reason));
+    const ended = (): ConnectError | undefined => (stop.signal.aborted ? (stop.signal.reason as ConnectError) : undefined);
     try {
-      if (expiry.signal.aborted) throw tokenExpired(identity!.expiresAtMs!);
-      const signal = AbortSignal.any([callerSignal, expiry.signal, shutdown.signal]);
+      const signal = AbortSignal.any([callerSignal, stop.signal]);
       try {
         for await (const msg of start(signal)) {
           if (ended()) break;
@@ -69,10 +68,43 @@ export class StreamGuard {
       const reason = ended();
       if (reason) throw reason;
     } finally {
-      this.running.delete(shutdown);
-      stopTimer();
       release();
     }
+  }
+
+  /**
+   * Admits one stream for `identity` without wrapping it (the subscribe door, which holds no
+   * generator per stream): `stop` is called at most once, with the error to end the stream with,
+   * when its credentials expire or the gateway drains. Throws like run(); the returned function
+   * releases the stream's place (idempotent) and must be called when it ends for any reason.
+   */
+  admit(identity: Identity | undefined, stop: (reason: ConnectError) => void): () => void {
+    if (this.draining) throw gatewayDraining(0);
+    const expiresAtMs = identity?.expiresAtMs;
+    if (expiresAtMs !== undefined && expiresAtMs <= this.now()) throw tokenExpired(expiresAtMs);
+    const releasePlace = this.acquire(identity);
+    let timer: NodeJS.Timeout | undefined;
+    const lease: Lease = {
+      stop: (reason) => {
+        if (!this.running.delete(lease)) return;
+        stop(reason);
+      },
+    };
+    this.running.add(lease);
+    if (expiresAtMs !== undefined) {
+      const arm = (): void => {
+        const left = expiresAtMs - this.now();
+        if (left <= 0) return lease.stop(tokenExpired(expiresAtMs));
+        timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+        timer.unref();
+      };
+      arm();
+    }
+    return () => {
+      this.running.delete(lease);
+      clearTimeout(timer);
+      releasePlace();
+    };
   }
 
   /**
@@ -83,7 +115,7 @@ export class StreamGuard {
    */
   async drain(windowMs: number): Promise<void> {
     this.draining = true;
-    await atRandomMoments(this.running, windowMs, (ac, retryAfterMs) => ac.abort(gatewayDraining(retryAfterMs)));
+    await atRandomMoments(this.running, windowMs, (lease, retryAfterMs) => lease.stop(gatewayDraining(retryAfterMs)));
   }
 
   /** Streams running now (tests, metrics). */
@@ -110,21 +142,6 @@ export class StreamGuard {
       if (left <= 0) this.open.delete(key);
       else this.open.set(key, left);
     };
-  }
-
-  private armExpiry(expiresAtMs: number, ac: AbortController): () => void {
-    let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
-      const left = expiresAtMs - this.now();
-      if (left <= 0) {
-        ac.abort();
-        return;
-      }
-      timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-      timer.unref();
-    };
-    arm();
-    return () => clearTimeout(timer);
   }
 }
 

@@ -1,0 +1,261 @@
+/**
+ * ChatService/Subscribe served without connect-node, for the binary protocols: gRPC (HTTP/2),
+ * gRPC-web and Connect streaming with protobuf. An idle subscriber is the gateway's most numerous
+ * resident (issue 12: <= 16 KB each): through connect-node one held a handler context, a chain of
+ * async generators and promises, abort signals, header lists and a stream-guard generator, about
+ * 50 KB with its HTTP/2 stream. Here it is the HTTP/2 stream (or HTTP/1.1 response), one small
+ * object and the feed it pulls from (gateway/live-feed.ts; on a relay, the relayed stream's
+ * outbox).
+ *
+ * The same order and answers as the Connect path (rpc-handler.ts): credentials from the headers
+ * before a body byte is read (the admission), the body through the same guard (size limit,
+ * malformed messages as InvalidArgument), the stream guard (per-identity cap, token expiry,
+ * drain), then the placement. Responses are the chat server's messages in the protocol's 5-byte
+ * envelope; the end is the protocol's own: gRPC trailers, the gRPC-web trailer frame, the
+ * Connect EndStream message, each with the status, message, details and retry hints.
+ *
+ * Left to connect-node (the door does not claim them): Connect JSON, gRPC-web text, compressed
+ * requests, calls with a deadline header, gRPC over HTTP/1.1, any method but Subscribe.
+ */
+import type http from "node:http";
+import type http2 from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type CallOptions, type ContextValues } from "@connectrpc/connect";
+import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import type { Logger } from "pino";
+import {
+  ChatService,
+  SubscribeRequestSchema,
+  SubscribeResponseSchema,
+  type SubscribeRequest,
+  type SubscribeResponse,
+} from "../gen/switchboard/chat/v1/chat_pb.js";
+import { toConnectError } from "../platform/grpc/status.js";
+import { identityKey, type Identity } from "../platform/identity.js";
+import type { Admission } from "./auth/admission.js";
+import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
+import { bodyShapeOf, guardBody } from "./body-guard.js";
+import { edgeError, FORWARDED_HEADERS } from "./forward.js";
+import type { HttpDoor } from "./gateway.js";
+import type { LiveFeed } from "./live-feed.js";
+import type { StreamGuard } from "./stream-guard.js";
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+export const SUBSCRIBE_PATH = `/${ChatService.typeName}/Subscribe`;
+
+type Wire = "grpc" | "grpc-web" | "connect";
+
+const WIRES: Readonly<Record<string, Wire>> = {
+  "application/grpc": "grpc",
+  "application/grpc+proto": "grpc",
+  "application/grpc-web": "grpc-web",
+  "application/grpc-web+proto": "grpc-web",
+  "application/connect+proto": "connect",
+};
+
+export interface SubscribeDoorOptions {
+  /** Absent: no call is admitted with an identity (every Subscribe is refused as unauthenticated). */
+  readonly admission?: Admission;
+  readonly contextValues?: (req: Req) => ContextValues;
+  readonly streams: StreamGuard;
+  /** Largest request message (rpc-limits.ts's for Subscribe). */
+  readonly readMaxBytes: number;
+  /** The internal headers proving `identity` to the chat server for Subscribe. */
+  readonly assertionFor: (identity: Identity) => Headers;
+  /** Places the stream on a chat server (ChatPlacement.openSubscribe). */
+  readonly open: (input: SubscribeRequest, options: CallOptions) => Promise<LiveFeed<SubscribeResponse>>;
+}
+
+export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
+  return (req, res, log) => {
+    if (req.method !== "POST") return false;
+    const url = req.url ?? "";
+    if (url !== SUBSCRIBE_PATH && !url.startsWith(`${SUBSCRIBE_PATH}?`)) return false;
+    const wire = wireOf(req);
+    if (!wire) return false;
+    serve(opts, req, res, wire, String(req.headers["content-type"]).split(";", 1)[0]!.trim().toLowerCase(), log).catch((e: unknown) => {
+      log.error({ err: e }, "subscribe door failed");
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+    return true;
+  };
+}
+
+/** The protocol of a request the door serves, or undefined for connect-node. */
+function wireOf(req: Req): Wire | undefined {
+  const ct = String(req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
+  const wire = WIRES[ct];
+  if (wire === undefined) return undefined;
+  if (wire === "grpc" && req.httpVersionMajor !== 2) return undefined;
+  const encoding = req.headers[wire === "connect" ? "connect-content-encoding" : "grpc-encoding"];
+  if (encoding !== undefined && encoding !== "identity") return undefined;
+  if (req.headers["grpc-timeout"] !== undefined || req.headers["connect-timeout-ms"] !== undefined) return undefined;
+  const version = req.headers["connect-protocol-version"];
+  if (version !== undefined && version !== "1") return undefined;
+  return wire;
+}
+
+async function serve(opts: SubscribeDoorOptions, req: Req, res: Res, wire: Wire, contentType: string, log: Logger): Promise<void> {
+  const stream = new SubscribeStream(res, wire, contentType, log);
+  res.once("close", stream.gone);
+  const values = opts.contextValues?.(req) ?? createContextValues();
+  const refusal = await opts.admission?.(ChatService.typeName, "Subscribe", (name) => headerOf(req, name), values);
+  if (refusal) {
+    // HTTP/1.1 can only skip an unread body by closing the connection after the answer.
+    if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
+    return stream.finish(refusal);
+  }
+  const identity = values.get(identityKey);
+  if (!identity) return stream.finish(toConnectError(new AuthError("missing", MISSING_CREDENTIALS), log));
+  let input: SubscribeRequest;
+  try {
+    input = await readInput(req, contentType, opts.readMaxBytes);
+  } catch (e) {
+    if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
+    return stream.finish(ConnectError.from(e, Code.InvalidArgument));
+  }
+  if (stream.over) return;
+  try {
+    stream.release = opts.streams.admit(identity, (reason) => stream.finish(reason));
+  } catch (e) {
+    return stream.finish(ConnectError.from(e));
+  }
+  const headers = opts.assertionFor(identity);
+  for (const name of FORWARDED_HEADERS) {
+    const v = req.headers[name];
+    if (typeof v === "string") headers.set(name, v);
+  }
+  let feed: LiveFeed<SubscribeResponse>;
+  try {
+    feed = await opts.open(input, { headers });
+  } catch (e) {
+    return stream.finish(ConnectError.from(edgeError(e, "chat")));
+  }
+  stream.attach(feed);
+}
+
+/** The one request message, through the Connect path's body guard. */
+async function readInput(req: Req, contentType: string, readMaxBytes: number): Promise<SubscribeRequest> {
+  let input: SubscribeRequest | undefined;
+  const envelopes = guardBody(req as AsyncIterable<Uint8Array>, bodyShapeOf(contentType)!, {
+    input: SubscribeRequestSchema,
+    readMaxBytes,
+    encoding: null,
+  });
+  for await (const envelope of envelopes) {
+    if (envelope[0] !== 0) throw new ConnectError(`protocol error: unexpected envelope flags ${envelope[0]}`, Code.InvalidArgument);
+    if (input !== undefined) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.InvalidArgument);
+    input = fromBinary(SubscribeRequestSchema, envelope.subarray(5));
+  }
+  if (input === undefined) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.InvalidArgument);
+  return input;
+}
+
+/** One client's stream: writes what the feed has while the connection takes it, then the end. */
+class SubscribeStream {
+  private feed: LiveFeed<SubscribeResponse> | undefined;
+  private started = false;
+  private blocked = false;
+  private sent = false;
+  /** Ended (by us, the feed or the client): nothing more is written or pulled. */
+  over = false;
+  /** The stream guard's place, released once when the stream is over. */
+  release: () => void = noop;
+
+  constructor(
+    private readonly res: Res,
+    private readonly wire: Wire,
+    private readonly contentType: string,
+    private readonly log: Logger,
+  ) {}
+
+  attach(feed: LiveFeed<SubscribeResponse>): void {
+    if (this.over) return feed.close();
+    this.feed = feed;
+    this.start();
+    feed.onReady(this.pump);
+    this.res.on("drain", this.drained);
+    this.pump();
+  }
+
+  /** Ends the stream with `error` (undefined: OK) in the protocol's own way. */
+  finish(error: ConnectError | undefined): void {
+    if (this.over) return;
+    this.stop();
+    if (error?.code === Code.Internal) this.log.error({ err: error.cause ?? error }, "subscribe ended with an internal error");
+    this.start();
+    const res = this.res;
+    switch (this.wire) {
+      case "grpc": {
+        const trailers: Record<string, string> = {};
+        setTrailerStatus(new Headers(), error).forEach((v, k) => (trailers[k] = v));
+        (res as http2.Http2ServerResponse).addTrailers(trailers);
+        res.end();
+        break;
+      }
+      case "grpc-web":
+        res.end(envelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
+        break;
+      case "connect":
+        res.end(envelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
+        break;
+    }
+  }
+
+  /** The client left (or the response finished). */
+  readonly gone = (): void => {
+    if (!this.over) this.stop();
+  };
+
+  private readonly drained = (): void => {
+    this.blocked = false;
+    this.pump();
+  };
+
+  private readonly pump = (): void => {
+    const feed = this.feed;
+    if (this.over || this.blocked || !feed) return;
+    for (let res = feed.take(); res !== undefined; res = feed.take()) {
+      this.sent = true;
+      if (!(this.res as http.ServerResponse).write(envelope(0, toBinary(SubscribeResponseSchema, res)))) {
+        this.blocked = true;
+        return;
+      }
+    }
+    const ended = feed.ended;
+    if (ended) this.finish(ended.error === undefined ? undefined : ConnectError.from(edgeError(ended.error, "chat", this.sent)));
+  };
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.res.writeHead(200, { "content-type": this.contentType });
+  }
+
+  private stop(): void {
+    this.over = true;
+    this.feed?.close();
+    this.release();
+    this.res.off("drain", this.drained);
+  }
+}
+
+function envelope(flags: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + data.byteLength);
+  out[0] = flags;
+  out.writeUInt32BE(data.byteLength, 1);
+  out.set(data, 5);
+  return out;
+}
+
+function headerOf(req: Req, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v.join(", ") : v;
+}
+
+function noop(): void {}
