@@ -84,7 +84,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     opts.config.gateway.maxMessageBytes,
     opts.config.gateway.methodMaxBytes,
   );
-  /** Subscribe without connect-node for the binary protocols (subscribe-door.ts). */
+  /** Subscribe without connect-node (subscribe-door.ts). */
   const liveDoors: HttpDoor[] = [];
   const mounted: MountedService[] = [];
   const probes: PartProbe[] = [engineProbe(opts.engine, opts.log)];

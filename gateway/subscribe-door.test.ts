@@ -271,6 +271,35 @@ describe("subscribe door: each protocol's framing and end", () => {
   });
 });
 
+describe("subscribe door: Connect JSON", () => {
+  const json = (value: unknown): Buffer => envelope(0, Buffer.from(JSON.stringify(value)));
+  const asJson = { "content-type": "application/connect+json" };
+
+  it("reads a JSON request (unknown fields ignored, as connect-node does) and writes JSON messages and the EndStream", async () => {
+    const ending = async () => {
+      while (opened.length === 0) await new Promise((r) => setTimeout(r, 5));
+      opened[0]!.feed.push(response(2));
+      opened[0]!.feed.end(unavailable());
+    };
+    const [answer] = await Promise.all([callH2("connect", json({ deviceId: "tablet", someFutureField: 1 }), asJson), ending()]);
+    expect(answer.headers["content-type"]).toBe("application/connect+json");
+    expect(opened[0]!.input.deviceId).toBe("tablet");
+    expect(answer.frames.map((f) => f.flags)).toEqual([0, 2]);
+    expect(JSON.parse(answer.frames[0]!.data.toString())).toEqual({ events: [{ keepAlive: {} }, { keepAlive: {} }] });
+    expect(JSON.parse(answer.frames[1]!.data.toString()).error.code).toBe("unavailable");
+  });
+
+  it.each([
+    ["not JSON", envelope(0, Buffer.from("{nope"))],
+    ["a field of the wrong type", json({ deviceId: 7 })],
+  ])("%s: InvalidArgument, nothing opened", async (_name, body) => {
+    const answer = await callH2("connect", body, asJson);
+    const end = JSON.parse(answer.frames.at(-1)!.data.toString());
+    expect(end.error.code).toBe("invalid_argument");
+    expect(opened).toHaveLength(0);
+  });
+});
+
 describe("subscribe door: refusals and bad bodies, nothing opened", () => {
   it("no credentials: Unauthenticated before the body is read", async () => {
     const answer = await callH2("grpc", request(), { authorization: "nonsense" });
@@ -341,7 +370,6 @@ describe("subscribe door: refusals and bad bodies, nothing opened", () => {
 
 describe("subscribe door: what it leaves to connect-node", () => {
   it.each([
-    ["Connect JSON", { "content-type": "application/connect+json" }],
     ["gRPC-web text", { "content-type": "application/grpc-web-text" }],
     ["a compressed request", { "grpc-encoding": "gzip" }],
     ["a deadline", { "grpc-timeout": "5S" }],

@@ -1,6 +1,6 @@
 /**
- * ChatService/Subscribe served without connect-node, for the binary protocols: gRPC (HTTP/2),
- * gRPC-web and Connect streaming with protobuf. An idle subscriber is the gateway's most numerous
+ * ChatService/Subscribe served without connect-node: gRPC (HTTP/2), gRPC-web and Connect
+ * streaming (protobuf and JSON). An idle subscriber is the gateway's most numerous
  * resident (issue 12: <= 16 KB each): through connect-node one held a handler context, a chain of
  * async generators and promises, abort signals, header lists and a stream-guard generator, about
  * 50 KB with its HTTP/2 stream. Here it is the HTTP/2 stream (or HTTP/1.1 response), one small
@@ -14,24 +14,19 @@
  * envelope; the end is the protocol's own: gRPC trailers, the gRPC-web trailer frame, the
  * Connect EndStream message, each with the status, message, details and retry hints.
  *
- * Left to connect-node (the door does not claim them): Connect JSON, gRPC-web text, compressed
+ * Messages are (de)serialized by connect's own serializers (Connect JSON as connect-node reads and
+ * writes it). Left to connect-node (the door does not claim them): gRPC-web text, compressed
  * requests, calls with a deadline header, gRPC over HTTP/1.1, any method but Subscribe.
  */
 import type http from "node:http";
 import type http2 from "node:http2";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type CallOptions, type ContextValues } from "@connectrpc/connect";
+import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
-import {
-  ChatService,
-  SubscribeRequestSchema,
-  SubscribeResponseSchema,
-  type SubscribeRequest,
-  type SubscribeResponse,
-} from "../gen/switchboard/chat/v1/chat_pb.js";
+import { ChatService, SubscribeRequestSchema, type SubscribeRequest, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { toConnectError } from "../platform/grpc/status.js";
 import { identityKey, type Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
@@ -55,7 +50,14 @@ const WIRES: Readonly<Record<string, Wire>> = {
   "application/grpc-web": "grpc-web",
   "application/grpc-web+proto": "grpc-web",
   "application/connect+proto": "connect",
+  "application/connect+json": "connect",
 };
+
+const SUBSCRIBE = ChatService.method.subscribe;
+
+/** Connect's own (de)serializers, JSON with its options (unknown fields ignored), binary. */
+const serializers = (readMaxBytes: number) => createMethodSerializationLookup(SUBSCRIBE, undefined, undefined, { readMaxBytes, writeMaxBytes: 0xffffffff });
+type Serializers = ReturnType<typeof serializers>;
 
 export interface SubscribeDoorOptions {
   /** Absent: no call is admitted with an identity (every Subscribe is refused as unauthenticated). */
@@ -71,13 +73,14 @@ export interface SubscribeDoorOptions {
 }
 
 export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
+  const lookup = serializers(opts.readMaxBytes);
   return (req, res, log) => {
     if (req.method !== "POST") return false;
     const url = req.url ?? "";
     if (url !== SUBSCRIBE_PATH && !url.startsWith(`${SUBSCRIBE_PATH}?`)) return false;
     const wire = wireOf(req);
     if (!wire) return false;
-    serve(opts, req, res, wire, String(req.headers["content-type"]).split(";", 1)[0]!.trim().toLowerCase(), log).catch((e: unknown) => {
+    serve(opts, lookup, req, res, wire, String(req.headers["content-type"]).split(";", 1)[0]!.trim().toLowerCase(), log).catch((e: unknown) => {
       log.error({ err: e }, "subscribe door failed");
       if (!res.headersSent) res.writeHead(500);
       res.end();
@@ -100,8 +103,9 @@ function wireOf(req: Req): Wire | undefined {
   return wire;
 }
 
-async function serve(opts: SubscribeDoorOptions, req: Req, res: Res, wire: Wire, contentType: string, log: Logger): Promise<void> {
-  const stream = new SubscribeStream(res, wire, contentType, log);
+async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, res: Res, wire: Wire, contentType: string, log: Logger): Promise<void> {
+  const binary = !contentType.endsWith("+json");
+  const stream = new SubscribeStream(res, wire, contentType, lookup.getO(binary), log);
   res.once("close", stream.gone);
   const values = opts.contextValues?.(req) ?? createContextValues();
   const refusal = await opts.admission?.(ChatService.typeName, "Subscribe", (name) => headerOf(req, name), values);
@@ -114,7 +118,7 @@ async function serve(opts: SubscribeDoorOptions, req: Req, res: Res, wire: Wire,
   if (!identity) return stream.finish(toConnectError(new AuthError("missing", MISSING_CREDENTIALS), log));
   let input: SubscribeRequest;
   try {
-    input = await readInput(req, contentType, opts.readMaxBytes);
+    input = await readInput(req, contentType, opts.readMaxBytes, lookup.getI(binary));
   } catch (e) {
     if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
     return stream.finish(ConnectError.from(e, Code.InvalidArgument));
@@ -140,7 +144,7 @@ async function serve(opts: SubscribeDoorOptions, req: Req, res: Res, wire: Wire,
 }
 
 /** The one request message, through the Connect path's body guard. */
-async function readInput(req: Req, contentType: string, readMaxBytes: number): Promise<SubscribeRequest> {
+async function readInput(req: Req, contentType: string, readMaxBytes: number, parser: Serializers["getI"] extends (b: boolean) => infer S ? S : never): Promise<SubscribeRequest> {
   let input: SubscribeRequest | undefined;
   const envelopes = guardBody(req as AsyncIterable<Uint8Array>, bodyShapeOf(contentType)!, {
     input: SubscribeRequestSchema,
@@ -150,7 +154,7 @@ async function readInput(req: Req, contentType: string, readMaxBytes: number): P
   for await (const envelope of envelopes) {
     if (envelope[0] !== 0) throw new ConnectError(`protocol error: unexpected envelope flags ${envelope[0]}`, Code.InvalidArgument);
     if (input !== undefined) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.InvalidArgument);
-    input = fromBinary(SubscribeRequestSchema, envelope.subarray(5));
+    input = parser.parse(envelope.subarray(5)) as SubscribeRequest;
   }
   if (input === undefined) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.InvalidArgument);
   return input;
@@ -171,6 +175,7 @@ class SubscribeStream {
     private readonly res: Res,
     private readonly wire: Wire,
     private readonly contentType: string,
+    private readonly output: { serialize(m: SubscribeResponse): Uint8Array },
     private readonly log: Logger,
   ) {}
 
@@ -222,7 +227,7 @@ class SubscribeStream {
     if (this.over || this.blocked || !feed) return;
     for (let res = feed.take(); res !== undefined; res = feed.take()) {
       this.sent = true;
-      if (!(this.res as http.ServerResponse).write(envelope(0, toBinary(SubscribeResponseSchema, res)))) {
+      if (!(this.res as http.ServerResponse).write(envelope(0, this.output.serialize(res)))) {
         this.blocked = true;
         return;
       }
