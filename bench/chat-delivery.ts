@@ -30,7 +30,7 @@
  *
  *   npx tsx bench/chat-delivery.ts --topology split [--rate 1000] [--channels 50] [--senders 1] [--recipients 2]
  *                                  [--cross 1] [--gateways 1] [--connections 4] [--duration 30] [--warmup 3] [--grace 5]
- *   npx tsx bench/chat-delivery.ts --topology split --group-size 100 [--channels 1] [--senders 4] [--rate 200] ...
+ *   npx tsx bench/chat-delivery.ts --topology split --group-size 100 [--channels 1] [--senders 4] [--rate 200] [--receive session|subscribe] ...
  *
  * Cluster engine, every part its own process (chat-kit startSplitChatMesh): Cassandra, ZooKeeper,
  * NATS, Redis, `switchboard tokenrange`, two `switchboard chat`, `--gateways` `switchboard gateway`
@@ -45,7 +45,11 @@
  *   (senders of even channels on one server, of odd ones on the other); the rest all on one.
  * - `--group-size G` (group fan-out): G members alternating between the servers, the first
  *   `--senders` of them send (message i through sender (i / channels) mod senders); every message
- *   must reach the G-1 other members (the sender's own copy is not counted).
+ *   must reach the G-1 other members (the sender's own copy is not counted). With `--receive
+ *   subscribe` only the senders hold Sessions (placed on alternating servers as above); every other
+ *   member receives on one Subscribe stream through the gateway (as browsers do), placed by the
+ *   gateway: the client cannot see which server holds it, so its deliveries are not classified
+ *   crossed / same-server, and each chat server's chat_live_streams is printed instead.
  * Every delivery is classified crossed / same-server from the two sessions' server ids, and
  * latency is reported for both side by side; `chat_routed_events_total{direction="in"}` of each
  * chat server over the phase is printed as a cross-check (it counts routed events, one per message
@@ -54,6 +58,7 @@
 import { setMaxListeners } from "node:events";
 import { fileURLToPath } from "node:url";
 import { ConnectError } from "@connectrpc/connect";
+import type { ChatEvent } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { PushQueue } from "../platform/push-queue.js";
 import {
   authHeaders,
@@ -326,6 +331,8 @@ interface SplitInput {
   readonly group: boolean;
   /** Non-group mode: share of channels whose recipients sit on the other server than their senders. */
   readonly cross: number;
+  /** Group mode: how the members that do not send receive: a Session each, or a Subscribe stream each. */
+  readonly receive: "session" | "subscribe";
   readonly connections: number;
   readonly graceSecs: number;
 }
@@ -345,6 +352,8 @@ interface SplitPhase {
   readonly latency: Stats;
   readonly latencyCrossed: Stats;
   readonly latencyLocal: Stats;
+  /** Deliveries to Subscribe streams, whose server the client cannot see. */
+  readonly latencyUnplaced: Stats;
   readonly ack: Stats;
   readonly startLag: Stats;
   /** chat_routed_events_total{direction="in"} increase per chat server over the phase. */
@@ -355,6 +364,8 @@ interface SplitOutput {
   readonly warmup?: SplitPhase;
   readonly measured: SplitPhase;
   readonly servers: readonly { id: string; sessions: number; members: number }[];
+  /** chat_live_streams of each chat server once every stream was attached (Sessions and Subscribe streams). */
+  readonly liveStreams: readonly number[];
   readonly streamErrors: readonly string[];
   readonly sendErrors: readonly string[];
   readonly otherEvents: number;
@@ -383,6 +394,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
     readonly counts: Uint8Array;
     readonly crossed: number[];
     readonly local: number[];
+    readonly unplaced: number[];
   }
   const tracks = new Map<string, Track>();
   const probesSeen = new Set<string>();
@@ -391,16 +403,80 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   const senderMember = (i: number) => Math.floor(i / C) % K;
   /** Whether member m of a channel must receive message i (never the member that sent it). */
   const tracked = (i: number, m: number) => m !== senderMember(i) && (input.group || m >= K);
+  const subscribers = input.group && input.receive === "subscribe";
+  /** Members that hold a Session (all, or only the senders when the others subscribe). */
+  const holdsSession = (m: number) => !subscribers || m < K;
   const acks = new Map<string, (res: { ok: boolean; why?: string }) => void>();
 
   interface Sess {
     readonly user: string;
+    /** Holds a Subscribe stream, not a Session (its server is not known to the client). */
+    readonly subscribed?: boolean;
     readonly out: PushQueue<{ frame: { case: "open"; value: { deviceId: string } } | { case: "send"; value: { channelId: string; clientMessageId: string; text: string } } }>;
     readonly opened: Promise<string>;
     server: string;
     role?: { c: number; m: number };
     done: Promise<void>;
   }
+
+  const onEvents = (s: Sess, events: readonly ChatEvent[], now: number): void => {
+    const user = s.user;
+    for (const event of events) {
+      const ev = event.event;
+      if (ev.case !== "message") {
+        otherEvents++;
+        continue;
+      }
+      const role = s.role;
+      const key = ev.value.clientMessageId;
+      const colon = key.indexOf(":");
+      const name = key.slice(0, colon);
+      if (!role) {
+        streamErrors.push(`${user} (no channel): unexpected message ${key}`);
+        continue;
+      }
+      if (name === "probe") {
+        // Member 0 sends the probes: its own copy proves nothing.
+        if (role.m !== 0) probesSeen.add(`${role.c}/${role.m}`);
+        continue;
+      }
+      const track = tracks.get(name);
+      const i = Number(key.slice(colon + 1));
+      if (!track || !Number.isInteger(i) || i % C !== role.c) {
+        streamErrors.push(`member ${role.c}/${role.m}: unexpected message ${key}`);
+        continue;
+      }
+      if (!tracked(i, role.m)) {
+        // The sender's own copy (Chat.send delivers to every member's streams) or, outside
+        // group mode, a co-sender's: not part of the figures.
+        echoes++;
+        continue;
+      }
+      const slot = i * M + role.m;
+      if (track.counts[slot]! === 0) {
+        const from = memberSession[role.c]![senderMember(i)]!;
+        (s.subscribed ? track.unplaced : from.server === s.server ? track.local : track.crossed).push(now - track.scheduled[i]!);
+      }
+      if (track.counts[slot]! < 255) track.counts[slot]!++;
+    }
+  };
+
+  /** A member that only receives, on a Subscribe stream (its role is known from the start). */
+  const openSubscriber = (n: number, role: { c: number; m: number }): Sess => {
+    const user = `bench-xs-${tag}-u${n}`;
+    const client = clients[n % clients.length]!;
+    const headers = authHeaders(input.jwtSecret, user);
+    const s: Sess = { user, subscribed: true, out: new PushQueue(), opened: Promise.resolve(""), server: "", role, done: Promise.resolve() };
+    s.done = (async () => {
+      try {
+        for await (const res of client.subscribe({ deviceId: "bench" }, { headers, signal: stop.signal })) onEvents(s, res.events, performance.now());
+        if (!stop.signal.aborted) streamErrors.push(`${user}: stream ended by the server`);
+      } catch (e) {
+        if (!stop.signal.aborted) streamErrors.push(`${user}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
+      }
+    })();
+    return s;
+  };
 
   const openSession = (n: number): Sess => {
     const user = `bench-xs-${tag}-u${n}`;
@@ -426,44 +502,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
             if (f.value.result.case === "sent") done?.({ ok: true });
             else done?.({ ok: false, why: f.value.result.case === "error" ? `${f.value.result.value.code} ${f.value.result.value.message}` : "empty ack" });
           } else if (f.case === "events") {
-            for (const event of f.value.events) {
-              const ev = event.event;
-              if (ev.case !== "message") {
-                otherEvents++;
-                continue;
-              }
-              const role = s.role;
-              const key = ev.value.clientMessageId;
-              const colon = key.indexOf(":");
-              const name = key.slice(0, colon);
-              if (!role) {
-                streamErrors.push(`${user} (no channel): unexpected message ${key}`);
-                continue;
-              }
-              if (name === "probe") {
-                // Member 0 sends the probes: its own copy proves nothing.
-                if (role.m !== 0) probesSeen.add(`${role.c}/${role.m}`);
-                continue;
-              }
-              const track = tracks.get(name);
-              const i = Number(key.slice(colon + 1));
-              if (!track || !Number.isInteger(i) || i % C !== role.c) {
-                streamErrors.push(`member ${role.c}/${role.m}: unexpected message ${key}`);
-                continue;
-              }
-              if (!tracked(i, role.m)) {
-                // The sender's own copy (Chat.send delivers to every member's streams) or, outside
-                // group mode, a co-sender's: not part of the figures.
-                echoes++;
-                continue;
-              }
-              const slot = i * M + role.m;
-              if (track.counts[slot]! === 0) {
-                const from = memberSession[role.c]![senderMember(i)]!;
-                (from.server === s.server ? track.local : track.crossed).push(now - track.scheduled[i]!);
-              }
-              if (track.counts[slot]! < 255) track.counts[slot]!++;
-            }
+            onEvents(s, f.value.events, now);
           }
         }
         if (!stop.signal.aborted) streamErrors.push(`${user}: session ended by the server`);
@@ -484,7 +523,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
     return c < crossingChannels ? 1 - home : home;
   };
   const need = [0, 0];
-  for (let c = 0; c < C; c++) for (let m = 0; m < M; m++) need[want(c, m)]!++;
+  for (let c = 0; c < C; c++) for (let m = 0; m < M; m++) if (holdsSession(m)) need[want(c, m)]!++;
 
   // Open a pool of sessions; the gateway's placement decides where each lands (least loaded),
   // the `opened` frame says where. Open more until both servers hold enough of them.
@@ -518,6 +557,10 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   const taken = [0, 0];
   for (let c = 0; c < C; c++) {
     for (let m = 0; m < M; m++) {
+      if (!holdsSession(m)) {
+        memberSession[c]![m] = openSubscriber(sessions.length + c * M + m, { c, m });
+        continue;
+      }
       const k = want(c, m);
       const s = pools[k]![taken[k]!++]!;
       s.role = { c, m };
@@ -525,6 +568,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
     }
   }
   const servers = ids.map((id, k) => ({ id, sessions: pools[k]!.length, members: taken[k]! }));
+  const subscriberStreams = memberSession.flat().filter((s) => s.subscribed);
 
   const channelIds: string[] = [];
   for (let c = 0; c < C; c++) {
@@ -559,7 +603,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
 
   const run = async (name: string, secs: number): Promise<SplitPhase> => {
     const total = Math.round(input.rate * secs);
-    const track: Track = { total, scheduled: new Float64Array(total), counts: new Uint8Array(total * M), crossed: [], local: [] };
+    const track: Track = { total, scheduled: new Float64Array(total), counts: new Uint8Array(total * M), crossed: [], local: [], unplaced: [] };
     tracks.set(name, track);
     const routed0 = await routedIn();
     phase(name);
@@ -597,12 +641,12 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
         expected++;
         const n = track.counts[i * M + m]!;
         deliveries += n;
-        if (n > 0 && memberSession[c]![m]!.server !== from) crossed++;
+        if (n > 0 && !memberSession[c]![m]!.subscribed && memberSession[c]![m]!.server !== from) crossed++;
         if (n === 0) lost++;
         if (n > 1) duplicated += n - 1;
       }
     }
-    const all = [...track.crossed, ...track.local];
+    const all = [...track.crossed, ...track.local, ...track.unplaced];
     return {
       sent: total - failed,
       failed,
@@ -616,18 +660,28 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
       latency: summarize(all),
       latencyCrossed: summarize(track.crossed),
       latencyLocal: summarize(track.local),
+      latencyUnplaced: summarize(track.unplaced),
       ack: summarize(ackLat),
       startLag: summarize(lag),
       routedIn: routed1.map((v, k) => v - routed0[k]!),
     };
   };
 
+  // Every stream is attached (each saw a probe): where the chat servers hold them.
+  const liveStreams = await Promise.all(input.chatMetricsUrls.map((u) => scrapeCounter(u, "chat_live_streams")));
   const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs) : undefined;
   const measured = await run("measured", input.durationSecs);
   stop.abort();
   for (const s of sessions) s.out.end();
-  await Promise.all(sessions.map((s) => s.done));
-  return { ...(warmup ? { warmup } : {}), measured, servers, streamErrors: streamErrors.slice(0, 10), sendErrors, otherEvents, echoes };
+  await Promise.all([...sessions, ...subscriberStreams].map((s) => s.done));
+  return { ...(warmup ? { warmup } : {}), measured, servers, liveStreams, streamErrors: streamErrors.slice(0, 10), sendErrors, otherEvents, echoes };
+}
+
+function receiveFlag(args: ReturnType<typeof parseArgs>, group: boolean): "session" | "subscribe" {
+  const v = args.get("receive") ?? "session";
+  if (v !== "session" && v !== "subscribe") usage(`--receive is session or subscribe (got ${v})`);
+  if (v === "subscribe" && !group) usage("--receive subscribe is for --group-size runs (a Subscribe stream does not say which server it is on)");
+  return v;
 }
 
 async function mainSplit(args: ReturnType<typeof parseArgs>): Promise<boolean> {
@@ -647,6 +701,7 @@ async function mainSplit(args: ReturnType<typeof parseArgs>): Promise<boolean> {
     senders,
     group,
     cross: numberFlag(args, "cross", 1, 0),
+    receive: receiveFlag(args, group),
     connections: numberFlag(args, "connections", 4, 1),
     graceSecs: numberFlag(args, "grace", 5, 0),
   };
@@ -664,22 +719,29 @@ async function mainSplit(args: ReturnType<typeof parseArgs>): Promise<boolean> {
     );
     console.log(`\n${header}`);
     const shape = group
-      ? `group fan-out: ${input.channels} group(s) of ${members} members, members alternate between the two servers, ${senders} of them send (each through its own Session); every message must reach the ${members - 1} other members`
+      ? input.receive === "subscribe"
+        ? `group fan-out: ${input.channels} group(s) of ${members} members, ${senders} of them send (each through its own Session, alternating servers), the others receive on one Subscribe stream each (placed by the gateway); every message must reach the ${members - 1} other members`
+        : `group fan-out: ${input.channels} group(s) of ${members} members, members alternate between the two servers, ${senders} of them send (each through its own Session); every message must reach the ${members - 1} other members`
       : `${input.channels} group channels of ${senders} sender(s) + ${recipients} recipients; in ${Math.round(input.cross * input.channels)} of them the recipients sit on the other chat server than the senders`;
     console.log(
       `topology split (cluster engine: tokenrange, 2 chat servers, ${gateways} gateway(s) as processes of their own), ${input.rate} messages/s open loop, ` +
-        `${shape}; one Session per member (device "bench"), sends as Session send frames; ${input.connections} HTTP/2 connections`,
+        `${shape}; ${input.receive === "subscribe" ? "" : "one Session per member (device \"bench\"), "}sends as Session send frames; ${input.connections} HTTP/2 connections`,
     );
-    console.log(`chat servers: ${r.servers.map((s) => `${s.id} (${s.sessions} sessions, ${s.members} channel members)`).join(", ")}`);
-    console.log("\n| phase | offered msg/s | sent | failed | deliveries (expected) | deliveries/s | crossed servers | lost | duplicated | latency p50 ms | p99 ms | max ms | crossed p50 / p99 ms | same-server p50 / p99 ms | ack p50 / p99 ms | start lag p99 / max ms | routed in per server |");
-    console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|");
+    console.log(
+      `chat servers: ${r.servers.map((s, k) => `${s.id} (${s.sessions} sessions, ${s.members} channel members by Session; ${r.liveStreams[k] ?? "?"} live streams in all)`).join(", ")}`,
+    );
+    const sub = input.receive === "subscribe";
+    console.log(
+      `\n| phase | offered msg/s | sent | failed | deliveries (expected) | deliveries/s | crossed servers | lost | duplicated | latency p50 ms | p99 ms | max ms | ${sub ? "to Subscribe streams p50 / p99 ms" : "crossed p50 / p99 ms | same-server p50 / p99 ms"} | ack p50 / p99 ms | start lag p99 / max ms | routed in per server |`,
+    );
+    console.log(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|${sub ? "" : "---|"}---|---|---|`);
     for (const [name, p] of [["warm-up", r.warmup], ["measured", r.measured]] as const) {
       if (!p) continue;
       console.log(
         `| ${name} | ${Math.round(p.offered)} | ${p.sent} | ${p.failed} | ${p.deliveries} (${p.expected}) | ${Math.round(p.deliveries / p.secs)} | ` +
           `${p.deliveries > 0 ? ((100 * p.crossed) / p.deliveries).toFixed(1) : "-"}% | ${p.lost} | ${p.duplicated} | ` +
-          `${fmt(p.latency.p50)} | ${fmt(p.latency.p99)} | ${fmt(p.latency.max)} | ${fmt(p.latencyCrossed.p50)} / ${fmt(p.latencyCrossed.p99)} | ` +
-          `${fmt(p.latencyLocal.p50)} / ${fmt(p.latencyLocal.p99)} | ${fmt(p.ack.p50)} / ${fmt(p.ack.p99)} | ${fmt(p.startLag.p99)} / ${fmt(p.startLag.max)} | ${p.routedIn.join(" / ")} |`,
+          `${fmt(p.latency.p50)} | ${fmt(p.latency.p99)} | ${fmt(p.latency.max)} | ` +
+          `${sub ? `${fmt(p.latencyUnplaced.p50)} / ${fmt(p.latencyUnplaced.p99)}` : `${fmt(p.latencyCrossed.p50)} / ${fmt(p.latencyCrossed.p99)} | ${fmt(p.latencyLocal.p50)} / ${fmt(p.latencyLocal.p99)}`} | ${fmt(p.ack.p50)} / ${fmt(p.ack.p99)} | ${fmt(p.startLag.p99)} / ${fmt(p.startLag.max)} | ${p.routedIn.join(" / ")} |`,
       );
     }
     const m = r.measured;
