@@ -79,8 +79,10 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const streams = new StreamGuard({ maxPerIdentity: opts.config.streams.perIdentity });
   const clients: GrpcClient<DescService>[] = [];
   const placements: ChatPlacement[] = [];
+  // One table for everything the edge serves (the public services, reflection, health): an
+  // override naming any of them is valid, one naming nothing served is a ConfigError.
   const limits = createMessageLimits(
-    opts.upstreams.filter((u) => u.module.public).map((u) => u.module.desc),
+    [...opts.upstreams.filter((u) => u.module.public).map((u) => u.module.desc), ServerReflectionV1, ServerReflectionV1Alpha, Health],
     opts.config.gateway.maxMessageBytes,
     opts.config.gateway.methodMaxBytes,
   );
@@ -181,11 +183,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     doors,
     // The redirect door is the hot path: tried first, before the per-request wrapper.
     ...(redirects ? { fastDoors: [redirects.door] } : {}),
-    limits: createMessageLimits(
-      services.map((s) => s.desc),
-      opts.config.gateway.maxMessageBytes,
-      opts.config.gateway.methodMaxBytes,
-    ),
+    limits,
     admission: auth.admission,
     interceptors: [auth.interceptor],
     contextValues: auth.contextValues,
