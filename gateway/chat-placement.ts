@@ -32,7 +32,7 @@ import { localServerAt } from "../platform/grpc/in-process.js";
 import { IDENTITY_ASSERTION_HEADER } from "../platform/identity.js";
 import type { SubscribeRequest, SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { ChatRelay, type RelayCallFn } from "./chat-relay.js";
-import { feedFromIterable, type LiveFeed } from "./live-feed.js";
+import { feedFromIterable, iterateFeed, type LiveFeed } from "./live-feed.js";
 
 /** Placements are forgotten after this (a report has counted them by then, or the server is gone). */
 const PLACED_WINDOW_MS = 5_000;
@@ -139,17 +139,9 @@ export class ChatPlacement {
         const relayed = name === "subscribe" && this.opts.relay !== undefined;
         out[name] = async function* (input: unknown, options: CallOptions) {
           const address = await self.pick("stream");
-          // A server of this same process is reached by the in-process hop, per call, already.
-          if (relayed && !localServerAt(address)) {
-            const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
-            try {
-              yield* self.relayTo(address).subscribe((input as SubscribeRequest).deviceId, assertion, options.signal);
-            } finally {
-              self.closeIdleLanes(address);
-            }
-            return;
-          }
-          yield* self.onLane(address, name, input, options);
+          const feed = relayed ? self.relayedFeed(address, input as SubscribeRequest, options) : undefined;
+          if (feed) yield* iterateFeed(feed, options.signal);
+          else yield* self.onLane(address, name, input, options);
         };
       } else {
         out[name] = async (input: unknown, options: CallOptions) => {
@@ -167,11 +159,17 @@ export class ChatPlacement {
    */
   async openSubscribe(input: SubscribeRequest, options: CallOptions): Promise<LiveFeed<SubscribeResponse>> {
     const address = await this.pick("stream");
-    if (this.opts.relay !== undefined && !localServerAt(address)) {
-      const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
-      return this.relayTo(address).open(input.deviceId, assertion, () => this.closeIdleLanes(address));
-    }
-    return feedFromIterable((signal) => this.onLane(address, "subscribe", input, { ...options, signal }) as AsyncIterable<SubscribeResponse>);
+    return this.relayedFeed(address, input, options) ?? feedFromIterable((signal) => this.onLane(address, "subscribe", input, { ...options, signal }) as AsyncIterable<SubscribeResponse>);
+  }
+
+  /**
+   * Subscribe on the Relay call to a chat server in another process; undefined without a relay
+   * or for a server of this same process (reached by the in-process hop, per call, already).
+   */
+  private relayedFeed(address: string, input: SubscribeRequest, options: CallOptions): LiveFeed<SubscribeResponse> | undefined {
+    if (this.opts.relay === undefined || localServerAt(address)) return undefined;
+    const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
+    return this.relayTo(address).open(input.deviceId, assertion, () => this.closeIdleLanes(address));
   }
 
   /** A streaming call on one of the address's lanes. */

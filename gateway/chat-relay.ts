@@ -28,7 +28,7 @@ import { retryHints, toConnectError } from "../platform/grpc/status.js";
 import { PushQueue } from "../platform/push-queue.js";
 import { keepAliveEvent, slowConsumer } from "../services/chat/live/device-stream.js";
 import { markAnswered } from "./forward.js";
-import type { LiveFeed } from "./live-feed.js";
+import { iterateFeed, type LiveFeed } from "./live-feed.js";
 
 export type RelayCallFn = (requests: AsyncIterable<RelayRequest>, options: CallOptions) => AsyncIterable<RelayResponse>;
 
@@ -192,36 +192,7 @@ export class ChatRelay {
 
   /** open() as an async generator that stops (quietly) when `signal` aborts. */
   async *subscribe(deviceId: string, identityAssertion: string, signal?: AbortSignal): AsyncGenerator<SubscribeResponse> {
-    const feed = this.open(deviceId, identityAssertion);
-    // An async generator waiting in an await cannot be returned from: closing the feed wakes it.
-    let wake: (() => void) | undefined;
-    const leave = (): void => {
-      feed.close();
-      wake?.();
-    };
-    signal?.addEventListener("abort", leave, { once: true });
-    if (signal?.aborted) leave();
-    try {
-      for (;;) {
-        const res = feed.take();
-        if (res) {
-          yield res;
-          continue;
-        }
-        const ended = feed.ended;
-        if (ended) {
-          if (ended.error) throw ended.error;
-          return;
-        }
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          feed.onReady(resolve);
-        });
-      }
-    } finally {
-      signal?.removeEventListener("abort", leave);
-      feed.close();
-    }
+    yield* iterateFeed(this.open(deviceId, identityAssertion), signal);
   }
 
   /** Ends the call and every stream on it (UNAVAILABLE: reconnect). */

@@ -16,6 +16,39 @@ export interface LiveFeed<T> {
   close(): void;
 }
 
+/** A feed as an async iterable that stops (quietly, closing the feed) when `signal` aborts. */
+export async function* iterateFeed<T>(feed: LiveFeed<T>, signal?: AbortSignal): AsyncGenerator<T> {
+  // An async generator waiting in an await cannot be returned from: closing the feed wakes it.
+  let wake: (() => void) | undefined;
+  const leave = (): void => {
+    feed.close();
+    wake?.();
+  };
+  signal?.addEventListener("abort", leave, { once: true });
+  if (signal?.aborted) leave();
+  try {
+    for (;;) {
+      const value = feed.take();
+      if (value !== undefined) {
+        yield value;
+        continue;
+      }
+      const ended = feed.ended;
+      if (ended) {
+        if (ended.error !== undefined) throw ended.error;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        feed.onReady(resolve);
+      });
+    }
+  } finally {
+    signal?.removeEventListener("abort", leave);
+    feed.close();
+  }
+}
+
 /**
  * A feed over an async iterable (a forwarded call that is not relayed: the in-process hop, a
  * Subscribe RPC): one `next()` in flight at a time, the next one only once the value was taken,

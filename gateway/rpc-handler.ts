@@ -164,7 +164,7 @@ function implOf(desc: DescService, impl: ServiceImpl<DescService>, method: DescM
   };
 }
 
-function headerReader(req: Req): (name: string) => string | undefined {
+export function headerReader(req: Req): (name: string) => string | undefined {
   return (name) => {
     const v = req.headers[name];
     return Array.isArray(v) ? v.join(", ") : v;

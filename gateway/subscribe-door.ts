@@ -21,12 +21,13 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { Code, ConnectError, createContextValues, type CallOptions, type ContextValues } from "@connectrpc/connect";
-import { createMethodSerializationLookup } from "@connectrpc/connect/protocol";
+import { createMethodSerializationLookup, encodeEnvelope } from "@connectrpc/connect/protocol";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
 import { ChatService, SubscribeRequestSchema, type SubscribeRequest, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
+import { SUBSCRIBE_PATH } from "../services/chat/live/relay.js";
 import { toConnectError } from "../platform/grpc/status.js";
 import { identityKey, type Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
@@ -35,12 +36,13 @@ import { bodyShapeOf, guardBody } from "./body-guard.js";
 import { edgeError, FORWARDED_HEADERS } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import type { LiveFeed } from "./live-feed.js";
+import { headerReader } from "./rpc-handler.js";
 import type { StreamGuard } from "./stream-guard.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
-export const SUBSCRIBE_PATH = `/${ChatService.typeName}/Subscribe`;
+export { SUBSCRIBE_PATH };
 
 type Wire = "grpc" | "grpc-web" | "connect";
 
@@ -78,9 +80,9 @@ export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
     if (req.method !== "POST") return false;
     const url = req.url ?? "";
     if (url !== SUBSCRIBE_PATH && !url.startsWith(`${SUBSCRIBE_PATH}?`)) return false;
-    const wire = wireOf(req);
-    if (!wire) return false;
-    serve(opts, lookup, req, res, wire, String(req.headers["content-type"]).split(";", 1)[0]!.trim().toLowerCase(), log).catch((e: unknown) => {
+    const how = wireOf(req);
+    if (!how) return false;
+    serve(opts, lookup, req, res, how.wire, how.contentType, log).catch((e: unknown) => {
       log.error({ err: e }, "subscribe door failed");
       if (!res.headersSent) res.writeHead(500);
       res.end();
@@ -89,10 +91,10 @@ export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
   };
 }
 
-/** The protocol of a request the door serves, or undefined for connect-node. */
-function wireOf(req: Req): Wire | undefined {
-  const ct = String(req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
-  const wire = WIRES[ct];
+/** The protocol (and content type) of a request the door serves, or undefined for connect-node. */
+function wireOf(req: Req): { wire: Wire; contentType: string } | undefined {
+  const contentType = String(req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
+  const wire = WIRES[contentType];
   if (wire === undefined) return undefined;
   if (wire === "grpc" && req.httpVersionMajor !== 2) return undefined;
   const encoding = req.headers[wire === "connect" ? "connect-content-encoding" : "grpc-encoding"];
@@ -100,7 +102,7 @@ function wireOf(req: Req): Wire | undefined {
   if (req.headers["grpc-timeout"] !== undefined || req.headers["connect-timeout-ms"] !== undefined) return undefined;
   const version = req.headers["connect-protocol-version"];
   if (version !== undefined && version !== "1") return undefined;
-  return wire;
+  return { wire, contentType };
 }
 
 async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, res: Res, wire: Wire, contentType: string, log: Logger): Promise<void> {
@@ -108,10 +110,13 @@ async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, 
   const stream = new SubscribeStream(res, wire, contentType, lookup.getO(binary), log);
   res.once("close", stream.gone);
   const values = opts.contextValues?.(req) ?? createContextValues();
-  const refusal = await opts.admission?.(ChatService.typeName, "Subscribe", (name) => headerOf(req, name), values);
-  if (refusal) {
-    // HTTP/1.1 can only skip an unread body by closing the connection after the answer.
+  // HTTP/1.1 can only skip an unread body by closing the connection after the answer.
+  const closeIfUnread = (): void => {
     if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
+  };
+  const refusal = await opts.admission?.(ChatService.typeName, "Subscribe", headerReader(req), values);
+  if (refusal) {
+    closeIfUnread();
     return stream.finish(refusal);
   }
   const identity = values.get(identityKey);
@@ -120,7 +125,7 @@ async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, 
   try {
     input = await readInput(req, contentType, opts.readMaxBytes, lookup.getI(binary));
   } catch (e) {
-    if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
+    closeIfUnread();
     return stream.finish(ConnectError.from(e, Code.InvalidArgument));
   }
   if (stream.over) return;
@@ -204,10 +209,10 @@ class SubscribeStream {
         break;
       }
       case "grpc-web":
-        res.end(envelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
+        res.end(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
         break;
       case "connect":
-        res.end(envelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
+        res.end(encodeEnvelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
         break;
     }
   }
@@ -227,7 +232,7 @@ class SubscribeStream {
     if (this.over || this.blocked || !feed) return;
     for (let res = feed.take(); res !== undefined; res = feed.take()) {
       this.sent = true;
-      if (!(this.res as http.ServerResponse).write(envelope(0, this.output.serialize(res)))) {
+      if (!(this.res as http.ServerResponse).write(encodeEnvelope(0, this.output.serialize(res)))) {
         this.blocked = true;
         return;
       }
@@ -248,19 +253,6 @@ class SubscribeStream {
     this.release();
     this.res.off("drain", this.drained);
   }
-}
-
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + data.byteLength);
-  out[0] = flags;
-  out.writeUInt32BE(data.byteLength, 1);
-  out.set(data, 5);
-  return out;
-}
-
-function headerOf(req: Req, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v.join(", ") : v;
 }
 
 function noop(): void {}
