@@ -192,7 +192,13 @@ describe("a stuck subscriber under ~1,000 messages/s", () => {
     for (let i = 0; i < WARMUP_MESSAGES; i += 50) {
       await Promise.all(Array.from({ length: 50 }, (_, j) => alice.sendMessage({ channelId: direct, clientMessageId: `warm-${i + j}`, text: TEXT })));
     }
-    await waitFor("the warm-up at the healthy device", async () => (healthy.messageIds().length >= WARMUP_MESSAGES ? true : undefined), 30_000);
+    // At both devices: a warm-up message still on its way to the stuck one would count as a flood
+    // message it got (and one nobody sent in the flood).
+    await waitFor(
+      "the warm-up at both devices",
+      async () => (healthy.messageIds().length >= WARMUP_MESSAGES && stuck.messageIds().length >= WARMUP_MESSAGES ? true : undefined),
+      30_000,
+    );
     stuck.stopReading();
     const stuckBefore = stuck.messageIds().length;
 
