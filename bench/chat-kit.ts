@@ -10,6 +10,7 @@
  * transport over h2c), never to the chat server directly.
  */
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { execFileSync, fork } from "node:child_process";
 import { availableParallelism, cpus } from "node:os";
 import pino from "pino";
@@ -329,6 +330,12 @@ export async function startSplitChatMesh(
   env.SWITCHBOARD_CODE_KEY ??= `bench-${tag}-code-key-0123456789abcdef`;
   // NODE_OPTIONS for the chat servers and gateways only (e.g. bench/chat-idle.ts: --expose-gc and a GC-on-signal preload).
   const nodeEnv: Record<string, string> = opts.nodeOptions ? { NODE_OPTIONS: opts.nodeOptions } : {};
+  // BENCH_CPU_PROF_DIR=dir: a V8 CPU profile of every chat server and gateway, written there at exit.
+  const profDir = process.env.BENCH_CPU_PROF_DIR;
+  if (profDir) {
+    const preload = fileURLToPath(new URL("./cpu-prof-preload.mjs", import.meta.url));
+    Object.assign(nodeEnv, { NODE_OPTIONS: `${nodeEnv.NODE_OPTIONS ?? ""} --import ${preload}`.trim(), BENCH_CPU_PROF_DIR: profDir });
+  }
   const procs: import("../testkit/processes.js").MeshProcess[] = [];
   const stopAll = async () => {
     await Promise.all(procs.map((p) => p.stop()));

@@ -33,6 +33,7 @@ import { IDENTITY_ASSERTION_HEADER } from "../platform/identity.js";
 import type { SubscribeRequest, SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { ChatRelay, type RelayCallFn } from "./chat-relay.js";
 import { feedFromIterable, iterateFeed, type LiveFeed } from "./live-feed.js";
+import { decodedResponses, type RelayedResponse } from "./relayed-response.js";
 
 /** Placements are forgotten after this (a report has counted them by then, or the server is gone). */
 const PLACED_WINDOW_MS = 5_000;
@@ -140,7 +141,7 @@ export class ChatPlacement {
         out[name] = async function* (input: unknown, options: CallOptions) {
           const address = await self.pick("stream");
           const feed = relayed ? self.relayedFeed(address, input as SubscribeRequest, options) : undefined;
-          if (feed) yield* iterateFeed(feed, options.signal);
+          if (feed) yield* decodedResponses(iterateFeed(feed, options.signal));
           else yield* self.onLane(address, name, input, options);
         };
       } else {
@@ -157,7 +158,7 @@ export class ChatPlacement {
    * Subscribe as the subscribe door pulls it (gateway/subscribe-door.ts): placed as upstream()
    * places it, relayed to a chat server in another process, else the call's responses as a feed.
    */
-  async openSubscribe(input: SubscribeRequest, options: CallOptions): Promise<LiveFeed<SubscribeResponse>> {
+  async openSubscribe(input: SubscribeRequest, options: CallOptions): Promise<LiveFeed<RelayedResponse>> {
     const address = await this.pick("stream");
     return this.relayedFeed(address, input, options) ?? feedFromIterable((signal) => this.onLane(address, "subscribe", input, { ...options, signal }) as AsyncIterable<SubscribeResponse>);
   }
@@ -166,7 +167,7 @@ export class ChatPlacement {
    * Subscribe on the Relay call to a chat server in another process; undefined without a relay
    * or for a server of this same process (reached by the in-process hop, per call, already).
    */
-  private relayedFeed(address: string, input: SubscribeRequest, options: CallOptions): LiveFeed<SubscribeResponse> | undefined {
+  private relayedFeed(address: string, input: SubscribeRequest, options: CallOptions): LiveFeed<RelayedResponse> | undefined {
     if (this.opts.relay === undefined || localServerAt(address)) return undefined;
     const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
     return this.relayTo(address).open(input.deviceId, assertion, () => this.closeIdleLanes(address));

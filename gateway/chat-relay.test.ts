@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
@@ -6,6 +6,7 @@ import {
   MessageSchema,
   RelayFrameSchema,
   RelayResponseSchema,
+  SubscribeResponseSchema,
   type RelayFrame,
   type RelayRequest,
   type RelayResponse,
@@ -13,6 +14,7 @@ import {
 } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { keepAliveEvent } from "../services/chat/live/device-stream.js";
 import { ChatRelay } from "./chat-relay.js";
+import { isEncoded, type RelayedResponse } from "./relayed-response.js";
 
 const events = (...ids: number[]) => ({
   events: ids.map((id) =>
@@ -21,6 +23,14 @@ const events = (...ids: number[]) => ({
 });
 const response = (streamId: bigint, ...ids: number[]): RelayFrame =>
   create(RelayFrameSchema, { streamId, frame: { case: "response", value: events(...ids) } });
+/** As a chat server sends it to a stream opened with accept_encoded. */
+const encoded = (streamId: bigint, ...ids: number[]): RelayFrame => {
+  const value = events(...ids);
+  return create(RelayFrameSchema, {
+    streamId,
+    frame: { case: "encoded", value: { response: toBinary(SubscribeResponseSchema, create(SubscribeResponseSchema, value)), events: value.events.length } },
+  });
+};
 const end = (streamId: bigint, code: number, message = "", retryAfterMs?: bigint): RelayFrame =>
   create(RelayFrameSchema, { streamId, frame: { case: "end", value: { code, message, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) } } });
 
@@ -177,6 +187,36 @@ describe("ChatRelay (the gateway's end of Relay)", () => {
     expect(server.requests.filter((r) => r.frame.case === "close").map((r) => r.streamId)).toEqual([1n]);
     expect(b.ids()).toEqual(["keepAlive", 5n]);
     expect(relay.size).toBe(1);
+  });
+
+  it("asks for serialized responses, hands them on as they came (decoded only for a generator's reader), and bounds the outbox by their events", async () => {
+    const server = fakeServer();
+    const relay = new ChatRelay({ call: server.call, keepAliveMs: 60_000, outboxEvents: 3 });
+    const fed = relay.open("phone", "x");
+    const decoded = client(relay.subscribe("laptop", "x"));
+    const stuck = relay.open("tablet", "x");
+    await tick();
+    expect(server.requests.map((r) => r.frame.case === "open" && r.frame.value.acceptEncoded)).toEqual([true, true, true]);
+    // An older chat server answers decoded: both forms are taken.
+    const fedFrames = [encoded(1n, 0), encoded(1n, 5, 6)];
+    server.frames(fedFrames[0]!, response(2n, 0), encoded(3n, 0), fedFrames[1]!, encoded(2n, 7));
+    await tick();
+    const taken: RelayedResponse[] = [];
+    for (let r = fed.take(); r !== undefined; r = fed.take()) taken.push(r);
+    // The chat server's bytes, untouched, with their event counts.
+    expect(taken.map((r) => (isEncoded(r) ? [r.eventCount, Buffer.from(r.encoded).toString("hex")] : r))).toEqual(
+      fedFrames.map((f) => {
+        const v = f.frame.value as { response: Uint8Array; events: number };
+        return [v.events, Buffer.from(v.response).toString("hex")];
+      }),
+    );
+    expect(decoded.ids()).toEqual(["keepAlive", 7n]);
+    // Serialized responses count by their events: 1 + 2 + 1 > 3 ends the stream that stopped taking them.
+    server.frames(encoded(3n, 1, 2), encoded(3n, 3));
+    await tick();
+    expect(stuck.ended?.error).toMatchObject({ code: Code.ResourceExhausted, rawMessage: expect.stringMatching(/^slow consumer: more than 3 events/) as unknown });
+    expect(server.requests.filter((r) => r.frame.case === "close").map((r) => r.streamId)).toEqual([3n]);
+    fed.close();
   });
 
   it("keeps idle attached streams alive itself, about every keepAliveMs, and not before the stream is attached", async () => {

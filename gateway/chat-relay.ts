@@ -29,6 +29,7 @@ import { PushQueue } from "../platform/push-queue.js";
 import { keepAliveEvent, slowConsumer } from "../services/chat/live/device-stream.js";
 import { markAnswered } from "./forward.js";
 import { iterateFeed, type LiveFeed } from "./live-feed.js";
+import { decodedResponses, eventCountOf, type RelayedResponse } from "./relayed-response.js";
 
 export type RelayCallFn = (requests: AsyncIterable<RelayRequest>, options: CallOptions) => AsyncIterable<RelayResponse>;
 
@@ -62,8 +63,8 @@ function endError(end: RelayEnd): ConnectError | undefined {
 }
 
 /** One client's stream on the call: its outbox and how it ended, pulled as a LiveFeed. */
-class RelayedStream implements LiveFeed<SubscribeResponse> {
-  private queue: (SubscribeResponse | undefined)[] = [];
+class RelayedStream implements LiveFeed<RelayedResponse> {
+  private queue: (RelayedResponse | undefined)[] = [];
   private head = 0;
   private queuedEvents = 0;
   private wake: (() => void) | undefined;
@@ -94,10 +95,10 @@ class RelayedStream implements LiveFeed<SubscribeResponse> {
     return this.head < this.queue.length ? undefined : this.endedWith;
   }
 
-  push(res: SubscribeResponse): void {
+  push(res: RelayedResponse): void {
     if (this.endedWith) return;
     this.queue.push(res);
-    this.queuedEvents += res.events.length;
+    this.queuedEvents += eventCountOf(res);
     this.ready();
   }
 
@@ -110,7 +111,7 @@ class RelayedStream implements LiveFeed<SubscribeResponse> {
     this.ready();
   }
 
-  take(): SubscribeResponse | undefined {
+  take(): RelayedResponse | undefined {
     if (this.head < this.queue.length) {
       const res = this.queue[this.head]!;
       this.queue[this.head++] = undefined;
@@ -118,7 +119,7 @@ class RelayedStream implements LiveFeed<SubscribeResponse> {
         this.queue = [];
         this.head = 0;
       }
-      this.queuedEvents -= res.events.length;
+      this.queuedEvents -= eventCountOf(res);
       this.lastActivity = Date.now();
       return res;
     }
@@ -179,20 +180,20 @@ export class ChatRelay {
    * client is too slow (RESOURCE_EXHAUSTED); close() when the client leaves (the chat server is
    * told). `onClosed` runs after close().
    */
-  open(deviceId: string, identityAssertion: string, onClosed?: () => void): LiveFeed<SubscribeResponse> {
+  open(deviceId: string, identityAssertion: string, onClosed?: () => void): LiveFeed<RelayedResponse> {
     if (this.over) throw this.over;
     const s = new RelayedStream(this.nextId++, (closed) => {
       this.detach(closed);
       onClosed?.();
     });
     this.streams.set(s.id, s);
-    this.request(create(RelayRequestSchema, { streamId: s.id, frame: { case: "open", value: { deviceId, identityAssertion } } }));
+    this.request(create(RelayRequestSchema, { streamId: s.id, frame: { case: "open", value: { deviceId, identityAssertion, acceptEncoded: true } } }));
     return s;
   }
 
   /** open() as an async generator that stops (quietly) when `signal` aborts. */
   async *subscribe(deviceId: string, identityAssertion: string, signal?: AbortSignal): AsyncGenerator<SubscribeResponse> {
-    yield* iterateFeed(this.open(deviceId, identityAssertion), signal);
+    yield* decodedResponses(iterateFeed(this.open(deviceId, identityAssertion), signal));
   }
 
   /** Ends the call and every stream on it (UNAVAILABLE: reconnect). */
@@ -216,8 +217,11 @@ export class ChatRelay {
     if (!s) return;
     switch (frame.frame.case) {
       case "response":
+      case "encoded":
         s.attached = true;
-        s.push(frame.frame.value);
+        // A copy: the frame's bytes are a view of the whole RelayResponse, which a slow client's
+        // outbox would otherwise keep alive.
+        s.push(frame.frame.case === "response" ? frame.frame.value : { encoded: frame.frame.value.response.slice(), eventCount: frame.frame.value.events });
         if (s.queued > this.opts.outboxEvents) {
           s.end(markAnswered(toConnectError(slowConsumer(this.opts.outboxEvents))));
           this.detach(s);

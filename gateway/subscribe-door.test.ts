@@ -17,17 +17,18 @@ import {
 import { IDENTITY_ASSERTION_HEADER, identityKey, type Identity } from "../platform/identity.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import type { LiveFeed } from "./live-feed.js";
+import type { RelayedResponse } from "./relayed-response.js";
 import { StreamGuard } from "./stream-guard.js";
 import { subscribeDoor, SUBSCRIBE_PATH } from "./subscribe-door.js";
 
 /** A feed the test fills and ends; records what the door did with it. */
-class TestFeed implements LiveFeed<SubscribeResponse> {
-  private queue: SubscribeResponse[] = [];
+class TestFeed implements LiveFeed<RelayedResponse> {
+  private queue: RelayedResponse[] = [];
   private wake: (() => void) | undefined;
   endedWith: { error: unknown } | undefined;
   closed = false;
   taken = 0;
-  push(res: SubscribeResponse): void {
+  push(res: RelayedResponse): void {
     this.queue.push(res);
     this.wake?.();
   }
@@ -35,7 +36,7 @@ class TestFeed implements LiveFeed<SubscribeResponse> {
     this.endedWith = { error };
     this.wake?.();
   }
-  take(): SubscribeResponse | undefined {
+  take(): RelayedResponse | undefined {
     const res = this.queue.shift();
     if (res) this.taken++;
     return res;
@@ -268,6 +269,32 @@ describe("subscribe door: each protocol's framing and end", () => {
     expect(answer.trailers["grpc-status"]).toBe(String(Code.Unavailable));
     expect(decodeURIComponent(String(answer.trailers["grpc-message"]))).toBe("chat service is unavailable");
     expect(guard.openFor("alice")).toBe(0);
+  });
+});
+
+describe("subscribe door: responses the chat server serialized (relayed)", () => {
+  const message = (id: bigint, text: string): SubscribeResponse =>
+    create(SubscribeResponseSchema, { events: [{ eventId: id, event: { case: "message", value: { messageId: id, text } } }] });
+  const serialized = (r: SubscribeResponse): RelayedResponse => ({ encoded: toBinary(SubscribeResponseSchema, r), eventCount: r.events.length });
+  const feedBoth = async () => {
+    while (opened.length === 0) await new Promise((r) => setTimeout(r, 5));
+    opened[0]!.feed.push(serialized(message(1n, "héllo")));
+    opened[0]!.feed.push(message(2n, "decoded"));
+    opened[0]!.feed.end();
+  };
+
+  it.each(["grpc", "grpc-web", "connect"] as const)("%s: the chat server's bytes as they are, beside decoded responses", async (wire) => {
+    const [answer] = await Promise.all([callH2(wire, request()), feedBoth()]);
+    const messages = answer.frames.filter((f) => f.flags === 0);
+    expect(messages.map((f) => f.data.toString("hex"))).toEqual([message(1n, "héllo"), message(2n, "decoded")].map((r) => Buffer.from(toBinary(SubscribeResponseSchema, r)).toString("hex")));
+  });
+
+  it("Connect JSON: a serialized response is decoded and written as JSON", async () => {
+    const [answer] = await Promise.all([callH2("connect", envelope(0, Buffer.from(JSON.stringify({ deviceId: "web" }))), { "content-type": "application/connect+json" }), feedBoth()]);
+    expect(answer.frames.filter((f) => f.flags === 0).map((f) => JSON.parse(f.data.toString()))).toEqual([
+      { events: [{ eventId: "1", message: { messageId: "1", text: "héllo" } }] },
+      { events: [{ eventId: "2", message: { messageId: "2", text: "decoded" } }] },
+    ]);
   });
 });
 

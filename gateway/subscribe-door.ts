@@ -36,6 +36,7 @@ import { bodyShapeOf, guardBody } from "./body-guard.js";
 import { edgeError, FORWARDED_HEADERS } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import type { LiveFeed } from "./live-feed.js";
+import { decodedResponse, isEncoded, type RelayedResponse } from "./relayed-response.js";
 import { headerReader } from "./rpc-handler.js";
 import type { StreamGuard } from "./stream-guard.js";
 
@@ -71,7 +72,7 @@ export interface SubscribeDoorOptions {
   /** The internal headers proving `identity` to the chat server for Subscribe. */
   readonly assertionFor: (identity: Identity) => Headers;
   /** Places the stream on a chat server (ChatPlacement.openSubscribe). */
-  readonly open: (input: SubscribeRequest, options: CallOptions) => Promise<LiveFeed<SubscribeResponse>>;
+  readonly open: (input: SubscribeRequest, options: CallOptions) => Promise<LiveFeed<RelayedResponse>>;
 }
 
 export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
@@ -107,7 +108,7 @@ function wireOf(req: Req): { wire: Wire; contentType: string } | undefined {
 
 async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, res: Res, wire: Wire, contentType: string, log: Logger): Promise<void> {
   const binary = !contentType.endsWith("+json");
-  const stream = new SubscribeStream(res, wire, contentType, lookup.getO(binary), log);
+  const stream = new SubscribeStream(res, wire, contentType, binary, lookup.getO(binary), log);
   res.once("close", stream.gone);
   const values = opts.contextValues?.(req) ?? createContextValues();
   // HTTP/1.1 can only skip an unread body by closing the connection after the answer.
@@ -139,7 +140,7 @@ async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, 
     const v = req.headers[name];
     if (typeof v === "string") headers.set(name, v);
   }
-  let feed: LiveFeed<SubscribeResponse>;
+  let feed: LiveFeed<RelayedResponse>;
   try {
     feed = await opts.open(input, { headers });
   } catch (e) {
@@ -167,7 +168,7 @@ async function readInput(req: Req, contentType: string, readMaxBytes: number, pa
 
 /** One client's stream: writes what the feed has while the connection takes it, then the end. */
 class SubscribeStream {
-  private feed: LiveFeed<SubscribeResponse> | undefined;
+  private feed: LiveFeed<RelayedResponse> | undefined;
   private started = false;
   private blocked = false;
   private sent = false;
@@ -180,11 +181,12 @@ class SubscribeStream {
     private readonly res: Res,
     private readonly wire: Wire,
     private readonly contentType: string,
+    private readonly binary: boolean,
     private readonly output: { serialize(m: SubscribeResponse): Uint8Array },
     private readonly log: Logger,
   ) {}
 
-  attach(feed: LiveFeed<SubscribeResponse>): void {
+  attach(feed: LiveFeed<RelayedResponse>): void {
     if (this.over) return feed.close();
     this.feed = feed;
     this.start();
@@ -232,7 +234,7 @@ class SubscribeStream {
     if (this.over || this.blocked || !feed) return;
     for (let res = feed.take(); res !== undefined; res = feed.take()) {
       this.sent = true;
-      if (!(this.res as http.ServerResponse).write(encodeEnvelope(0, this.output.serialize(res)))) {
+      if (!(this.res as http.ServerResponse).write(encodeEnvelope(0, this.serialized(res)))) {
         this.blocked = true;
         return;
       }
@@ -240,6 +242,11 @@ class SubscribeStream {
     const ended = feed.ended;
     if (ended) this.finish(ended.error === undefined ? undefined : ConnectError.from(edgeError(ended.error, "chat", this.sent)));
   };
+
+  /** Binary clients get a relayed response's bytes as the chat server wrote them. */
+  private serialized(res: RelayedResponse): Uint8Array {
+    return this.binary && isEncoded(res) ? res.encoded : this.output.serialize(decodedResponse(res));
+  }
 
   private start(): void {
     if (this.started) return;

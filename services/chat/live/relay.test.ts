@@ -1,9 +1,10 @@
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
   ChatEventSchema,
   MessageSchema,
   RelayRequestSchema,
+  SubscribeResponseSchema,
   type ChatEvent,
   type RelayFrame,
   type RelayResponse,
@@ -19,6 +20,8 @@ const msg = (id: number, text = ""): ChatEvent =>
 
 const open = (streamId: number, deviceId: string, assertion: string) =>
   create(RelayRequestSchema, { streamId: BigInt(streamId), frame: { case: "open", value: { deviceId, identityAssertion: assertion } } });
+const openEncoded = (streamId: number, deviceId: string, assertion: string) =>
+  create(RelayRequestSchema, { streamId: BigInt(streamId), frame: { case: "open", value: { deviceId, identityAssertion: assertion, acceptEncoded: true } } });
 const close = (streamId: number) => create(RelayRequestSchema, { streamId: BigInt(streamId), frame: { case: "close", value: {} } });
 
 /** A host whose assertions are "user:<id>"; it records what it attached and detached. */
@@ -79,6 +82,37 @@ describe("RelayCall (the chat server's end of Relay)", () => {
       { id: 1n, events: [5n, 6n] },
     ]);
     expect(call.size).toBe(2);
+  });
+
+  it("sends a stream opened with accept_encoded its responses serialized, beside streams that take them decoded", async () => {
+    const { h, streams } = host();
+    const call = new RelayCall(h);
+    const r = reader(call);
+    call.handle(openEncoded(1, "phone", "user:alice"));
+    call.handle(openEncoded(2, "laptop", "user:bob"));
+    call.handle(open(3, "tablet", "user:carol"));
+    const attached = await r.frames();
+    expect(attached.map((f) => f.frame.case)).toEqual(["encoded", "encoded", "response"]);
+    const shared = msg(9, "to everyone");
+    for (const key of ["alice/phone", "bob/laptop", "carol/tablet"]) streams.get(key)!.push(shared);
+    streams.get("alice/phone")!.push(msg(10, "only alice"));
+    const frames = await r.frames();
+    const decoded = frames.map((f) => {
+      if (f.frame.case === "encoded") {
+        const res = fromBinary(SubscribeResponseSchema, f.frame.value.response);
+        expect(f.frame.value.events, "the count the gateway's outbox bound uses").toBe(res.events.length);
+        return { id: f.streamId, events: res.events };
+      }
+      return { id: f.streamId, events: f.frame.case === "response" ? f.frame.value.events : [] };
+    });
+    expect(decoded.map((d) => ({ id: d.id, events: d.events.map((e) => e.eventId) }))).toEqual([
+      { id: 1n, events: [9n, 10n] },
+      { id: 2n, events: [9n] },
+      { id: 3n, events: [9n] },
+    ]);
+    // What arrives is the event as it was, not an approximation.
+    expect(decoded[0]!.events[0]).toEqual(shared);
+    expect(decoded[0]!.events[1]!.event.value).toMatchObject({ text: "only alice" });
   });
 
   it("refuses an open without a valid assertion, with a bad device id, or that the server refuses, each with its status and nothing attached", async () => {

@@ -25,6 +25,7 @@ import { retryAfterMsOf, toConnectError } from "../../../platform/grpc/status.js
 import { verifyIdentityAssertion } from "../../../platform/identity-assertion.js";
 import { validateDeviceId } from "../domain/validate.js";
 import { eventBytesAtMost, keepAliveEvent, MAX_BATCH, MAX_BATCH_BYTES, type DeviceStream } from "./device-stream.js";
+import { encodeSubscribeResponse } from "./encoded-events.js";
 
 /** The method a relayed stream's identity assertion is signed for: it is a Subscribe. */
 export const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
@@ -64,6 +65,8 @@ interface Relayed {
   readonly id: bigint;
   readonly stream: DeviceStream;
   readonly close: () => void;
+  /** The gateway takes this stream's responses serialized (RelayOpen.accept_encoded). */
+  readonly encoded: boolean;
   /** In the ready list now. */
   ready: boolean;
 }
@@ -92,7 +95,7 @@ export class RelayCall {
     if (this.finished) return;
     switch (req.frame.case) {
       case "open":
-        this.open(req.streamId, req.frame.value.deviceId, req.frame.value.identityAssertion);
+        this.open(req.streamId, req.frame.value.deviceId, req.frame.value.identityAssertion, req.frame.value.acceptEncoded);
         break;
       case "close":
         this.close(req.streamId);
@@ -134,7 +137,7 @@ export class RelayCall {
     }
   }
 
-  private open(id: bigint, deviceId: string, assertion: string): void {
+  private open(id: bigint, deviceId: string, assertion: string, encoded: boolean): void {
     if (this.streams.has(id)) {
       // A gateway reusing a live id has lost track of its streams: nothing on this call can be trusted.
       this.finish(new DomainError("InvalidArgument", `relay stream id ${id} is already open on this call`));
@@ -145,7 +148,7 @@ export class RelayCall {
       if (userId === undefined) throw unauthenticated();
       validateDeviceId(deviceId);
       const device = this.host.attach(userId, deviceId);
-      const r: Relayed = { id, stream: device.stream, close: device.close, ready: false };
+      const r: Relayed = { id, stream: device.stream, close: device.close, encoded, ready: false };
       this.streams.set(id, r);
       device.stream.listen(() => this.markReady(r));
       // Attached: the first frame says so (as Subscribe's first response), ahead of any event.
@@ -188,7 +191,14 @@ export class RelayCall {
       if (this.streams.get(r.id) !== r) continue;
       const batch = r.stream.takeUpTo(Math.min(MAX_BATCH, MAX_EVENTS_PER_RESPONSE - events), MAX_BYTES_PER_RESPONSE - bytes);
       if (batch.length > 0) {
-        frames.push(create(RelayFrameSchema, { streamId: r.id, frame: { case: "response", value: { events: batch } } }));
+        frames.push(
+          create(RelayFrameSchema, {
+            streamId: r.id,
+            frame: r.encoded
+              ? { case: "encoded", value: { response: encodeSubscribeResponse(batch), events: batch.length } }
+              : { case: "response", value: { events: batch } },
+          }),
+        );
         events += batch.length;
         for (const ev of batch) bytes += eventBytesAtMost(ev);
       }
