@@ -121,6 +121,11 @@ export interface ChatConfig {
   readonly retentionDays: number;
   /** On shutdown, live streams are ended spread over this window (clients reconnect elsewhere, not all at once). */
   readonly drainWindowMs: number;
+  /**
+   * A channel's member list is read once per this long for sends, history and typing (forgotten
+   * at once on a membership change; services/chat/member-lists.ts). 0 reads it every time.
+   */
+  readonly memberListMs: number;
 }
 
 /** Presence timings and limits (services/presence/README.md). */
@@ -395,6 +400,7 @@ function chatConfig(int: (name: string, fallback: number, min: number, max: numb
     typingWindowMs: int("SWITCHBOARD_CHAT_TYPING_WINDOW_MS", 5_000, 100, 600_000),
     retentionDays: int("SWITCHBOARD_CHAT_RETENTION_DAYS", 0, 0, 36_500),
     drainWindowMs: int("SWITCHBOARD_CHAT_DRAIN_WINDOW_MS", 5_000, 0, 600_000),
+    memberListMs: int("SWITCHBOARD_CHAT_MEMBER_LIST_MS", 1_000, 0, 60_000),
   };
 }
 

@@ -12,6 +12,7 @@
  *   successor (smallest joinedId) as owner, in the same event (no separate ROLE_CHANGED).
  * - Live delivery goes through the Delivery port only; it never throws and never waits.
  */
+import { MemberLists } from "./member-lists.js";
 import type { MessageNotifier } from "./offline-push.js";
 import { randomBytes } from "node:crypto";
 import type { ChatEvent } from "../../gen/switchboard/chat/v1/chat_pb.js";
@@ -68,6 +69,8 @@ export const HISTORY_DEFAULT = 50;
 export const HISTORY_MAX = 200;
 export const SYNC_DEFAULT = 200;
 export const SYNC_MAX = 500;
+/** Member records kept by the default MemberLists, at most (~100 groups of 100). */
+export const KEPT_MEMBER_RECORDS = 100_000;
 /** Membership compare-and-set attempts before answering Aborted. */
 export const MEMBERSHIP_ATTEMPTS = 5;
 
@@ -83,6 +86,8 @@ export interface ChatDeps {
   /** Wall clock, Unix ms (tests drive it). */
   readonly now?: () => number;
   readonly random?: (n: number) => Uint8Array;
+  /** Member lists kept between calls; default kept for config.memberListMs. */
+  readonly memberLists?: MemberLists;
 }
 
 export interface ChannelWithReads {
@@ -113,6 +118,7 @@ export class Chat {
   private readonly now: () => number;
   private readonly random: (n: number) => Uint8Array;
   private readonly typing: SlidingWindowLimiter;
+  private readonly memberLists: MemberLists;
 
   constructor(deps: ChatDeps) {
     this.store = deps.store;
@@ -124,6 +130,7 @@ export class Chat {
     this.now = deps.now ?? Date.now;
     this.random = deps.random ?? ((n) => randomBytes(n));
     this.typing = new SlidingWindowLimiter(deps.config.typingPerWindow, deps.config.typingWindowMs);
+    this.memberLists = deps.memberLists ?? new MemberLists({ ttlMs: deps.config.memberListMs, maxMembers: KEPT_MEMBER_RECORDS, now: this.now });
   }
 
   // ---- channels ---------------------------------------------------------------------------
@@ -142,6 +149,7 @@ export class Chat {
     const record = { id, type: "direct" as const, name: "", createdAt: at, createdBy: caller, version: 1 };
     const event = this.change(id, "member", eventId, at, memberChangeEvent(eventId, at, "created", [caller, peer], caller, { ...record, members, lastMessageId: 0n }));
     const created = await this.store.createChannel(record, members, event);
+    this.memberLists.forget(id);
     const channel = await this.store.getChannel(id);
     if (!channel) throw new DomainError("Unavailable", "the direct channel could not be read back; retry");
     if (created) this.delivery.deliver([caller, peer], this.live(event.event));
@@ -173,6 +181,7 @@ export class Chat {
     const record = { id, type: "group" as const, name, createdAt: at, createdBy: caller, version: 1 };
     const event = this.change(id, "member", eventId, at, memberChangeEvent(eventId, at, "created", members.map((m) => m.userId), caller, { ...record, members, lastMessageId: 0n }));
     const created = await this.store.createChannel(record, members, event);
+    this.memberLists.forget(id);
     const channel = await this.store.getChannel(id);
     if (!channel) throw new DomainError("Unavailable", "the new group could not be read back; retry");
     if (created) this.delivery.deliver(members.map((m) => m.userId), this.live(event.event));
@@ -497,15 +506,15 @@ export class Chat {
     return this.mint();
   }
 
-  /** The channel, when the caller is a member; NotFound otherwise (existence is not revealed). */
-  /** Only the members, when the caller is one (one read; the hot calls need nothing else). */
+  /** Only the members, when the caller is one (kept a short while: member-lists.ts). */
   private async memberList(caller: string, channelId: string): Promise<MemberList> {
     validateChannelId(channelId);
-    const members = await this.store.getMembers(channelId);
+    const members = await this.memberLists.get(channelId, caller, () => this.store.getMembers(channelId));
     if (!members.some((m) => m.userId === caller)) throw notFound(`channel ${channelId}`);
     return { id: channelId, members };
   }
 
+  /** The channel, when the caller is a member; NotFound otherwise (existence is not revealed). */
   private async memberChannel(caller: string, channelId: string): Promise<Channel> {
     validateChannelId(channelId);
     const channel = await this.store.getChannel(channelId);
@@ -550,6 +559,7 @@ export class Chat {
         event,
       });
       if (r === "ok") {
+        this.memberLists.forget(ch.id);
         const everyone = new Set([...memberIds(ch), ...after.members.map((m) => m.userId)]);
         this.delivery.deliver([...everyone], this.live(event.event));
         return (await this.store.getChannel(ch.id)) ?? { ...ch, ...after, version: ch.version + 1, lastEventId: eventId };

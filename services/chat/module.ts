@@ -47,7 +47,8 @@ import { PresenceReporter, withPresenceReports } from "./presence-reporter.js";
 import { LockedClaims } from "./adapters/locked-claims.js";
 import { OfflinePush } from "./offline-push.js";
 import { tokenRangeIdMinter } from "./adapters/token-range-minter.js";
-import { Chat } from "./chat.js";
+import { Chat, KEPT_MEMBER_RECORDS } from "./chat.js";
+import { forgetOnMemberChange, MemberLists } from "./member-lists.js";
 import { toPbChannel, toPbMessage } from "./domain/events.js";
 import { validateDeviceId } from "./domain/validate.js";
 import { DeviceStream, keepAliveEvent, replacedStream } from "./live/device-stream.js";
@@ -76,7 +77,17 @@ export const chatModule: ServiceModule = {
     const local = new LocalDelivery(registry ? { registry } : {});
     // Events for this server's streams from the other chat servers; subscribed before this
     // server registers, so nothing addressed to it after it appears in the registry is missed.
-    const delivery = new RoutedDelivery({ local, bus: engine.bus, serverId, log, ...(registry ? { registry } : {}) });
+    // Member lists kept for sends; a membership change made on another server forgets its list
+    // here when its event is routed in (the list's expiry bounds a lost one).
+    const memberLists = new MemberLists({ ttlMs: config.chat.memberListMs, maxMembers: KEPT_MEMBER_RECORDS });
+    const delivery = new RoutedDelivery({
+      local,
+      bus: engine.bus,
+      serverId,
+      log,
+      ...(registry ? { registry } : {}),
+      onRouted: forgetOnMemberChange(memberLists),
+    });
     delivery.start();
     const registryPath = chatServersPath(config.cassandra.keyspace);
     const unwatch = watchChatServers(engine.coordinator, registryPath, (servers) => delivery.setServers(servers));
@@ -109,7 +120,7 @@ export const chatModule: ServiceModule = {
         log.warn({ err: err instanceof Error ? err.message : String(err) }, "send lock unavailable; claiming through the database");
       },
     });
-    const chat = new Chat({ store, ids, delivery: reported, config: config.chat, notifier: offlinePush, claims });
+    const chat = new Chat({ store, ids, delivery: reported, config: config.chat, notifier: offlinePush, claims, memberLists });
     const lifecycle = new StreamLifecycle();
     const resumes = registry
       ? new Counter({ name: "chat_resumes_total", help: "Sync calls from a saved cursor (devices catching up after a reconnect or a start)", registers: [registry] })

@@ -22,6 +22,7 @@ export const testConfig = (over: Partial<ChatConfig> = {}): ChatConfig => ({
   typingWindowMs: 5_000,
   retentionDays: 0,
   drainWindowMs: 5_000,
+  memberListMs: 1_000,
   ...over,
 });
 

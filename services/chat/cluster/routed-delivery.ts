@@ -33,6 +33,8 @@ export interface RoutedDeliveryOptions {
   readonly serverId: string;
   readonly log: Logger;
   readonly registry?: Registry;
+  /** Told of each event routed in from another server, before it is delivered here. */
+  readonly onRouted?: (event: ChatEvent) => void;
 }
 
 export class RoutedDelivery implements Delivery {
@@ -125,6 +127,7 @@ export class RoutedDelivery implements Delivery {
     }
     if (d.targetServerId !== this.opts.serverId || !d.event) return;
     this.routed?.inc({ direction: "in" });
+    this.opts.onRouted?.(d.event);
     const except = d.originDeviceId !== "" ? { userId: d.originUserId, deviceId: d.originDeviceId } : undefined;
     this.opts.local.deliver(d.recipientUserIds, d.event, except);
   }

@@ -9,7 +9,8 @@ import { MemoryCoordinationTree } from "../../../platform/engines/memory/memory-
 import { createLogger } from "../../../platform/logging.js";
 import { LocalDelivery } from "../adapters/local-delivery.js";
 import { MemoryChatStore } from "../adapters/memory-chat-store.js";
-import { Chat } from "../chat.js";
+import { Chat, KEPT_MEMBER_RECORDS } from "../chat.js";
+import { forgetOnMemberChange, MemberLists } from "../member-lists.js";
 import { TestClock, testConfig, testMinter } from "../test-fixtures.js";
 import type { LiveStream } from "../ports.js";
 import { ChatServerRegistration, watchChatServers, type ChatServerInfo } from "./registry.js";
@@ -52,7 +53,9 @@ describe("chat servers routed over the bus", () => {
     const server = (id: string, worker: number) => {
       const coordinator = tree.session();
       const local = new LocalDelivery();
-      const routed = new RoutedDelivery({ local, bus, serverId: id, log });
+      // As services/chat/module.ts wires them: a change routed in forgets the channel's kept list.
+      const memberLists = new MemberLists({ ttlMs: testConfig().memberListMs, maxMembers: KEPT_MEMBER_RECORDS, now: clock.now });
+      const routed = new RoutedDelivery({ local, bus, serverId: id, log, onRouted: forgetOnMemberChange(memberLists) });
       routed.start();
       const seen: ChatServerInfo[][] = [];
       const unwatch = watchChatServers(coordinator, "/t/chat/servers", (s) => {
@@ -60,7 +63,7 @@ describe("chat servers routed over the bus", () => {
         routed.setServers(s);
       });
       const registration = new ChatServerRegistration({ coordinator, path: "/t/chat/servers", id, address: `10.0.0.${worker}:50054`, streams: () => local.size(), log, refreshMs: 20 });
-      const chat = new Chat({ store, ids: testMinter(worker, clock), delivery: routed, config: testConfig(), now: clock.now });
+      const chat = new Chat({ store, ids: testMinter(worker, clock), delivery: routed, config: testConfig(), now: clock.now, memberLists });
       const stop = async () => {
         unwatch();
         await registration.close();
@@ -115,6 +118,40 @@ describe("chat servers routed over the bus", () => {
     expect(a1.messages()).toEqual(want);
     expect(a2.messages()).toEqual(want);
     expect(c1.events).toEqual([]); // not a member: nothing, on either server
+  });
+
+  it("a member removed on one server is out on the other as soon as the change is routed there, though its member list was kept", async () => {
+    const w = world();
+    const a = w.server("a", 1);
+    const b = w.server("b", 2);
+    await until(() => a.routed.peerCount === 1 && b.routed.peerCount === 1, "peers");
+    const carol = new Recorder("carol", "c1");
+    b.local.attach(carol);
+    const group = await a.chat.createGroup("alice", "g", ["bob", "carol"], "");
+    await b.chat.send("bob", group.id, "m1", "before");
+    await until(() => carol.messages().length === 1, "carol's first message");
+    await a.chat.removeMember("alice", group.id, "carol");
+    await until(() => carol.events.some((e) => e.event.case === "memberChange" && (e.event.value as { kind: number }).kind !== 1), "the removal at carol's device");
+    // No time passed (the test clock stands still): only the routed change can have told b.
+    await b.chat.send("bob", group.id, "m2", "after");
+    await expect(b.chat.send("carol", group.id, "c1", "still here?")).rejects.toMatchObject({ kind: "NotFound" });
+    await tick(50);
+    expect(carol.messages()).toEqual(["before"]);
+  });
+
+  it("with the bus down, a kept member list is used for at most memberListMs after a change on another server", async () => {
+    const w = world();
+    const a = w.server("a", 1);
+    const b = w.server("b", 2);
+    await until(() => a.routed.peerCount === 1 && b.routed.peerCount === 1, "peers");
+    const group = await a.chat.createGroup("alice", "g", ["bob", "carol"], "");
+    await b.chat.send("carol", group.id, "c1", "kept now");
+    w.bus.close();
+    await a.chat.removeMember("alice", group.id, "carol");
+    // b never heard of it: its kept list still has carol until it expires.
+    await expect(b.chat.send("carol", group.id, "c2", "within the ttl")).resolves.toMatchObject({ duplicate: false });
+    w.clock.t += testConfig().memberListMs;
+    await expect(b.chat.send("carol", group.id, "c3", "after the ttl")).rejects.toMatchObject({ kind: "NotFound" });
   });
 
   it("sends keep working while the bus is down; the peer's devices miss only the live copy", async () => {
