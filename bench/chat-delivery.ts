@@ -29,7 +29,7 @@
  * Across chat servers (issue 12), `--topology split`:
  *
  *   npx tsx bench/chat-delivery.ts --topology split [--rate 1000] [--channels 50] [--senders 1] [--recipients 2]
- *                                  [--cross 1] [--gateways 1] [--connections 4] [--duration 30] [--warmup 3] [--grace 5]
+ *                                  [--cross 1] [--gateways 1] [--connections 4] [--duration 30] [--warmup 3] [--warmup-rate R] [--grace 5]
  *   npx tsx bench/chat-delivery.ts --topology split --group-size 100 [--channels 1] [--senders 4] [--rate 200] [--receive session|subscribe] ...
  *
  * Cluster engine, every part its own process (chat-kit startSplitChatMesh): Cassandra, ZooKeeper,
@@ -48,14 +48,18 @@
  *   must reach the G-1 other members (the sender's own copy is not counted). With `--receive
  *   subscribe` only the senders hold Sessions (placed on alternating servers as above); every other
  *   member receives on one Subscribe stream through the gateway (as browsers do), placed by the
- *   gateway: the client cannot see which server holds it, so its deliveries are not classified
+ *   gateway, read by a lean gRPC client (chat-kit rawSubscribe: node:http2, framing by hand): the client cannot see which server holds it, so its deliveries are not classified
  *   crossed / same-server, and each chat server's chat_live_streams is printed instead.
+ * `--warmup-rate R`: the warm-up at R messages/s instead of `--rate` (a fresh Cassandra compiles
+ * its hot paths during the first minute at ~1 core; a warm-up at the full rate piles seconds of
+ * backlog on the measured phase).
  * Every delivery is classified crossed / same-server from the two sessions' server ids, and
  * latency is reported for both side by side; `chat_routed_events_total{direction="in"}` of each
  * chat server over the phase is printed as a cross-check (it counts routed events, one per message
  * per peer server, not deliveries). Same correctness check as above, plus deliveries == expected.
  */
 import { setMaxListeners } from "node:events";
+import http2 from "node:http2";
 import { fileURLToPath } from "node:url";
 import { ConnectError } from "@connectrpc/connect";
 import type { ChatEvent } from "../gen/switchboard/chat/v1/chat_pb.js";
@@ -70,6 +74,7 @@ import {
   loaderChild,
   numberFlag,
   parseArgs,
+  rawSubscribe,
   runHeader,
   runLoader,
   runMain,
@@ -77,6 +82,7 @@ import {
   scrapeCounter,
   startChatMesh,
   startSplitChatMesh,
+  subscribeBody,
   summarize,
   usage,
 } from "./chat-kit.js";
@@ -322,6 +328,8 @@ interface SplitInput {
   readonly rate: number;
   readonly durationSecs: number;
   readonly warmupSecs: number;
+  /** Messages per second in the warm-up (default the measured rate). */
+  readonly warmupRate: number;
   readonly channels: number;
   /** Members per channel. */
   readonly members: number;
@@ -462,19 +470,35 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   };
 
   /** A member that only receives, on a Subscribe stream (its role is known from the start). */
+  // Receivers read on raw HTTP/2 sessions (chat-kit rawSubscribe: a lean client), one per connection.
+  const rawSessions: http2.ClientHttp2Session[] = [];
+  const rawSession = (k: number): http2.ClientHttp2Session => {
+    let session = rawSessions[k];
+    if (!session || session.closed || session.destroyed) {
+      session = http2.connect(input.baseUrls[k % input.baseUrls.length]!, { settings: { enablePush: false } });
+      session.on("error", (e) => streamErrors.push(`connection ${k}: ${e.message}`));
+      session.setMaxListeners(0);
+      rawSessions[k] = session;
+    }
+    return session;
+  };
+  stop.signal.addEventListener("abort", () => {
+    for (const session of rawSessions) session.close();
+  });
+  const subscribeRequest = subscribeBody("bench");
   const openSubscriber = (n: number, role: { c: number; m: number }): Sess => {
     const user = `bench-xs-${tag}-u${n}`;
-    const client = clients[n % clients.length]!;
-    const headers = authHeaders(input.jwtSecret, user);
     const s: Sess = { user, subscribed: true, out: new PushQueue(), opened: Promise.resolve(""), server: "", role, done: Promise.resolve() };
-    s.done = (async () => {
-      try {
-        for await (const res of client.subscribe({ deviceId: "bench" }, { headers, signal: stop.signal })) onEvents(s, res.events, performance.now());
-        if (!stop.signal.aborted) streamErrors.push(`${user}: stream ended by the server`);
-      } catch (e) {
-        if (!stop.signal.aborted) streamErrors.push(`${user}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
-      }
-    })();
+    s.done = new Promise<void>((resolve) => {
+      const close = rawSubscribe(rawSession(n % input.connections), authHeaders(input.jwtSecret, user), subscribeRequest, {
+        onResponse: (res) => onEvents(s, res.events, performance.now()),
+        onEnd: (why) => {
+          if (!stop.signal.aborted) streamErrors.push(`${user}: stream ended (${why})`);
+          resolve();
+        },
+      });
+      stop.signal.addEventListener("abort", close, { once: true });
+    });
     return s;
   };
 
@@ -601,15 +625,15 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
 
   const routedIn = () => Promise.all(input.chatMetricsUrls.map((u) => scrapeCounter(u, "chat_routed_events_total", 'direction="in"')));
 
-  const run = async (name: string, secs: number): Promise<SplitPhase> => {
-    const total = Math.round(input.rate * secs);
+  const run = async (name: string, secs: number, rate: number): Promise<SplitPhase> => {
+    const total = Math.round(rate * secs);
     const track: Track = { total, scheduled: new Float64Array(total), counts: new Uint8Array(total * M), crossed: [], local: [], unplaced: [] };
     tracks.set(name, track);
     const routed0 = await routedIn();
     phase(name);
     const { ok, ackLat, lag, failed, offered, secsTaken } = await openLoop(
       total,
-      input.rate,
+      rate,
       track.scheduled,
       (k) =>
         withTimeout(sendFrame(k % C, senderMember(k), `${name}:${k}`, `bench ${name} ${k}`), 10_000, { ok: false, why: "no send_ack within 10 s" }).then(
@@ -669,8 +693,8 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
 
   // Every stream is attached (each saw a probe): where the chat servers hold them.
   const liveStreams = await Promise.all(input.chatMetricsUrls.map((u) => scrapeCounter(u, "chat_live_streams")));
-  const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs) : undefined;
-  const measured = await run("measured", input.durationSecs);
+  const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs, input.warmupRate) : undefined;
+  const measured = await run("measured", input.durationSecs, input.rate);
   stop.abort();
   for (const s of sessions) s.out.end();
   await Promise.all([...sessions, ...subscriberStreams].map((s) => s.done));
@@ -696,6 +720,7 @@ async function mainSplit(args: ReturnType<typeof parseArgs>): Promise<boolean> {
     rate: numberFlag(args, "rate", 1000, 1),
     durationSecs: numberFlag(args, "duration", 30, 1),
     warmupSecs: numberFlag(args, "warmup", 3, 0),
+    warmupRate: numberFlag(args, "warmup-rate", numberFlag(args, "rate", 1000, 1), 1),
     channels: numberFlag(args, "channels", group ? 1 : 50, 1),
     members,
     senders,

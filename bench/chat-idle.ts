@@ -40,10 +40,10 @@ import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { fileURLToPath } from "node:url";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { SubscribeRequestSchema, SubscribeResponseSchema } from "../gen/switchboard/chat/v1/chat_pb.js";
 import {
   authHeaders,
+  rawSubscribe,
+  subscribeBody,
   cpuMeter,
   numberFlag,
   parseArgs,
@@ -56,7 +56,6 @@ import {
   type CpuSplit,
 } from "./chat-kit.js";
 
-const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
 
 // ---------------------------------------------------------------------------------------------
 // Client child: raw HTTP/2 + gRPC framing.
@@ -116,7 +115,7 @@ function clientChild(): void {
       return s;
     };
     keepAlive = new Uint32Array(input.streams);
-    const body = frame(toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { deviceId: "idle" })));
+    const body = subscribeBody("idle");
     let attached = 0;
     let failed = 0;
     let next = 0;
@@ -139,8 +138,11 @@ function clientChild(): void {
             if (attached + failed === input.streams) done();
             else launch();
           };
-          subscribe(sessionFor(i % input.connections), input.jwtSecret, `idle-${input.firstUser + i}`, body, {
-            onKeepAlive: (n) => {
+          rawSubscribe(sessionFor(i % input.connections), authHeaders(input.jwtSecret, `idle-${input.firstUser + i}`), body, {
+            onResponse: (res) => {
+              let n = 0;
+              for (const ev of res.events) if (ev.event.case === "keepAlive") n++;
+              if (n === 0) return;
               keepAlive[i]! += n;
               settle(true);
             },
@@ -181,62 +183,6 @@ function clientChild(): void {
       reply({ ok: true });
     } else if (m.cmd === "exit") process.exit(0);
   });
-}
-
-function frame(msg: Uint8Array): Buffer {
-  const out = Buffer.alloc(5 + msg.length);
-  out.writeUInt32BE(msg.length, 1);
-  out.set(msg, 5);
-  return out;
-}
-
-/** One Subscribe over `session`: gRPC request, responses decoded, keep_alive events counted. */
-function subscribe(
-  session: http2.ClientHttp2Session,
-  jwtSecret: string,
-  userId: string,
-  body: Buffer,
-  on: { onKeepAlive(n: number): void; onEnd(why: string): void },
-): void {
-  let req: http2.ClientHttp2Stream;
-  try {
-    req = session.request({
-      ":method": "POST",
-      ":path": SUBSCRIBE_PATH,
-      "content-type": "application/grpc",
-      te: "trailers",
-      ...authHeaders(jwtSecret, userId),
-    });
-  } catch (e) {
-    // The connection is gone (e.g. closed by the gateway): this stream never opened.
-    queueMicrotask(() => on.onEnd(`request not sent: ${e instanceof Error ? e.message : String(e)}`));
-    return;
-  }
-  let pending: Buffer | undefined;
-  let status = "";
-  req.on("response", (h) => {
-    if (h["grpc-status"] !== undefined) status = `grpc-status ${String(h["grpc-status"])} ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
-    else if (h[":status"] !== 200) status = `HTTP ${String(h[":status"])}`;
-  });
-  req.on("trailers", (h) => {
-    status = `grpc-status ${String(h["grpc-status"])} ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
-  });
-  req.on("data", (chunk: Buffer) => {
-    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
-    while (buf.length >= 5) {
-      const len = buf.readUInt32BE(1);
-      if (buf.length < 5 + len) break;
-      const res = fromBinary(SubscribeResponseSchema, buf.subarray(5, 5 + len));
-      let n = 0;
-      for (const ev of res.events) if (ev.event.case === "keepAlive") n++;
-      if (n > 0) on.onKeepAlive(n);
-      buf = buf.subarray(5 + len);
-    }
-    pending = buf.length > 0 ? Buffer.from(buf) : undefined;
-  });
-  req.on("error", (e) => (status ||= `stream error: ${e.message}`));
-  req.on("close", () => on.onEnd(status || `closed (rst ${req.rstCode ?? "?"})`));
-  req.end(body);
 }
 
 // ---------------------------------------------------------------------------------------------

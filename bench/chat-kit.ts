@@ -10,13 +10,15 @@
  * transport over h2c), never to the chat server directly.
  */
 import { readFileSync } from "node:fs";
+import http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { fileURLToPath } from "node:url";
 import { execFileSync, fork } from "node:child_process";
 import { availableParallelism, cpus } from "node:os";
 import pino from "pino";
 import type { Client, Transport } from "@connectrpc/connect";
 import { runEmbedded } from "../cmd/mesh.js";
-import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
+import { ChatService, SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { DEV_JWT_SECRET } from "../gateway/auth/config.js";
 import { signHs256 } from "../gateway/auth/jwt.js";
 import { loadConfig } from "../platform/config.js";
@@ -170,6 +172,61 @@ export async function startChatMesh(engineKind: string, tag: string, extraEnv: R
 export function authHeaders(jwtSecret: string, userId: string): { authorization: string } {
   const now = Math.floor(Date.now() / 1000);
   return { authorization: `Bearer ${signHs256({ sub: userId, iat: now, exp: now + 3600 }, jwtSecret)}` };
+}
+
+const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
+
+/** A Subscribe request body: one gRPC-framed SubscribeRequest. */
+export function subscribeBody(deviceId: string): Buffer {
+  const msg = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { deviceId }));
+  const out = Buffer.alloc(5 + msg.length);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+/**
+ * One Subscribe over a node:http2 session, gRPC framing parsed by hand: what a lean client costs
+ * per event (connect-node's client costs several times more per message, and the load generator
+ * shares the machine with what it measures). Returns a function that closes the stream.
+ */
+export function rawSubscribe(
+  session: http2.ClientHttp2Session,
+  headers: Record<string, string>,
+  body: Buffer,
+  on: { onResponse(res: SubscribeResponse): void; onEnd(why: string): void },
+): () => void {
+  let req: http2.ClientHttp2Stream;
+  try {
+    req = session.request({ ":method": "POST", ":path": SUBSCRIBE_PATH, "content-type": "application/grpc", te: "trailers", ...headers });
+  } catch (e) {
+    // The connection is gone (e.g. closed by the gateway): this stream never opened.
+    queueMicrotask(() => on.onEnd(`request not sent: ${e instanceof Error ? e.message : String(e)}`));
+    return () => {};
+  }
+  let pending: Buffer | undefined;
+  let status = "";
+  req.on("response", (h) => {
+    if (h["grpc-status"] !== undefined) status = `grpc-status ${String(h["grpc-status"])} ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
+    else if (h[":status"] !== 200) status = `HTTP ${String(h[":status"])}`;
+  });
+  req.on("trailers", (h) => {
+    status = `grpc-status ${String(h["grpc-status"])} ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
+  });
+  req.on("data", (chunk: Buffer) => {
+    let buf = pending ? Buffer.concat([pending, chunk]) : chunk;
+    while (buf.length >= 5) {
+      const len = buf.readUInt32BE(1);
+      if (buf.length < 5 + len) break;
+      on.onResponse(fromBinary(SubscribeResponseSchema, buf.subarray(5, 5 + len)));
+      buf = buf.subarray(5 + len);
+    }
+    pending = buf.length > 0 ? Buffer.from(buf) : undefined;
+  });
+  req.on("error", (e) => (status ||= `stream error: ${e.message}`));
+  req.on("close", () => on.onEnd(status || `closed (rst ${req.rstCode ?? "?"})`));
+  req.end(body);
+  return () => req.close(http2.constants.NGHTTP2_CANCEL);
 }
 
 /** p50 / p99 / max of latencies in ms (sorts in place). */
