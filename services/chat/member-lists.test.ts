@@ -61,6 +61,22 @@ describe("MemberLists", () => {
     expect(src.reads("g")).toBe(2);
   });
 
+  it("a caller missing from a read that was already in flight is looked up again", async () => {
+    const lists = new MemberLists({ ttlMs: 60_000, maxMembers: 100 });
+    const src = source({ g: ["alice"] });
+    let release!: () => void;
+    src.holdReads(new Promise<void>((r) => (release = r)));
+    const alices = lists.get("g", "alice", src.load("g"));
+    // Dave is added (on another server, nothing forgotten here) while that read is in flight.
+    src.lists.g = ["alice", "dave"];
+    src.holdReads(undefined);
+    const daves = lists.get("g", "dave", src.load("g"));
+    release();
+    expect(ids(await alices)).toEqual(["alice"]);
+    expect(ids(await daves)).toEqual(["alice", "dave"]);
+    expect(src.reads("g")).toBe(2);
+  });
+
   it("does not keep a list read across a forget (it may be the old one)", async () => {
     const lists = new MemberLists({ ttlMs: 60_000, maxMembers: 100 });
     const src = source({ g: ["alice", "carol"] });

@@ -64,7 +64,11 @@ export class MemberLists {
       // Its own read, not one in flight that may have started before the caller was added.
       return this.load(channelId, load, false);
     }
-    return this.load(channelId, load, true);
+    const pending = this.loading.get(channelId);
+    if (!pending) return this.load(channelId, load, true);
+    // A read already in flight may have started before the caller was added: read again then.
+    const members = await pending;
+    return members.some((m) => m.userId === caller) ? members : this.load(channelId, load, false);
   }
 
   /** The channel's membership changed: its list is read again next time. */
@@ -77,9 +81,8 @@ export class MemberLists {
     this.size -= kept.members.length;
   }
 
+  /** A read of the list, kept when no forget happened meanwhile; `shared`: others may wait for it. */
   private load(channelId: string, load: Load, shared: boolean): Promise<readonly MemberRecord[]> {
-    const pending = shared ? this.loading.get(channelId) : undefined;
-    if (pending) return pending;
     const epoch = this.epoch;
     const at = this.now();
     const p = load().then(
