@@ -19,12 +19,8 @@
  * requests, calls with a deadline header, gRPC over HTTP/1.1, any method but Subscribe.
  */
 import type http from "node:http";
-import type http2 from "node:http2";
 import { Code, ConnectError, createContextValues, type CallOptions, type ContextValues } from "@connectrpc/connect";
 import { createMethodSerializationLookup, encodeEnvelope } from "@connectrpc/connect/protocol";
-import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
 import { ChatService, SubscribeRequestSchema, type SubscribeRequest, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { SUBSCRIBE_PATH } from "../services/chat/live/relay.js";
@@ -32,7 +28,7 @@ import { toConnectError } from "../platform/grpc/status.js";
 import { identityKey, type Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
 import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
-import { bodyShapeOf, guardBody } from "./body-guard.js";
+import { closeIfUnread, endCall, readOneMessage, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
 import { edgeError, FORWARDED_HEADERS } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import type { LiveFeed } from "./live-feed.js";
@@ -40,21 +36,7 @@ import { decodedResponse, isEncoded, type RelayedResponse } from "./relayed-resp
 import { headerReader } from "./rpc-handler.js";
 import type { StreamGuard } from "./stream-guard.js";
 
-type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
-
 export { SUBSCRIBE_PATH };
-
-type Wire = "grpc" | "grpc-web" | "connect";
-
-const WIRES: Readonly<Record<string, Wire>> = {
-  "application/grpc": "grpc",
-  "application/grpc+proto": "grpc",
-  "application/grpc-web": "grpc-web",
-  "application/grpc-web+proto": "grpc-web",
-  "application/connect+proto": "connect",
-  "application/connect+json": "connect",
-};
 
 const SUBSCRIBE = ChatService.method.subscribe;
 
@@ -92,41 +74,23 @@ export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
   };
 }
 
-/** The protocol (and content type) of a request the door serves, or undefined for connect-node. */
-function wireOf(req: Req): { wire: Wire; contentType: string } | undefined {
-  const contentType = String(req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
-  const wire = WIRES[contentType];
-  if (wire === undefined) return undefined;
-  if (wire === "grpc" && req.httpVersionMajor !== 2) return undefined;
-  const encoding = req.headers[wire === "connect" ? "connect-content-encoding" : "grpc-encoding"];
-  if (encoding !== undefined && encoding !== "identity") return undefined;
-  if (req.headers["grpc-timeout"] !== undefined || req.headers["connect-timeout-ms"] !== undefined) return undefined;
-  const version = req.headers["connect-protocol-version"];
-  if (version !== undefined && version !== "1") return undefined;
-  return { wire, contentType };
-}
-
 async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, res: Res, wire: Wire, contentType: string, log: Logger): Promise<void> {
   const binary = !contentType.endsWith("+json");
   const stream = new SubscribeStream(res, wire, contentType, binary, lookup.getO(binary), log);
   res.once("close", stream.gone);
   const values = opts.contextValues?.(req) ?? createContextValues();
-  // HTTP/1.1 can only skip an unread body by closing the connection after the answer.
-  const closeIfUnread = (): void => {
-    if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
-  };
   const refusal = await opts.admission?.(ChatService.typeName, "Subscribe", headerReader(req), values);
   if (refusal) {
-    closeIfUnread();
+    closeIfUnread(req, res);
     return stream.finish(refusal);
   }
   const identity = values.get(identityKey);
   if (!identity) return stream.finish(toConnectError(new AuthError("missing", MISSING_CREDENTIALS), log));
   let input: SubscribeRequest;
   try {
-    input = await readInput(req, contentType, opts.readMaxBytes, lookup.getI(binary));
+    input = await readOneMessage(req, contentType, SubscribeRequestSchema, opts.readMaxBytes, lookup.getI(binary), "server-streaming");
   } catch (e) {
-    closeIfUnread();
+    closeIfUnread(req, res);
     return stream.finish(ConnectError.from(e, Code.InvalidArgument));
   }
   if (stream.over) return;
@@ -147,23 +111,6 @@ async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, 
     return stream.finish(ConnectError.from(edgeError(e, "chat")));
   }
   stream.attach(feed);
-}
-
-/** The one request message, through the Connect path's body guard. */
-async function readInput(req: Req, contentType: string, readMaxBytes: number, parser: Serializers["getI"] extends (b: boolean) => infer S ? S : never): Promise<SubscribeRequest> {
-  let input: SubscribeRequest | undefined;
-  const envelopes = guardBody(req as AsyncIterable<Uint8Array>, bodyShapeOf(contentType)!, {
-    input: SubscribeRequestSchema,
-    readMaxBytes,
-    encoding: null,
-  });
-  for await (const envelope of envelopes) {
-    if (envelope[0] !== 0) throw new ConnectError(`protocol error: unexpected envelope flags ${envelope[0]}`, Code.InvalidArgument);
-    if (input !== undefined) throw new ConnectError("protocol error: received extra input message for server-streaming method", Code.InvalidArgument);
-    input = parser.parse(envelope.subarray(5)) as SubscribeRequest;
-  }
-  if (input === undefined) throw new ConnectError("protocol error: missing input message for server-streaming method", Code.InvalidArgument);
-  return input;
 }
 
 /** One client's stream: writes what the feed has while the connection takes it, then the end. */
@@ -201,22 +148,7 @@ class SubscribeStream {
     this.stop();
     if (error?.code === Code.Internal) this.log.error({ err: error.cause ?? error }, "subscribe ended with an internal error");
     this.start();
-    const res = this.res;
-    switch (this.wire) {
-      case "grpc": {
-        const trailers: Record<string, string> = {};
-        setTrailerStatus(new Headers(), error).forEach((v, k) => (trailers[k] = v));
-        (res as http2.Http2ServerResponse).addTrailers(trailers);
-        res.end();
-        break;
-      }
-      case "grpc-web":
-        res.end(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
-        break;
-      case "connect":
-        res.end(encodeEnvelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
-        break;
-    }
+    endCall(this.res, this.wire, error);
   }
 
   /** The client left (or the response finished). */

@@ -1,0 +1,91 @@
+/**
+ * What the gateway's own doors (subscribe-door.ts, unary-door.ts) share with each other and with
+ * the Connect path: which requests they may serve, the one request message read through the body
+ * guard, and a call's end in the protocol's own form (gRPC trailers, the gRPC-web trailer frame,
+ * Connect's EndStream) with the status, message, details and retry hints.
+ */
+import type http from "node:http";
+import type http2 from "node:http2";
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
+import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import { bodyShapeOf, guardBody } from "./body-guard.js";
+
+export type Req = http.IncomingMessage | http2.Http2ServerRequest;
+export type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+export type Wire = "grpc" | "grpc-web" | "connect";
+
+const WIRES: Readonly<Record<string, Wire>> = {
+  "application/grpc": "grpc",
+  "application/grpc+proto": "grpc",
+  "application/grpc-web": "grpc-web",
+  "application/grpc-web+proto": "grpc-web",
+  "application/connect+proto": "connect",
+  "application/connect+json": "connect",
+};
+
+/**
+ * The protocol (and content type) of a request a door may serve, or undefined to leave it to
+ * connect-node: gRPC over HTTP/1.1, compressed requests, deadline headers and Connect protocol
+ * versions other than 1 are not served by the doors.
+ */
+export function wireOf(req: Req): { wire: Wire; contentType: string } | undefined {
+  const contentType = String(req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
+  const wire = WIRES[contentType];
+  if (wire === undefined) return undefined;
+  if (wire === "grpc" && req.httpVersionMajor !== 2) return undefined;
+  const encoding = req.headers[wire === "connect" ? "connect-content-encoding" : "grpc-encoding"];
+  if (encoding !== undefined && encoding !== "identity") return undefined;
+  if (req.headers["grpc-timeout"] !== undefined || req.headers["connect-timeout-ms"] !== undefined) return undefined;
+  const version = req.headers["connect-protocol-version"];
+  if (version !== undefined && version !== "1") return undefined;
+  return { wire, contentType };
+}
+
+/** HTTP/1.1 can only skip an unread body by closing the connection after the answer. */
+export function closeIfUnread(req: Req, res: Res): void {
+  if (!("stream" in req) && !req.complete) res.setHeader("connection", "close");
+}
+
+/** The one request message, through the Connect path's body guard. */
+export async function readOneMessage<D extends DescMessage>(
+  req: Req,
+  contentType: string,
+  input: D,
+  readMaxBytes: number,
+  parser: { parse(data: Uint8Array): unknown },
+  kind: string,
+): Promise<MessageShape<D>> {
+  let message: MessageShape<D> | undefined;
+  const envelopes = guardBody(req as AsyncIterable<Uint8Array>, bodyShapeOf(contentType)!, { input, readMaxBytes, encoding: null });
+  for await (const envelope of envelopes) {
+    if (envelope[0] !== 0) throw new ConnectError(`protocol error: unexpected envelope flags ${envelope[0]}`, Code.InvalidArgument);
+    if (message !== undefined) throw new ConnectError(`protocol error: received extra input message for ${kind} method`, Code.InvalidArgument);
+    message = parser.parse(envelope.subarray(5)) as MessageShape<D>;
+  }
+  if (message === undefined) throw new ConnectError(`protocol error: missing input message for ${kind} method`, Code.InvalidArgument);
+  return message;
+}
+
+/** Ends the response with `error` (undefined: OK) in the protocol's own way. */
+export function endCall(res: Res, wire: Wire, error: ConnectError | undefined): void {
+  switch (wire) {
+    case "grpc": {
+      const trailers: Record<string, string> = {};
+      setTrailerStatus(new Headers(), error).forEach((v, k) => (trailers[k] = v));
+      (res as http2.Http2ServerResponse).addTrailers(trailers);
+      res.end();
+      break;
+    }
+    case "grpc-web":
+      res.end(encodeEnvelope(trailerFlag, trailerSerialize(setTrailerStatus(new Headers(), error))));
+      break;
+    case "connect":
+      res.end(encodeEnvelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
+      break;
+  }
+}
