@@ -30,17 +30,17 @@ const WIRES: Readonly<Record<string, Wire>> = {
 
 /**
  * The protocol (and content type) of a request a door may serve, or undefined to leave it to
- * connect-node: gRPC over HTTP/1.1, compressed requests, deadline headers and Connect protocol
- * versions other than 1 are not served by the doors.
+ * connect-node: gRPC over HTTP/1.1, compressed requests, Connect protocol versions other than 1,
+ * and deadline headers unless the door applies them (`deadlines`).
  */
-export function wireOf(req: Req): { wire: Wire; contentType: string } | undefined {
+export function wireOf(req: Req, opts: { readonly deadlines?: boolean } = {}): { wire: Wire; contentType: string } | undefined {
   const contentType = String(req.headers["content-type"] ?? "").split(";", 1)[0]!.trim().toLowerCase();
   const wire = WIRES[contentType];
   if (wire === undefined) return undefined;
   if (wire === "grpc" && req.httpVersionMajor !== 2) return undefined;
   const encoding = req.headers[wire === "connect" ? "connect-content-encoding" : "grpc-encoding"];
   if (encoding !== undefined && encoding !== "identity") return undefined;
-  if (req.headers["grpc-timeout"] !== undefined || req.headers["connect-timeout-ms"] !== undefined) return undefined;
+  if (!opts.deadlines && (req.headers["grpc-timeout"] !== undefined || req.headers["connect-timeout-ms"] !== undefined)) return undefined;
   const version = req.headers["connect-protocol-version"];
   if (version !== undefined && version !== "1") return undefined;
   return { wire, contentType };

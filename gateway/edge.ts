@@ -32,6 +32,7 @@ import { fillShortUrls } from "./short-urls.js";
 import { createMessageLimits } from "./rpc-limits.js";
 import { identityAssertionHeaders } from "./auth/interceptor.js";
 import { subscribeDoor, SUBSCRIBE_PATH } from "./subscribe-door.js";
+import { unaryDoor } from "./unary-door.js";
 import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
@@ -123,6 +124,19 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
           }),
         );
       }
+      // Chat's unary calls (SendMessage above all) over gRPC and gRPC-web, without connect-node.
+      liveDoors.push(
+        unaryDoor({
+          desc: module.desc,
+          upstream,
+          service: module.name,
+          internalMethods: module.internalMethods ?? [],
+          admission: auth.admission,
+          contextValues: auth.contextValues,
+          limits,
+          assertionFor: (identity, path) => identityAssertionHeaders(meshKey, identity, path),
+        }),
+      );
     } else {
       const client = createGrpcClient(module.desc, address);
       clients.push(client);

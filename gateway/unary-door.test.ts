@@ -1,0 +1,243 @@
+// The unary door on the wire, with an upstream the test drives: the answer and trailers over gRPC
+// and gRPC-web, the upstream's errors in the edge's words, refusals before the body (nothing
+// called), bad bodies, the caller's deadline and departure reaching the upstream call, and what the
+// door leaves to connect-node.
+import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, type CallOptions, type ContextValues } from "@connectrpc/connect";
+import pino from "pino";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { ChatService, SendMessageRequestSchema, SendMessageResponseSchema, type SendMessageRequest } from "../gen/switchboard/chat/v1/chat_pb.js";
+import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
+import { IDENTITY_ASSERTION_HEADER, identityKey } from "../platform/identity.js";
+import { unaryDoor } from "./unary-door.js";
+
+const READ_MAX = 256;
+const SEND = "/switchboard.chat.v1.ChatService/SendMessage";
+
+interface Called {
+  readonly input: SendMessageRequest;
+  readonly options: CallOptions;
+}
+let called: Called[];
+let reply: (input: SendMessageRequest, options: CallOptions) => Promise<unknown>;
+let h2: http2.Http2Server;
+let h1: http.Server;
+let h2Url: string;
+let h1Port: number;
+
+const sent = (text: string) => create(SendMessageResponseSchema, { message: { messageId: 42n, text } });
+
+beforeEach(() => {
+  called = [];
+  reply = async (input) => sent(input.text);
+});
+
+beforeAll(async () => {
+  const upstream = {
+    sendMessage: (input: SendMessageRequest, options: CallOptions) => {
+      called.push({ input, options });
+      return reply(input, options);
+    },
+  };
+  const door = unaryDoor({
+    desc: ChatService,
+    upstream: upstream as never,
+    service: "chat",
+    internalMethods: ["MarkRead"],
+    admission: async (_service, _method, header, values: ContextValues) => {
+      const auth = header("authorization");
+      if (auth?.startsWith("Bearer ")) {
+        values.set(identityKey, { userId: auth.slice(7), kind: "user" });
+        return undefined;
+      }
+      return new ConnectError("this call needs credentials", Code.Unauthenticated);
+    },
+    limits: { readMaxBytes: () => READ_MAX },
+    assertionFor: (identity, path) => new Headers({ [IDENTITY_ASSERTION_HEADER]: `signed:${identity.userId}:${path}` }),
+  });
+  const log = pino({ level: "silent" });
+  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (door(req, res, log) === false) {
+      res.writeHead(404, { "x-not-claimed": "1" });
+      res.end();
+    }
+  };
+  h2 = http2.createServer(handler);
+  h1 = http.createServer(handler);
+  await new Promise<void>((r) => h2.listen(0, "127.0.0.1", r));
+  await new Promise<void>((r) => h1.listen(0, "127.0.0.1", r));
+  h2Url = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`;
+  h1Port = (h1.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await new Promise((r) => h2.close(r));
+  await new Promise((r) => h1.close(r));
+});
+
+function envelope(flags: number, data: Uint8Array): Buffer {
+  const b = Buffer.alloc(5 + data.byteLength);
+  b[0] = flags;
+  b.writeUInt32BE(data.byteLength, 1);
+  b.set(data, 5);
+  return b;
+}
+const request = (text = "hi"): Buffer => envelope(0, toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, { channelId: "c", clientMessageId: "m1", text })));
+
+interface Frame {
+  readonly flags: number;
+  readonly data: Buffer;
+}
+function framesOf(body: Buffer): Frame[] {
+  const out: Frame[] = [];
+  for (let at = 0; at < body.length; ) {
+    const len = body.readUInt32BE(at + 1);
+    out.push({ flags: body[at]!, data: body.subarray(at + 5, at + 5 + len) });
+    at += 5 + len;
+  }
+  return out;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, unknown>;
+  readonly frames: Frame[];
+  readonly trailers: Record<string, unknown>;
+}
+
+async function callH2(body: Buffer, headers: Record<string, string> = {}, path = SEND, leaveAfterMs?: number): Promise<Answer> {
+  const session = http2.connect(h2Url);
+  try {
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", authorization: "Bearer alice", ...headers });
+    stream.end(body);
+    const chunks: Buffer[] = [];
+    let trailers: Record<string, unknown> = {};
+    let head: http2.IncomingHttpHeaders = {};
+    stream.on("trailers", (t) => (trailers = t));
+    stream.on("response", (h) => (head = h));
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    if (leaveAfterMs !== undefined) setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), leaveAfterMs);
+    await new Promise<void>((resolve) => stream.once("close", () => resolve()));
+    return { status: Number(head[":status"] ?? 0), headers: head, frames: framesOf(Buffer.concat(chunks)), trailers };
+  } finally {
+    session.close();
+  }
+}
+
+async function callH1(body: Buffer, contentType = "application/grpc-web+proto"): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: "127.0.0.1", port: h1Port, method: "POST", path: SEND, headers: { "content-type": contentType, authorization: "Bearer alice" } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, frames: framesOf(Buffer.concat(chunks)), trailers: {} }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+const grpcMessage = (a: Answer) => decodeURIComponent(String(a.trailers["grpc-message"] ?? ""));
+
+describe("unary door", () => {
+  it("gRPC: the upstream's answer in one envelope, then grpc-status 0; the identity asserted for the method, forwarded headers passed", async () => {
+    const a = await callH2(request("hello"), { "x-request-id": "r-1", "x-not-forwarded": "no" });
+    expect(a.status).toBe(200);
+    expect(a.headers["content-type"]).toBe("application/grpc");
+    expect(a.frames.map((f) => f.flags)).toEqual([0]);
+    expect(fromBinary(SendMessageResponseSchema, a.frames[0]!.data).message?.text).toBe("hello");
+    expect(a.trailers["grpc-status"]).toBe("0");
+    expect(called).toHaveLength(1);
+    expect(called[0]!.input.text).toBe("hello");
+    const h = new Headers(called[0]!.options.headers);
+    expect(h.get(IDENTITY_ASSERTION_HEADER)).toBe(`signed:alice:${SEND}`);
+    expect(h.get("x-request-id")).toBe("r-1");
+    expect(h.get("x-not-forwarded")).toBeNull();
+    expect(called[0]!.options.timeoutMs).toBeUndefined();
+  });
+
+  it("gRPC-web over HTTP/1.1: the answer, then the trailer frame", async () => {
+    const a = await callH1(request("web"));
+    expect(a.status).toBe(200);
+    expect(a.frames.map((f) => f.flags)).toEqual([0, 0x80]);
+    expect(fromBinary(SendMessageResponseSchema, a.frames[0]!.data).message?.text).toBe("web");
+    expect(a.frames[1]!.data.toString()).toContain("grpc-status: 0\r\n");
+  });
+
+  it("an upstream error keeps its code, message and retry hint; an unreachable upstream is 'chat service is unavailable'", async () => {
+    reply = async () => {
+      throw new ConnectError("channel c", Code.NotFound);
+    };
+    const notFound = await callH2(request());
+    expect([notFound.trailers["grpc-status"], grpcMessage(notFound), notFound.frames]).toEqual([String(Code.NotFound), "channel c", []]);
+    reply = async () => {
+      throw new ConnectError("No connection established. Last error: connect ECONNREFUSED 10.0.0.7:50054", Code.Unavailable, { [RETRY_AFTER_MS_HEADER]: "300" });
+    };
+    const down = await callH2(request());
+    expect([down.trailers["grpc-status"], grpcMessage(down), down.trailers[RETRY_AFTER_MS_HEADER]]).toEqual([String(Code.Unavailable), "chat service is unavailable", "300"]);
+  });
+
+  it("no credentials: Unauthenticated from the headers, the upstream never called", async () => {
+    const a = await callH2(request(), { authorization: "" });
+    expect(a.trailers["grpc-status"]).toBe(String(Code.Unauthenticated));
+    expect(called).toEqual([]);
+  });
+
+  it.each([
+    ["over the method's limit", envelope(0, Buffer.alloc(READ_MAX + 1, 1))],
+    ["malformed", envelope(0, Buffer.from([0xff, 0xff, 0xff]))],
+    ["two messages", Buffer.concat([request(), request()])],
+    ["no message", Buffer.alloc(0)],
+    ["a compressed-flag envelope", envelope(1, Buffer.from("x"))],
+  ])("%s: an error status with a clear message, the upstream never called", async (_name, body) => {
+    const a = await callH2(body);
+    expect([String(Code.InvalidArgument), String(Code.ResourceExhausted)]).toContain(a.trailers["grpc-status"]);
+    expect(grpcMessage(a)).not.toBe("");
+    expect(called).toEqual([]);
+  });
+
+  it("the caller's deadline goes upstream, and DeadlineExceeded answers when it passes", async () => {
+    reply = (_input, options) => new Promise((_resolve, reject) => options.signal?.addEventListener("abort", () => reject(new ConnectError("aborted", Code.Canceled))));
+    const a = await callH2(request(), { "grpc-timeout": "50m" });
+    expect(called[0]!.options.timeoutMs).toBe(50);
+    expect(a.trailers["grpc-status"]).toBe(String(Code.DeadlineExceeded));
+    const bad = await callH2(request(), { "grpc-timeout": "soon" });
+    expect(bad.trailers["grpc-status"]).toBe(String(Code.InvalidArgument));
+    expect(called).toHaveLength(1);
+  });
+
+  it("a caller that leaves cancels the upstream call", async () => {
+    let aborted = false;
+    reply = (_input, options) =>
+      new Promise((_resolve, reject) =>
+        options.signal?.addEventListener("abort", () => {
+          aborted = true;
+          reject(new ConnectError("aborted", Code.Canceled));
+        }),
+      );
+    await callH2(request(), {}, SEND, 30);
+    for (let i = 0; i < 50 && !aborted; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(aborted).toBe(true);
+  });
+
+  it.each([
+    ["an internal method", { path: "/switchboard.chat.v1.ChatService/MarkRead" }],
+    ["a streaming method", { path: "/switchboard.chat.v1.ChatService/Subscribe" }],
+    ["the Connect protocol", { headers: { "content-type": "application/connect+proto" } }],
+    ["JSON", { headers: { "content-type": "application/grpc+json" } }],
+    ["a compressed request", { headers: { "grpc-encoding": "gzip" } }],
+  ])("%s is left to connect-node", async (_name, c: { path?: string; headers?: Record<string, string> }) => {
+    const a = await callH2(request(), c.headers ?? {}, c.path ?? SEND);
+    expect([a.status, a.headers["x-not-claimed"]]).toEqual([404, "1"]);
+    expect(called).toEqual([]);
+  });
+
+  it("gRPC over HTTP/1.1 is left to connect-node", async () => {
+    const a = await callH1(request(), "application/grpc");
+    expect(a.status).toBe(404);
+  });
+});
