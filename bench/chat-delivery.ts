@@ -6,9 +6,10 @@
  *                                  [--channels 50] [--recipients 2] [--connections 4] [--grace 5]
  *
  * Each of `--channels` group channels has one sender and `--recipients` recipients; every
- * recipient holds one Subscribe stream (its own user, device "bench") through the gateway. The
- * load generator (a forked child: generated ChatService client, connect-node gRPC transport over
- * h2c, `--connections` HTTP/2 sessions shared by senders and streams) sends `--rate` messages per
+ * recipient holds one Subscribe stream (its own user, device "bench") through the gateway, read by
+ * a lean gRPC client (chat-kit rawSubscribe: node:http2, framing by hand, `--connections` HTTP/2
+ * sessions). The load generator (a forked child: generated ChatService client, connect-node gRPC
+ * transport over h2c, `--connections` HTTP/2 sessions for the senders) sends `--rate` messages per
  * second on a fixed schedule, round robin over the channels: message i is due at t0 + i / rate,
  * whether or not earlier sends have been answered (open loop: a slow server cannot slow the
  * offered load down and hide its own latency). Latency = time the recipient's stream yields the
@@ -59,7 +60,6 @@
  * per peer server, not deliveries). Same correctness check as above, plus deliveries == expected.
  */
 import { setMaxListeners } from "node:events";
-import http2 from "node:http2";
 import { fileURLToPath } from "node:url";
 import { ConnectError } from "@connectrpc/connect";
 import type { ChatEvent } from "../gen/switchboard/chat/v1/chat_pb.js";
@@ -74,6 +74,7 @@ import {
   loaderChild,
   numberFlag,
   parseArgs,
+  rawSessionPool,
   rawSubscribe,
   runHeader,
   runLoader,
@@ -145,46 +146,51 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
   // One signal for every stream: each call adds a listener to it.
   setMaxListeners(0, stop.signal);
 
-  // Streams first: they must be attached before anything is sent.
+  // Streams first: they must be attached before anything is sent. Read by a lean client
+  // (chat-kit rawSubscribe), one HTTP/2 connection per --connections.
+  const pool = rawSessionPool([input.baseUrl], (e) => streamErrors.push(e));
+  stop.signal.addEventListener("abort", pool.close);
+  const subscribeRequest = subscribeBody("bench");
   const streams: Promise<void>[] = [];
   for (let c = 0; c < input.channels; c++) {
     for (let j = 0; j < R; j++) {
-      const client = clients[(c * R + j) % clients.length]!;
-      const headers = authHeaders(input.jwtSecret, recipientOf(c, j));
-      streams.push(
-        (async () => {
-          try {
-            for await (const res of client.subscribe({ deviceId: "bench" }, { headers, signal: stop.signal })) {
-              const now = performance.now();
-              for (const event of res.events) {
-                const ev = event.event;
-                if (ev.case !== "message") {
-                  otherEvents++;
-                  continue;
-                }
-                const key = ev.value.clientMessageId;
-                const colon = key.indexOf(":");
-                const name = key.slice(0, colon);
-                if (name === "probe") {
-                  probesSeen.add(`${c}/${j}`);
-                  continue;
-                }
-                const track = tracks.get(name);
-                const i = Number(key.slice(colon + 1));
-                if (!track || !Number.isInteger(i) || i % input.channels !== c) {
-                  streamErrors.push(`recipient ${c}/${j}: unexpected message ${key}`);
-                  continue;
-                }
-                const slot = i * R + j;
-                if (track.counts[slot]! === 0) track.latency.push(now - track.scheduled[i]!);
-                if (track.counts[slot]! < 255) track.counts[slot]!++;
-              }
-            }
-            if (!stop.signal.aborted) streamErrors.push(`recipient ${c}/${j}: stream ended by the server`);
-          } catch (e) {
-            if (!stop.signal.aborted) streamErrors.push(`recipient ${c}/${j}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
+      const onResponse = (res: { events: readonly ChatEvent[] }): void => {
+        const now = performance.now();
+        for (const event of res.events) {
+          const ev = event.event;
+          if (ev.case !== "message") {
+            otherEvents++;
+            continue;
           }
-        })(),
+          const key = ev.value.clientMessageId;
+          const colon = key.indexOf(":");
+          const name = key.slice(0, colon);
+          if (name === "probe") {
+            probesSeen.add(`${c}/${j}`);
+            continue;
+          }
+          const track = tracks.get(name);
+          const i = Number(key.slice(colon + 1));
+          if (!track || !Number.isInteger(i) || i % input.channels !== c) {
+            streamErrors.push(`recipient ${c}/${j}: unexpected message ${key}`);
+            continue;
+          }
+          const slot = i * R + j;
+          if (track.counts[slot]! === 0) track.latency.push(now - track.scheduled[i]!);
+          if (track.counts[slot]! < 255) track.counts[slot]!++;
+        }
+      };
+      streams.push(
+        new Promise<void>((resolve) => {
+          const close = rawSubscribe(pool.session((c * R + j) % input.connections), authHeaders(input.jwtSecret, recipientOf(c, j)), subscribeRequest, {
+            onResponse,
+            onEnd: (why) => {
+              if (!stop.signal.aborted) streamErrors.push(`recipient ${c}/${j}: stream ended (${why})`);
+              resolve();
+            },
+          });
+          stop.signal.addEventListener("abort", close, { once: true });
+        }),
       );
     }
   }
@@ -471,26 +477,14 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
 
   /** A member that only receives, on a Subscribe stream (its role is known from the start). */
   // Receivers read on raw HTTP/2 sessions (chat-kit rawSubscribe: a lean client), one per connection.
-  const rawSessions: http2.ClientHttp2Session[] = [];
-  const rawSession = (k: number): http2.ClientHttp2Session => {
-    let session = rawSessions[k];
-    if (!session || session.closed || session.destroyed) {
-      session = http2.connect(input.baseUrls[k % input.baseUrls.length]!, { settings: { enablePush: false } });
-      session.on("error", (e) => streamErrors.push(`connection ${k}: ${e.message}`));
-      session.setMaxListeners(0);
-      rawSessions[k] = session;
-    }
-    return session;
-  };
-  stop.signal.addEventListener("abort", () => {
-    for (const session of rawSessions) session.close();
-  });
+  const pool = rawSessionPool(input.baseUrls, (e) => streamErrors.push(e));
+  stop.signal.addEventListener("abort", pool.close);
   const subscribeRequest = subscribeBody("bench");
   const openSubscriber = (n: number, role: { c: number; m: number }): Sess => {
     const user = `bench-xs-${tag}-u${n}`;
     const s: Sess = { user, subscribed: true, out: new PushQueue(), opened: Promise.resolve(""), server: "", role, done: Promise.resolve() };
     s.done = new Promise<void>((resolve) => {
-      const close = rawSubscribe(rawSession(n % input.connections), authHeaders(input.jwtSecret, user), subscribeRequest, {
+      const close = rawSubscribe(pool.session(n % input.connections), authHeaders(input.jwtSecret, user), subscribeRequest, {
         onResponse: (res) => onEvents(s, res.events, performance.now()),
         onEnd: (why) => {
           if (!stop.signal.aborted) streamErrors.push(`${user}: stream ended (${why})`);

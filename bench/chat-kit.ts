@@ -185,6 +185,26 @@ export function subscribeBody(deviceId: string): Buffer {
   return out;
 }
 
+/** HTTP/2 connections for rawSubscribe, the k-th to baseUrls[k mod n], opened on first use. */
+export function rawSessionPool(baseUrls: readonly string[], onError: (why: string) => void): { session(k: number): http2.ClientHttp2Session; close(): void } {
+  const sessions: http2.ClientHttp2Session[] = [];
+  return {
+    session(k) {
+      let session = sessions[k];
+      if (!session || session.closed || session.destroyed) {
+        session = http2.connect(baseUrls[k % baseUrls.length]!, { settings: { enablePush: false } });
+        session.on("error", (e) => onError(`connection ${k}: ${e.message}`));
+        session.setMaxListeners(0);
+        sessions[k] = session;
+      }
+      return session;
+    },
+    close() {
+      for (const s of sessions) s.close();
+    },
+  };
+}
+
 /**
  * One Subscribe over a node:http2 session, gRPC framing parsed by hand: what a lean client costs
  * per event (connect-node's client costs several times more per message, and the load generator
