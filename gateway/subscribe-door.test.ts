@@ -1,12 +1,9 @@
 // The subscribe door on the wire, with a feed the test drives: each protocol's framing and end
 // (gRPC trailers, gRPC-web trailer frame, Connect EndStream), refusals before the body, bad
 // bodies, the stream guard's cap, drain and release, and what the door leaves to connect-node.
-import http from "node:http";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   SubscribeRequestSchema,
@@ -16,6 +13,7 @@ import {
 } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { IDENTITY_ASSERTION_HEADER, identityKey, type Identity } from "../platform/identity.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
+import { envelope, framesOf, postH1, serveDoor, type Answer, type ServedDoor } from "./door-test-kit.js";
 import type { LiveFeed } from "./live-feed.js";
 import type { RelayedResponse } from "./relayed-response.js";
 import { StreamGuard } from "./stream-guard.js";
@@ -58,8 +56,7 @@ const READ_MAX = 64;
 let guard: StreamGuard;
 let opened: { input: SubscribeRequest; headers: Headers; feed: TestFeed }[];
 let openFails: unknown;
-let h2: http2.Http2Server;
-let h1: http.Server;
+let served: ServedDoor;
 let h2Url: string;
 let h1Port: number;
 
@@ -92,58 +89,19 @@ beforeAll(async () => {
       return feed;
     },
   });
-  const log = pino({ level: "silent" });
-  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-    if (door(req, res, log) === false) {
-      res.writeHead(404, { "x-not-claimed": "1" });
-      res.end();
-    }
-  };
-  h2 = http2.createServer(handler);
-  h1 = http.createServer(handler);
-  await new Promise<void>((r) => h2.listen(0, "127.0.0.1", r));
-  await new Promise<void>((r) => h1.listen(0, "127.0.0.1", r));
-  h2Url = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`;
-  h1Port = (h1.address() as AddressInfo).port;
+  served = await serveDoor(door);
+  h2Url = served.h2Url;
+  h1Port = served.h1Port;
 });
-afterAll(async () => {
-  await new Promise((r) => h2.close(r));
-  await new Promise((r) => h1.close(r));
-});
+afterAll(() => served.close());
 
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const b = Buffer.alloc(5 + data.byteLength);
-  b[0] = flags;
-  b.writeUInt32BE(data.byteLength, 1);
-  b.set(data, 5);
-  return b;
-}
 
 const request = (deviceId = "phone"): Buffer => envelope(0, toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { deviceId })));
 const response = (n: number): SubscribeResponse =>
   create(SubscribeResponseSchema, { events: Array.from({ length: n }, () => ({ event: { case: "keepAlive" as const, value: {} } })) });
 
-interface Frame {
-  readonly flags: number;
-  readonly data: Buffer;
-}
 
-function framesOf(body: Buffer): Frame[] {
-  const out: Frame[] = [];
-  for (let at = 0; at < body.length; ) {
-    const len = body.readUInt32BE(at + 1);
-    out.push({ flags: body[at]!, data: body.subarray(at + 5, at + 5 + len) });
-    at += 5 + len;
-  }
-  return out;
-}
 
-interface Answer {
-  readonly status: number;
-  readonly headers: Record<string, unknown>;
-  readonly frames: Frame[];
-  readonly trailers: Record<string, unknown>;
-}
 
 const CONTENT_TYPES = { grpc: "application/grpc", "grpc-web": "application/grpc-web+proto", connect: "application/connect+proto" } as const;
 type Wire = keyof typeof CONTENT_TYPES;
@@ -180,26 +138,8 @@ async function callH2(
 }
 
 /** gRPC-web over HTTP/1.1, as a browser sends it. */
-async function callH1(body: Buffer, extra: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: "127.0.0.1",
-        port: h1Port,
-        method: "POST",
-        path: SUBSCRIBE_PATH,
-        headers: { "content-type": CONTENT_TYPES["grpc-web"], authorization: "Bearer alice", ...extra },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, frames: framesOf(Buffer.concat(chunks)), trailers: {} }));
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const callH1 = (body: Buffer, extra: Record<string, string> = {}): Promise<Answer> =>
+  postH1(h1Port, SUBSCRIBE_PATH, { "content-type": CONTENT_TYPES["grpc-web"], authorization: "Bearer alice", ...extra }, body);
 
 const unavailable = () => new ConnectError("chat server going away: reconnect", Code.Unavailable, { [RETRY_AFTER_MS_HEADER]: "250" });
 

@@ -2,16 +2,14 @@
 // and gRPC-web, the upstream's errors in the edge's words, refusals before the body (nothing
 // called), bad bodies, the caller's deadline and departure reaching the upstream call, and what the
 // door leaves to connect-node.
-import http from "node:http";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type CallOptions, type ContextValues } from "@connectrpc/connect";
-import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ChatService, SendMessageRequestSchema, SendMessageResponseSchema, type SendMessageRequest } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import { IDENTITY_ASSERTION_HEADER, identityKey } from "../platform/identity.js";
+import { envelope, framesOf, postH1, serveDoor, type Answer, type ServedDoor } from "./door-test-kit.js";
 import { unaryDoor } from "./unary-door.js";
 
 const READ_MAX = 256;
@@ -23,8 +21,7 @@ interface Called {
 }
 let called: Called[];
 let reply: (input: SendMessageRequest, options: CallOptions) => Promise<unknown>;
-let h2: http2.Http2Server;
-let h1: http.Server;
+let served: ServedDoor;
 let h2Url: string;
 let h1Port: number;
 
@@ -58,54 +55,15 @@ beforeAll(async () => {
     limits: { readMaxBytes: () => READ_MAX },
     assertionFor: (identity, path) => new Headers({ [IDENTITY_ASSERTION_HEADER]: `signed:${identity.userId}:${path}` }),
   });
-  const log = pino({ level: "silent" });
-  const handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-    if (door(req, res, log) === false) {
-      res.writeHead(404, { "x-not-claimed": "1" });
-      res.end();
-    }
-  };
-  h2 = http2.createServer(handler);
-  h1 = http.createServer(handler);
-  await new Promise<void>((r) => h2.listen(0, "127.0.0.1", r));
-  await new Promise<void>((r) => h1.listen(0, "127.0.0.1", r));
-  h2Url = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`;
-  h1Port = (h1.address() as AddressInfo).port;
+  served = await serveDoor(door);
+  h2Url = served.h2Url;
+  h1Port = served.h1Port;
 });
-afterAll(async () => {
-  await new Promise((r) => h2.close(r));
-  await new Promise((r) => h1.close(r));
-});
+afterAll(() => served.close());
 
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const b = Buffer.alloc(5 + data.byteLength);
-  b[0] = flags;
-  b.writeUInt32BE(data.byteLength, 1);
-  b.set(data, 5);
-  return b;
-}
 const request = (text = "hi"): Buffer => envelope(0, toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, { channelId: "c", clientMessageId: "m1", text })));
 
-interface Frame {
-  readonly flags: number;
-  readonly data: Buffer;
-}
-function framesOf(body: Buffer): Frame[] {
-  const out: Frame[] = [];
-  for (let at = 0; at < body.length; ) {
-    const len = body.readUInt32BE(at + 1);
-    out.push({ flags: body[at]!, data: body.subarray(at + 5, at + 5 + len) });
-    at += 5 + len;
-  }
-  return out;
-}
 
-interface Answer {
-  readonly status: number;
-  readonly headers: Record<string, unknown>;
-  readonly frames: Frame[];
-  readonly trailers: Record<string, unknown>;
-}
 
 async function callH2(body: Buffer, headers: Record<string, string> = {}, path = SEND, leaveAfterMs?: number): Promise<Answer> {
   const session = http2.connect(h2Url);
@@ -126,20 +84,8 @@ async function callH2(body: Buffer, headers: Record<string, string> = {}, path =
   }
 }
 
-async function callH1(body: Buffer, contentType = "application/grpc-web+proto"): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: "127.0.0.1", port: h1Port, method: "POST", path: SEND, headers: { "content-type": contentType, authorization: "Bearer alice" } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, frames: framesOf(Buffer.concat(chunks)), trailers: {} }));
-      },
-    );
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+const callH1 = (body: Buffer, contentType = "application/grpc-web+proto"): Promise<Answer> =>
+  postH1(h1Port, SEND, { "content-type": contentType, authorization: "Bearer alice" }, body);
 
 const grpcMessage = (a: Answer) => decodeURIComponent(String(a.trailers["grpc-message"] ?? ""));
 
