@@ -8,8 +8,9 @@
  * Each of `--channels` group channels has one sender and `--recipients` recipients; every
  * recipient holds one Subscribe stream (its own user, device "bench") through the gateway, read by
  * a lean gRPC client (chat-kit rawSubscribe: node:http2, framing by hand, `--connections` HTTP/2
- * sessions). The load generator (a forked child: generated ChatService client, connect-node gRPC
- * transport over h2c, `--connections` HTTP/2 sessions for the senders) sends `--rate` messages per
+ * sessions). The load generator (a forked child; setup through the generated ChatService client
+ * on connect-node's gRPC transport, the measured sends through the same lean client's rawSendMessage
+ * on those `--connections` sessions) sends `--rate` messages per
  * second on a fixed schedule, round robin over the channels: message i is due at t0 + i / rate,
  * whether or not earlier sends have been answered (open loop: a slow server cannot slow the
  * offered load down and hide its own latency). Latency = time the recipient's stream yields the
@@ -74,6 +75,7 @@ import {
   loaderChild,
   numberFlag,
   parseArgs,
+  rawSendMessage,
   rawSessionPool,
   rawSubscribe,
   runHeader,
@@ -222,12 +224,10 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
     phase(name);
     const { ok, ackLat, lag, failed, offered, secsTaken } = await openLoop(total, input.rate, track.scheduled, (k) => {
       const c = k % input.channels;
-      return clients[c % clients.length]!
-        .sendMessage({ channelId: channelIds[c]!, clientMessageId: `${name}:${k}`, text: `bench ${name} ${k}` }, { headers: senderHeaders[c]!, timeoutMs: 10_000 })
-        .then(
-          () => undefined,
-          (e: unknown) => `${name}:${k}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`,
-        );
+      return rawSendMessage(pool.session(c % input.connections), senderHeaders[c]!, { channelId: channelIds[c]!, clientMessageId: `${name}:${k}`, text: `bench ${name} ${k}` }, 10_000).then(
+        () => undefined,
+        (e: unknown) => `${name}:${k}: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }, sendErrors);
     phase(`end ${name}`);
     // Wait for the last deliveries, at most --grace s after the last ack.

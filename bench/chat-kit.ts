@@ -18,7 +18,15 @@ import { availableParallelism, cpus } from "node:os";
 import pino from "pino";
 import type { Client, Transport } from "@connectrpc/connect";
 import { runEmbedded } from "../cmd/mesh.js";
-import { ChatService, SubscribeRequestSchema, SubscribeResponseSchema, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
+import {
+  ChatService,
+  SendMessageRequestSchema,
+  SendMessageResponseSchema,
+  SubscribeRequestSchema,
+  SubscribeResponseSchema,
+  type SendMessageResponse,
+  type SubscribeResponse,
+} from "../gen/switchboard/chat/v1/chat_pb.js";
 import { DEV_JWT_SECRET } from "../gateway/auth/config.js";
 import { signHs256 } from "../gateway/auth/jwt.js";
 import { loadConfig } from "../platform/config.js";
@@ -178,11 +186,7 @@ const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
 
 /** A Subscribe request body: one gRPC-framed SubscribeRequest. */
 export function subscribeBody(deviceId: string): Buffer {
-  const msg = toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { deviceId }));
-  const out = Buffer.alloc(5 + msg.length);
-  out.writeUInt32BE(msg.length, 1);
-  out.set(msg, 5);
-  return out;
+  return grpcFrame(toBinary(SubscribeRequestSchema, create(SubscribeRequestSchema, { deviceId })));
 }
 
 /** HTTP/2 connections for rawSubscribe, the k-th to baseUrls[k mod n], opened on first use. */
@@ -247,6 +251,62 @@ export function rawSubscribe(
   req.on("close", () => on.onEnd(status || `closed (rst ${req.rstCode ?? "?"})`));
   req.end(body);
   return () => req.close(http2.constants.NGHTTP2_CANCEL);
+}
+
+/** One gRPC message in its 5-byte envelope. */
+function grpcFrame(msg: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + msg.length);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+/**
+ * One unary gRPC call over a node:http2 session, framing by hand (the lean sender: connect-node's
+ * client cost the load generator about as much CPU per send as the mesh spent serving it). Resolves
+ * with the response message; rejects with "grpc-status N message" or the stream's failure.
+ */
+export function rawUnary(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", "grpc-timeout": `${timeoutMs}m`, ...headers });
+    } catch (e) {
+      reject(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let status: string | undefined;
+    let message = "";
+    const statusOf = (h: http2.IncomingHttpHeaders): void => {
+      if (h["grpc-status"] === undefined) return;
+      status = String(h["grpc-status"]);
+      message = decodeURIComponent(String(h["grpc-message"] ?? ""));
+    };
+    req.on("response", statusOf);
+    req.on("trailers", statusOf);
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("error", () => {});
+    req.on("close", () => {
+      const body = Buffer.concat(chunks);
+      if (status === "0" && body.length >= 5 && body.length >= 5 + body.readUInt32BE(1)) resolve(body.subarray(5, 5 + body.readUInt32BE(1)));
+      else reject(new Error(status === undefined ? `stream closed without a status (rst ${req.rstCode ?? "?"})` : `grpc-status ${status} ${message}`));
+    });
+    req.end(grpcFrame(request));
+  });
+}
+
+const SEND_MESSAGE_PATH = "/switchboard.chat.v1.ChatService/SendMessage";
+
+/** SendMessage through rawUnary. */
+export async function rawSendMessage(
+  session: http2.ClientHttp2Session,
+  headers: Record<string, string>,
+  input: { channelId: string; clientMessageId: string; text: string },
+  timeoutMs: number,
+): Promise<SendMessageResponse> {
+  const res = await rawUnary(session, SEND_MESSAGE_PATH, headers, toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, input)), timeoutMs);
+  return fromBinary(SendMessageResponseSchema, res);
 }
 
 /** p50 / p99 / max of latencies in ms (sorts in place). */

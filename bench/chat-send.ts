@@ -6,8 +6,10 @@
  *                              [--connections 4] [--warmup 5] [--duration 20]
  *
  * The mesh runs embedded in this process (cluster: Cassandra, ZooKeeper, NATS, Redis from
- * testkit, see bench/chat-kit.ts); the load generator is a forked child using the generated
- * ChatService client over connect-node's gRPC transport (h2c), `--connections` HTTP/2 sessions.
+ * testkit, see bench/chat-kit.ts); the load generator is a forked child: setup and the history
+ * check through the generated ChatService client over connect-node's gRPC transport (h2c), the
+ * measured sends through a lean gRPC client (chat-kit rawSendMessage: node:http2, framing by
+ * hand), `--connections` HTTP/2 sessions each.
  * `--senders` users, each a closed loop of SendMessage calls (a fresh client_message_id per call)
  * into its group channel; the senders are spread over `--channels` groups (members: the senders of
  * that group). A warm-up of `--warmup` s (JIT, Cassandra's caches) comes first and is not counted.
@@ -18,7 +20,6 @@
  * acked ids, in ascending order within each page, none twice.
  */
 import { fileURLToPath } from "node:url";
-import { ConnectError } from "@connectrpc/connect";
 import {
   authHeaders,
   fmt,
@@ -28,6 +29,8 @@ import {
   loaderChild,
   numberFlag,
   parseArgs,
+  rawSendMessage,
+  rawSessionPool,
   runHeader,
   runLoader,
   runMain,
@@ -87,6 +90,8 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
   const ackedByChannel = channelIds.map(() => [] as bigint[]);
   const seen = new Set<bigint>();
 
+  // The measured sends on the lean client (chat-kit rawSendMessage), `--connections` HTTP/2 sessions.
+  const pool = rawSessionPool([input.baseUrl], (e) => errors.length < 5 && errors.push(e));
   const run = async (name: string, secs: number): Promise<Window> => {
     phase(name);
     const lat: number[] = [];
@@ -95,14 +100,13 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
     const end = t0 + secs * 1000;
     await Promise.all(
       Array.from({ length: input.senders }, async (_, s) => {
-        const client = clients[s % clients.length]!;
         const c = s % input.channels;
         const channelId = channelIds[c]!;
         for (let k = 0; performance.now() < end; k++) {
           const clientMessageId = `${name}-${s}-${k}`;
           const start = performance.now();
           try {
-            const res = await client.sendMessage({ channelId, clientMessageId, text: `bench ${name} ${s}/${k}` }, { headers: headers[s]!, timeoutMs: 10_000 });
+            const res = await rawSendMessage(pool.session(s % input.connections), headers[s]!, { channelId, clientMessageId, text: `bench ${name} ${s}/${k}` }, 10_000);
             lat.push(performance.now() - start);
             const id = res.message?.messageId ?? 0n;
             if (id === 0n) problems.push(`${clientMessageId}: ack without a message_id`);
@@ -115,7 +119,7 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
             if (res.message?.channelId !== channelId) problems.push(`${clientMessageId}: ack names channel ${res.message?.channelId}`);
           } catch (e) {
             failed++;
-            if (errors.length < 5) errors.push(`${clientMessageId}: ${e instanceof ConnectError ? e.rawMessage + ` (${e.code})` : String(e)}`);
+            if (errors.length < 5) errors.push(`${clientMessageId}: ${e instanceof Error ? e.message : String(e)}`);
           }
         }
       }),
