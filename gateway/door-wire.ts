@@ -12,6 +12,7 @@ import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import type { Logger } from "pino";
 import { bodyShapeOf, guardBody } from "./body-guard.js";
 
 export type Req = http.IncomingMessage | http2.Http2ServerRequest;
@@ -88,4 +89,13 @@ export function endCall(res: Res, wire: Wire, error: ConnectError | undefined): 
       res.end(encodeEnvelope(endStreamFlag, Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
       break;
   }
+}
+
+/** A call a door claimed, run to its end: a failure of the door itself is logged and answered 500, never left hanging. */
+export function runClaimed(door: string, res: Res, log: Logger, call: Promise<void>): void {
+  call.catch((e: unknown) => {
+    log.error({ err: e }, `${door} door failed`);
+    if (!res.headersSent) res.writeHead(500);
+    res.end();
+  });
 }

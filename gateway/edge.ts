@@ -87,7 +87,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     opts.config.gateway.maxMessageBytes,
     opts.config.gateway.methodMaxBytes,
   );
-  /** Subscribe without connect-node (subscribe-door.ts). */
+  /** Chat's Subscribe and unary calls without connect-node (subscribe-door.ts, unary-door.ts). */
   const liveDoors: HttpDoor[] = [];
   const mounted: MountedService[] = [];
   const probes: PartProbe[] = [engineProbe(opts.engine, opts.log)];

@@ -28,7 +28,7 @@ import { toConnectError } from "../platform/grpc/status.js";
 import { identityKey, type Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
 import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
-import { closeIfUnread, endCall, readOneMessage, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
+import { closeIfUnread, endCall, readOneMessage, runClaimed, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
 import { edgeError, FORWARDED_HEADERS } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import type { LiveFeed } from "./live-feed.js";
@@ -65,11 +65,7 @@ export function subscribeDoor(opts: SubscribeDoorOptions): HttpDoor {
     if (url !== SUBSCRIBE_PATH && !url.startsWith(`${SUBSCRIBE_PATH}?`)) return false;
     const how = wireOf(req);
     if (!how) return false;
-    serve(opts, lookup, req, res, how.wire, how.contentType, log).catch((e: unknown) => {
-      log.error({ err: e }, "subscribe door failed");
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
+    runClaimed("subscribe", res, log, serve(opts, lookup, req, res, how.wire, how.contentType, log));
     return true;
   };
 }

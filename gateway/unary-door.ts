@@ -25,7 +25,7 @@ import { identityKey, type Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
 import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { isPublicMethod } from "./auth/interceptor.js";
-import { closeIfUnread, endCall, readOneMessage, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
+import { closeIfUnread, endCall, readOneMessage, runClaimed, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
 import { connected, edgeError, FORWARDED_HEADERS, type AnyUpstreamClient } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import { headerReader } from "./rpc-handler.js";
@@ -80,11 +80,7 @@ export function unaryDoor(opts: UnaryDoorOptions): HttpDoor {
     if (!route) return false;
     const how = wireOf(req, { deadlines: true });
     if (!how || how.wire === "connect") return false;
-    serve(opts, route, req, res, how.wire, how.contentType, log).catch((e: unknown) => {
-      log.error({ err: e }, "unary door failed");
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
-    });
+    runClaimed("unary", res, log, serve(opts, route, req, res, how.wire, how.contentType, log));
     return true;
   };
 }
@@ -97,14 +93,15 @@ async function serve(opts: UnaryDoorOptions, route: Route, req: Req, res: Res, w
     if (message) (res as import("node:http").ServerResponse).write(encodeEnvelope(0, message));
     endCall(res, wire, error);
   };
+  const header = headerReader(req);
   // No maximum, as connect-node (the gateway sets none).
-  const deadline = parseTimeout(headerReader(req)("grpc-timeout") ?? null, Number.MAX_SAFE_INTEGER);
+  const deadline = parseTimeout(header("grpc-timeout") ?? null, Number.MAX_SAFE_INTEGER);
   if (deadline.error) {
     closeIfUnread(req, res);
     return answer(deadline.error);
   }
   const values = opts.contextValues?.(req) ?? createContextValues();
-  const refusal = await opts.admission?.(opts.desc.typeName, route.method.name, headerReader(req), values);
+  const refusal = await opts.admission?.(opts.desc.typeName, route.method.name, header, values);
   if (refusal) {
     closeIfUnread(req, res);
     return answer(refusal);
