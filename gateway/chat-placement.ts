@@ -46,7 +46,7 @@ const STREAMS_PER_LANE = 200;
 const MAX_LANES = 256;
 
 interface Lane {
-  readonly client: Record<string, unknown> & { close(): void };
+  readonly client: Record<string, unknown> & Pick<GrpcClient<DescService>, "close" | "rawBidi">;
   active: number;
   /** One per stream riding on this lane: aborted (with the reason) when the lane is closed under it. */
   readonly streams: Set<AbortController>;
@@ -64,6 +64,12 @@ export interface ChatPlacementOptions {
   readonly now?: () => number;
   /** Subscribe streams to a chat server in another process ride on one Relay call to it (gateway/chat-relay.ts). */
   readonly relay?: { readonly keepAliveMs: number; readonly outboxEvents: number };
+}
+
+/** A bidi call whose messages are bytes (ChatPlacement.openRaw); `done` once it is over. */
+export interface RawCall {
+  readonly call: ReturnType<GrpcClient<DescService>["rawBidi"]>;
+  done(): void;
 }
 
 interface Target {
@@ -171,6 +177,33 @@ export class ChatPlacement {
     if (this.opts.relay === undefined || localServerAt(address)) return undefined;
     const assertion = new Headers(options.headers).get(IDENTITY_ASSERTION_HEADER) ?? "";
     return this.relayTo(address).open(input.deviceId, assertion, () => this.closeIdleLanes(address));
+  }
+
+  /**
+   * A bidi call as the session door runs it (gateway/session-door.ts): placed like every live
+   * stream, on one of the server's lanes, its messages passed as bytes. `closed` is called (once)
+   * with the reason when the lane is closed under the call; `done` must be called once it is over.
+   */
+  async openRaw(path: string, headers: Headers, closed: (reason: ConnectError) => void): Promise<RawCall> {
+    const address = await this.pick("stream");
+    const lane = this.streamLane(address);
+    const stop = new AbortController();
+    lane.streams.add(stop);
+    let released = false;
+    const done = (): void => {
+      if (released) return;
+      released = true;
+      lane.streams.delete(stop);
+      lane.active--;
+      this.closeIdleLanes(address);
+    };
+    stop.signal.addEventListener("abort", () => closed(stop.signal.reason as ConnectError), { once: true });
+    try {
+      return { call: lane.client.rawBidi(path, headers), done };
+    } catch (e) {
+      done();
+      throw e;
+    }
   }
 
   /** A streaming call on one of the address's lanes. */
@@ -301,7 +334,7 @@ export class ChatPlacement {
         client: createGrpcClient(this.opts.desc, address, {
           // A distinct option set is a distinct channel; its own subchannel pool, its own connection.
           channelOptions: { "grpc.use_local_subchannel_pool": 1, "switchboard.lane": this.nextLane++ },
-        }) as unknown as Record<string, unknown> & { close(): void },
+        }) as unknown as Lane["client"],
         active: 0,
         streams: new Set(),
       };

@@ -33,6 +33,7 @@ import { createMessageLimits } from "./rpc-limits.js";
 import { identityAssertionHeaders } from "./auth/interceptor.js";
 import { subscribeDoor, SUBSCRIBE_PATH } from "./subscribe-door.js";
 import { unaryDoor } from "./unary-door.js";
+import { sessionDoor, SESSION_PATH } from "./session-door.js";
 import { ChatService } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { createGatewayRedirects, type GatewayRedirects } from "./redirect-door.js";
 
@@ -87,7 +88,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     opts.config.gateway.maxMessageBytes,
     opts.config.gateway.methodMaxBytes,
   );
-  /** Chat's Subscribe and unary calls without connect-node (subscribe-door.ts, unary-door.ts). */
+  /** Chat's Subscribe, Session and unary calls without connect-node (subscribe-door.ts, session-door.ts, unary-door.ts). */
   const liveDoors: HttpDoor[] = [];
   const mounted: MountedService[] = [];
   const probes: PartProbe[] = [engineProbe(opts.engine, opts.log)];
@@ -121,6 +122,19 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
             readMaxBytes: limits.readMaxBytes(module.desc, subscribe),
             assertionFor: (identity) => identityAssertionHeaders(meshKey, identity, SUBSCRIBE_PATH),
             open: (input, options) => placement.openSubscribe(input, options),
+          }),
+        );
+      }
+      const session = module.desc.methods.find((m) => m.name === "Session");
+      if (session && module.desc.typeName === ChatService.typeName) {
+        liveDoors.push(
+          sessionDoor({
+            admission: auth.admission,
+            contextValues: auth.contextValues,
+            streams,
+            readMaxBytes: limits.readMaxBytes(module.desc, session),
+            assertionFor: (identity) => identityAssertionHeaders(meshKey, identity, SESSION_PATH),
+            open: (headers, closed) => placement.openRaw(SESSION_PATH, headers, closed),
           }),
         );
       }

@@ -54,6 +54,11 @@ export type GrpcClient<S extends DescService> = Client<S> & {
    * upstream that accepts TCP and never answers would wait for the call's deadline, or forever.
    */
   connectedWithin(ms: number): Promise<boolean>;
+  /**
+   * A bidi call at `path` whose messages pass as bytes, neither parsed nor re-serialized (a proxy
+   * of frames: gateway/session-door.ts). Always over the network (no in-process hop for bidi).
+   */
+  rawBidi(path: string, headers?: HeadersInit): ClientDuplexStream<Uint8Array, Buffer>;
 };
 
 /**
@@ -144,8 +149,12 @@ export function createGrpcClient<S extends DescService>(
       };
       check();
     });
+  out["rawBidi"] = (path: string, headers?: HeadersInit) => grpc.makeBidiStreamRequest(path, asBuffer, asIs, headersToMetadata(headers), {});
   return out as GrpcClient<S>;
 }
+
+const asBuffer = (b: Uint8Array): Buffer => (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const asIs = (b: Buffer): Buffer => b;
 
 const insecure = grpcCredentials.createInsecure();
 
@@ -315,6 +324,12 @@ function abortedError(signal: AbortSignal): ConnectError {
 
 function isServiceError(e: unknown): e is ServiceError {
   return e instanceof Error && typeof (e as Partial<ServiceError>).code === "number" && "details" in e;
+}
+
+/** A call's final grpc-js status -> ConnectError (undefined for OK). */
+export function fromStatus(s: StatusObject): ConnectError | undefined {
+  if (s.code === 0) return undefined;
+  return new ConnectError(s.details, s.code as number as Code, metadataToHeaders(s.metadata));
 }
 
 /** grpc-js ServiceError -> ConnectError: same numeric code, the server's message, its trailers. */
