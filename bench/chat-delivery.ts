@@ -37,8 +37,9 @@
  * Cluster engine, every part its own process (chat-kit startSplitChatMesh): Cassandra, ZooKeeper,
  * NATS, Redis, `switchboard tokenrange`, two `switchboard chat`, `--gateways` `switchboard gateway`
  * (no presence service: chat's presence reports go to a closed port). Every member of every
- * channel is its own user holding one Session (device "bench") through a gateway; the Session's
- * `opened` frame names the chat server it landed on. Sends are Session `send` frames, so the
+ * channel is its own user holding one Session (device "bench") through a gateway, on a lean gRPC
+ * client (chat-kit rawSession: node:http2, framing by hand, `--connections` HTTP/2 sessions shared
+ * with the receivers); the Session's `opened` frame names the chat server it landed on. Sends are Session `send` frames, so the
  * server handling a send is the sender's server (a unary SendMessage is placed round robin).
  * The loader opens a pool of sessions (the gateway places them, least loaded first; more are
  * opened until each server holds enough) and then gives out the roles by server:
@@ -62,9 +63,7 @@
  */
 import { setMaxListeners } from "node:events";
 import { fileURLToPath } from "node:url";
-import { ConnectError } from "@connectrpc/connect";
 import type { ChatEvent } from "../gen/switchboard/chat/v1/chat_pb.js";
-import { PushQueue } from "../platform/push-queue.js";
 import {
   authHeaders,
   openLoop,
@@ -76,8 +75,10 @@ import {
   numberFlag,
   parseArgs,
   rawSendMessage,
+  rawSession,
   rawSessionPool,
   rawSubscribe,
+  type RawSessionCall,
   runHeader,
   runLoader,
   runMain,
@@ -426,7 +427,8 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
     readonly user: string;
     /** Holds a Subscribe stream, not a Session (its server is not known to the client). */
     readonly subscribed?: boolean;
-    readonly out: PushQueue<{ frame: { case: "open"; value: { deviceId: string } } | { case: "send"; value: { channelId: string; clientMessageId: string; text: string } } }>;
+    /** The Session's frames out (a lean client: chat-kit rawSession); absent on a Subscribe stream. */
+    call?: RawSessionCall;
     readonly opened: Promise<string>;
     server: string;
     role?: { c: number; m: number };
@@ -482,7 +484,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   const subscribeRequest = subscribeBody("bench");
   const openSubscriber = (n: number, role: { c: number; m: number }): Sess => {
     const user = `bench-xs-${tag}-u${n}`;
-    const s: Sess = { user, subscribed: true, out: new PushQueue(), opened: Promise.resolve(""), server: "", role, done: Promise.resolve() };
+    const s: Sess = { user, subscribed: true, opened: Promise.resolve(""), server: "", role, done: Promise.resolve() };
     s.done = new Promise<void>((resolve) => {
       const close = rawSubscribe(pool.session(n % input.connections), authHeaders(input.jwtSecret, user), subscribeRequest, {
         onResponse: (res) => onEvents(s, res.events, performance.now()),
@@ -498,17 +500,14 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
 
   const openSession = (n: number): Sess => {
     const user = `bench-xs-${tag}-u${n}`;
-    const client = clients[n % clients.length]!;
-    const headers = authHeaders(input.jwtSecret, user);
     let resolveOpened!: (id: string) => void;
     let rejectOpened!: (e: unknown) => void;
     const opened = new Promise<string>((res, rej) => ((resolveOpened = res), (rejectOpened = rej)));
     opened.catch(() => undefined);
-    const s: Sess = { user, out: new PushQueue(), opened, server: "", done: Promise.resolve() };
-    s.out.push({ frame: { case: "open", value: { deviceId: "bench" } } });
-    s.done = (async () => {
-      try {
-        for await (const res of client.session(s.out, { headers, signal: stop.signal })) {
+    const s: Sess = { user, opened, server: "", done: Promise.resolve() };
+    s.done = new Promise<void>((resolve) => {
+      s.call = rawSession(pool.session(n % input.connections), authHeaders(input.jwtSecret, user), {
+        onResponse: (res) => {
           const now = performance.now();
           const f = res.frame;
           if (f.case === "opened") {
@@ -522,14 +521,15 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
           } else if (f.case === "events") {
             onEvents(s, f.value.events, now);
           }
-        }
-        if (!stop.signal.aborted) streamErrors.push(`${user}: session ended by the server`);
-        rejectOpened(new Error(`${user}: session ended before its opened frame`));
-      } catch (e) {
-        rejectOpened(e);
-        if (!stop.signal.aborted) streamErrors.push(`${user}: ${e instanceof ConnectError ? `${e.code} ${e.rawMessage}` : String(e)}`);
-      }
-    })();
+        },
+        onEnd: (why) => {
+          if (!stop.signal.aborted) streamErrors.push(`${user}: session ended (${why})`);
+          rejectOpened(new Error(`${user}: session ended before its opened frame (${why})`));
+          resolve();
+        },
+      });
+    });
+    s.call!.send({ frame: { case: "open", value: { deviceId: "bench" } } });
     return s;
   };
 
@@ -601,7 +601,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   const sendFrame = (c: number, m: number, clientMessageId: string, text: string): Promise<{ ok: boolean; why?: string }> =>
     new Promise((resolve) => {
       acks.set(clientMessageId, resolve);
-      memberSession[c]![m]!.out.push({ frame: { case: "send", value: { channelId: channelIds[c]!, clientMessageId, text } } });
+      memberSession[c]![m]!.call!.send({ frame: { case: "send", value: { channelId: channelIds[c]!, clientMessageId, text } } });
     });
   const withTimeout = <T,>(p: Promise<T>, ms: number, fallback: T): Promise<T> =>
     Promise.race([p, sleep(ms).then(() => fallback)]);
@@ -690,7 +690,7 @@ async function loadSplit(input: SplitInput, phase: (name: string) => void): Prom
   const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs, input.warmupRate) : undefined;
   const measured = await run("measured", input.durationSecs, input.rate);
   stop.abort();
-  for (const s of sessions) s.out.end();
+  for (const s of sessions) s.call?.end();
   await Promise.all([...sessions, ...subscriberStreams].map((s) => s.done));
   return { ...(warmup ? { warmup } : {}), measured, servers, liveStreams, streamErrors: streamErrors.slice(0, 10), sendErrors, otherEvents, echoes };
 }

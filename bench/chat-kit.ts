@@ -11,7 +11,7 @@
  */
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { fileURLToPath } from "node:url";
 import { execFileSync, fork } from "node:child_process";
 import { availableParallelism, cpus } from "node:os";
@@ -22,9 +22,12 @@ import {
   ChatService,
   SendMessageRequestSchema,
   SendMessageResponseSchema,
+  SessionRequestSchema,
+  SessionResponseSchema,
   SubscribeRequestSchema,
   SubscribeResponseSchema,
   type SendMessageResponse,
+  type SessionResponse,
   type SubscribeResponse,
 } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { DEV_JWT_SECRET } from "../gateway/auth/config.js";
@@ -183,6 +186,7 @@ export function authHeaders(jwtSecret: string, userId: string): { authorization:
 }
 
 const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
+const SESSION_PATH = "/switchboard.chat.v1.ChatService/Session";
 
 /** A Subscribe request body: one gRPC-framed SubscribeRequest. */
 export function subscribeBody(deviceId: string): Buffer {
@@ -228,6 +232,48 @@ export function rawSubscribe(
     queueMicrotask(() => on.onEnd(`request not sent: ${e instanceof Error ? e.message : String(e)}`));
     return () => {};
   }
+  readFrames(req, (data) => on.onResponse(fromBinary(SubscribeResponseSchema, data)), on.onEnd);
+  req.end(body);
+  return () => req.close(http2.constants.NGHTTP2_CANCEL);
+}
+
+/** A lean Session (rawSession): frames out as they are sent, the stream closed when done. */
+export interface RawSessionCall {
+  send(frame: MessageInitShape<typeof SessionRequestSchema>): void;
+  /** Half-closes (the server then ends the session). */
+  end(): void;
+  close(): void;
+}
+
+/**
+ * One Session (bidi) over a node:http2 session, gRPC framing by hand: the lean native client
+ * (connect-node's client costs the load generator several times more per frame). `onEnd` gets the
+ * stream's gRPC status, or why it closed without one.
+ */
+export function rawSession(
+  session: http2.ClientHttp2Session,
+  headers: Record<string, string>,
+  on: { onResponse(res: SessionResponse): void; onEnd(why: string): void },
+): RawSessionCall {
+  let req: http2.ClientHttp2Stream;
+  try {
+    req = session.request({ ":method": "POST", ":path": SESSION_PATH, "content-type": "application/grpc", te: "trailers", ...headers });
+  } catch (e) {
+    queueMicrotask(() => on.onEnd(`request not sent: ${e instanceof Error ? e.message : String(e)}`));
+    return { send: () => undefined, end: () => undefined, close: () => undefined };
+  }
+  readFrames(req, (data) => on.onResponse(fromBinary(SessionResponseSchema, data)), on.onEnd);
+  return {
+    send: (frame) => {
+      if (!req.closed && !req.writableEnded) req.write(grpcFrame(toBinary(SessionRequestSchema, create(SessionRequestSchema, frame))));
+    },
+    end: () => req.end(),
+    close: () => req.close(http2.constants.NGHTTP2_CANCEL),
+  };
+}
+
+/** Splits a gRPC response stream into messages; reports the status (or the failure) once it closes. */
+function readFrames(req: http2.ClientHttp2Stream, onMessage: (data: Buffer) => void, onEnd: (why: string) => void): void {
   let pending: Buffer | undefined;
   let status = "";
   req.on("response", (h) => {
@@ -242,15 +288,13 @@ export function rawSubscribe(
     while (buf.length >= 5) {
       const len = buf.readUInt32BE(1);
       if (buf.length < 5 + len) break;
-      on.onResponse(fromBinary(SubscribeResponseSchema, buf.subarray(5, 5 + len)));
+      onMessage(buf.subarray(5, 5 + len));
       buf = buf.subarray(5 + len);
     }
     pending = buf.length > 0 ? Buffer.from(buf) : undefined;
   });
   req.on("error", (e) => (status ||= `stream error: ${e.message}`));
-  req.on("close", () => on.onEnd(status || `closed (rst ${req.rstCode ?? "?"})`));
-  req.end(body);
-  return () => req.close(http2.constants.NGHTTP2_CANCEL);
+  req.on("close", () => onEnd(status || `closed (rst ${req.rstCode ?? "?"})`));
 }
 
 /** One gRPC message in its 5-byte envelope. */
