@@ -90,8 +90,18 @@ export interface GrpcHandlerOptions {
 export type AnyServiceImpl = Partial<Record<string, (...args: never[]) => unknown>>;
 
 /** protobuf-es codec for one message type, in grpc-js's Buffer form. */
+/**
+ * A message already in protobuf binary: written as these bytes, not serialized again. For one
+ * message sent on many streams (a chat event to every member's Session): made once, sent N times.
+ * Only where the stream goes over the network (bidi calls have no in-process hop).
+ */
+export class Serialized {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
 export function serializerFor(schema: DescMessage): (value: AnyInit) => Buffer {
   return (value) => {
+    if (value instanceof Serialized) return Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength);
     const msg = isMessage(value, schema) ? value : create(schema, value);
     const bytes = toBinary(schema, msg);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -2,11 +2,12 @@
  * ChatService handlers over the real live layer (LocalDelivery + DeviceStream): the multi-device
  * scenario of issue 9, Subscribe replacement, and Session frame handling.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
   SessionRequestSchema,
+  SessionResponseSchema,
   type ChatEvent,
   type ChatService,
   type SessionRequest,
@@ -15,6 +16,7 @@ import {
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Channel, ListMyChannelsResponse, SendMessageResponse, SyncResponse } from "../../gen/switchboard/chat/v1/chat_pb.js";
 import { DomainError } from "../../platform/errors.js";
+import { Serialized } from "../../platform/grpc/service-definition.js";
 import { identityKey } from "../../platform/identity.js";
 import { MAX_STREAMS_PER_USER, chatImpl } from "./module.js";
 import { MemoryChatStore } from "./adapters/memory-chat-store.js";
@@ -214,12 +216,19 @@ function clientFrames() {
   };
 }
 
+/** The Session's output as responses: `events` frames come serialized (for grpc-js to write as they are). */
+async function* sessionResponses(impl: Impl, frames: AsyncIterable<SessionRequest>, ctx: HandlerContext): AsyncGenerator<SessionResponse> {
+  for await (const f of impl.session(frames, ctx) as AsyncIterable<SessionResponse | Serialized>) {
+    yield f instanceof Serialized ? fromBinary(SessionResponseSchema, f.bytes) : f;
+  }
+}
+
 function runSession(impl: Impl, userId: string, frames: AsyncIterable<SessionRequest>) {
   const out: SessionResponse[] = [];
   let error: unknown;
   const done = (async () => {
     try {
-      for await (const f of impl.session(frames, ctxOf(userId)) as AsyncIterable<SessionResponse>) out.push(f);
+      for await (const f of sessionResponses(impl, frames, ctxOf(userId))) out.push(f);
     } catch (e) {
       error = e;
     }
@@ -233,7 +242,7 @@ describe("Session", () => {
     const direct = ((await impl.createDirectChannel({ peerUserId: "bob" } as never, ctxOf("alice"))) as { channel: Channel }).channel;
     const c = clientFrames();
     c.send({ case: "open", value: { deviceId: "phone" } as never });
-    const it = (impl.session(c.iterable, ctxOf("alice")) as AsyncIterable<SessionResponse>)[Symbol.asyncIterator]();
+    const it = sessionResponses(impl, c.iterable, ctxOf("alice"));
     expect((await it.next()).value.frame.case).toBe("opened");
     for (let i = 0; i < 5; i++) await impl.sendMessage({ channelId: direct.channelId, clientMessageId: `b${i}`, text: "x" } as never, ctxOf("bob"));
     await settle();
@@ -363,7 +372,7 @@ describe("Session", () => {
         }
       },
     };
-    const it = (impl.session(frames, ctxOf("alice")) as AsyncIterable<SessionResponse>)[Symbol.asyncIterator]();
+    const it = sessionResponses(impl, frames, ctxOf("alice"));
     expect((await it.next()).value.frame.case).toBe("opened");
     // One more output frame is asked for, then nobody reads: a few frames are taken (acks and the
     // sender's own events queue up to the bound), then the request stream is left alone.

@@ -37,6 +37,7 @@ import {
 } from "../../gen/switchboard/chat/v1/chat_pb.js";
 import { DomainError, invalidArgument, isDomainError } from "../../platform/errors.js";
 import { codeForKind } from "../../platform/grpc/status.js";
+import { Serialized } from "../../platform/grpc/service-definition.js";
 import { requireCaller } from "../../platform/identity.js";
 import type { ServiceModule } from "../module.js";
 import { LocalDelivery } from "./adapters/local-delivery.js";
@@ -53,6 +54,7 @@ import { toPbChannel, toPbMessage } from "./domain/events.js";
 import { validateDeviceId } from "./domain/validate.js";
 import { DeviceStream, keepAliveEvent, replacedStream } from "./live/device-stream.js";
 import { RelayCall, subscribeAssertionVerifier } from "./live/relay.js";
+import { encodeSessionEvents } from "./live/encoded-events.js";
 import { meshKeyOf } from "../../platform/mesh-secret.js";
 import type { Delivery, HistoryAnchor } from "./ports.js";
 import { createChatStore } from "./store.js";
@@ -340,7 +342,9 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
         yield create(SessionResponseSchema, {
           frame: { case: "opened", value: { serverId: opts.serverId, keepAliveInterval: durationFromMs(cfg.keepAliveMs) } },
         });
-        yield* sessionFrames(userId, deviceId, input, device.stream.batches(ctx.signal));
+        // Session runs on grpc-js only (bidi has no in-process hop), whose serializer writes a
+        // Serialized frame's bytes as they are: typed as responses for the ServiceImpl.
+        yield* sessionFrames(userId, deviceId, input, device.stream.batches(ctx.signal)) as AsyncGenerator<SessionResponse>;
       } finally {
         device.close();
       }
@@ -358,13 +362,13 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
     deviceId: string,
     input: AsyncIterator<SessionRequest>,
     batches: AsyncGenerator<ChatEvent[]>,
-  ): AsyncGenerator<SessionResponse> {
+  ): AsyncGenerator<SessionFrame> {
     const out = new FrameQueue();
     let stopped = false;
     const pumpEvents = (async () => {
       try {
         for await (const events of batches) {
-          out.push(create(SessionResponseSchema, { frame: { case: "events", value: { events } } }));
+          out.push(new Serialized(encodeSessionEvents(events)));
           // Take the next event only once the transport took this one: the stream's bounded outbox
           // stays the only buffer, so a client that stops reading is still cut off as a slow consumer.
           await out.room(1);
@@ -455,9 +459,15 @@ export function chatImpl(chat: Chat, delivery: Delivery, opts: ChatImplOptions):
   }
 }
 
+/**
+ * A Session output frame: a response, or an `events` frame already serialized (the same event goes
+ * to every member's Session: serialized once, live/encoded-events.ts; grpc-js writes the bytes).
+ */
+export type SessionFrame = SessionResponse | Serialized;
+
 /** A single-consumer queue of output frames that can end with an error. */
 class FrameQueue {
-  private readonly items: SessionResponse[] = [];
+  private readonly items: SessionFrame[] = [];
   private ended: { error: unknown } | undefined;
   private wake: (() => void) | undefined;
   private roomWaiters: { readonly limit: number; readonly resolve: () => void }[] = [];
@@ -468,7 +478,7 @@ class FrameQueue {
     return new Promise<void>((resolve) => this.roomWaiters.push({ limit, resolve }));
   }
 
-  push(f: SessionResponse): void {
+  push(f: SessionFrame): void {
     if (this.ended) return;
     this.items.push(f);
     this.wake?.();
@@ -491,7 +501,7 @@ class FrameQueue {
     }
   }
 
-  async *drain(): AsyncGenerator<SessionResponse> {
+  async *drain(): AsyncGenerator<SessionFrame> {
     for (;;) {
       const f = this.items.shift();
       if (f) {

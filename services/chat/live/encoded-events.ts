@@ -1,6 +1,6 @@
 /**
- * SubscribeResponse bytes for relayed streams, each event serialized once however many streams
- * get it: a group message reaches every member's device on this server as the same ChatEvent
+ * SubscribeResponse bytes for relayed streams (and SessionResponse bytes for Sessions), each event
+ * serialized once however many streams get it: a group message reaches every member's device on this server as the same ChatEvent
  * object, and serializing it again for each stream was most of a chat server's protobuf work in
  * group fan-out (bench/README.md, "relayed events serialized once"). The gateway forwards these
  * bytes to binary clients without decoding them (gateway/relayed-response.ts).
@@ -12,8 +12,10 @@ import { toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ChatEventSchema, type ChatEvent } from "../../../gen/switchboard/chat/v1/chat_pb.js";
 
-/** SubscribeResponse.events is field 1. */
+/** SubscribeResponse.events and ChatEvents.events are both field 1 (the same bytes). */
 const EVENTS_FIELD = 1;
+/** SessionResponse.events (a ChatEvents) is field 2. */
+const SESSION_EVENTS_FIELD = 2;
 
 const asFieldOf = new WeakMap<ChatEvent, Uint8Array>();
 
@@ -40,4 +42,9 @@ export function encodeSubscribeResponse(events: readonly ChatEvent[]): Uint8Arra
     at += f.length;
   }
   return out;
+}
+
+/** A SessionResponse whose frame is `events`, in the protobuf binary format. */
+export function encodeSessionEvents(events: readonly ChatEvent[]): Uint8Array {
+  return new BinaryWriter().tag(SESSION_EVENTS_FIELD, WireType.LengthDelimited).bytes(encodeSubscribeResponse(events)).finish();
 }
