@@ -2,18 +2,25 @@
  * What the gateway's own doors (subscribe-door.ts, unary-door.ts) share with each other and with
  * the Connect path: which requests they may serve, the one request message read through the body
  * guard, and a call's end in the protocol's own form (gRPC trailers, the gRPC-web trailer frame,
- * Connect's EndStream) with the status, message, details and retry hints.
+ * Connect's EndStream) with the status, message, details and retry hints; who the caller of a
+ * streaming door is and what goes upstream with its call.
  */
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { endStreamFlag, endStreamToJson } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import type { Logger } from "pino";
+import { toConnectError } from "../platform/grpc/status.js";
+import { identityKey, type Identity } from "../platform/identity.js";
+import type { Admission } from "./auth/admission.js";
+import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { bodyShapeOf, guardBody } from "./body-guard.js";
+import { FORWARDED_HEADERS } from "./forward.js";
+import { headerReader } from "./rpc-handler.js";
 
 export type Req = http.IncomingMessage | http2.Http2ServerRequest;
 export type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -98,4 +105,30 @@ export function runClaimed(door: string, res: Res, log: Logger, call: Promise<vo
     if (!res.headersSent) res.writeHead(500);
     res.end();
   });
+}
+
+/**
+ * The caller of a stream (identity required), from the headers before a body byte is read: the
+ * admission's refusal, Unauthenticated without credentials, or the identity.
+ */
+export async function streamCaller(
+  admission: Admission | undefined,
+  values: ContextValues,
+  req: Req,
+  service: string,
+  method: string,
+  log: Logger,
+): Promise<Identity | ConnectError> {
+  const refusal = await admission?.(service, method, headerReader(req), values);
+  if (refusal) return refusal;
+  return values.get(identityKey) ?? toConnectError(new AuthError("missing", MISSING_CREDENTIALS), log);
+}
+
+/** What goes upstream with a door's call: `assertion` (proof of the caller) and the forwarded request headers, nothing else. */
+export function upstreamHeaders(req: Req, assertion: Headers): Headers {
+  for (const name of FORWARDED_HEADERS) {
+    const v = req.headers[name];
+    if (typeof v === "string") assertion.set(name, v);
+  }
+  return assertion;
 }

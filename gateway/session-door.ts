@@ -23,16 +23,13 @@ import type { StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { ChatService, SessionRequestSchema } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { fromStatus } from "../platform/grpc/client.js";
-import { toConnectError } from "../platform/grpc/status.js";
-import { identityKey, type Identity } from "../platform/identity.js";
+import type { Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
-import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { bodyShapeOf, guardBody } from "./body-guard.js";
 import type { RawCall } from "./chat-placement.js";
-import { endCall, runClaimed, wireOf, type Req, type Res } from "./door-wire.js";
-import { edgeError, FORWARDED_HEADERS } from "./forward.js";
+import { endCall, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res } from "./door-wire.js";
+import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
-import { headerReader } from "./rpc-handler.js";
 import type { StreamGuard } from "./stream-guard.js";
 
 export const SESSION_PATH = `/${ChatService.typeName}/${ChatService.method.session.name}`;
@@ -63,22 +60,15 @@ export function sessionDoor(opts: SessionDoorOptions): HttpDoor {
 async function serve(opts: SessionDoorOptions, req: Req, res: Res, contentType: string, log: Logger): Promise<void> {
   const session = new SessionStream(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse, contentType, log);
   res.once("close", session.gone);
-  const values = opts.contextValues?.(req) ?? createContextValues();
-  const refusal = await opts.admission?.(ChatService.typeName, "Session", headerReader(req), values);
-  if (refusal) return session.finish(refusal);
-  const identity = values.get(identityKey);
-  if (!identity) return session.finish(toConnectError(new AuthError("missing", MISSING_CREDENTIALS), log));
+  const caller = await streamCaller(opts.admission, opts.contextValues?.(req) ?? createContextValues(), req, ChatService.typeName, "Session", log);
+  if (caller instanceof ConnectError) return session.finish(caller);
   if (session.over) return;
   try {
-    session.release = opts.streams.admit(identity, (reason) => session.finish(reason));
+    session.release = opts.streams.admit(caller, (reason) => session.finish(reason));
   } catch (e) {
     return session.finish(ConnectError.from(e));
   }
-  const headers = opts.assertionFor(identity);
-  for (const name of FORWARDED_HEADERS) {
-    const v = req.headers[name];
-    if (typeof v === "string") headers.set(name, v);
-  }
+  const headers = upstreamHeaders(req, opts.assertionFor(caller));
   let upstream: RawCall;
   try {
     upstream = await opts.open(headers, (reason) => session.finish(reason));

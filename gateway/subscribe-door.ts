@@ -24,16 +24,13 @@ import { createMethodSerializationLookup, encodeEnvelope } from "@connectrpc/con
 import type { Logger } from "pino";
 import { ChatService, SubscribeRequestSchema, type SubscribeRequest, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { SUBSCRIBE_PATH } from "../services/chat/live/relay.js";
-import { toConnectError } from "../platform/grpc/status.js";
-import { identityKey, type Identity } from "../platform/identity.js";
+import type { Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
-import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
-import { closeIfUnread, endCall, readOneMessage, runClaimed, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
-import { edgeError, FORWARDED_HEADERS } from "./forward.js";
+import { closeIfUnread, endCall, readOneMessage, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
+import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import type { LiveFeed } from "./live-feed.js";
 import { decodedResponse, isEncoded, type RelayedResponse } from "./relayed-response.js";
-import { headerReader } from "./rpc-handler.js";
 import type { StreamGuard } from "./stream-guard.js";
 
 export { SUBSCRIBE_PATH };
@@ -74,14 +71,11 @@ async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, 
   const binary = !contentType.endsWith("+json");
   const stream = new SubscribeStream(res, wire, contentType, binary, lookup.getO(binary), log);
   res.once("close", stream.gone);
-  const values = opts.contextValues?.(req) ?? createContextValues();
-  const refusal = await opts.admission?.(ChatService.typeName, "Subscribe", headerReader(req), values);
-  if (refusal) {
+  const caller = await streamCaller(opts.admission, opts.contextValues?.(req) ?? createContextValues(), req, ChatService.typeName, "Subscribe", log);
+  if (caller instanceof ConnectError) {
     closeIfUnread(req, res);
-    return stream.finish(refusal);
+    return stream.finish(caller);
   }
-  const identity = values.get(identityKey);
-  if (!identity) return stream.finish(toConnectError(new AuthError("missing", MISSING_CREDENTIALS), log));
   let input: SubscribeRequest;
   try {
     input = await readOneMessage(req, contentType, SubscribeRequestSchema, opts.readMaxBytes, lookup.getI(binary), "server-streaming");
@@ -91,15 +85,11 @@ async function serve(opts: SubscribeDoorOptions, lookup: Serializers, req: Req, 
   }
   if (stream.over) return;
   try {
-    stream.release = opts.streams.admit(identity, (reason) => stream.finish(reason));
+    stream.release = opts.streams.admit(caller, (reason) => stream.finish(reason));
   } catch (e) {
     return stream.finish(ConnectError.from(e));
   }
-  const headers = opts.assertionFor(identity);
-  for (const name of FORWARDED_HEADERS) {
-    const v = req.headers[name];
-    if (typeof v === "string") headers.set(name, v);
-  }
+  const headers = upstreamHeaders(req, opts.assertionFor(caller));
   let feed: LiveFeed<RelayedResponse>;
   try {
     feed = await opts.open(input, { headers });

@@ -25,8 +25,8 @@ import { identityKey, type Identity } from "../platform/identity.js";
 import type { Admission } from "./auth/admission.js";
 import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { isPublicMethod } from "./auth/interceptor.js";
-import { closeIfUnread, endCall, readOneMessage, runClaimed, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
-import { connected, edgeError, FORWARDED_HEADERS, type AnyUpstreamClient } from "./forward.js";
+import { closeIfUnread, endCall, readOneMessage, runClaimed, upstreamHeaders, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
+import { connected, edgeError, type AnyUpstreamClient } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import { headerReader } from "./rpc-handler.js";
 import type { MessageLimits } from "./rpc-limits.js";
@@ -118,11 +118,7 @@ async function serve(opts: UnaryDoorOptions, route: Route, req: Req, res: Res, w
     closeIfUnread(req, res);
     return answer(ConnectError.from(e, Code.InvalidArgument));
   }
-  const headers = identity ? opts.assertionFor(identity, route.path) : new Headers();
-  for (const name of FORWARDED_HEADERS) {
-    const v = req.headers[name];
-    if (typeof v === "string") headers.set(name, v);
-  }
+  const headers = upstreamHeaders(req, identity ? opts.assertionFor(identity, route.path) : new Headers());
   // The client leaving, or its deadline passing, cancels the upstream call, as connect-node's
   // handler signal does; the deadline also goes upstream with the call.
   const abort = new AbortController();
