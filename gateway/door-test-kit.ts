@@ -7,6 +7,9 @@ import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import pino from "pino";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { identityKey, type Identity } from "../platform/identity.js";
+import type { Admission } from "./auth/admission.js";
 import type { HttpDoor } from "./gateway.js";
 
 export interface ServedDoor {
@@ -78,4 +81,16 @@ export function postH1(port: number, path: string, headers: Record<string, strin
     req.on("error", reject);
     req.end(body);
   });
+}
+
+/** A door's admission for tests: "Bearer <user>" admits <user> (as `base` with that user id); anything else is refused. */
+export function bearerAdmission(base: Identity = { userId: "", kind: "user" }): Admission {
+  return async (_service, _method, header, values) => {
+    const auth = header("authorization");
+    if (auth?.startsWith("Bearer ")) {
+      values.set(identityKey, { ...base, userId: auth.slice(7) });
+      return undefined;
+    }
+    return new ConnectError("this call needs credentials", Code.Unauthenticated);
+  };
 }

@@ -21,6 +21,7 @@ import { AuthError, MISSING_CREDENTIALS } from "./auth/errors.js";
 import { bodyShapeOf, guardBody } from "./body-guard.js";
 import { FORWARDED_HEADERS } from "./forward.js";
 import { headerReader } from "./rpc-handler.js";
+import type { StreamGuard } from "./stream-guard.js";
 
 export type Req = http.IncomingMessage | http2.Http2ServerRequest;
 export type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -131,4 +132,16 @@ export function upstreamHeaders(req: Req, assertion: Headers): Headers {
     if (typeof v === "string") assertion.set(name, v);
   }
   return assertion;
+}
+
+/** What a streaming door (Subscribe, Session) is given besides its placement. */
+export interface StreamDoorOptions {
+  /** Absent: no call is admitted with an identity (every stream is refused as unauthenticated). */
+  readonly admission?: Admission;
+  readonly contextValues?: (req: Req) => ContextValues;
+  readonly streams: StreamGuard;
+  /** Largest request message (rpc-limits.ts's for the method). */
+  readonly readMaxBytes: number;
+  /** The internal headers proving `identity` to the chat server for the method. */
+  readonly assertionFor: (identity: Identity) => Headers;
 }

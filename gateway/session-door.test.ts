@@ -5,7 +5,7 @@
 // leaves to connect-node.
 import http2 from "node:http2";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import pino from "pino";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -19,7 +19,7 @@ import { createGrpcClient } from "../platform/grpc/client.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "../platform/grpc/server.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import { IDENTITY_ASSERTION_HEADER, identityKey } from "../platform/identity.js";
-import { envelope, framesOf, serveDoor, type ServedDoor } from "./door-test-kit.js";
+import { bearerAdmission, envelope, framesOf, serveDoor, type ServedDoor } from "./door-test-kit.js";
 import { SESSION_PATH, sessionDoor } from "./session-door.js";
 import { StreamGuard } from "./stream-guard.js";
 
@@ -80,14 +80,7 @@ beforeAll(async () => {
   });
   client = createGrpcClient(ChatService, `127.0.0.1:${server.port}`);
   const door = sessionDoor({
-    admission: async (_service, _method, header, values: ContextValues) => {
-      const auth = header("authorization");
-      if (auth?.startsWith("Bearer ")) {
-        values.set(identityKey, { userId: auth.slice(7), kind: "user" });
-        return undefined;
-      }
-      return new ConnectError("this call needs credentials", Code.Unauthenticated);
-    },
+    admission: bearerAdmission(),
     streams: guard,
     readMaxBytes: READ_MAX,
     assertionFor: (identity) => new Headers({ [IDENTITY_ASSERTION_HEADER]: `signed:${identity.userId}:${SESSION_PATH}` }),

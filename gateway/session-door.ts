@@ -17,33 +17,21 @@
  * carry bidi), JSON, compressed requests and calls with a deadline header.
  */
 import http2 from "node:http2";
-import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import type { StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { ChatService, SessionRequestSchema } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { fromStatus } from "../platform/grpc/client.js";
-import type { Identity } from "../platform/identity.js";
-import type { Admission } from "./auth/admission.js";
 import { bodyShapeOf, guardBody } from "./body-guard.js";
 import type { RawCall } from "./chat-placement.js";
-import { endCall, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res } from "./door-wire.js";
+import { endCall, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res, type StreamDoorOptions } from "./door-wire.js";
 import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
-import type { StreamGuard } from "./stream-guard.js";
 
 export const SESSION_PATH = `/${ChatService.typeName}/${ChatService.method.session.name}`;
 
-export interface SessionDoorOptions {
-  /** Absent: no call is admitted with an identity (every Session is refused as unauthenticated). */
-  readonly admission?: Admission;
-  readonly contextValues?: (req: Req) => ContextValues;
-  readonly streams: StreamGuard;
-  /** Largest request frame (rpc-limits.ts's for Session). */
-  readonly readMaxBytes: number;
-  /** The internal headers proving `identity` to the chat server for Session. */
-  readonly assertionFor: (identity: Identity) => Headers;
-  /** Places the call on a chat server (ChatPlacement.openRaw); `closed` when its connection is closed under it. */
+export interface SessionDoorOptions extends StreamDoorOptions {
   readonly open: (headers: Headers, closed: (reason: ConnectError) => void) => Promise<RawCall>;
 }
 

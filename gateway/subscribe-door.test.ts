@@ -3,7 +3,7 @@
 // bodies, the stream guard's cap, drain and release, and what the door leaves to connect-node.
 import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   SubscribeRequestSchema,
@@ -11,9 +11,9 @@ import {
   type SubscribeRequest,
   type SubscribeResponse,
 } from "../gen/switchboard/chat/v1/chat_pb.js";
-import { IDENTITY_ASSERTION_HEADER, identityKey, type Identity } from "../platform/identity.js";
+import { IDENTITY_ASSERTION_HEADER, type Identity } from "../platform/identity.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
-import { envelope, framesOf, postH1, serveDoor, type Answer, type ServedDoor } from "./door-test-kit.js";
+import { bearerAdmission, envelope, framesOf, postH1, serveDoor, type Answer, type ServedDoor } from "./door-test-kit.js";
 import type { LiveFeed } from "./live-feed.js";
 import type { RelayedResponse } from "./relayed-response.js";
 import { StreamGuard } from "./stream-guard.js";
@@ -68,15 +68,7 @@ beforeEach(() => {
 
 beforeAll(async () => {
   const door = subscribeDoor({
-    // "Bearer <user>" admits <user>; anything else is refused.
-    admission: async (_service, _method, header, values: ContextValues) => {
-      const auth = header("authorization");
-      if (auth?.startsWith("Bearer ")) {
-        values.set(identityKey, { ...ALICE, userId: auth.slice(7) });
-        return undefined;
-      }
-      return new ConnectError("this call needs credentials", Code.Unauthenticated);
-    },
+    admission: bearerAdmission(ALICE),
     get streams() {
       return guard;
     },

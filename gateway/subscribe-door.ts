@@ -19,19 +19,16 @@
  * requests, calls with a deadline header, gRPC over HTTP/1.1, any method but Subscribe.
  */
 import type http from "node:http";
-import { Code, ConnectError, createContextValues, type CallOptions, type ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type CallOptions } from "@connectrpc/connect";
 import { createMethodSerializationLookup, encodeEnvelope } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
 import { ChatService, SubscribeRequestSchema, type SubscribeRequest, type SubscribeResponse } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { SUBSCRIBE_PATH } from "../services/chat/live/relay.js";
-import type { Identity } from "../platform/identity.js";
-import type { Admission } from "./auth/admission.js";
-import { closeIfUnread, endCall, readOneMessage, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res, type Wire } from "./door-wire.js";
+import { closeIfUnread, endCall, readOneMessage, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res, type StreamDoorOptions, type Wire } from "./door-wire.js";
 import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
 import type { LiveFeed } from "./live-feed.js";
 import { decodedResponse, isEncoded, type RelayedResponse } from "./relayed-response.js";
-import type { StreamGuard } from "./stream-guard.js";
 
 export { SUBSCRIBE_PATH };
 
@@ -41,16 +38,7 @@ const SUBSCRIBE = ChatService.method.subscribe;
 const serializers = (readMaxBytes: number) => createMethodSerializationLookup(SUBSCRIBE, undefined, undefined, { readMaxBytes, writeMaxBytes: 0xffffffff });
 type Serializers = ReturnType<typeof serializers>;
 
-export interface SubscribeDoorOptions {
-  /** Absent: no call is admitted with an identity (every Subscribe is refused as unauthenticated). */
-  readonly admission?: Admission;
-  readonly contextValues?: (req: Req) => ContextValues;
-  readonly streams: StreamGuard;
-  /** Largest request message (rpc-limits.ts's for Subscribe). */
-  readonly readMaxBytes: number;
-  /** The internal headers proving `identity` to the chat server for Subscribe. */
-  readonly assertionFor: (identity: Identity) => Headers;
-  /** Places the stream on a chat server (ChatPlacement.openSubscribe). */
+export interface SubscribeDoorOptions extends StreamDoorOptions {
   readonly open: (input: SubscribeRequest, options: CallOptions) => Promise<LiveFeed<RelayedResponse>>;
 }
 

@@ -4,12 +4,12 @@
 // door leaves to connect-node.
 import http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type CallOptions, type ContextValues } from "@connectrpc/connect";
+import { Code, ConnectError, type CallOptions } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ChatService, SendMessageRequestSchema, SendMessageResponseSchema, type SendMessageRequest } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
-import { IDENTITY_ASSERTION_HEADER, identityKey } from "../platform/identity.js";
-import { envelope, framesOf, postH1, serveDoor, type Answer, type ServedDoor } from "./door-test-kit.js";
+import { IDENTITY_ASSERTION_HEADER } from "../platform/identity.js";
+import { bearerAdmission, envelope, framesOf, postH1, serveDoor, type Answer, type ServedDoor } from "./door-test-kit.js";
 import { unaryDoor } from "./unary-door.js";
 
 const READ_MAX = 256;
@@ -44,14 +44,7 @@ beforeAll(async () => {
     upstream: upstream as never,
     service: "chat",
     internalMethods: ["MarkRead"],
-    admission: async (_service, _method, header, values: ContextValues) => {
-      const auth = header("authorization");
-      if (auth?.startsWith("Bearer ")) {
-        values.set(identityKey, { userId: auth.slice(7), kind: "user" });
-        return undefined;
-      }
-      return new ConnectError("this call needs credentials", Code.Unauthenticated);
-    },
+    admission: bearerAdmission(),
     limits: { readMaxBytes: () => READ_MAX },
     assertionFor: (identity, path) => new Headers({ [IDENTITY_ASSERTION_HEADER]: `signed:${identity.userId}:${path}` }),
   });
