@@ -19,9 +19,11 @@ import { createGrpcClient } from "../platform/grpc/client.js";
 import { grpcService, startGrpcServer, type RunningGrpcServer } from "../platform/grpc/server.js";
 import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import { IDENTITY_ASSERTION_HEADER, identityKey } from "../platform/identity.js";
-import { bearerAdmission, envelope, framesOf, serveDoor, type ServedDoor } from "./door-test-kit.js";
+import { bearerAdmission, envelope, serveDoor, type ServedDoor } from "./door-test-kit.js";
 import { SESSION_PATH, sessionDoor } from "./session-door.js";
 import { StreamGuard } from "./stream-guard.js";
+import { TcpProxy } from "../platform/engines/cluster/testing/tcp-proxy.js";
+import { freePort } from "../testkit/processes.js";
 
 const READ_MAX = 512;
 
@@ -102,8 +104,8 @@ const open = (deviceId = "d1") => frame({ frame: { case: "open", value: { device
 const send = (text: string, id = text) => frame({ frame: { case: "send", value: { channelId: "c", clientMessageId: id, text } } });
 
 /** One Session from a lean HTTP/2 client: frames in as they come, the end with status and trailers. */
-function session(headers: Record<string, string> = {}) {
-  const h2 = http2.connect(served.h2Url);
+function session(headers: Record<string, string> = {}, url = served.h2Url) {
+  const h2 = http2.connect(url);
   const stream = h2.request({ ":method": "POST", ":path": SESSION_PATH, "content-type": "application/grpc", te: "trailers", authorization: "Bearer alice", ...headers });
   const responses: SessionResponse[] = [];
   let pending = Buffer.alloc(0);
@@ -113,14 +115,11 @@ function session(headers: Record<string, string> = {}) {
   stream.on("trailers", (t) => (trailers = t));
   stream.on("data", (c: Buffer) => {
     pending = Buffer.concat([pending, c]);
-    const frames = framesOf(pending);
-    let used = 0;
-    for (const f of frames) {
-      if (used + 5 + f.data.length > pending.length) break;
-      responses.push(fromBinary(SessionResponseSchema, f.data));
-      used += 5 + f.data.length;
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      const len = pending.readUInt32BE(1);
+      responses.push(fromBinary(SessionResponseSchema, pending.subarray(5, 5 + len)));
+      pending = pending.subarray(5 + len);
     }
-    pending = pending.subarray(used);
   });
   stream.on("error", () => undefined);
   const closed = new Promise<void>((resolve) => stream.once("close", () => resolve()));
@@ -216,21 +215,46 @@ describe("session door", () => {
     });
     const other = await serveDoor(door);
     try {
-      const h2 = http2.connect(other.h2Url);
-      const stream = h2.request({ ":method": "POST", ":path": SESSION_PATH, "content-type": "application/grpc", te: "trailers" });
-      let status: http2.IncomingHttpHeaders = {};
-      stream.on("response", (h) => (status = { ...status, ...h }));
-      stream.on("trailers", (t) => (status = { ...status, ...t }));
-      stream.on("data", () => undefined);
-      stream.end(open());
-      await new Promise((r) => stream.once("close", r));
-      h2.close();
-      expect([Number(status["grpc-status"]), decodeURIComponent(String(status["grpc-message"]))]).toEqual([Code.Unavailable, "chat service is unavailable"]);
+      const s = session({}, other.h2Url);
+      s.end(open());
+      expect(await s.done()).toMatchObject({ code: Code.Unavailable, message: "chat service is unavailable" });
     } finally {
       dead.close();
       await other.close();
     }
     expect(guard.openFor("bob")).toBe(0);
+  });
+
+  it("a chat server that dies mid-session: UNAVAILABLE without internal addresses, the place freed", async () => {
+    const doomed = await startGrpcServer({ port: 0, log: pino({ level: "silent" }), services: [grpcService(ChatService, { session: echo })] });
+    // Its connection cut as a killed process's is (a server shutdown would say CANCEL instead).
+    const proxy = new TcpProxy(await freePort(), { host: "127.0.0.1", port: doomed.port });
+    await proxy.up();
+    const to = createGrpcClient(ChatService, `127.0.0.1:${proxy.port}`);
+    const other = await serveDoor(
+      sessionDoor({
+        streams: guard,
+        readMaxBytes: READ_MAX,
+        admission: bearerAdmission(),
+        assertionFor: () => new Headers(),
+        open: async (headers) => ({ call: to.rawBidi(SESSION_PATH, headers), done: () => undefined }),
+      }),
+    );
+    try {
+      const s = session({ authorization: "Bearer carol" }, other.h2Url);
+      s.write(open("tablet"));
+      await until(() => s.responses.length === 1);
+      expect(guard.openFor("carol")).toBe(1);
+      await proxy.down();
+      const end = await s.done();
+      expect(end.code).toBe(Code.Unavailable);
+      expect(end.message).not.toMatch(/127\.0\.0\.1|:\d{2,5}\b/);
+      expect(guard.openFor("carol")).toBe(0);
+    } finally {
+      to.close();
+      await other.close();
+      await doomed.shutdown(0);
+    }
   });
 
   it("a client that leaves cancels the upstream call and frees its place", async () => {
