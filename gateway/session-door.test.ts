@@ -225,9 +225,13 @@ describe("session door", () => {
     expect(guard.openFor("bob")).toBe(0);
   });
 
-  it("a chat server that dies mid-session: UNAVAILABLE without internal addresses, the place freed", async () => {
+  it.each([
+    // A killed process: its connection is cut.
+    ["its connection cut", (_server: RunningGrpcServer, proxy: TcpProxy) => proxy.down()],
+    // A forced shutdown resets its calls (RST_STREAM CANCEL): the client did not cancel anything.
+    ["reset by a forced shutdown", (server: RunningGrpcServer) => server.server.forceShutdown()],
+  ])("a chat server gone mid-session (%s): UNAVAILABLE without internal addresses, the place freed", async (_name, kill) => {
     const doomed = await startGrpcServer({ port: 0, log: pino({ level: "silent" }), services: [grpcService(ChatService, { session: echo })] });
-    // Its connection cut as a killed process's is (a server shutdown would say CANCEL instead).
     const proxy = new TcpProxy(await freePort(), { host: "127.0.0.1", port: doomed.port });
     await proxy.up();
     const to = createGrpcClient(ChatService, `127.0.0.1:${proxy.port}`);
@@ -245,7 +249,7 @@ describe("session door", () => {
       s.write(open("tablet"));
       await until(() => s.responses.length === 1);
       expect(guard.openFor("carol")).toBe(1);
-      await proxy.down();
+      await kill(doomed, proxy);
       const end = await s.done();
       expect(end.code).toBe(Code.Unavailable);
       expect(end.message).not.toMatch(/127\.0\.0\.1|:\d{2,5}\b/);
@@ -253,6 +257,7 @@ describe("session door", () => {
     } finally {
       to.close();
       await other.close();
+      await proxy.down();
       await doomed.shutdown(0);
     }
   });

@@ -19,15 +19,20 @@
 import http2 from "node:http2";
 import { Code, ConnectError, createContextValues } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
-import type { StatusObject } from "@grpc/grpc-js";
+import { status as Status, type StatusObject } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { ChatService, SessionRequestSchema } from "../gen/switchboard/chat/v1/chat_pb.js";
 import { fromStatus } from "../platform/grpc/client.js";
+import { RETRY_AFTER_MS_HEADER } from "../platform/grpc/status.js";
 import { bodyShapeOf, guardBody } from "./body-guard.js";
 import type { RawCall } from "./chat-placement.js";
 import { endCall, runClaimed, streamCaller, upstreamHeaders, wireOf, type Req, type Res, type StreamDoorOptions } from "./door-wire.js";
 import { edgeError } from "./forward.js";
 import type { HttpDoor } from "./gateway.js";
+
+const SERVER_RESET = new ConnectError("the chat server reset the session: reconnect (with backoff) and Sync from your cursor", Code.Unavailable, {
+  [RETRY_AFTER_MS_HEADER]: "0",
+});
 
 export const SESSION_PATH = `/${ChatService.typeName}/${ChatService.method.session.name}`;
 
@@ -166,7 +171,9 @@ class SessionStream {
   private endIfDone(): void {
     const s = this.status;
     if (!s || !this.readEnded) return;
-    const error = fromStatus(s);
+    // Only the door cancels a call it still serves from (and then it is over already): a CANCELLED
+    // status is the chat server resetting it (a forced shutdown), so the client is told to reconnect.
+    const error = s.code === Status.CANCELLED ? SERVER_RESET : fromStatus(s);
     this.finish(error === undefined ? undefined : ConnectError.from(edgeError(error, "chat", this.sent)));
   }
 
