@@ -453,6 +453,30 @@ export function chatStoreConformance(makeStore: () => Promise<ChatStoreFixture>)
         expect(await s().history(chId(), { newest: true }, 10)).toEqual({ messages: [], hasMore: false });
       });
 
+      it("history pages over 150 buckets of uneven density are exact (the waves are sized from the density)", async () => {
+        const id = chId();
+        // One bucket in three holds 3 messages, the others 1 or none: the density changes along the walk.
+        const ids: bigint[] = [];
+        for (let k = 149; k >= 0; k--) {
+          const n = k % 3 === 0 ? 3 : k % 5 === 0 ? 0 : 1;
+          for (let j = 0; j < n; j++) ids.push(idAt(T0 - k * 11 * DAY + j, j + 1));
+        }
+        await Promise.all(ids.map((i) => s().putMessage(message(id, i))));
+        let p = await s().history(id, { newest: true }, 50);
+        expect(p.messages.map((m) => m.id)).toEqual(ids.slice(-50));
+        expect(p.hasMore).toBe(true);
+        for (const at of [ids.length - 1, 170, 97, 40, 12]) {
+          p = await s().history(id, { beforeId: ids[at]! }, 50);
+          expect(p.messages.map((m) => m.id)).toEqual(ids.slice(Math.max(0, at - 50), at));
+          expect(p.hasMore).toBe(at > 50);
+        }
+        p = await s().history(id, { afterId: ids[20]! }, 50);
+        expect(p.messages.map((m) => m.id)).toEqual(ids.slice(21, 71));
+        p = await s().history(id, { newest: true }, 500);
+        expect(p.messages.map((m) => m.id)).toEqual(ids);
+        expect(p.hasMore).toBe(false);
+      });
+
       it("eventsAfter merges messages and changes in id order, honours limit and untilId, across buckets", async () => {
         const id = chId();
         const m1 = idAt(T0 - 2 * YEAR, 1);

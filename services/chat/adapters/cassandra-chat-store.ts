@@ -48,14 +48,19 @@ function membersInJoinOrder(rows: readonly CqlRow[]): MemberRecord[] {
     .sort((a, b) => (a.joinedId < b.joinedId ? -1 : a.joinedId > b.joinedId ? 1 : a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
 }
 
-/** Buckets a history page reads in one statement, growing 4x per wave up to this. */
+/** Buckets a history page reads in one statement at most. */
 const MAX_BUCKET_WAVE = 64;
+/** Margin on the buckets a wave is estimated to need (density varies from bucket to bucket). */
+const WAVE_MARGIN = 1.25;
 
 /**
  * Rows from buckets in walk order until `want` are in hand. One bucket first (a busy channel's
- * page is in its newest bucket), then 4, 16, 64 in one statement each (`bucket IN ...`, the
- * coordinator merges them in id order): a sparse channel whose page spans fifty one-message
- * buckets costs four statements instead of fifty.
+ * page is in its newest bucket), then, in one statement each (`bucket IN ...`, the coordinator
+ * merges them in id order), as many buckets as the rows per bucket seen so far say are still
+ * needed, a quarter more, at most 64 (4x the last wave while nothing was found): a sparse channel
+ * whose page spans fifty one-message buckets costs two or three statements instead of fifty, and
+ * reads about the buckets it needs (every bucket in an IN is read in full up to the limit, so a
+ * wave much larger than needed costs the database as much as the rows it returns).
  */
 async function inWaves<T>(buckets: readonly number[], want: number, read: (buckets: readonly number[], n: number) => Promise<readonly T[]>): Promise<T[]> {
   const got: T[] = [];
@@ -64,7 +69,9 @@ async function inWaves<T>(buckets: readonly number[], want: number, read: (bucke
     const slice = buckets.slice(i, i + wave);
     i += slice.length;
     got.push(...(await read(slice, want - got.length)));
-    wave = Math.min(wave * 4, MAX_BUCKET_WAVE);
+    const perBucket = got.length / i;
+    wave = perBucket > 0 ? Math.ceil(((want - got.length) / perBucket) * WAVE_MARGIN) : wave * 4;
+    wave = Math.min(Math.max(wave, 1), MAX_BUCKET_WAVE);
   }
   return got;
 }
@@ -128,8 +135,8 @@ export interface CassandraChatStoreOptions {
  *   1 serial read, and the same writes when it was our own creation).
  * - changeMembership: 1 LWT, then the member batch and the change batch in parallel.
  * - claimDirect, claimGroupRequest: 1 LWT (+ 1 serial read when lost).
- * - history: 1 read of the newest candidate bucket, then 1 read per wave of 4, 16, 64 buckets
- *   (`bucket IN`, unpaged) until the page is full; + 1 index read per channel and process when a
+ * - history: 1 read of the newest candidate bucket, then 1 read per wave (`bucket IN`, unpaged)
+ *   of the buckets the density so far says are needed (at most 64) until the page is full; + 1 index read per channel and process when a
  *   bucket has settled since the last one.
  * - eventsAfter, countUnread: 1 read per candidate bucket touched (eventsAfter: messages and
  *   changes of a bucket in parallel), + the same index read.
