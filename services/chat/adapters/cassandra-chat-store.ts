@@ -56,11 +56,11 @@ const WAVE_MARGIN = 1.25;
 /**
  * Rows from buckets in walk order until `want` are in hand. One bucket first (a busy channel's
  * page is in its newest bucket), then, in one statement each (`bucket IN ...`, the coordinator
- * merges them in id order), as many buckets as the rows per bucket seen so far say are still
- * needed, a quarter more, at most 64 (4x the last wave while nothing was found): a sparse channel
- * whose page spans fifty one-message buckets costs two or three statements instead of fifty, and
- * reads about the buckets it needs (every bucket in an IN is read in full up to the limit, so a
- * wave much larger than needed costs the database as much as the rows it returns).
+ * merges them in id order), waves growing 4x (4, 16, 64) but never past the buckets the rows per
+ * bucket seen so far say are still needed, plus a quarter: a sparse channel whose page spans fifty
+ * one-message buckets costs four statements instead of fifty, and reads about the buckets it needs
+ * (every bucket in an IN is read up to the limit, so buckets read past the page cost the database
+ * as much as the ones that fill it; one estimate from a single bucket is too rough to jump on).
  */
 async function inWaves<T>(buckets: readonly number[], want: number, read: (buckets: readonly number[], n: number) => Promise<readonly T[]>): Promise<T[]> {
   const got: T[] = [];
@@ -70,8 +70,8 @@ async function inWaves<T>(buckets: readonly number[], want: number, read: (bucke
     i += slice.length;
     got.push(...(await read(slice, want - got.length)));
     const perBucket = got.length / i;
-    wave = perBucket > 0 ? Math.ceil(((want - got.length) / perBucket) * WAVE_MARGIN) : wave * 4;
-    wave = Math.min(Math.max(wave, 1), MAX_BUCKET_WAVE);
+    const needed = perBucket > 0 ? Math.ceil(((want - got.length) / perBucket) * WAVE_MARGIN) : Infinity;
+    wave = Math.max(1, Math.min(needed, wave * 4, MAX_BUCKET_WAVE));
   }
   return got;
 }
@@ -136,7 +136,7 @@ export interface CassandraChatStoreOptions {
  * - changeMembership: 1 LWT, then the member batch and the change batch in parallel.
  * - claimDirect, claimGroupRequest: 1 LWT (+ 1 serial read when lost).
  * - history: 1 read of the newest candidate bucket, then 1 read per wave (`bucket IN`, unpaged)
- *   of the buckets the density so far says are needed (at most 64) until the page is full; + 1 index read per channel and process when a
+ *   of 4, 16, 64 buckets, each cut to what the density so far says is needed, until the page is full; + 1 index read per channel and process when a
  *   bucket has settled since the last one.
  * - eventsAfter, countUnread: 1 read per candidate bucket touched (eventsAfter: messages and
  *   changes of a bucket in parallel), + the same index read.
