@@ -22,11 +22,14 @@ import {
   ChatService,
   SendMessageRequestSchema,
   SendMessageResponseSchema,
+  GetHistoryRequestSchema,
+  GetHistoryResponseSchema,
   SessionRequestSchema,
   SessionResponseSchema,
   SubscribeRequestSchema,
   SubscribeResponseSchema,
   type SendMessageResponse,
+  type GetHistoryResponse,
   type SessionResponse,
   type SubscribeResponse,
 } from "../gen/switchboard/chat/v1/chat_pb.js";
@@ -187,6 +190,7 @@ export function authHeaders(jwtSecret: string, userId: string): { authorization:
 
 const SUBSCRIBE_PATH = "/switchboard.chat.v1.ChatService/Subscribe";
 const SESSION_PATH = "/switchboard.chat.v1.ChatService/Session";
+const GET_HISTORY_PATH = "/switchboard.chat.v1.ChatService/GetHistory";
 
 /** A Subscribe request body: one gRPC-framed SubscribeRequest. */
 export function subscribeBody(deviceId: string): Buffer {
@@ -351,6 +355,17 @@ export async function rawSendMessage(
 ): Promise<SendMessageResponse> {
   const res = await rawUnary(session, SEND_MESSAGE_PATH, headers, toBinary(SendMessageRequestSchema, create(SendMessageRequestSchema, input)), timeoutMs);
   return fromBinary(SendMessageResponseSchema, res);
+}
+
+/** GetHistory through rawUnary (the history benchmark's lean reader). */
+export async function rawGetHistory(
+  session: http2.ClientHttp2Session,
+  headers: Record<string, string>,
+  input: MessageInitShape<typeof GetHistoryRequestSchema>,
+  timeoutMs: number,
+): Promise<GetHistoryResponse> {
+  const res = await rawUnary(session, GET_HISTORY_PATH, headers, toBinary(GetHistoryRequestSchema, create(GetHistoryRequestSchema, input)), timeoutMs);
+  return fromBinary(GetHistoryResponseSchema, res);
 }
 
 /** p50 / p99 / max of latencies in ms (sorts in place). */
