@@ -185,32 +185,38 @@ export class ChatPlacement {
    * with the reason when the lane is closed under the call; `done` must be called once it is over.
    */
   async openRaw(path: string, headers: Headers, closed: (reason: ConnectError) => void): Promise<RawCall> {
-    const address = await this.pick("stream");
-    const lane = this.streamLane(address);
-    const stop = new AbortController();
-    lane.streams.add(stop);
-    let released = false;
-    const done = (): void => {
-      if (released) return;
-      released = true;
-      lane.streams.delete(stop);
-      lane.active--;
-      this.closeIdleLanes(address);
-    };
-    stop.signal.addEventListener("abort", () => closed(stop.signal.reason as ConnectError), { once: true });
+    const seat = this.seatOnLane(await this.pick("stream"));
+    seat.stop.signal.addEventListener("abort", () => closed(seat.stop.signal.reason as ConnectError), { once: true });
     try {
-      return { call: lane.client.rawBidi(path, headers), done };
+      return { call: seat.lane.client.rawBidi(path, headers), done: seat.leave };
     } catch (e) {
-      done();
+      seat.leave();
       throw e;
     }
   }
 
-  /** A streaming call on one of the address's lanes. */
-  private async *onLane(address: string, name: string, input: unknown, options: CallOptions): AsyncGenerator<unknown> {
+  /**
+   * A stream's place on one of the address's lanes: `stop` is aborted (with the reason) when the
+   * lane is closed under it; `leave` (idempotent) gives the place back once the stream is over.
+   */
+  private seatOnLane(address: string): { readonly lane: Lane; readonly stop: AbortController; leave(): void } {
     const lane = this.streamLane(address);
     const stop = new AbortController();
     lane.streams.add(stop);
+    let left = false;
+    const leave = (): void => {
+      if (left) return;
+      left = true;
+      lane.streams.delete(stop);
+      lane.active--;
+      this.closeIdleLanes(address);
+    };
+    return { lane, stop, leave };
+  }
+
+  /** A streaming call on one of the address's lanes. */
+  private async *onLane(address: string, name: string, input: unknown, options: CallOptions): AsyncGenerator<unknown> {
+    const { lane, stop, leave } = this.seatOnLane(address);
     const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
     try {
       yield* (lane.client[name] as (i: unknown, o: CallOptions) => AsyncIterable<unknown>)(input, { ...options, signal });
@@ -218,9 +224,7 @@ export class ChatPlacement {
       // Our own abort comes back as Canceled; the client needs the reason (reconnect).
       throw stop.signal.aborted ? stop.signal.reason : e;
     } finally {
-      lane.streams.delete(stop);
-      lane.active--;
-      this.closeIdleLanes(address);
+      leave();
     }
   }
 
