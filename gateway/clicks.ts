@@ -25,13 +25,12 @@
  *   resolved value (no lookup, no object); measured at ~0.4 us per click.
  */
 import { randomBytes } from "node:crypto";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
-import type { UserAgentClass } from "../gen/switchboard/events/v1/events_pb.js";
 import { isDomainError } from "../platform/errors.js";
 import type { EventBus } from "../platform/ports/event-bus.js";
 import { classifyUserAgent, referrerHost } from "../services/analytics/classify.js";
+import { ClickBatchWriter } from "./click-batch-writer.js";
 import { CLICKS_ALL, CLICKS_STREAM, CLICKS_STREAM_OPTIONS, clickBatchSubject } from "../services/redirect/subjects.js";
 
 export interface ClickEmitterOptions {
@@ -108,7 +107,7 @@ function memo<T>(fn: (s: string | undefined) => T, max: number): (s: string | un
 export class ClickEmitter {
   readonly stats: ClickEmitterStats = { emitted: 0, published: 0, dropped: 0, retries: 0, batches: 0 };
   /** The open batch: ClickEvents encoded so far, and how many. */
-  private readonly open = new BinaryWriter();
+  private readonly open = new ClickBatchWriter();
   private openCount = 0;
   /** Encoded batches waiting to be published (retries go to the front). */
   private ready: Batch[] = [];
@@ -129,6 +128,7 @@ export class ClickEmitter {
   private readonly flushMs: number;
   private readonly subject: string;
   private readonly idPrefix: string;
+  private readonly idPrefixBytes: Uint8Array;
   private eventSeq = 0;
   private batchSeq = 0;
   private readonly dropped: Counter | undefined;
@@ -149,6 +149,7 @@ export class ClickEmitter {
     this.gatewayIdBytes = utf8.encode(opts.gatewayId);
     // 96 random bits per process: event ids and batch ids are this prefix + a counter.
     this.idPrefix = randomBytes(12).toString("base64url");
+    this.idPrefixBytes = utf8.encode(this.idPrefix);
     this.dropped = opts.registry
       ? new Counter({
           name: "redirect_clicks_dropped_total",
@@ -246,33 +247,22 @@ export class ClickEmitter {
     head: boolean,
     link: ClickedLink | undefined,
   ): void {
-    const w = this.open;
-    const referrer = this.refHostBytes(referer);
-    const cls: UserAgentClass = this.classify(ua);
-    w.tag(1, WireType.LengthDelimited).fork();
-    w.tag(1, WireType.LengthDelimited).string(`${this.idPrefix}.${(this.eventSeq++).toString(36)}`); // event_id
-    w.tag(2, WireType.LengthDelimited).string(code); // code
-    w.tag(3, WireType.LengthDelimited).fork(); // time
     const seconds = Math.floor(ms / 1000);
-    const nanos = (ms - seconds * 1000) * 1_000_000;
-    // A non-negative int64 below 2^32 has the same varint bytes as a uint32 (until 2106), and
-    // uint32() skips int64()'s 64-bit split.
-    if (seconds !== 0) {
-      if (seconds > 0 && seconds <= 0xffffffff) w.tag(1, WireType.Varint).uint32(seconds);
-      else w.tag(1, WireType.Varint).int64(seconds);
-    }
-    if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
-    w.join();
-    if (referrer !== null) w.tag(4, WireType.LengthDelimited).bytes(referrer); // referrer
-    if (cls !== 0) w.tag(5, WireType.Varint).int32(cls); // user_agent_class
-    if (head) w.tag(7, WireType.Varint).bool(true); // is_head
-    if (this.gatewayIdBytes.length > 0) w.tag(8, WireType.LengthDelimited).bytes(this.gatewayIdBytes); // gateway_id
     // A value without an owner (a cache entry from an older process) has no identity to stamp.
-    if (link !== undefined && link.ownerId !== "" && Number.isSafeInteger(link.createdAtMs)) {
-      w.tag(9, WireType.LengthDelimited).string(link.ownerId); // link_owner_id
-      w.tag(10, WireType.Varint).int64(link.createdAtMs); // link_create_time_ms
-    }
-    w.join();
+    const stamped = link !== undefined && link.ownerId !== "" && Number.isSafeInteger(link.createdAtMs);
+    this.open.append(
+      this.idPrefixBytes,
+      this.eventSeq++,
+      code,
+      seconds,
+      (ms - seconds * 1000) * 1_000_000,
+      this.refHostBytes(referer),
+      this.classify(ua),
+      head,
+      this.gatewayIdBytes,
+      stamped ? link.ownerId : "",
+      stamped ? link.createdAtMs : 0,
+    );
   }
 
   private pump(): void {

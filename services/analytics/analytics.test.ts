@@ -184,6 +184,17 @@ describe("click consumer (memory bus)", () => {
     expect(() => decodeClickBatch(batch(...clicks).slice(0, 20))).toThrow();
   });
 
+  it("decodeClickBatch refuses malformed bytes: field 0, an unknown wire type, a cut varint, a length past the end", () => {
+    const one = batch(click("m1"));
+    expect(decodeClickBatch(one)).toHaveLength(1);
+    expect(() => decodeClickBatch(Uint8Array.from([0x02, 0x00]))).toThrow(/field no 0/); // field 0 in the batch
+    expect(() => decodeClickBatch(Uint8Array.from([0x0a, 0x02, 0x00, 0x00]))).toThrow(/field no 0/); // field 0 in a click
+    expect(() => decodeClickBatch(Uint8Array.from([0x0a, 0x02, 0x1a, 0x02, 0x07, 0x00]))).toThrow(); // wire type 7 in a Timestamp
+    expect(() => decodeClickBatch(Uint8Array.from([0x0a, 0x02, 0x2f, 0x00]))).toThrow(); // wire type 7 in a click
+    expect(() => decodeClickBatch(Uint8Array.from([0x0a, 0x02, 0x28, 0x80]))).toThrow(); // varint cut short
+    expect(() => decodeClickBatch(Uint8Array.from([0x0a, 0x05, 0x0a, 0x01, 0x61]))).toThrow(); // click longer than the batch
+  });
+
   it("records every click of a batch; single ClickEvent messages are still accepted", async () => {
     const store = new MemoryClickStatsStore();
     const c = startClickConsumer({ bus: engine.bus, store, log });

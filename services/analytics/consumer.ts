@@ -340,13 +340,26 @@ export function decodeClickBatch(data: Uint8Array): WireClick[] {
   const r = new BinaryReader(data);
   const out: WireClick[] = [];
   while (r.pos < r.len) {
-    const [no, wt] = r.tag();
+    const t = tagOf(r);
+    const no = t >>> 3;
+    const wt = t & 7;
     if (no === 1 && wt === WireType.LengthDelimited) {
       const end = r.uint32() + r.pos;
       out.push(readClickEvent(r, end));
     } else r.skip(wt, no);
   }
   return out;
+}
+
+/**
+ * A field's tag as one number (field << 3 | wire type): BinaryReader.tag() returns a new array
+ * for every field, eight or so per click. Refuses field 0 as tag() does; skip() refuses an
+ * unknown wire type.
+ */
+function tagOf(r: BinaryReader): number {
+  const t = r.uint32();
+  if (t >>> 3 === 0) throw new Error(`illegal tag: field no 0 wire type ${t & 7}`);
+  return t;
 }
 
 function readClickEvent(r: BinaryReader, end: number): WireClick {
@@ -358,7 +371,9 @@ function readClickEvent(r: BinaryReader, end: number): WireClick {
   let cls = 0;
   let isHead = false;
   while (r.pos < end) {
-    const [no, wt] = r.tag();
+    const t = tagOf(r);
+    const no = t >>> 3;
+    const wt = t & 7;
     if (wt === WireType.LengthDelimited && no === 1) eventId = r.string();
     else if (wt === WireType.LengthDelimited && no === 2) code = r.string();
     else if (wt === WireType.LengthDelimited && no === 3) {
@@ -366,7 +381,9 @@ function readClickEvent(r: BinaryReader, end: number): WireClick {
       let seconds = 0;
       let nanos = 0;
       while (r.pos < tEnd) {
-        const [f, w] = r.tag();
+        const ft = tagOf(r);
+        const f = ft >>> 3;
+        const w = ft & 7;
         if (f === 1 && w === WireType.Varint) seconds = Number(r.int64());
         else if (f === 2 && w === WireType.Varint) nanos = r.int32();
         else r.skip(w, f);

@@ -1,5 +1,5 @@
 import { unavailable } from "../../../platform/errors.js";
-import { aggregateClicks, latestProgress } from "../batch.js";
+import { latestProgress } from "../batch.js";
 import type {
   ClickBatchRef,
   ClickRecord,
@@ -9,7 +9,7 @@ import type {
   ConsumerProgress,
   RecordBatchResult,
 } from "../ports.js";
-import { firstDay, MAX_REFERRERS } from "./window.js";
+import { firstDay, MAX_REFERRERS, utcDay } from "./window.js";
 
 interface Counters {
   human: number;
@@ -48,14 +48,20 @@ export class MemoryClickStatsStore implements ClickStatsStore {
       this.newer = new Map();
     }
     this.newer.set(batch.id, { seq: batch.seq, counted: clicks.length });
-    for (const [code, d] of aggregateClicks(clicks)) {
-      let c = this.byCode.get(code);
-      if (!c) this.byCode.set(code, (c = { human: 0, bot: 0, days: new Map(), referrers: new Map() }));
-      c.human += d.human;
-      c.bot += d.bot;
-      for (const [day, n] of d.humanDays) this.day(c, day).human += n;
-      for (const [day, n] of d.botDays) this.day(c, day).bot += n;
-      for (const [ref, n] of d.referrers) c.referrers.set(ref, (c.referrers.get(ref) ?? 0) + n);
+    // Counted click by click: memory needs no per-batch deltas (the Cassandra store sums them
+    // first to write each counter once), and building them was most of this store's cost.
+    for (const click of clicks) {
+      let c = this.byCode.get(click.code);
+      if (!c) this.byCode.set(click.code, (c = { human: 0, bot: 0, days: new Map(), referrers: new Map() }));
+      const day = this.day(c, utcDay(click.time));
+      if (click.human) {
+        c.human++;
+        day.human++;
+        c.referrers.set(click.referrer, (c.referrers.get(click.referrer) ?? 0) + 1);
+      } else {
+        c.bot++;
+        day.bot++;
+      }
     }
     if (this.failNextAfterWrite) {
       this.failNextAfterWrite = false;
