@@ -3,9 +3,9 @@
  *
  * - `record()` appends the click to the open batch, already encoded (after the response is
  *   written): its event id (per-process random prefix + counter), the user-agent class (small
- *   LRU by UA string) and the referrer host go straight into the open batch's bytes (click-batch-writer.ts), so
- *   nothing per click (no object, no header string) is held until a flush; no I/O, no
- *   per-click promise or timer.
+ *   LRU by UA string) and the referrer host go straight into the open batch's bytes
+ *   (click-batch-writer.ts), so nothing per click (no object, no header string) is held until a
+ *   flush; no I/O, no per-click promise or timer.
  * - The open batch is cut every `flushMs` (default 50 ms) or as soon as it holds `batchSize`
  *   (default 500) clicks, whichever comes first, and published as one `ClickBatch` with
  *   `publishDurable(switchboard.clicks.batch.<gateway>, bytes, msgId = batch id)`:
