@@ -36,8 +36,8 @@
  *
  * Measured, per channel, by a forked load generator (a lean gRPC client over h2c: chat-kit
  * rawGetHistory, one HTTP/2 connection per call in flight; `--concurrency` calls in flight, after
- * `--warmup` calls per kind): the newest page (no
- * anchor) and pages before a random anchor (before_id = a uniformly drawn seeded id).
+ * `--warmup` calls per kind): the newest page (no anchor) and pages before a random anchor
+ * (before_id = a uniformly drawn seeded id).
  * Correctness (exit 1 when any page is wrong): every page is exactly the 50 (or fewer, at the
  * start) ids immediately before the anchor, ascending, contiguous, with has_more right.
  */

@@ -89,7 +89,6 @@ export interface GrpcHandlerOptions {
 /** A service implementation of any service, as `toGrpcHandlers` accepts it. */
 export type AnyServiceImpl = Partial<Record<string, (...args: never[]) => unknown>>;
 
-/** protobuf-es codec for one message type, in grpc-js's Buffer form. */
 /**
  * A message already in protobuf binary: written as these bytes, not serialized again. For one
  * message sent on many streams (a chat event to every member's Session): made once, sent N times.
@@ -99,6 +98,7 @@ export class Serialized {
   constructor(readonly bytes: Uint8Array) {}
 }
 
+/** protobuf-es codec for one message type, in grpc-js's Buffer form; a Serialized value passes as it is. */
 export function serializerFor(schema: DescMessage): (value: AnyInit) => Buffer {
   return (value) => {
     if (value instanceof Serialized) return Buffer.from(value.bytes.buffer, value.bytes.byteOffset, value.bytes.byteLength);

@@ -136,8 +136,8 @@ export interface CassandraChatStoreOptions {
  * - changeMembership: 1 LWT, then the member batch and the change batch in parallel.
  * - claimDirect, claimGroupRequest: 1 LWT (+ 1 serial read when lost).
  * - history: 1 read of the newest candidate bucket, then 1 read per wave (`bucket IN`, unpaged)
- *   of 4, 16, 64 buckets, each cut to what the density so far says is needed, until the page is full; + 1 index read per channel and process when a
- *   bucket has settled since the last one.
+ *   of 4, 16, 64 buckets, each cut to what the density so far says is needed, until the page is
+ *   full; + 1 index read per channel and process when a bucket has settled since the last one.
  * - eventsAfter, countUnread: 1 read per candidate bucket touched (eventsAfter: messages and
  *   changes of a bucket in parallel), + the same index read.
  * - deleteMessage: 1 read, then the tombstone write and the claim scrub in parallel (+ 1 read

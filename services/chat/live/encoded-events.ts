@@ -1,7 +1,7 @@
 /**
  * SubscribeResponse bytes for relayed streams (and SessionResponse bytes for Sessions), each event
- * serialized once however many streams get it: a group message reaches every member's device on this server as the same ChatEvent
- * object, and serializing it again for each stream was most of a chat server's protobuf work in
+ * serialized once however many streams get it: a group message reaches every member's device on
+ * this server as the same ChatEvent object, and serializing it again for each stream was most of a chat server's protobuf work in
  * group fan-out (bench/README.md, "relayed events serialized once"). The gateway forwards these
  * bytes to binary clients without decoding them (gateway/relayed-response.ts).
  *
