@@ -8,7 +8,8 @@ import { cors as connectCors } from "@connectrpc/connect";
 
 const ALLOW_METHODS = [...new Set([...connectCors.allowedMethods, "HEAD", "OPTIONS"])].join(", ");
 const ALLOW_HEADERS = [...connectCors.allowedHeaders, "Authorization", "X-Api-Key"].join(", ");
-const EXPOSE_HEADERS = [...connectCors.exposedHeaders, "Retry-After"].join(", ");
+// X-Request-Id: a web app can quote it in an error report (500s name it too).
+const EXPOSE_HEADERS = [...connectCors.exposedHeaders, "Retry-After", "X-Request-Id"].join(", ");
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the real-server integration tests need (see testkit/README.md):
-#   - Debian packages: zookeeper, nats-server, redis-server, a Java 17 runtime (+ maven to fetch Cassandra)
+#   - Debian packages: zookeeper, nats-server, redis-server, a Java 17 runtime (+ maven to fetch Cassandra),
+#     chromium (the browser tests drive it with playwright-core; no browser is downloaded)
 #   - Apache Cassandra (cassandra-all + runtime deps from Maven Central) into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/switchboard/cassandra-<version>/lib
 # Idempotent and silent when everything is already there. Only calls apt when something is missing.
@@ -44,6 +45,7 @@ if ! java17 >/dev/null; then
   if apt-cache show openjdk-17-jre-headless >/dev/null 2>&1; then missing+=(openjdk-17-jre-headless); else missing+=(default-jre-headless); fi
 fi
 if [ ! -f "$CASSANDRA_LIB/cassandra-all-$CASSANDRA_VERSION.jar" ] && ! have_cmd mvn; then missing+=(maven); fi
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 
 if [ ${#missing[@]} -gt 0 ]; then
   did_something=1

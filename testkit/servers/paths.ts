@@ -105,7 +105,10 @@ export function requireJava17(): string {
 
 export const ZOOKEEPER_JAR = "/usr/share/java/zookeeper.jar";
 
-/** What is missing for the integration servers (empty when all are present). */
+/** Debian's Chromium, driven by the browser tests through playwright-core (never a downloaded browser). */
+export const CHROMIUM = "/usr/bin/chromium";
+
+/** What is missing for the integration servers and the browser tests (empty when all are present). */
 export function missingInfra(): string[] {
   const missing: string[] = [];
   if (!existsSync(ZOOKEEPER_JAR)) missing.push("zookeeper");
@@ -113,5 +116,6 @@ export function missingInfra(): string[] {
   if (!findBinary("redis-server")) missing.push("redis-server");
   if (!findJava17()) missing.push("java17");
   if (!cassandraInstalled()) missing.push(`cassandra-${cassandraVersion()}`);
+  if (!existsSync(CHROMIUM)) missing.push("chromium");
   return missing;
 }
