@@ -135,6 +135,23 @@ describe("the gateway from Chromium on another origin", () => {
     expect(await linksOf(stranger)).toBe(1);
   });
 
+  it.each(PROTOCOLS)("a stream the server ends reaches the page with its code over %s (a newer stream of the device: Aborted)", async (protocol) => {
+    const token = tokenFor(`carol-${protocol}-${run}`);
+    const [older, newer] = [`old-${protocol}`, `new-${protocol}`];
+    await inPage(page, "subscribe", base, protocol, token, "tablet", older);
+    try {
+      await waitFor(`${older} attached`, async () => ((await inPage(page, "received", older)).events.length > 0 ? true : undefined), 20_000);
+      await inPage(page, "subscribe", base, protocol, token, "tablet", newer);
+      const ended = await waitFor(`${older} ended`, async () => (await inPage(page, "received", older)).end, 20_000);
+      expect(ended).toBe("Aborted");
+      const current = await inPage(page, "received", newer);
+      expect(current.end).toBeUndefined();
+    } finally {
+      await inPage(page, "unsubscribe", older);
+      await inPage(page, "unsubscribe", newer);
+    }
+  });
+
   it("chat: three browser devices on Connect JSON, Connect binary and gRPC-web streams get every message once, live", async () => {
     const alice = `alice-${run}`;
     const bob = `bob-${run}`;
