@@ -30,6 +30,17 @@ describe("switchboard CLI", () => {
     expect(lines[0]).toMatch(/^switchboard: invalid configuration: SWITCHBOARD_MESH_SECRET is required on the cluster engine/);
   });
 
+  it("refuses a TLS certificate file it cannot read: exit 2, a line naming the variable and the file", async () => {
+    const p = start(["gateway"], {
+      SWITCHBOARD_GATEWAY_PORT: String(await freePort()),
+      SWITCHBOARD_GATEWAY_TLS_CERT_FILE: "/nonexistent/tls.crt",
+      SWITCHBOARD_GATEWAY_TLS_KEY_FILE: "/nonexistent/tls.key",
+    });
+    expect(await p.exited).toBe(2);
+    expect(p.output()).toContain("switchboard: invalid configuration: SWITCHBOARD_GATEWAY_TLS_CERT_FILE cannot be read: /nonexistent/tls.crt (ENOENT)");
+    expect(p.output()).not.toMatch(/\n\s+at /);
+  });
+
   it("refuses an unknown role with the usage", async () => {
     const p = start(["frobnicate"], {});
     expect(await p.exited).toBe(2);

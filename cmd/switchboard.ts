@@ -91,7 +91,8 @@ async function serveMetrics(config: Config, running: Running): Promise<MetricsSe
 
 function printBanner(config: Config, running: Running, metrics: MetricsServer | undefined): void {
   const host = config.gateway.host === "0.0.0.0" ? "127.0.0.1" : config.gateway.host;
-  const url = `http://${host}:${running.gatewayPort}`;
+  const tls = config.gateway.tls !== undefined;
+  const url = `${tls ? "https" : "http"}://${host}:${running.gatewayPort}`;
   const metricsHost = config.metrics.host === "0.0.0.0" ? "127.0.0.1" : config.metrics.host;
   const metricsUrl = metrics
     ? `http://${metricsHost.includes(":") ? `[${metricsHost}]` : metricsHost}:${metrics.port}/metrics`
@@ -99,7 +100,9 @@ function printBanner(config: Config, running: Running, metrics: MetricsServer | 
   const lines = [
     "",
     `Switchboard is running on the ${config.engine} engine`,
-    `  gateway   ${url}   (Connect + gRPC-web over HTTP/1.1, gRPC over h2c, one port)`,
+    tls
+      ? `  gateway   ${url}   (TLS: Connect, gRPC-web and gRPC over HTTP/2 or HTTP/1.1 by ALPN, one port)`
+      : `  gateway   ${url}   (Connect + gRPC-web over HTTP/1.1, gRPC over h2c, one port)`,
     `  health    ${url}/healthz   ${url}/readyz`,
     `  metrics   ${metricsUrl}${config.metrics.onPublicPort ? `   and ${url}/metrics` : ""}`,
     `  services  ${Object.entries(running.grpcPorts).map(([n, p]) => `${n}=127.0.0.1:${p}`).join("  ")}  (internal gRPC)`,
@@ -107,7 +110,9 @@ function printBanner(config: Config, running: Running, metrics: MetricsServer | 
     `  auth      TOKEN=$(${selfCommand()} dev-token alice)   then -H "authorization: Bearer $TOKEN" (README "Auth")`,
     "",
     "  Try:",
-    `    npx buf curl --protocol grpc --http2-prior-knowledge ${url} --list-services`,
+    tls
+      ? `    npx buf curl --protocol grpc ${url} --list-services   (add --insecure for a self-signed certificate)`
+      : `    npx buf curl --protocol grpc --http2-prior-knowledge ${url} --list-services`,
     `    curl -s -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"long_url":"https://example.com"}' ${url}/api/v1/shorten`,
     `    curl -si ${url}/<code>`,
     "",

@@ -16,6 +16,7 @@ import { loadConfig } from "../platform/config.js";
 import { inPage, launchChromium, openPage, servePageOrigin, type PageOrigin } from "../testkit/browser.js";
 import type { BrowserProtocol, Failure, LiveEvent } from "../testkit/browser/page-client.js";
 import { waitFor } from "../testkit/processes.js";
+import { fileURLToPath } from "node:url";
 import { signHs256 } from "./auth/jwt.js";
 import { bearer, chatClient, LiveDevice } from "./chat-wire.js";
 
@@ -198,5 +199,70 @@ describe("the gateway from Chromium on another origin", () => {
       for (const name of names) await inPage(page, "unsubscribe", name);
       bobDevice.stop();
     }
+  });
+});
+
+describe("the gateway with TLS, from Chromium: HTTP/2 by ALPN", () => {
+  let tlsMesh: Running;
+  let tlsBase: string;
+  let tlsPage: Page;
+  const tlsFile = (name: string) => fileURLToPath(new URL(`../testkit/tls/${name}`, import.meta.url));
+
+  beforeAll(async () => {
+    const config = loadConfig({
+      SWITCHBOARD_ENGINE: "memory",
+      SWITCHBOARD_GATEWAY_PORT: "0",
+      SWITCHBOARD_SHUTDOWN_GRACE_MS: "1000",
+      SWITCHBOARD_CORS_ORIGINS: allowed.url,
+      SWITCHBOARD_GATEWAY_TLS_CERT_FILE: tlsFile("a.crt"),
+      SWITCHBOARD_GATEWAY_TLS_KEY_FILE: tlsFile("a.key"),
+    });
+    tlsMesh = await runEmbedded(config, pino({ level: "silent" }), { env: { SWITCHBOARD_JWT_HS256_SECRET: jwtSecret } });
+    tlsBase = `https://localhost:${tlsMesh.gatewayPort}`;
+    // The test certificate is self-signed: this browser context accepts it, as a trusted one would be.
+    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    tlsPage = await context.newPage();
+    await tlsPage.goto(allowed.url);
+    await tlsPage.waitForFunction(() => "switchboard" in globalThis);
+  });
+  afterAll(async () => {
+    await tlsPage?.context().close();
+    await tlsMesh?.close();
+  });
+
+  /** Requests the gateway answered over HTTP/2, from its own counter. */
+  const h2Requests = async (): Promise<number> => {
+    const text = await tlsMesh.metrics!.getSingleMetricAsString("gateway_http_requests_total");
+    return text
+      .split("\n")
+      .filter((l) => l.includes('protocol="http/2.0"'))
+      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+  };
+
+  it("links over Connect JSON, Connect binary and gRPC-web, and a live Subscribe stream, all over HTTP/2", async () => {
+    const before = await h2Requests();
+    const token = tokenFor(`tls-web-${run}`);
+    for (const protocol of PROTOCOLS) {
+      const r = await inPage(tlsPage, "createLink", tlsBase, protocol, token, `https://example.com/tls/${protocol}`);
+      if (isFailure(r)) throw new Error(`${protocol}: ${r.error.code}: ${r.error.message}`);
+      expect(r.shortUrl.startsWith("https://")).toBe(true);
+    }
+    const made = await inPage(tlsPage, "createDirectChannel", tlsBase, "connect", token, `tls-peer-${run}`);
+    if (isFailure(made)) throw new Error(`${made.error.code}: ${made.error.message}`);
+    await inPage(tlsPage, "subscribe", tlsBase, "connect", token, "laptop", "tls-sub");
+    try {
+      await waitFor("the stream attached", async () => ((await inPage(tlsPage, "received", "tls-sub")).events.length > 0 ? true : undefined), 20_000);
+      const sent = await inPage(tlsPage, "sendMessage", tlsBase, "grpc-web", token, made.channelId, `tls-${run}`, "over h2");
+      if (isFailure(sent)) throw new Error(`${sent.error.code}: ${sent.error.message}`);
+      const got = await waitFor("the message on the stream", async () => {
+        const r = await inPage(tlsPage, "received", "tls-sub");
+        return r.events.find((e) => e.kind === "message");
+      }, 20_000);
+      expect(got).toMatchObject({ messageId: sent.messageId, text: "over h2" });
+    } finally {
+      await inPage(tlsPage, "unsubscribe", "tls-sub");
+    }
+    // 3 creates, the channel, the stream and the send (preflights too: they are requests as well).
+    expect((await h2Requests()) - before).toBeGreaterThanOrEqual(6);
   });
 });

@@ -217,6 +217,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     contextValues: auth.contextValues,
     metricsOnPublicPort: opts.config.metrics.onPublicPort,
     transportLimits: opts.config.gateway.limits,
+    ...(opts.config.gateway.tls ? { tls: opts.config.gateway.tls } : {}),
   });
   return {
     ...gateway,

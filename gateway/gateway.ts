@@ -19,6 +19,7 @@ import type { Admission } from "./auth/admission.js";
 import { homePage, prefersHtml, sendHtml } from "./html-pages.js";
 import { HEALTHZ_PATH, HOME_PATH, METRICS_PATH, READYZ_PATH } from "./own-paths.js";
 import { createOnePortServer, type OnePortServer } from "./one-port.js";
+import { watchTlsContext, type TlsFiles } from "./tls-context.js";
 import type { ReadinessProbe } from "./readiness.js";
 import { createRpcHandler } from "./rpc-handler.js";
 import { createMessageLimits, type MessageLimits } from "./rpc-limits.js";
@@ -63,6 +64,8 @@ export interface GatewayOptions {
   readonly contextValues?: (req: Req) => ContextValues;
   /** Connection/stream budgets and deadlines of the port; unset ones take the transport defaults. */
   readonly transportLimits?: Partial<GatewayLimits>;
+  /** Certificate and key files: the port speaks TLS only (ALPN h2 and http/1.1), reloaded on change. */
+  readonly tls?: TlsFiles;
 }
 
 export interface Gateway {
@@ -143,6 +146,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   });
   const { http1HeadersTimeoutMs, http1RequestTimeoutMs, ...limits } = opts.transportLimits ?? {};
 
+  const tls = opts.tls ? watchTlsContext(opts.tls, log.child({ component: "tls" }), { registry }) : undefined;
   const fastDoors = opts.fastDoors ?? [];
   const server = createOnePortServer((req, res) => {
     for (const door of fastDoors) {
@@ -186,6 +190,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     ...(http1RequestTimeoutMs !== undefined ? { requestTimeoutMs: http1RequestTimeoutMs } : {}),
     limits,
     events: { onRefused: (what, reason) => transportRefused.inc({ what, reason }) },
+    ...(tls ? { tls } : {}),
   });
   new Gauge({
     name: "gateway_transport_open",
@@ -198,8 +203,18 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       this.set({ what: "streams" }, now.streams);
     },
   });
-  const port = await server.listen(opts.port, opts.host);
-  return { port, server, close: (graceMs) => server.close(graceMs) };
+  const port = await server.listen(opts.port, opts.host).catch((e: unknown) => {
+    tls?.close();
+    throw e;
+  });
+  return {
+    port,
+    server,
+    async close(graceMs) {
+      tls?.close();
+      await server.close(graceMs);
+    },
+  };
 }
 
 function sendJson(res: Res, status: number, body: unknown): void {

@@ -3,11 +3,14 @@
  * speak HTTP/1.1; grpcurl, buf curl and gRPC clients speak h2c with prior knowledge. Node
  * cannot serve both from one http server without TLS/ALPN, so we look at the first bytes of
  * each connection: the HTTP/2 client preface is fixed, and no HTTP/1.1 request starts with it.
+ * With TLS on, every connection is TLS (ALPN offers h2 and http/1.1) and the same look at the
+ * first decrypted bytes picks the server, so budgets, deadlines and fairness are the same.
  */
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
+import tls from "node:tls";
 import { createFairAdmission } from "./fair-admission.js";
 import { createFairIntake, type FairIntake } from "./fair-intake.js";
 import { addressKey, Budget, DEFAULT_TRANSPORT_LIMITS, type TransportEvents, type TransportLimits } from "./transport-limits.js";
@@ -68,6 +71,8 @@ export interface OnePortOptions {
   /** Connection and stream budgets and deadlines; unset fields take DEFAULT_TRANSPORT_LIMITS. */
   readonly limits?: Partial<TransportLimits>;
   readonly events?: TransportEvents;
+  /** Serve TLS only, with the context current at each accept (gateway/tls-context.ts). */
+  readonly tls?: { current(): tls.SecureContext };
 }
 
 /** An accepted connection: whom its budgets are charged to, and its first-bytes deadline. */
@@ -180,15 +185,17 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
 
   // http.Server disables Nagle on the sockets it accepts itself; ours arrive through this
   // server, so it must do the same (small responses would otherwise wait for ACKs).
-  const tcp = net.createServer({ noDelay: true }, (socket) => {
-    const key = addressKey(socket.remoteAddress);
+  const tcp = net.createServer({ noDelay: true }, (raw) => {
+    const key = addressKey(raw.remoteAddress);
     const over = connections.take(key);
     if (over) {
       refused("connection", over === "total" ? "total_connections" : "address_connections");
-      socket.on("error", () => {});
-      socket.resetAndDestroy();
+      raw.on("error", () => {});
+      raw.resetAndDestroy();
       return;
     }
+    // From here on `socket` is what carries HTTP: the TCP socket, or the TLS session over it.
+    const socket = options.tls ? serveTls(raw, options.tls.current()) : raw;
     sockets.add(socket);
     undecided.add(socket);
     // From accept, not from the last byte: a client trickling its preface does not extend it.
@@ -197,12 +204,16 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
       socket.destroy();
     }, limits.firstBytesTimeoutMs);
     deadline.unref();
-    socket.once("close", () => {
+    raw.once("close", () => {
       clearTimeout(deadline);
       connections.release(key);
       sockets.delete(socket);
       undecided.delete(socket);
     });
+    if (socket !== raw) {
+      raw.on("error", () => socket.destroy());
+      socket.once("close", () => raw.destroy());
+    }
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -228,7 +239,17 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
       }
     };
     socket.on("data", onData);
-    socket.on("error", () => socket.destroy());
+    let handshaking = socket !== raw;
+    if (handshaking) socket.once("secure", () => (handshaking = false));
+    socket.on("error", () => {
+      // A plaintext client, no common protocol version or cipher, a client that does not
+      // trust the certificate: counted, so that a broken certificate shows on a dashboard.
+      if (handshaking) {
+        handshaking = false;
+        refused("connection", "tls_handshake");
+      }
+      socket.destroy();
+    });
   });
 
   return {
@@ -263,6 +284,11 @@ export function createOnePortServer(handler: RequestHandler, options: OnePortOpt
     },
     stats: () => ({ connections: connections.total, streams: streams.total }),
   };
+}
+
+/** The server side of a TLS session on an accepted TCP socket; ALPN offers h2, then http/1.1. */
+function serveTls(raw: net.Socket, secureContext: tls.SecureContext): tls.TLSSocket {
+  return new tls.TLSSocket(raw, { isServer: true, secureContext, ALPNProtocols: ["h2", "http/1.1"] });
 }
 
 /**

@@ -32,10 +32,12 @@ export type RefusalReason =
   | "address_streams"
   | "first_bytes_deadline"
   | "h2_idle"
-  | "refused_stream_flood";
+  | "refused_stream_flood"
+  /** Not a limit: a TLS handshake that failed (plaintext client, no common version, untrusted certificate). */
+  | "tls_handshake";
 
 export interface TransportEvents {
-  /** A connection ("connection") or stream ("stream") refused or closed by a limit. */
+  /** A connection ("connection") or stream ("stream") refused or closed by a limit (or a failed TLS handshake). */
   onRefused?(what: "connection" | "stream", reason: RefusalReason): void;
 }
 

@@ -36,6 +36,8 @@ export interface Config {
     readonly methodMaxBytes: Readonly<Record<string, number>>;
     /** Transport limits of the public port (gateway/transport-limits.ts says what each bounds). */
     readonly limits: GatewayLimits;
+    /** PEM files of the public port's certificate (chain) and key: the port then speaks TLS only. */
+    readonly tls?: { readonly certFile: string; readonly keyFile: string };
   };
   /** Prometheus metrics: a listener of their own (port 0 = any free port), and optionally the public port too. */
   readonly metrics: {
@@ -306,7 +308,16 @@ export function loadConfig(env: Env = process.env): Config {
       `must not exceed SWITCHBOARD_GATEWAY_HTTP1_REQUEST_TIMEOUT_MS (${http1RequestTimeoutMs}; got ${http1HeadersTimeoutMs})`,
     );
   }
-  const publicBaseUrl = read("SWITCHBOARD_PUBLIC_BASE_URL") ?? `http://localhost:${gatewayPort}`;
+  const tlsCertFile = read("SWITCHBOARD_GATEWAY_TLS_CERT_FILE");
+  const tlsKeyFile = read("SWITCHBOARD_GATEWAY_TLS_KEY_FILE");
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    const [missing, given] = tlsCertFile === undefined
+      ? ["SWITCHBOARD_GATEWAY_TLS_CERT_FILE", "SWITCHBOARD_GATEWAY_TLS_KEY_FILE"]
+      : ["SWITCHBOARD_GATEWAY_TLS_KEY_FILE", "SWITCHBOARD_GATEWAY_TLS_CERT_FILE"];
+    throw new ConfigError(missing, `must be set too when ${given} is (both PEM files for TLS, or neither for cleartext)`);
+  }
+  const tls = tlsCertFile !== undefined && tlsKeyFile !== undefined ? { certFile: tlsCertFile, keyFile: tlsKeyFile } : undefined;
+  const publicBaseUrl = read("SWITCHBOARD_PUBLIC_BASE_URL") ?? `${tls ? "https" : "http"}://localhost:${gatewayPort}`;
   urlList("SWITCHBOARD_PUBLIC_BASE_URL", publicBaseUrl, ["http:", "https:"]);
 
   return {
@@ -336,6 +347,7 @@ export function loadConfig(env: Env = process.env): Config {
         http1HeadersTimeoutMs,
         http1RequestTimeoutMs,
       },
+      ...(tls ? { tls } : {}),
     },
     metrics: {
       host: read("SWITCHBOARD_METRICS_HOST") ?? "127.0.0.1",
