@@ -207,8 +207,8 @@ export function clientIpOf(req: AnyRequest, trustProxyHops: number): string | un
 }
 
 /**
- * The peer's address. On h2c the one-port server hands HTTP/2 a stream that replays the sniffed
- * preface; Node wraps it in a socket of its own whose remoteAddress is undefined, while the
+ * The peer's address. On HTTP/2 (h2c and TLS) the one-port server hands HTTP/2 a stream that
+ * replays the sniffed preface; Node wraps it in a socket of its own whose remoteAddress is undefined, while the
  * wrapped stream (`.stream`) carries the address copied from the TCP socket.
  */
 function peerAddressOf(req: AnyRequest): string | undefined {

@@ -5,6 +5,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, utimesSync } from "nod
 import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import net from "node:net";
 import tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import pino from "pino";
@@ -13,6 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "../platform/config.js";
 import { waitFor } from "../testkit/processes.js";
 import { createOnePortServer, type OnePortServer } from "./one-port.js";
+import { clientIpOf } from "./rate-limit.js";
 import { watchTlsContext, type TlsContextSource } from "./tls-context.js";
 
 const FIXTURES = fileURLToPath(new URL("../testkit/tls/", import.meta.url));
@@ -149,5 +151,51 @@ describe("the TLS certificate source", () => {
     });
     expect(body).toMatch(/^HTTP\/1\.1 200 /);
     expect(body).toMatch(/\r\n\r\nok$/);
+  });
+
+  it("the rate limiter sees the peer's address over HTTP/2 and HTTP/1.1, and a silent TLS client meets the first-bytes deadline", async () => {
+    const source = watchTlsContext(filesOf("a"), log);
+    cleanups.push(() => source.close());
+    const refusals: string[] = [];
+    const server = createOnePortServer((req, res) => res.end(`${req.httpVersion} ${clientIpOf(req, 0)}`), {
+      tls: source,
+      limits: { firstBytesTimeoutMs: 300 },
+      events: { onRefused: (_w, reason) => refusals.push(reason) },
+    });
+    const port = await server.listen(0, "127.0.0.1");
+    cleanups.push(() => server.close(100));
+
+    const session = http2.connect(`https://localhost:${port}`, { ca: readFileSync(fixture("a.crt")) });
+    cleanups.push(() => session.close());
+    const h2Body = await new Promise<string>((resolve, reject) => {
+      const req = session.request({ ":path": "/" });
+      let body = "";
+      req.on("data", (d: Buffer) => (body += d.toString()));
+      req.on("end", () => resolve(body));
+      req.on("error", reject);
+      req.end();
+    });
+    expect(h2Body).toBe("2.0 127.0.0.1");
+    const h1 = await new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ca: readFileSync(fixture("a.crt")) }, () =>
+        socket.write("GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"),
+      );
+      let got = "";
+      socket.on("data", (d) => (got += d.toString()));
+      socket.on("end", () => resolve(got));
+      socket.on("error", reject);
+    });
+    expect(h1).toMatch(/\r\n\r\n1\.1 127\.0\.0\.1$/);
+
+    // Connected, no ClientHello: closed at the deadline like a silent cleartext client.
+    const silent = net.connect(port, "127.0.0.1");
+    silent.on("error", () => {});
+    const closedAfter = await new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      silent.on("close", () => resolve(Date.now() - t0));
+    });
+    expect(closedAfter).toBeGreaterThanOrEqual(250);
+    expect(closedAfter).toBeLessThan(5_000);
+    expect(refusals).toContain("first_bytes_deadline");
   });
 });
