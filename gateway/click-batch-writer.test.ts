@@ -14,6 +14,7 @@ interface Click {
   nanos: number;
   referrer: string;
   cls: UserAgentClass;
+  country: string;
   head: boolean;
   gatewayId: string;
   ownerId: string;
@@ -27,6 +28,7 @@ const base: Click = {
   nanos: 754_000_000,
   referrer: "news.example.org",
   cls: UserAgentClass.HUMAN,
+  country: "",
   head: false,
   gatewayId: "gw-1",
   ownerId: "owner-7",
@@ -38,7 +40,7 @@ function write(w: ClickBatchWriter, c: Click): void {
   const dot = c.eventId.lastIndexOf(".");
   const seq = parseInt(c.eventId.slice(dot + 1), 36);
   expect(seq.toString(36)).toBe(c.eventId.slice(dot + 1));
-  w.append(utf8.encode(c.eventId.slice(0, dot)), seq, c.code, c.seconds, c.nanos, c.referrer === "" ? null : utf8.encode(c.referrer), c.cls, c.head, utf8.encode(c.gatewayId), c.ownerId, c.createdAtMs);
+  w.append(utf8.encode(c.eventId.slice(0, dot)), seq, c.code, c.seconds, c.nanos, c.referrer === "" ? null : utf8.encode(c.referrer), c.cls, c.country, c.head, utf8.encode(c.gatewayId), c.ownerId, c.createdAtMs);
 }
 
 function event(c: Click): ClickEvent {
@@ -48,6 +50,7 @@ function event(c: Click): ClickEvent {
     time: create(TimestampSchema, { seconds: BigInt(c.seconds), nanos: c.nanos }),
     referrer: c.referrer,
     userAgentClass: c.cls,
+    country: c.country,
     isHead: c.head,
     gatewayId: c.gatewayId,
     linkOwnerId: c.ownerId,
@@ -58,6 +61,8 @@ function event(c: Click): ClickEvent {
 const cases: [string, Click][] = [
   ["a stamped human click with a referrer", base],
   ["no referrer, a bot, a HEAD request", { ...base, referrer: "", cls: UserAgentClass.BOT, head: true }],
+  ["with a country", { ...base, country: "DE" }],
+  ["with a country, a bot, a HEAD request and no referrer", { ...base, country: "BR", referrer: "", cls: UserAgentClass.BOT, head: true }],
   ["unstamped (no owner)", { ...base, ownerId: "", createdAtMs: 0 }],
   ["no gateway id", { ...base, gatewayId: "" }],
   ["a whole second (no nanos)", { ...base, nanos: 0 }],

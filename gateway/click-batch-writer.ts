@@ -15,7 +15,8 @@ export class ClickBatchWriter {
 
   /**
    * Appends one ClickEvent, its event id `<eventIdPrefix>.<eventSeq in base 36>`. `seconds` and `nanos` are its Timestamp; `referrer` and `gatewayId`
-   * are UTF-8 already (null / empty: left out, as proto3 leaves out defaults); the stamp (owner
+   * are UTF-8 already (null / empty: left out, as proto3 leaves out defaults), as is an empty
+   * `country`; the stamp (owner
    * and creation ms, a safe integer) is written when `ownerId` is not empty.
    */
   append(
@@ -26,6 +27,7 @@ export class ClickBatchWriter {
     nanos: number,
     referrer: Uint8Array | null,
     userAgentClass: number,
+    country: string,
     head: boolean,
     gatewayId: Uint8Array,
     ownerId: string,
@@ -34,7 +36,7 @@ export class ClickBatchWriter {
     const worst =
       16 +
       eventIdPrefix.length +
-      3 * (code.length + ownerId.length) +
+      3 * (code.length + ownerId.length + country.length) +
       (referrer?.length ?? 0) +
       gatewayId.length +
       8 * (LENGTH_SPARE + 2) +
@@ -64,6 +66,7 @@ export class ClickBatchWriter {
       buf[p++] = 0x28; // 5 user_agent_class
       p = varint(buf, p, userAgentClass);
     }
+    p = this.string(p, 0x32, country); // 6 country
     if (head) {
       buf[p++] = 0x38; // 7 is_head
       buf[p++] = 1;

@@ -162,16 +162,17 @@ export class ClickEmitter {
   /**
    * Hot path: O(1), no I/O, one small object. `link` is the link the redirect went to (its
    * stamp); without it the click is published unstamped, and WatchClicks then authorises it
-   * against whatever the code names when the click arrives.
+   * against whatever the code names when the click arrives. `country`: an ISO 3166-1 alpha-2
+   * code already checked (classify.ts countryCode), or "".
    */
-  record(code: string, referer: string | undefined, ua: string | undefined, head: boolean, link?: ClickedLink): void {
+  record(code: string, referer: string | undefined, ua: string | undefined, head: boolean, link?: ClickedLink, country = ""): void {
     if (this.closed || this.pending >= this.max) {
       this.stats.dropped++;
       this.dropped?.inc();
       return;
     }
     this.stats.emitted++;
-    this.append(code, Date.now(), referer, ua, head, link);
+    this.append(code, Date.now(), referer, ua, head, link, country);
     if (++this.openCount >= this.batchSize) {
       this.cut();
       if (!this.flushSoon) {
@@ -246,6 +247,7 @@ export class ClickEmitter {
     ua: string | undefined,
     head: boolean,
     link: ClickedLink | undefined,
+    country: string,
   ): void {
     const seconds = Math.floor(ms / 1000);
     // A value without an owner (a cache entry from an older process) has no identity to stamp.
@@ -258,6 +260,7 @@ export class ClickEmitter {
       (ms - seconds * 1000) * 1_000_000,
       this.refHostBytes(referer),
       this.classify(ua),
+      country,
       head,
       this.gatewayIdBytes,
       stamped ? link.ownerId : "",

@@ -198,6 +198,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       ? undefined
       : await createGatewayRedirects(opts.engine, opts.log.child({ component: "redirect-door" }), {
           registry: opts.metrics.registry,
+          ...(opts.config.gateway.countryHeader ? { countryHeader: opts.config.gateway.countryHeader } : {}),
         });
   const doors: HttpDoor[] = [...liveDoors, ...restDoors, ...(opts.doors ?? [])];
   const gateway = await startGateway({

@@ -24,6 +24,7 @@ import os from "node:os";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import type { Engine } from "../platform/engine.js";
+import { countryCode } from "../services/analytics/classify.js";
 import { isLinkCode } from "../services/links/code-grammar.js";
 import { createLinkStore } from "../services/links/store.js";
 import { LinkResolver, type CachedLink, type Lookup, type ResolverOptions } from "../services/redirect/resolver.js";
@@ -50,6 +51,8 @@ export interface RedirectDoorOptions {
   readonly now?: () => number;
   /** Registers `gateway_redirect_responses_total{status,cache}` here. */
   readonly registry?: Registry;
+  /** Lower-case name of the header a trusted proxy puts the client's country in (clicks' `country`). */
+  readonly countryHeader?: string;
 }
 
 /** A plain per-process tally: the hot path only increments a number. */
@@ -115,7 +118,7 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
       "content-length": "0",
     });
     res.end();
-    if (clicks) clickFrom(clicks, req, v, head);
+    if (clicks) clickFrom(clicks, req, v, head, opts.countryHeader);
   };
 
   return (req, res, log) => {
@@ -153,19 +156,23 @@ export function createRedirectDoor(opts: RedirectDoorOptions): HttpDoor {
  * `req.headers` (an object of every header, names lower-cased) lazily on first access, and the
  * door needs only these two.
  */
-function clickFrom(clicks: ClickEmitter, req: Req, link: CachedLink, head: boolean): void {
+function clickFrom(clicks: ClickEmitter, req: Req, link: CachedLink, head: boolean, countryHeader: string | undefined): void {
   const raw = req.rawHeaders;
   let referer: string | undefined;
   let ua: string | undefined;
+  let country: string | undefined;
+  const countryLength = countryHeader?.length ?? -1;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 7 && referer === undefined && (name === "Referer" || name === "referer" || name.toLowerCase() === "referer")) {
       referer = raw[i + 1];
     } else if (name.length === 10 && ua === undefined && (name === "User-Agent" || name === "user-agent" || name.toLowerCase() === "user-agent")) {
       ua = raw[i + 1];
+    } else if (name.length === countryLength && country === undefined && name.toLowerCase() === countryHeader) {
+      country = raw[i + 1];
     }
   }
-  clicks.record(link.code, referer, ua, head, link);
+  clicks.record(link.code, referer, ua, head, link, countryCode(country));
 }
 
 /** 404, 410 or 503: a small HTML page for browsers, plain text for everything else. */
@@ -200,7 +207,7 @@ export interface GatewayRedirects {
 export async function createGatewayRedirects(
   engine: Engine,
   log: Logger,
-  options: { registry?: Registry; gatewayId?: string; resolver?: ResolverOptions } = {},
+  options: { registry?: Registry; gatewayId?: string; resolver?: ResolverOptions; countryHeader?: string } = {},
 ): Promise<GatewayRedirects> {
   const store = await createLinkStore(engine);
   const resolver = new LinkResolver(engine.cache, store, {
@@ -214,7 +221,12 @@ export async function createGatewayRedirects(
     ...(options.registry ? { registry: options.registry } : {}),
   });
   return {
-    door: createRedirectDoor({ resolver, clicks, ...(options.registry ? { registry: options.registry } : {}) }),
+    door: createRedirectDoor({
+      resolver,
+      clicks,
+      ...(options.registry ? { registry: options.registry } : {}),
+      ...(options.countryHeader ? { countryHeader: options.countryHeader } : {}),
+    }),
     resolver,
     clicks,
     async close() {

@@ -38,6 +38,8 @@ export interface Config {
     readonly limits: GatewayLimits;
     /** PEM files of the public port's certificate (chain) and key: the port then speaks TLS only. */
     readonly tls?: { readonly certFile: string; readonly keyFile: string };
+    /** Lower-case name of the header a trusted proxy sets to the client's country (click events). */
+    readonly countryHeader?: string;
   };
   /** Prometheus metrics: a listener of their own (port 0 = any free port), and optionally the public port too. */
   readonly metrics: {
@@ -317,6 +319,10 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(missing, `must be set too when ${given} is (both PEM files for TLS, or neither for cleartext)`);
   }
   const tls = tlsCertFile !== undefined && tlsKeyFile !== undefined ? { certFile: tlsCertFile, keyFile: tlsKeyFile } : undefined;
+  const countryHeader = read("SWITCHBOARD_CLIENT_COUNTRY_HEADER")?.toLowerCase();
+  if (countryHeader !== undefined && !/^[a-z0-9-]{1,64}$/.test(countryHeader)) {
+    throw new ConfigError("SWITCHBOARD_CLIENT_COUNTRY_HEADER", `must be an HTTP header name like cf-ipcountry (got "${countryHeader}")`);
+  }
   const publicBaseUrl = read("SWITCHBOARD_PUBLIC_BASE_URL") ?? `${tls ? "https" : "http"}://localhost:${gatewayPort}`;
   urlList("SWITCHBOARD_PUBLIC_BASE_URL", publicBaseUrl, ["http:", "https:"]);
 
@@ -348,6 +354,7 @@ export function loadConfig(env: Env = process.env): Config {
         http1RequestTimeoutMs,
       },
       ...(tls ? { tls } : {}),
+      ...(countryHeader ? { countryHeader } : {}),
     },
     metrics: {
       host: read("SWITCHBOARD_METRICS_HOST") ?? "127.0.0.1",

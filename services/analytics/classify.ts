@@ -37,3 +37,15 @@ export function referrerHost(referer: string | undefined): string {
   if (!m) return "";
   return m[1]!.toLowerCase().slice(0, 255);
 }
+
+/**
+ * An ISO 3166-1 alpha-2 country code from a geo header a trusted proxy set (Cloudflare's
+ * CF-IPCountry, CloudFront-Viewer-Country, ...), upper-cased; "" when absent, malformed or one of
+ * the "unknown" placeholders (XX, ZZ). Cloudflare's T1 (Tor) is not a country and is dropped too.
+ */
+export function countryCode(value: string | undefined): string {
+  if (value === undefined || value.length < 2 || value.length > 4) return "";
+  const v = value.trim().toUpperCase();
+  if (!/^[A-Z]{2}$/.test(v) || v === "XX" || v === "ZZ") return "";
+  return v;
+}
