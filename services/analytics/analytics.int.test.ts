@@ -31,7 +31,7 @@ describe("CassandraClickStatsStore roll-up", () => {
     const code = `fold${randomUUID().slice(0, 8)}`;
     const base = 5_000_000 + Math.floor(Math.random() * 1_000_000);
     for (let i = 0; i < 30; i++) {
-      const clicks = [{ eventId: randomUUID(), code, time: new Date(), referrer: `r${i % 3}.example`, human: i % 5 !== 0 }];
+      const clicks = [{ eventId: randomUUID(), code, time: new Date(), referrer: `r${i % 3}.example`, human: i % 5 !== 0, country: i % 2 === 0 ? "DE" : "" }];
       // Half the batches written by each process.
       await (i % 2 === 0 ? a : b).recordBatch({ id: randomUUID(), seq: base + i }, clicks);
       // A fold half-way by one of them (the other one's later fold starts from its watermark).
@@ -42,6 +42,8 @@ describe("CassandraClickStatsStore roll-up", () => {
     const st = await a.get(code);
     expect(st).toMatchObject({ total: 30, human: 24, bot: 6 });
     expect(st.perReferrer.reduce((n, r) => n + r.human, 0)).toBe(24);
+    // Human clicks with a country: even i not divisible by 5 (i = 2, 4, 6, 8, 12, ..., 28).
+    expect(st.perCountry).toEqual([{ country: "DE", human: 12 }]);
     expect(st.asOf).toBeInstanceOf(Date);
     const left = await ksStore.client.execute(`SELECT seq FROM ${ksStore.keyspace}.click_deltas WHERE shard = ? AND seq >= ? AND seq <= ?`, [deltaShard(code), base, base + 29], {
       prepare: true,
@@ -51,6 +53,22 @@ describe("CassandraClickStatsStore roll-up", () => {
     const c = new CassandraClickStatsStore(new DriverCqlSession(ksStore.client, ksStore.keyspace));
     await c.reportProgress(progress);
     expect(await c.get(code)).toMatchObject({ total: 30, human: 24, bot: 6 });
+  }, 60_000);
+
+  it("folds delta rows written before countries were counted (five-element deltas)", async () => {
+    const store = new CassandraClickStatsStore(new DriverCqlSession(ksStore.client, ksStore.keyspace));
+    await store.ensureSchema();
+    const code = `old${randomUUID().slice(0, 8)}`;
+    const seq = 7_000_000 + Math.floor(Math.random() * 1_000_000);
+    const day = new Date().toISOString().slice(0, 10);
+    // What an older consumer wrote for two human clicks and a bot one.
+    await ksStore.client.execute(
+      `INSERT INTO ${ksStore.keyspace}.click_deltas (shard, seq, batch_id, d) VALUES (?, ?, ?, ?)`,
+      [deltaShard(code), seq, `old-${randomUUID()}`, JSON.stringify({ [code]: [2, 1, { [day]: 2 }, { [day]: 1 }, { "t.co": 2 }] })],
+      { prepare: true },
+    );
+    await store.reportProgress({ durable: "old-rows", ackFloorSeq: seq, pendingMessages: 0, pendingClicks: 0, oldestPending: undefined, at: new Date() });
+    expect(await store.get(code)).toMatchObject({ total: 3, human: 2, bot: 1, perReferrer: [{ referrer: "t.co", human: 2 }], perCountry: [] });
   }, 60_000);
 });
 

@@ -178,8 +178,8 @@ describe("click consumer (memory bus)", () => {
     ];
     const fromWire = decodeClickBatch(batch(...clicks));
     expect(fromWire).toEqual([
-      { eventId: "d1", code: "k1", ms: 1_795_000_000_988, referrer: "t.co", cls: UserAgentClass.HUMAN, isHead: true },
-      { eventId: "d2", code: "k9", ms: undefined, referrer: "", cls: UserAgentClass.UNSPECIFIED, isHead: false },
+      { eventId: "d1", code: "k1", ms: 1_795_000_000_988, referrer: "t.co", cls: UserAgentClass.HUMAN, isHead: true, country: "DE" },
+      { eventId: "d2", code: "k9", ms: undefined, referrer: "", cls: UserAgentClass.UNSPECIFIED, isHead: false, country: "" },
     ]);
     expect(() => decodeClickBatch(batch(...clicks).slice(0, 20))).toThrow();
   });
@@ -203,6 +203,17 @@ describe("click consumer (memory bus)", () => {
     await until("4 counted", () => c.stats.counted === 4);
     expect(await store.get("k1", day)).toMatchObject({ total: 3, human: 3, bot: 0 });
     expect(await store.get("k2", day)).toMatchObject({ total: 1, human: 0, bot: 1 });
+    await c.close();
+  });
+
+  it("counts human clicks per country; a country that is not an ISO code is dropped, the click still counts", async () => {
+    const store = new MemoryClickStatsStore();
+    const c = startClickConsumer({ bus: engine.bus, store, log });
+    const withCountry = (id: string, country: string, cls = UserAgentClass.HUMAN) => create(ClickEventSchema, { ...click(id, "g1", cls), country });
+    const clicks = [withCountry("c1", "DE"), withCountry("c2", "DE"), withCountry("c3", "br"), withCountry("c4", "<b>"), withCountry("c5", "FR", UserAgentClass.BOT)];
+    await engine.bus.publishDurable(clickBatchSubject("gw-1"), batch(...clicks), "batch-countries");
+    await until("5 counted", () => c.stats.counted === 5);
+    expect(await store.get("g1", day)).toMatchObject({ total: 5, human: 4, perCountry: [{ country: "DE", human: 2 }, { country: "BR", human: 1 }] });
     await c.close();
   });
 

@@ -20,19 +20,22 @@ export interface CodeDelta {
   readonly botDays: Map<string, number>;
   /** Human clicks per referrer host ("" = direct). */
   readonly referrers: Map<string, number>;
+  /** Human clicks per known country. */
+  readonly countries: Map<string, number>;
 }
 
-/** Sums a batch's clicks per code, day and referrer. */
+/** Sums a batch's clicks per code, day, referrer and country. */
 export function aggregateClicks(clicks: readonly ClickRecord[]): Map<string, CodeDelta> {
   const out = new Map<string, CodeDelta>();
   for (const c of clicks) {
     let d = out.get(c.code);
-    if (!d) out.set(c.code, (d = { human: 0, bot: 0, humanDays: new Map(), botDays: new Map(), referrers: new Map() }));
+    if (!d) out.set(c.code, (d = { human: 0, bot: 0, humanDays: new Map(), botDays: new Map(), referrers: new Map(), countries: new Map() }));
     const day = utcDay(c.time);
     if (c.human) {
       d.human++;
       d.humanDays.set(day, (d.humanDays.get(day) ?? 0) + 1);
       d.referrers.set(c.referrer, (d.referrers.get(c.referrer) ?? 0) + 1);
+      if (c.country !== "") d.countries.set(c.country, (d.countries.get(c.country) ?? 0) + 1);
     } else {
       d.bot++;
       d.botDays.set(day, (d.botDays.get(day) ?? 0) + 1);

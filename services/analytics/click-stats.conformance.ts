@@ -16,6 +16,7 @@ export function clickStatsConformance(make: () => Promise<ClickStatsStoreUnderTe
     time: new Date("2026-11-20T10:00:00Z"),
     referrer: "twitter.com",
     human: true,
+    country: "",
     ...over,
   });
   const ref = (clicks: readonly ClickRecord[], seq = nextSeq++): ClickBatchRef => ({ id: clickBatchId(clicks.map((c) => c.eventId)), seq });
@@ -71,6 +72,31 @@ export function clickStatsConformance(make: () => Promise<ClickStatsStoreUnderTe
     });
     await allAcked(s);
     expect(await s.get(code, { days: 7, now })).toMatchObject({ total: 7, human: 5, bot: 2 });
+  });
+
+  it("counts human clicks per known country, most first, over batches and folds; unknown and bot clicks are not listed", async () => {
+    const s = await make();
+    const code = newCode("g");
+    const b1 = [click(code, { country: "DE" }), click(code, { country: "BR" }), click(code, { country: "DE" }), click(code), click(code, { country: "FR", human: false })];
+    const b2 = [click(code, { country: "BR" }), click(code, { country: "BR" }), click(code, { country: "JP" })];
+    await s.recordBatch(ref(b1), b1);
+    await allAcked(s);
+    expect((await s.get(code, { now })).perCountry).toEqual([
+      { country: "DE", human: 2 },
+      { country: "BR", human: 1 },
+    ]);
+    await s.recordBatch(ref(b2), b2);
+    await allAcked(s);
+    expect(await s.get(code, { now })).toMatchObject({
+      total: 8,
+      human: 7,
+      perCountry: [
+        { country: "BR", human: 3 },
+        { country: "DE", human: 2 },
+        { country: "JP", human: 1 },
+      ],
+    });
+    expect((await s.get(`none${code}`, { now })).perCountry).toEqual([]);
   });
 
   it("a redelivered batch (same id, same seq) counts once, also after it was folded", async () => {

@@ -25,7 +25,7 @@ import { ClickEventSchema, type UserAgentClass } from "../../gen/switchboard/eve
 import type { EventBus, Consumption } from "../../platform/ports/event-bus.js";
 import { CLICKS_ALL, CLICKS_DURABLE, CLICKS_STREAM, CLICKS_STREAM_OPTIONS, isClickBatchSubject } from "../redirect/subjects.js";
 import { clickBatchId } from "./batch.js";
-import { isHumanClick } from "./classify.js";
+import { countryCode, isHumanClick } from "./classify.js";
 import type { ClickRecord, ClickStatsStore, ConsumerProgress } from "./ports.js";
 
 /** After a folding report that took D, the next one waits this many times D (see reportToStore). */
@@ -136,6 +136,8 @@ export function startClickConsumer(opts: ClickConsumerOptions): ClickConsumer {
           time: c.ms === undefined ? new Date() : new Date(c.ms),
           referrer: c.referrer,
           human: isHumanClick(c.cls, c.isHead),
+          // Checked again: the stream is internal, but counters keyed by it must stay ISO codes.
+          country: countryCode(c.country),
         });
       }
       if (records.length > 0) {
@@ -318,6 +320,7 @@ interface WireClick {
   readonly referrer: string;
   readonly cls: UserAgentClass;
   readonly isHead: boolean;
+  readonly country: string;
 }
 
 function fromClickEvent(ev: ReturnType<typeof fromBinary<typeof ClickEventSchema>>): WireClick {
@@ -328,6 +331,7 @@ function fromClickEvent(ev: ReturnType<typeof fromBinary<typeof ClickEventSchema
     referrer: ev.referrer,
     cls: ev.userAgentClass,
     isHead: ev.isHead,
+    country: ev.country,
   };
 }
 
@@ -370,6 +374,7 @@ function readClickEvent(r: BinaryReader, end: number): WireClick {
   let referrer = "";
   let cls = 0;
   let isHead = false;
+  let country = "";
   while (r.pos < end) {
     const t = tagOf(r);
     const no = t >>> 3;
@@ -392,9 +397,10 @@ function readClickEvent(r: BinaryReader, end: number): WireClick {
       ms = seconds * 1000 + Math.round(nanos / 1_000_000);
     } else if (wt === WireType.LengthDelimited && no === 4) referrer = r.string();
     else if (wt === WireType.Varint && no === 5) cls = r.int32();
+    else if (wt === WireType.LengthDelimited && no === 6) country = r.string();
     else if (wt === WireType.Varint && no === 7) isHead = r.bool();
     else r.skip(wt, no);
   }
   if (r.pos !== end) throw new Error("ClickEvent: bad length");
-  return { eventId, code, ms, referrer, cls: cls as UserAgentClass, isHead };
+  return { eventId, code, ms, referrer, cls: cls as UserAgentClass, isHead, country };
 }

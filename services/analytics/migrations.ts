@@ -12,12 +12,13 @@ import type { MigrationSet } from "../../platform/cassandra/migrations.js";
  *   (written with timestamp MAX_SAFE_INTEGER - seq so the lowest seq wins; 7-day TTL = the
  *   CLICKS stream's max age, after which no republish can arrive).
  * - `click_deltas`: per shard of the codes and stream seq, that message's clicks of the shard's
- *   codes summed per code, day and referrer (JSON text): rewriting it is harmless. No TTL: a
+ *   codes summed per code, day, referrer and (since countries are counted) country (JSON
+ *   text): rewriting it is harmless. No TTL: a
  *   delta is deleted only once folded into `click_rollup`. gc_grace_seconds is short on
  *   purpose: each fold leaves a range tombstone, and a deleted row that came back (no repair in
  *   time) has a seq at or below the shard's watermark, so it is never read: harmless here.
  * - `click_rollup`: absolute totals per shard and code (kind 't' = totals, 'd' = day, 'r' =
- *   referrer), each row written USING TIMESTAMP <the seq it is folded up to>, and per shard the
+ *   referrer, 'c' = country), each row written USING TIMESTAMP <the seq it is folded up to>, and per shard the
  *   static `watermark` (highest seq fully folded) and `as_of` (clicks published before it are
  *   all in the totals).
  * - `click_consumer_progress`: each durable's last lag report (freshness of the numbers).

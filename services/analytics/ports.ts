@@ -24,7 +24,8 @@
  *   `{ fold: false }` only the lag figures are kept (the totals need not move on).
  * - `get(code, { days })` returns the totals plus the last `days` UTC days (default 30, max 366)
  *   ending today (ascending by day, only days with clicks), and the top referrers by human
- *   clicks (descending, at most 50; "" = no referrer / direct) over all time, with `freshness`:
+ *   clicks (descending, at most 50; "" = no referrer / direct) over all time, the countries by
+ *   human clicks (descending; known countries only) over all time, with `freshness`:
  *   the consumer's last progress report (undefined before the first). Every batch with
  *   `seq <= ackFloorSeq` of a folding `reportProgress` that has resolved is in the answer; a batch
  *   recorded but not yet reported may or may not be (memory: at once; Cassandra: after the
@@ -45,6 +46,8 @@ export interface ClickRecord {
   readonly referrer: string;
   /** True when counted as a human click (human UA class and not HEAD). */
   readonly human: boolean;
+  /** ISO 3166-1 alpha-2 country; "" when unknown. */
+  readonly country: string;
 }
 
 /** One CLICKS stream message as the unit of exactly-once recording. */
@@ -91,6 +94,12 @@ export interface ReferrerClicks {
   readonly human: number;
 }
 
+export interface CountryClicks {
+  /** ISO 3166-1 alpha-2 code. */
+  readonly country: string;
+  readonly human: number;
+}
+
 export interface ClickStats {
   /** human + bot */
   readonly total: number;
@@ -98,6 +107,8 @@ export interface ClickStats {
   readonly bot: number;
   readonly perDay: readonly DayClicks[];
   readonly perReferrer: readonly ReferrerClicks[];
+  /** Human clicks per known country, most first (clicks of unknown country are not listed). */
+  readonly perCountry: readonly CountryClicks[];
   /** The consumer's last lag report; undefined before any. */
   readonly freshness?: ConsumerProgress;
   /**

@@ -121,6 +121,7 @@ export function shortenerImpl(s: Shortener): Partial<ServiceImpl<typeof Shortene
           botClicks: BigInt(st.bot),
           daily: st.daily.map((d) => ({ date: d.date, totalClicks: BigInt(d.total), humanClicks: BigInt(d.human) })),
           referrers: st.referrers.map((r) => ({ referrer: r.referrer, humanClicks: BigInt(r.human) })),
+          countries: st.countries.map((c) => ({ country: c.country, humanClicks: BigInt(c.human) })),
           asOfTime: timestampFromDate(st.asOf),
           ...(st.lag
             ? { pendingMessages: BigInt(st.lag.pendingMessages), pendingClicks: BigInt(st.lag.pendingClicks), lagReportTime: timestampFromDate(st.lag.reportedAt) }

@@ -72,6 +72,7 @@ export interface LinkStats {
   readonly bot: number;
   readonly daily: readonly DailyStats[];
   readonly referrers: readonly { readonly referrer: string; readonly human: number }[];
+  readonly countries: readonly { readonly country: string; readonly human: number }[];
   /** Clicks up to this time are counted (see GetLinkStatsResponse.as_of_time). */
   readonly asOf: Date;
   /** The analytics consumer's last lag report; undefined when it never reported. */
@@ -223,6 +224,7 @@ export class Shortener {
       bot: s.bot,
       daily,
       referrers: s.perReferrer.slice(0, top).map((r) => ({ referrer: r.referrer, human: r.human })),
+      countries: s.perCountry.map((c) => ({ country: c.country, human: c.human })),
       asOf: s.asOf ?? (f ? (f.oldestPending ?? f.at) : now),
       ...(f ? { lag: { pendingMessages: f.pendingMessages, pendingClicks: f.pendingClicks, reportedAt: f.at } } : {}),
     };

@@ -364,10 +364,10 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       const stats = createClickStatsStore(fx.engine);
       const now = new Date();
       const clicks = [
-        { referrer: "twitter.com", human: true },
-        { referrer: "twitter.com", human: true },
-        { referrer: "", human: true },
-        { referrer: "slack.com", human: false },
+        { referrer: "twitter.com", human: true, country: "DE" },
+        { referrer: "twitter.com", human: true, country: "" },
+        { referrer: "", human: true, country: "DE" },
+        { referrer: "slack.com", human: false, country: "FR" },
       ];
       const records = clicks.map((c) => ({ eventId: randomUUID(), code, time: now, ...c }));
       await stats.recordBatch({ id: randomUUID(), seq: 1 }, records);
@@ -385,6 +385,7 @@ export function shortenerSuite(name: string, open: () => Promise<SuiteFixture>):
       expect(r.daily[6]!.humanClicks).toBe(3n);
       expect(r.daily.slice(0, 6).every((d) => d.totalClicks === 0n)).toBe(true);
       expect(r.referrers.map((x) => [x.referrer, x.humanClicks])).toEqual([["twitter.com", 2n]]);
+      expect(r.countries.map((x) => [x.country, x.humanClicks])).toEqual([["DE", 2n]]);
       expect(timestampMs(r.asOfTime!)).toBeLessThanOrEqual(Date.now());
       expect(timestampMs(r.asOfTime!)).toBeGreaterThanOrEqual(before - 1_000);
       expect(r.pendingMessages).toBe(0n);

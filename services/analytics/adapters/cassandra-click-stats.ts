@@ -13,7 +13,7 @@ import type {
   ConsumerProgress,
   RecordBatchResult,
 } from "../ports.js";
-import { firstDay, MAX_REFERRERS } from "./window.js";
+import { byHumanClicks, firstDay, MAX_REFERRERS } from "./window.js";
 
 /**
  * ClickStatsStore on Cassandra/ScyllaDB: idempotent per-batch delta rows, rolled up into
@@ -39,7 +39,7 @@ import { firstDay, MAX_REFERRERS } from "./window.js";
  *   written): it skips delta rows whose seq does not own their batch id, which at fold time is
  *   final (every seq up to the floor has written its claim).
  * - Deltas: `click_deltas ((shard), seq)`: per shard of the codes (FNV-1a mod DELTA_SHARDS), the
- *   message's clicks of those codes summed per code, day and referrer, as one JSON text. A
+ *   message's clicks of those codes summed per code, day, referrer and country, as one JSON text. A
  *   rewrite is the same row. Rows of messages recorded at the same moment are written together
  *   (one single-partition batch per shard).
  * - Roll-up (`click_rollup ((shard), code, kind, key)`): every message with seq <= the durable's
@@ -343,6 +343,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
     let asOf: Date | undefined;
     const perDay: { day: string; human: number; bot: number }[] = [];
     const perReferrer: { referrer: string; human: number }[] = [];
+    const perCountry: { country: string; human: number }[] = [];
     for (const r of rows) {
       if (r["as_of"] instanceof Date) asOf = r["as_of"];
       const kind = r["kind"];
@@ -352,6 +353,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
         bot = num(r["bot"]);
       } else if (kind === "d" && key >= from) perDay.push({ day: key, human: num(r["human"]), bot: num(r["bot"]) });
       else if (kind === "r" && num(r["human"]) > 0) perReferrer.push({ referrer: key, human: num(r["human"]) });
+      else if (kind === "c" && num(r["human"]) > 0) perCountry.push({ country: key, human: num(r["human"]) });
     }
     perDay.sort((a, b) => (a.day < b.day ? -1 : a.day > b.day ? 1 : 0));
     perReferrer.sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1));
@@ -361,6 +363,7 @@ export class CassandraClickStatsStore implements ClickStatsStore {
       bot,
       perDay,
       perReferrer: perReferrer.slice(0, MAX_REFERRERS),
+      perCountry: byHumanClicks(perCountry),
       ...(freshness ? { freshness } : {}),
       ...(asOf ? { asOf } : {}),
     };
@@ -400,12 +403,18 @@ export function deltaShard(code: string): number {
   return (h >>> 0) % DELTA_SHARDS;
 }
 
-/** One code's share of a message as stored: [human, bot, human per day, bot per day, human per referrer]; 0 = empty. */
-type WireDelta = [number, number, Record<string, number> | 0, Record<string, number> | 0, Record<string, number> | 0];
+/**
+ * One code's share of a message as stored: [human, bot, human per day, bot per day, human per
+ * referrer, human per country]; 0 = empty. Rows written before countries were counted have five
+ * elements (no country).
+ */
+type WireDelta = [number, number, Record<string, number> | 0, Record<string, number> | 0, Record<string, number> | 0, (Record<string, number> | 0)?];
 
 function toWire(d: CodeDelta): WireDelta {
   const obj = (m: ReadonlyMap<string, number>) => (m.size === 0 ? 0 : Object.fromEntries(m));
-  return [d.human, d.bot, obj(d.humanDays), obj(d.botDays), obj(d.referrers)];
+  const wire: WireDelta = [d.human, d.bot, obj(d.humanDays), obj(d.botDays), obj(d.referrers)];
+  if (d.countries.size > 0) wire.push(obj(d.countries));
+  return wire;
 }
 
 /** The roll-up rows a delta adds to: [kind, key, human, bot]. */
@@ -416,6 +425,7 @@ function* rowsOf(d: WireDelta): Generator<[string, string, number, number]> {
   if (d[3]) for (const [day, n] of Object.entries(d[3])) days.set(day, [days.get(day)?.[0] ?? 0, n]);
   for (const [day, [h, b]] of days) yield ["d", day, h, b];
   if (d[4]) for (const [ref, n] of Object.entries(d[4])) yield ["r", ref, n, 0];
+  if (d[5]) for (const [country, n] of Object.entries(d[5])) yield ["c", country, n, 0];
 }
 
 function rowKey(code: string, kind: string, key: string): string {

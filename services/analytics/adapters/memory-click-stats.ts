@@ -9,13 +9,14 @@ import type {
   ConsumerProgress,
   RecordBatchResult,
 } from "../ports.js";
-import { firstDay, MAX_REFERRERS, utcDay } from "./window.js";
+import { byHumanClicks, firstDay, MAX_REFERRERS, utcDay } from "./window.js";
 
 interface Counters {
   human: number;
   bot: number;
   days: Map<string, { human: number; bot: number }>;
   referrers: Map<string, number>;
+  countries: Map<string, number>;
 }
 
 /** Batch ids remembered per generation (two generations are kept: 250k batches ~ 125M clicks). */
@@ -52,12 +53,13 @@ export class MemoryClickStatsStore implements ClickStatsStore {
     // first to write each counter once), and building them was most of this store's cost.
     for (const click of clicks) {
       let c = this.byCode.get(click.code);
-      if (!c) this.byCode.set(click.code, (c = { human: 0, bot: 0, days: new Map(), referrers: new Map() }));
+      if (!c) this.byCode.set(click.code, (c = { human: 0, bot: 0, days: new Map(), referrers: new Map(), countries: new Map() }));
       const day = this.day(c, utcDay(click.time));
       if (click.human) {
         c.human++;
         day.human++;
         c.referrers.set(click.referrer, (c.referrers.get(click.referrer) ?? 0) + 1);
+        if (click.country !== "") c.countries.set(click.country, (c.countries.get(click.country) ?? 0) + 1);
       } else {
         c.bot++;
         day.bot++;
@@ -78,7 +80,7 @@ export class MemoryClickStatsStore implements ClickStatsStore {
   async get(code: string, query?: ClickStatsQuery): Promise<ClickStats> {
     const freshness = latestProgress(this.progress.values());
     const c = this.byCode.get(code);
-    if (!c) return { total: 0, human: 0, bot: 0, perDay: [], perReferrer: [], ...(freshness ? { freshness } : {}) };
+    if (!c) return { total: 0, human: 0, bot: 0, perDay: [], perReferrer: [], perCountry: [], ...(freshness ? { freshness } : {}) };
     const from = firstDay(query);
     const perDay = [...c.days]
       .filter(([day]) => day >= from)
@@ -88,7 +90,8 @@ export class MemoryClickStatsStore implements ClickStatsStore {
       .map(([referrer, human]) => ({ referrer, human }))
       .sort((a, b) => b.human - a.human || (a.referrer < b.referrer ? -1 : 1))
       .slice(0, MAX_REFERRERS);
-    return { total: c.human + c.bot, human: c.human, bot: c.bot, perDay, perReferrer, ...(freshness ? { freshness } : {}) };
+    const perCountry = byHumanClicks([...c.countries].map(([country, human]) => ({ country, human })));
+    return { total: c.human + c.bot, human: c.human, bot: c.bot, perDay, perReferrer, perCountry, ...(freshness ? { freshness } : {}) };
   }
 
   private day(c: Counters, day: string): { human: number; bot: number } {

@@ -1,4 +1,4 @@
-import type { ClickStatsQuery } from "../ports.js";
+import type { ClickStatsQuery, CountryClicks } from "../ports.js";
 
 export const DEFAULT_DAYS = 30;
 export const MAX_DAYS = 366;
@@ -22,4 +22,9 @@ export function firstDay(q: ClickStatsQuery | undefined): string {
   const days = Math.min(MAX_DAYS, Math.max(1, Math.floor(q?.days ?? DEFAULT_DAYS)));
   const now = q?.now ?? new Date();
   return utcDay(new Date(now.getTime() - (days - 1) * 86_400_000));
+}
+
+/** Countries by human clicks, most first (ties by code: the same order on both engines). */
+export function byHumanClicks(countries: CountryClicks[]): CountryClicks[] {
+  return countries.sort((a, b) => b.human - a.human || (a.country < b.country ? -1 : 1));
 }
