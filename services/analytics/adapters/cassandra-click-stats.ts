@@ -82,7 +82,6 @@ export class CassandraClickStatsStore implements ClickStatsStore {
   async recordBatch(batch: ClickBatchRef, clicks: readonly ClickRecord[]): Promise<RecordBatchResult> {
     await this.ensureSchema();
     if (!(await this.claim(batch))) return { counted: 0, duplicate: true };
-    const ownerKey = `${batch.id} ${batch.seq}`;
     const byShard = new Map<number, Record<string, WireDelta>>();
     for (const [code, d] of aggregateClicks(clicks)) {
       const shard = deltaShard(code);
