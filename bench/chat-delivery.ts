@@ -97,6 +97,8 @@ interface Input {
   readonly rate: number;
   readonly durationSecs: number;
   readonly warmupSecs: number;
+  /** Messages/s of the warm-up (`--warmup-rate`, default `--rate`). */
+  readonly warmupRate: number;
   readonly channels: number;
   readonly recipients: number;
   readonly connections: number;
@@ -218,12 +220,12 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
     await sleep(200);
   }
 
-  const run = async (name: string, secs: number): Promise<PhaseResult> => {
-    const total = Math.round(input.rate * secs);
+  const run = async (name: string, secs: number, rate: number): Promise<PhaseResult> => {
+    const total = Math.round(rate * secs);
     const track: Track = { scheduled: new Float64Array(total), counts: new Uint8Array(total * R), latency: [] };
     tracks.set(name, track);
     phase(name);
-    const { ok, ackLat, lag, failed, offered, secsTaken } = await openLoop(total, input.rate, track.scheduled, (k) => {
+    const { ok, ackLat, lag, failed, offered, secsTaken } = await openLoop(total, rate, track.scheduled, (k) => {
       const c = k % input.channels;
       return rawSendMessage(pool.session(c % input.connections), senderHeaders[c]!, { channelId: channelIds[c]!, clientMessageId: `${name}:${k}`, text: `bench ${name} ${k}` }, 10_000).then(
         () => undefined,
@@ -267,8 +269,8 @@ async function load(input: Input, phase: (name: string) => void): Promise<Output
     };
   };
 
-  const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs) : undefined;
-  const measured = await run("measured", input.durationSecs);
+  const warmup = input.warmupSecs > 0 ? await run("warmup", input.warmupSecs, input.warmupRate) : undefined;
+  const measured = await run("measured", input.durationSecs, input.rate);
   stop.abort();
   await Promise.all(streams);
   return { ...(warmup ? { warmup } : {}), measured, streamErrors: streamErrors.slice(0, 10), sendErrors, otherEvents };
@@ -284,6 +286,7 @@ async function main(): Promise<boolean> {
     rate: numberFlag(args, "rate", 1000, 1),
     durationSecs: numberFlag(args, "duration", 30, 1),
     warmupSecs: numberFlag(args, "warmup", 3, 0),
+    warmupRate: numberFlag(args, "warmup-rate", numberFlag(args, "rate", 1000, 1), 1),
     channels: numberFlag(args, "channels", 50, 1),
     recipients: args.has("group-size") ? numberFlag(args, "group-size", 3, 2) - 1 : numberFlag(args, "recipients", 2, 1),
     connections: numberFlag(args, "connections", 4, 1),
