@@ -4,7 +4,7 @@
  * lost" check; then the cache-miss path (near-cache hit vs Redis vs database) in-process.
  *
  *   npx tsx bench/redirect.ts [--engine memory|cluster] [--topology embedded|split [--gateways 1]] [--drain [--consumers 1]] [--links 10000]
- *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare] [--sabotage] [--profile-gateway DIR]
+ *                             [--duration 8] [--connections 50] [--rounds 2] [--only door|bare] [--sabotage] [--profile-gateway DIR] [--tls]
  *
  * Exits 2 when wrk (or /usr/bin/time) is missing, 1 when a check fails: any non-3xx answer or socket
  * error, the door's count of redirects not matching wrk's, or clicks recorded != redirects served.
@@ -29,13 +29,18 @@
  * Rounds alternate bare/door, door/bare, ... Redirects served are counted by the gateway itself
  * (gateway_redirect_responses_total{status=~"30[12]"} on /metrics), so requests wrk cut off at
  * the end of a run are counted too.
+ * --tls: the gateway serves TLS (the test certificate of testkit/tls/, SWITCHBOARD_GATEWAY_TLS_*)
+ * and the bare server is node:https with the same certificate; wrk speaks https to both over
+ * keep-alive connections (a handshake per connection, then the bulk cipher per request).
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import os from "node:os";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
 import pino from "pino";
 import { runEmbedded } from "../cmd/mesh.js";
 import { loadConfig } from "../platform/config.js";
@@ -80,6 +85,25 @@ const HOT = Math.floor(LINKS / 5);
 const SABOTAGE = args.has("sabotage");
 /** "door" or "bare": only that server is measured (for profiling with --cpu-prof). */
 const ONLY = args.get("only") ?? "";
+const TLS = args.has("tls");
+const SCHEME = TLS ? "https" : "http";
+const TLS_FILES = {
+  cert: fileURLToPath(new URL("../testkit/tls/a.crt", import.meta.url)),
+  key: fileURLToPath(new URL("../testkit/tls/a.key", import.meta.url)),
+};
+/** The bench's own requests to a gateway (metrics, health, sabotage): over TLS, trusting the test certificate. */
+function get(port: number, pathAndQuery: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const options = { host: "127.0.0.1", port, path: pathAndQuery, headers, ...(TLS ? { ca: readFileSync(TLS_FILES.cert), servername: "localhost" } : {}) };
+    const req = (TLS ? https : http).get(options, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, text }));
+    });
+    req.on("error", reject);
+  });
+}
 const CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 const codeOf = (i: number) => `b${String(i).padStart(6, "0")}`;
 const urlOf = (i: number) => `https://example.com/target/${i}`;
@@ -141,7 +165,7 @@ async function wrk(name: string, ports: readonly number[], script: string, serve
         new Promise<string>((resolve, reject) => {
           const connections = Math.floor(CONNECTIONS / ports.length) + (k < CONNECTIONS % ports.length ? 1 : 0);
           // /usr/bin/time reports wrk's own CPU, so a run limited by the load generator shows it.
-          const p = spawn("/usr/bin/time", ["-f", "WRK_CPU %U %S", "wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `http://127.0.0.1:${port}/`]);
+          const p = spawn("/usr/bin/time", ["-f", "WRK_CPU %U %S", "wrk", "-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, `${SCHEME}://127.0.0.1:${port}/`]);
           let s = "";
           p.stdout.on("data", (d: Buffer) => (s += d.toString()));
           p.stderr.on("data", (d: Buffer) => (s += d.toString()));
@@ -193,7 +217,7 @@ async function wrk(name: string, ports: readonly number[], script: string, serve
 async function startBare(): Promise<{ port: number; close(): Promise<void> }> {
   const targets = new Map<string, string>();
   for (let i = 0; i < LINKS; i++) targets.set(codeOf(i), urlOf(i));
-  const server = http.createServer((req, res) => {
+  const handler: http.RequestListener = (req, res) => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const target = targets.get((q < 0 ? url : url.slice(0, q)).slice(1));
@@ -204,7 +228,8 @@ async function startBare(): Promise<{ port: number; close(): Promise<void> }> {
     }
     res.writeHead(302, { location: target, "cache-control": "private, no-store", "content-length": "0" });
     res.end();
-  });
+  };
+  const server = TLS ? https.createServer({ cert: readFileSync(TLS_FILES.cert), key: readFileSync(TLS_FILES.key) }, handler) : http.createServer(handler);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: (server.address() as AddressInfo).port,
@@ -219,7 +244,7 @@ async function redirectsServed(gatewayPorts: readonly number[]): Promise<number>
 }
 
 async function redirectsServedBy(gatewayPort: number): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${gatewayPort}/metrics`)).text();
+  const { text } = await get(gatewayPort, "/metrics");
   let n = 0;
   for (const line of text.split("\n")) {
     if (!line.startsWith("gateway_redirect_responses_total{")) continue;
@@ -233,7 +258,7 @@ async function redirectsServedBy(gatewayPort: number): Promise<number> {
 async function doorCounts(gatewayPorts: readonly number[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const port of gatewayPorts) {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const { text } = await get(port, "/metrics");
     for (const line of text.split("\n")) {
       const m = /^gateway_redirect_responses_total\{.*cache="(\w+)".*\} (\d+)/.exec(line);
       if (m) out.set(m[1]!, (out.get(m[1]!) ?? 0) + Number(m[2]));
@@ -246,7 +271,7 @@ async function doorCounts(gatewayPorts: readonly number[]): Promise<Map<string, 
 async function metric(gatewayPorts: readonly number[], name: string): Promise<number> {
   let n = 0;
   for (const port of gatewayPorts) {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const { text } = await get(port, "/metrics");
     const line = text.split("\n").find((l) => l.startsWith(name));
     n += line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
   }
@@ -299,6 +324,7 @@ async function main(): Promise<void> {
     // not started in-process (embedded) and sits on a port of its own otherwise.
     SWITCHBOARD_METRICS_ON_PUBLIC_PORT: "true",
     SWITCHBOARD_METRICS_PORT: "0",
+    ...(TLS ? { SWITCHBOARD_GATEWAY_TLS_CERT_FILE: TLS_FILES.cert, SWITCHBOARD_GATEWAY_TLS_KEY_FILE: TLS_FILES.key } : {}),
   };
   if (TOPOLOGY !== "embedded" && TOPOLOGY !== "split") throw new Error(`--topology ${TOPOLOGY}: expected embedded or split`);
   if (TOPOLOGY === "split" && ENGINE !== "cluster") throw new Error("--topology split needs --engine cluster (the memory engine is one process)");
@@ -345,7 +371,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
       const port = await freePort();
       const proc = spawnSwitchboard(["gateway"], { ...own, ...profileEnv, SWITCHBOARD_GATEWAY_PORT: String(port) });
       procs.push(proc);
-      await waitFor("the gateway process", async () => ((await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.ok ? true : undefined)).catch(
+      await waitFor("the gateway process", async () => ((await get(port, "/healthz").catch(() => undefined))?.status === 200 ? true : undefined)).catch(
         async (e: unknown) => {
           await closeMesh();
           throw new Error(`${String(e)}\n${proc.output()}`);
@@ -402,7 +428,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
         if (ONLY !== "") console.log(`window start ${process.hrtime.bigint() / 1000n}`);
         rows.push(
           which === "bare"
-            ? await wrk(`(a) bare node:http 302 #${r}`, barePorts(bare.port), script, barePids)
+            ? await wrk(`(a) bare node:${SCHEME} 302 #${r}`, barePorts(bare.port), script, barePids)
             : await wrk(`(b) gateway redirect door${GATEWAYS > 1 ? `s (${GATEWAYS})` : ""} #${r}`, gatewayPorts, script, gatewayPids),
         );
         if (ONLY !== "") console.log(`window end ${process.hrtime.bigint() / 1000n}`);
@@ -418,7 +444,7 @@ async function measure(env: Record<string, string | undefined>): Promise<void> {
       // Proves the checks bite: redirects wrk never sent, answered to a link-preview bot (served
       // by the door, not a human click), so both the served and the clicks checks must fail.
       for (let i = 0; i < 5; i++) {
-        await fetch(`http://127.0.0.1:${gatewayPorts[0]!}/${codeOf(i)}`, { redirect: "manual", headers: { "user-agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)" } });
+        await get(gatewayPorts[0]!, `/${codeOf(i)}`, { "user-agent": "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)" });
       }
       console.log("--sabotage: 5 redirects outside wrk, to a preview bot");
     }
