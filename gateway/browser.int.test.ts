@@ -136,6 +136,32 @@ describe("the gateway from Chromium on another origin", () => {
     expect(await linksOf(stranger)).toBe(1);
   });
 
+  it.each(PROTOCOLS)("an owner's page watches a link's clicks live over %s; someone else's page is refused", async (protocol) => {
+    const owner = tokenFor(`dash-${protocol}-${run}`);
+    const made = await inPage(page, "createLink", base, "connect", owner, "https://example.com/dashboard");
+    if (isFailure(made)) throw new Error(`${made.error.code}: ${made.error.message}`);
+    const name = `clicks-${protocol}`;
+    const stranger = `stranger-clicks-${protocol}`;
+    await inPage(page, "watchClicks", base, protocol, owner, made.code, name);
+    await inPage(page, "watchClicks", base, protocol, tokenFor(`nosy-${protocol}-${run}`), made.code, stranger);
+    try {
+      // Clicks reach a watch from the moment it is attached: click until one shows up.
+      await waitFor(`a click on ${name}`, async () => {
+        await fetch(`${base}/${made.code}`, { redirect: "manual", headers: { referer: `https://from-${protocol}.example/` } });
+        const got = await inPage(page, "received", name);
+        if (got.end !== undefined) throw new Error(`${name} ended: ${got.end}`);
+        return got.events.length > 0 ? true : undefined;
+      }, 20_000);
+      expect((await inPage(page, "received", name)).events[0]).toEqual({ kind: "click", text: `${made.code} from-${protocol}.example ` });
+      const nosy = await waitFor(`${stranger} refused`, async () => (await inPage(page, "received", stranger)).end, 20_000);
+      expect(nosy).toBe("NotFound");
+      expect((await inPage(page, "received", stranger)).events).toEqual([]);
+    } finally {
+      await inPage(page, "unsubscribe", name);
+      await inPage(page, "unsubscribe", stranger);
+    }
+  });
+
   it.each(PROTOCOLS)("a stream the server ends reaches the page with its code over %s (a newer stream of the device: Aborted)", async (protocol) => {
     const token = tokenFor(`carol-${protocol}-${run}`);
     const [older, newer] = [`old-${protocol}`, `new-${protocol}`];

@@ -6,6 +6,7 @@
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ChatService, type ChatEvent } from "../../gen/switchboard/chat/v1/chat_pb.js";
+import { RedirectService } from "../../gen/switchboard/redirect/v1/redirect_pb.js";
 import { ShortenerService } from "../../gen/switchboard/shortener/v1/shortener_pb.js";
 
 export type BrowserProtocol = "connect-json" | "connect" | "grpc-web";
@@ -99,6 +100,24 @@ const api = {
       try {
         for await (const res of client.subscribe({ deviceId }, { signal: sub.abort.signal })) {
           sub.events.push(...res.events.map(liveEvent));
+        }
+        sub.end = "closed";
+      } catch (e) {
+        sub.end = failure(e).error.code;
+      }
+    })();
+  },
+
+  /** An owner's dashboard: WatchClicks on one code, collected under `name` like a chat stream. */
+  watchClicks(baseUrl: string, protocol: BrowserProtocol, token: string, code: string, name: string): void {
+    const sub: Subscription = { events: [], abort: new AbortController() };
+    subscriptions.set(name, sub);
+    const client = createClient(RedirectService, transport(baseUrl, protocol, token));
+    void (async () => {
+      try {
+        for await (const res of client.watchClicks({ code }, { signal: sub.abort.signal })) {
+          const c = res.click;
+          if (c) sub.events.push({ kind: "click", text: `${c.code} ${c.referrer} ${c.country}` });
         }
         sub.end = "closed";
       } catch (e) {
