@@ -64,6 +64,20 @@ interface Subscription {
 }
 const subscriptions = new Map<string, Subscription>();
 
+/** Reads a server stream in the background into `name`'s events, and how it ended. */
+function collect<T>(name: string, open: (signal: AbortSignal) => AsyncIterable<T>, events: (res: T) => LiveEvent[]): void {
+  const sub: Subscription = { events: [], abort: new AbortController() };
+  subscriptions.set(name, sub);
+  void (async () => {
+    try {
+      for await (const res of open(sub.abort.signal)) sub.events.push(...events(res));
+      sub.end = "closed";
+    } catch (e) {
+      sub.end = failure(e).error.code;
+    }
+  })();
+}
+
 const api = {
   createLink: (baseUrl: string, protocol: BrowserProtocol, token: string | undefined, longUrl: string) =>
     attempt(async () => {
@@ -93,37 +107,16 @@ const api = {
 
   /** Opens a Subscribe stream that collects what it delivers under `name`. */
   subscribe(baseUrl: string, protocol: BrowserProtocol, token: string, deviceId: string, name: string): void {
-    const sub: Subscription = { events: [], abort: new AbortController() };
-    subscriptions.set(name, sub);
     const client = createClient(ChatService, transport(baseUrl, protocol, token));
-    void (async () => {
-      try {
-        for await (const res of client.subscribe({ deviceId }, { signal: sub.abort.signal })) {
-          sub.events.push(...res.events.map(liveEvent));
-        }
-        sub.end = "closed";
-      } catch (e) {
-        sub.end = failure(e).error.code;
-      }
-    })();
+    collect(name, (signal) => client.subscribe({ deviceId }, { signal }), (res) => res.events.map(liveEvent));
   },
 
   /** An owner's dashboard: WatchClicks on one code, collected under `name` like a chat stream. */
   watchClicks(baseUrl: string, protocol: BrowserProtocol, token: string, code: string, name: string): void {
-    const sub: Subscription = { events: [], abort: new AbortController() };
-    subscriptions.set(name, sub);
     const client = createClient(RedirectService, transport(baseUrl, protocol, token));
-    void (async () => {
-      try {
-        for await (const res of client.watchClicks({ code }, { signal: sub.abort.signal })) {
-          const c = res.click;
-          if (c) sub.events.push({ kind: "click", text: `${c.code} ${c.referrer} ${c.country}` });
-        }
-        sub.end = "closed";
-      } catch (e) {
-        sub.end = failure(e).error.code;
-      }
-    })();
+    collect(name, (signal) => client.watchClicks({ code }, { signal }), ({ click: c }) =>
+      c ? [{ kind: "click", text: `${c.code} ${c.referrer} ${c.country}` }] : [],
+    );
   },
 
   received: (name: string) => {
