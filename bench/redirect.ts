@@ -91,10 +91,11 @@ const TLS_FILES = {
   cert: fileURLToPath(new URL("../testkit/tls/a.crt", import.meta.url)),
   key: fileURLToPath(new URL("../testkit/tls/a.key", import.meta.url)),
 };
+const TLS_CA = TLS ? readFileSync(TLS_FILES.cert) : undefined;
 /** The bench's own requests to a gateway (metrics, health, sabotage): over TLS, trusting the test certificate. */
 function get(port: number, pathAndQuery: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const options = { host: "127.0.0.1", port, path: pathAndQuery, headers, ...(TLS ? { ca: readFileSync(TLS_FILES.cert), servername: "localhost" } : {}) };
+    const options = { host: "127.0.0.1", port, path: pathAndQuery, headers, ...(TLS_CA ? { ca: TLS_CA, servername: "localhost" } : {}) };
     const req = (TLS ? https : http).get(options, (res) => {
       let text = "";
       res.setEncoding("utf8");
@@ -229,7 +230,7 @@ async function startBare(): Promise<{ port: number; close(): Promise<void> }> {
     res.writeHead(302, { location: target, "cache-control": "private, no-store", "content-length": "0" });
     res.end();
   };
-  const server = TLS ? https.createServer({ cert: readFileSync(TLS_FILES.cert), key: readFileSync(TLS_FILES.key) }, handler) : http.createServer(handler);
+  const server = TLS ? https.createServer({ cert: TLS_CA, key: readFileSync(TLS_FILES.key) }, handler) : http.createServer(handler);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     port: (server.address() as AddressInfo).port,

@@ -18,7 +18,7 @@ import type { BrowserProtocol, Failure, LiveEvent } from "../testkit/browser/pag
 import { waitFor } from "../testkit/processes.js";
 import { fileURLToPath } from "node:url";
 import { signHs256 } from "./auth/jwt.js";
-import { bearer, chatClient, LiveDevice } from "./chat-wire.js";
+import { bearer, chatClient, LiveDevice, withHeaders } from "./chat-wire.js";
 
 const jwtSecret = "browser-test-secret-0123456789abcdef0123456789ab";
 const tokenFor = (sub: string) => signHs256({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret);
@@ -60,12 +60,7 @@ afterAll(async () => {
 const isFailure = (r: object): r is Failure => "error" in r;
 
 async function linksOf(user: string): Promise<number> {
-  const shortener = createClient(ShortenerService, createConnectTransport({ baseUrl: base, httpVersion: "1.1", interceptors: [
-    (next) => (req) => {
-      req.header.set("authorization", `Bearer ${tokenFor(user)}`);
-      return next(req);
-    },
-  ] }));
+  const shortener = createClient(ShortenerService, createConnectTransport({ baseUrl: base, httpVersion: "1.1", interceptors: [withHeaders(bearer(tokenFor(user)))] }));
   return (await shortener.listLinks({})).links.length;
 }
 

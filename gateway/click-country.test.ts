@@ -12,6 +12,7 @@ import { loadConfig } from "../platform/config.js";
 import { countryCode } from "../services/analytics/classify.js";
 import { waitFor } from "../testkit/processes.js";
 import { signHs256 } from "./auth/jwt.js";
+import { bearer, withHeaders } from "./chat-wire.js";
 
 const jwtSecret = "country-test-secret-0123456789abcdef0123456789";
 
@@ -24,12 +25,7 @@ function clients(running: Running, owner: string): { shortener: Client<typeof Sh
   const transport = createConnectTransport({
     baseUrl: `http://127.0.0.1:${running.gatewayPort}`,
     httpVersion: "1.1",
-    interceptors: [
-      (next) => (req) => {
-        req.header.set("authorization", `Bearer ${signHs256({ sub: owner, exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret)}`);
-        return next(req);
-      },
-    ],
+    interceptors: [withHeaders(bearer(signHs256({ sub: owner, exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret)))],
   });
   return { shortener: createClient(ShortenerService, transport), redirect: createClient(RedirectService, transport) };
 }

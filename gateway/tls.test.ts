@@ -14,15 +14,13 @@ import { ShortenerService } from "../gen/switchboard/shortener/v1/shortener_pb.j
 import { ConfigError, loadConfig } from "../platform/config.js";
 import { waitFor } from "../testkit/processes.js";
 import { signHs256 } from "./auth/jwt.js";
+import { bearer, withHeaders } from "./chat-wire.js";
 
 const certFile = fileURLToPath(new URL("../testkit/tls/a.crt", import.meta.url));
 const keyFile = fileURLToPath(new URL("../testkit/tls/a.key", import.meta.url));
 const ca = readFileSync(certFile);
 const jwtSecret = "tls-test-secret-0123456789abcdef0123456789abcd";
-const auth = (sub: string): Interceptor => (next) => (req) => {
-  req.header.set("authorization", `Bearer ${signHs256({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret)}`);
-  return next(req);
-};
+const auth = (sub: string): Interceptor => withHeaders(bearer(signHs256({ sub, exp: Math.floor(Date.now() / 1000) + 3600 }, jwtSecret)));
 
 let running: Running;
 let base: string;
